@@ -1,0 +1,295 @@
+"""Base images built from the Debian packages the host's apt already uses, with no
+container registry: `mmdebstrap --variant=extract` unpacks the packages, a hook
+prunes and configures the tree, and `docker import` turns the tarball into an image.
+
+Each image records a hash of its inputs in a label, so a rebuild is skipped while
+the recipe, the hooks and the apt sources are unchanged. Where a registry answers,
+the official images can stand in for these (`--source official`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import docker
+from .errors import BadInput, OpsError
+
+HOOKS_DIR = Path(__file__).resolve().parent / "baseimages_hooks"
+MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
+INPUTS_LABEL = "org.analyticbot.base.inputs"
+# Bump when the way images are assembled changes in a way the hashed inputs miss.
+RECIPE_FORMAT = 1
+DEFAULT_NAMESPACE = "analyticbot"
+APP_UID = 10001
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    """One base image: which packages, which hooks, and what stands in for it online."""
+
+    name: str
+    description: str
+    packages: tuple[str, ...]
+    hooks: tuple[tuple[str, ...], ...]
+    changes: tuple[str, ...]
+    official_image: str
+
+    def tag(self, namespace: str = DEFAULT_NAMESPACE) -> str:
+        return f"{namespace}/{self.name}:bookworm"
+
+
+_PYTHON_ENV = ("ENV LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1",)
+
+RECIPES: tuple[BaseRecipe, ...] = (
+    BaseRecipe(
+        name="python-runtime",
+        description="Python 3.11 runtime: unpacked Debian packages, no shell, no compilers, user app",
+        packages=("python3.11-minimal", "libpython3.11-stdlib", "ca-certificates"),
+        hooks=(("common.sh",), ("python.sh", "runtime")),
+        changes=(*_PYTHON_ENV, f"USER {APP_UID}:{APP_UID}", "WORKDIR /home/app", 'CMD ["python3"]'),
+        official_image="python:3.11-slim-bookworm",
+    ),
+    BaseRecipe(
+        name="python-build",
+        description="Python 3.11 with pip and a shell, for build stages only (installs wheels, compiles bytecode)",
+        # dash and coreutils so that RUN's shell form works; no compiler: every
+        # dependency arrives as a wheel built on the host.
+        packages=(
+            "python3.11-minimal",
+            "libpython3.11-stdlib",
+            "python3-pip",
+            "ca-certificates",
+            "dash",
+            "coreutils",
+            "findutils",
+        ),
+        hooks=(("common.sh",), ("python.sh", "build")),
+        changes=(*_PYTHON_ENV, 'CMD ["python3"]'),
+        official_image="python:3.11-slim-bookworm",
+    ),
+)
+
+
+def recipe(name: str) -> BaseRecipe:
+    for candidate in RECIPES:
+        if candidate.name == name:
+            return candidate
+    known = ", ".join(r.name for r in RECIPES)
+    raise BadInput(f"unknown base image {name!r}; known: {known}")
+
+
+# --- the host's apt sources -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AptSource:
+    uri: str
+    suites: tuple[str, ...]
+    components: tuple[str, ...]
+
+    def mirror_lines(self, codename: str) -> list[str]:
+        """mmdebstrap mirror arguments for the suites of this release, main only."""
+        return [
+            f"deb {self.uri} {suite} main"
+            for suite in self.suites
+            if suite == codename or suite.startswith(codename + "-")
+            if "main" in self.components
+        ]
+
+
+def parse_one_line_sources(text: str) -> list[AptSource]:
+    """`deb [opts] URI SUITE COMPONENT...` lines, as in sources.list."""
+    sources = []
+    for raw in text.splitlines():
+        line = re.sub(r"\[[^]]*\]", "", raw.split("#", 1)[0]).split()
+        if len(line) >= 4 and line[0] == "deb":
+            sources.append(AptSource(line[1].rstrip("/"), (line[2],), tuple(line[3:])))
+    return sources
+
+
+def parse_deb822_sources(text: str) -> list[AptSource]:
+    """The stanzas of a deb822 `.sources` file that are enabled binary sources."""
+    sources = []
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line.startswith("#") or ":" not in line or line[:1].isspace():
+                continue
+            key, value = line.split(":", 1)
+            fields[key.strip().lower()] = value.strip()
+        if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes").lower() == "no":
+            continue
+        for uri in fields.get("uris", "").split():
+            sources.append(
+                AptSource(
+                    uri.rstrip("/"),
+                    tuple(fields.get("suites", "").split()),
+                    tuple(fields.get("components", "").split()),
+                )
+            )
+    return sources
+
+
+def host_apt_sources(etc_apt: Path = Path("/etc/apt")) -> list[AptSource]:
+    sources: list[AptSource] = []
+    main_list = etc_apt / "sources.list"
+    if main_list.is_file():
+        sources += parse_one_line_sources(main_list.read_text())
+    for path in sorted((etc_apt / "sources.list.d").glob("*")):
+        if path.suffix == ".list":
+            sources += parse_one_line_sources(path.read_text())
+        elif path.suffix == ".sources":
+            sources += parse_deb822_sources(path.read_text())
+    return sources
+
+
+def host_codename(os_release: Path = Path("/etc/os-release")) -> str:
+    if os_release.is_file():
+        match = re.search(r"^VERSION_CODENAME=\"?([a-z]+)", os_release.read_text(), re.MULTILINE)
+        if match:
+            return match.group(1)
+    raise OpsError(
+        "cannot tell the Debian release from /etc/os-release; use --source official where a registry answers"
+    )
+
+
+def mirror_lines(sources: Iterable[AptSource], codename: str) -> list[str]:
+    lines = [line for source in sources for line in source.mirror_lines(codename)]
+    if not lines:
+        raise OpsError(
+            f"the host's apt sources list no Debian '{codename}' main suite to build base images from; "
+            "use --source official where a registry answers"
+        )
+    return list(dict.fromkeys(lines))
+
+
+# --- building ---------------------------------------------------------------------------
+
+
+def inputs_hash(base: BaseRecipe, mirrors: list[str], codename: str) -> str:
+    """Everything that decides an image's content, hashed; stored in its label."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([RECIPE_FORMAT, base.packages, base.hooks, base.changes, mirrors, codename]).encode())
+    for hook in sorted({h[0] for h in base.hooks}):
+        digest.update((HOOKS_DIR / hook).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def mmdebstrap_command(base: BaseRecipe, codename: str, mirrors: list[str]) -> list[str]:
+    command = [
+        "mmdebstrap",
+        "--quiet",
+        "--mode=root",
+        "--variant=extract",
+        # Without the merged-usr hook, usrmerge drags Perl in (+50 MB).
+        f"--hook-dir={MERGED_USR_HOOKS}",
+        "--include=" + ",".join(base.packages),
+    ]
+    for script, *args in base.hooks:
+        quoted = " ".join(f"'{a}'" for a in args)
+        # Extract-hooks are the only hooks mmdebstrap runs for the extract variant.
+        command.append(f"--extract-hook=sh '{HOOKS_DIR / script}' \"$1\" {quoted}")
+    return [*command, codename, "-", *mirrors]
+
+
+@dataclass
+class BaseBuild:
+    name: str
+    tag: str
+    action: str  # built | kept | official | fallback
+    seconds: float = 0.0
+    size: int = 0
+    source: str = "debian"
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_tools() -> None:
+    if shutil.which("mmdebstrap") is None:
+        raise OpsError("mmdebstrap is not installed: run scripts/bootstrap, or apt-get install mmdebstrap")
+    if not MERGED_USR_HOOKS.is_dir():
+        raise OpsError(f"{MERGED_USR_HOOKS} is missing: mmdebstrap's hooks are needed (apt-get install mmdebstrap)")
+
+
+def build_from_debian(base: BaseRecipe, namespace: str, mirrors: list[str], codename: str, force: bool) -> BaseBuild:
+    """Build one base image unless an image with the same inputs exists."""
+    tag = base.tag(namespace)
+    wanted = inputs_hash(base, mirrors, codename)
+    labels = docker.image_labels(tag)
+    if not force and labels is not None and labels.get(INPUTS_LABEL) == wanted:
+        return BaseBuild(base.name, tag, "kept", size=docker.image_size(tag))
+    _check_tools()
+    started = time.monotonic()
+    changes = [
+        *base.changes,
+        f'LABEL {INPUTS_LABEL}={wanted} org.opencontainers.image.description="{base.description}"',
+    ]
+    importer = [docker.client().path, "import", *[arg for c in changes for arg in ("--change", c)], "-", tag]
+    with subprocess.Popen(
+        mmdebstrap_command(base, codename, mirrors), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as debstrap:
+        imported = subprocess.run(importer, stdin=debstrap.stdout, capture_output=True, text=True)
+        assert debstrap.stdout is not None
+        debstrap.stdout.close()
+        errors = debstrap.stderr.read().decode(errors="replace") if debstrap.stderr else ""
+        debstrap.wait()
+    if debstrap.returncode != 0:
+        raise OpsError(f"mmdebstrap failed for {base.name}: {_last_error(errors)}")
+    if imported.returncode != 0:
+        raise OpsError(f"docker import failed for {base.name}: {docker.first_line(imported.stderr)}")
+    return BaseBuild(base.name, tag, "built", time.monotonic() - started, docker.image_size(tag))
+
+
+def _last_error(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith(("E:", "W:")) or "error" in line.lower()]
+    return (lines or stderr.splitlines() or ["(no output)"])[-1].strip()
+
+
+def use_official(base: BaseRecipe) -> bool:
+    """Pull the official image; False when no registry answers."""
+    return docker.docker(["pull", "--quiet", base.official_image], check=False, timeout=300).returncode == 0
+
+
+def build_base_images(
+    names: Iterable[str] | None = None,
+    *,
+    source: str = "debian",
+    namespace: str = DEFAULT_NAMESPACE,
+    force: bool = False,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> list[BaseBuild]:
+    """Build (or keep) the base images; with source='official', pull the official ones,
+    falling back to the Debian build where no registry answers."""
+    if source not in ("debian", "official"):
+        raise BadInput(f"unknown base image source {source!r}; use 'debian' or 'official'")
+    selected = [recipe(n) for n in names] if names else list(RECIPES)
+    docker.require_daemon()
+    codename = host_codename() if source == "debian" else ""
+    mirrors = mirror_lines(host_apt_sources(), codename) if source == "debian" else []
+    results = []
+    for index, base in enumerate(selected, 1):
+        progress(f"[{index}/{len(selected)}] {base.name}: {base.description}")
+        if source == "official":
+            if use_official(base):
+                results.append(BaseBuild(base.name, base.official_image, "official", source="official"))
+                continue
+            progress(f"  no registry answered for {base.official_image}; building {base.name} from Debian packages")
+            codename = codename or host_codename()
+            mirrors = mirrors or mirror_lines(host_apt_sources(), codename)
+            result = build_from_debian(base, namespace, mirrors, codename, force)
+            result.action = "fallback"
+        else:
+            result = build_from_debian(base, namespace, mirrors, codename, force)
+        results.append(result)
+    return results
+
+
+def image_refs(results: Iterable[BaseBuild]) -> dict[str, str]:
+    """name -> image reference, for build args and compose image variables."""
+    return {r.name: r.tag for r in results}

@@ -1,0 +1,36 @@
+"""Defaults for every task, merged into Invoke's config under `ops`.
+
+Override any of them in invoke.yaml (or ~/.invoke.yaml) at the project root, e.g.
+
+    ops:
+      base_source: official
+      budgets_mb: {api: 80}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "ops": {
+        # Image names are NAMESPACE/NAME:TAG; change it to push to your own registry.
+        "namespace": "analyticbot",
+        # debian: build bases from the host's apt mirror (works with no registry);
+        # official: pull python:3.11-slim-bookworm etc., falling back to debian.
+        "base_source": "debian",
+        # Uncompressed size budgets (decimal MB, as docker reports): analyze-layers
+        # and the benchmark fail when an image grows past its budget.
+        "budgets_mb": {
+            "python-runtime": 50,
+            "python-build": 80,
+            "api": 90,
+            "bot": 110,
+            "mtproto": 100,
+        },
+    }
+}
+
+
+def ops(config: Any) -> Any:
+    """The `ops` section of an Invoke config (or a plain dict in tests)."""
+    return config["ops"]

@@ -1,0 +1,48 @@
+"""Nox sessions: `nox` runs lint, tests and integration; `nox -s bench` the benchmarks.
+
+Dependencies come from setup.cfg's extras, never a second list here. The
+integration session needs a Docker daemon and builds every image it uses."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests", "integration"]
+nox.options.reuse_existing_virtualenvs = True
+# pytest exits 5 when a selection collects nothing; with markers that is a
+# legitimate outcome for a filtered run, never a crash.
+PYTEST_OK = [0, 5]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff (lint and format check) over the toolkit, services and tests."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests: no Docker, fast."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/unit", "-q", *session.posargs, success_codes=PYTEST_OK)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Integration tests against real containers (needs Docker; builds the images)."""
+    session.install("-e", ".[test]")
+    # Ryuk's image would have to be pulled, and no registry answers here: the
+    # tests clean up after themselves instead.
+    session.env["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+    session.run("invoke", "base-images")
+    session.run("invoke", "build-optimized")
+    session.run("pytest", "tests/integration", "-q", *session.posargs, success_codes=PYTEST_OK)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: image sizes against budgets, rebuild ratios (opt-in, slow)."""
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/images.py", *session.posargs)

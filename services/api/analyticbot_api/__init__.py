@@ -1,0 +1,1 @@
+"""The AnalyticBot API service."""

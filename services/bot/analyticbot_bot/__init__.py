@@ -1,0 +1,1 @@
+"""The AnalyticBot Telegram bot (aiogram 3, webhook mode)."""

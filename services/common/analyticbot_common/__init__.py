@@ -1,0 +1,1 @@
+"""Code shared by the AnalyticBot services: health, metrics, settings and the probe."""

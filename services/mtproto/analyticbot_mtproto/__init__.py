@@ -1,0 +1,1 @@
+"""The AnalyticBot MTProto collector (Telethon)."""

@@ -1,0 +1,16 @@
+"""AnalyticBot Ops tasks: `invoke --list` shows them all, `invoke --help TASK` their options.
+
+Each concern's tasks live in analyticbot_ops/cli/; this file only assembles them
+into one flat namespace (the names the legacy Makefile targets map to) and sets
+the defaults, which invoke.yaml can override."""
+
+from invoke import Collection
+
+from analyticbot_ops.cli import images
+from analyticbot_ops.config import DEFAULTS
+
+ns = Collection()
+for module in (images,):
+    for name, task_object in module.ns.tasks.items():
+        ns.add_task(task_object, name=name)
+ns.configure(DEFAULTS)

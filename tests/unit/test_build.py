@@ -1,0 +1,55 @@
+"""Service builds: the BuildKit command line and the step accounting."""
+
+from __future__ import annotations
+
+import pytest
+
+from analyticbot_ops import build
+from analyticbot_ops.errors import BadInput
+
+PLAIN = """#1 [internal] load build definition from Dockerfile
+#1 DONE 0.0s
+#5 [deps 1/3] COPY services/api/requirements.txt /tmp/requirements.txt
+#5 CACHED
+#6 [deps 2/3] RUN --mount=type=bind,source=.cache/wheels,target=/wheels python3 -m pip install
+#6 CACHED
+#7 [code 2/3] COPY services/common/analyticbot_common /opt/app/src/analyticbot_common
+#7 DONE 0.1s
+#8 [stage-2 2/3] COPY --from=deps /opt/app/deps /opt/app/deps
+#8 CACHED
+"""
+
+
+def test_count_steps_counts_numbered_steps_and_cached_ones() -> None:
+    assert build.count_steps(PLAIN) == (4, 3)
+
+
+def test_build_command_has_no_network_labels_and_base_args() -> None:
+    command = build.build_command("api", "ns/api:latest", {"python-runtime": "rt:1", "python-build": "bd:1"}, False)
+    assert "--network=none" in command
+    assert "SERVICE=api" in command
+    assert "PYTHON_RUNTIME_IMAGE=rt:1" in command and "PYTHON_BUILD_IMAGE=bd:1" in command
+    labels = [command[i + 1] for i, arg in enumerate(command) if arg == "--label"]
+    assert {label.split("=", 1)[0] for label in labels} >= {
+        "org.opencontainers.image.version",
+        "org.opencontainers.image.revision",
+        "org.opencontainers.image.created",
+    }
+    assert "--no-cache" not in command
+    assert "--no-cache" in build.build_command("api", "t", {}, True)
+
+
+def test_unknown_service_is_bad_input() -> None:
+    with pytest.raises(BadInput, match="known: api, bot, mtproto"):
+        build.check_service("frontend")
+
+
+def test_every_service_has_a_fully_pinned_lock() -> None:
+    for service in build.SERVICES:
+        lines = [
+            line.strip()
+            for line in build.requirements_file(service).read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        assert lines, service
+        assert all("==" in line for line in lines), service
