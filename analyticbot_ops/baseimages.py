@@ -40,6 +40,8 @@ class BaseRecipe:
     hooks: tuple[tuple[str, ...], ...]
     changes: tuple[str, ...]
     official_image: str
+    # Files the hooks copy into the image: hashed with the hooks.
+    extra_files: tuple[str, ...] = ()
 
     def tag(self, namespace: str = DEFAULT_NAMESPACE) -> str:
         return f"{namespace}/{self.name}:bookworm"
@@ -73,6 +75,50 @@ RECIPES: tuple[BaseRecipe, ...] = (
         hooks=(("common.sh",), ("python.sh", "build")),
         changes=(*_PYTHON_ENV, 'CMD ["python3"]'),
         official_image="python:3.11-slim-bookworm",
+    ),
+    BaseRecipe(
+        name="postgres",
+        description="PostgreSQL 15 server from Debian without LLVM JIT or Perl; official-image entrypoint contract",
+        # dash and coreutils run the entrypoint script (first-run initdb).
+        packages=("postgresql-15", "dash", "coreutils"),
+        hooks=(("common.sh",), ("postgres.sh",)),
+        extra_files=("postgres-entrypoint.sh",),
+        changes=(
+            "ENV LANG=C.UTF-8 PGDATA=/var/lib/postgresql/data "
+            "PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin",
+            f"USER {APP_UID}:{APP_UID}",
+            'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
+            'CMD ["postgres"]',
+            "EXPOSE 5432",
+            'VOLUME ["/var/lib/postgresql/data"]',
+        ),
+        official_image="postgres:15-bookworm",
+    ),
+    BaseRecipe(
+        name="redis",
+        description="Redis 7 server and redis-cli from Debian",
+        packages=("redis-server", "redis-tools"),
+        hooks=(("common.sh",), ("redis.sh",)),
+        changes=(
+            f"USER {APP_UID}:{APP_UID}",
+            "WORKDIR /data",
+            'CMD ["redis-server"]',
+            "EXPOSE 6379",
+            'VOLUME ["/data"]',
+        ),
+        official_image="redis:7-bookworm",
+    ),
+    BaseRecipe(
+        name="nginx",
+        description="nginx 1.22 from Debian, unprivileged (8080/8443), busybox wget for its healthcheck",
+        packages=("nginx", "busybox"),
+        hooks=(("common.sh",), ("nginx.sh",)),
+        changes=(
+            f"USER {APP_UID}:{APP_UID}",
+            "EXPOSE 8080 8443",
+            'CMD ["nginx", "-e", "stderr", "-g", "daemon off;"]',
+        ),
+        official_image="nginxinc/nginx-unprivileged:1.22",
     ),
 )
 
@@ -177,7 +223,7 @@ def inputs_hash(base: BaseRecipe, mirrors: list[str], codename: str) -> str:
     """Everything that decides an image's content, hashed; stored in its label."""
     digest = hashlib.sha256()
     digest.update(json.dumps([RECIPE_FORMAT, base.packages, base.hooks, base.changes, mirrors, codename]).encode())
-    for hook in sorted({h[0] for h in base.hooks}):
+    for hook in sorted({h[0] for h in base.hooks} | set(base.extra_files)):
         digest.update((HOOKS_DIR / hook).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -247,8 +293,12 @@ def build_from_debian(base: BaseRecipe, namespace: str, mirrors: list[str], code
 
 
 def _last_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.startswith(("E:", "W:")) or "error" in line.lower()]
-    return (lines or stderr.splitlines() or ["(no output)"])[-1].strip()
+    """The line that explains a failed mmdebstrap run: the last one that is not
+    mmdebstrap's own I:/E: bookkeeping (a hook's or apt's message), else the first E:."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    own = [line for line in lines if not line.startswith(("I:", "W:", "E:"))]
+    errors = [line for line in lines if line.startswith("E:")]
+    return (own or errors or ["(no output)"])[-1]
 
 
 def use_official(base: BaseRecipe) -> bool:

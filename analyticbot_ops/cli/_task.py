@@ -15,8 +15,10 @@ from ..errors import OpsError
 
 # Tables and results on stdout; progress and warnings on stderr, so `--json`
 # output stays machine-readable.
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Without a terminal (CI logs, pipes) rich would wrap tables at 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
 def ops_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:

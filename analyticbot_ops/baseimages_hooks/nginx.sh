@@ -1,0 +1,15 @@
+#!/bin/sh
+# Customize hook for the nginx base: `sh nginx.sh ROOTFS`.
+# The proxy runs as uid 10001 on a read-only root: it listens on 8080/8443 and
+# keeps its pid and temp files in /tmp (a tmpfs in compose).
+set -eu
+root="$1"
+rm -rf "$root/etc/nginx/sites-available" "$root/etc/nginx/sites-enabled" "$root/etc/nginx/conf.d" \
+       "$root/etc/nginx/snippets" "$root/etc/nginx/modules-enabled" "$root/var/www/html" \
+       "$root/usr/share/nginx/html" "$root/etc/init.d" "$root/etc/logrotate.d" "$root/etc/ufw" \
+       "$root/usr/sbin/ip" "$root/sbin/ip" "$root/usr/bin/ip" "$root/usr/sbin/bridge" "$root/usr/sbin/tc" \
+       "$root/usr/sbin/ss" "$root/usr/bin/ss" "$root/usr/lib/python3"* "$root/usr/bin/python3"*
+mkdir -p "$root/etc/nginx/conf.d" "$root/var/www/acme" "$root/usr/share/nginx/html" "$root/etc/nginx/tls" \
+         "$root/var/log/nginx" "$root/var/lib/nginx"
+# busybox brings wget for the image's HEALTHCHECK (no curl, no Python here).
+if [ -x "$root/usr/bin/busybox" ]; then ln -sf busybox "$root/usr/bin/wget"; fi

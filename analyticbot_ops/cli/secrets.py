@@ -1,0 +1,91 @@
+"""Tasks for Docker file secrets: secrets-init, secrets-from-env, secrets-check, secrets-list.
+(secrets-rotate lives with the stack tasks: it needs the running services.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Exit
+from rich.table import Table
+
+from .. import secrets
+from ._task import ops_task, out, print_json
+
+ENV_HELP = "Environment: dev, staging or prod (decides which secrets are required)."
+
+
+def _print_report(report: secrets.ApplyReport) -> None:
+    table = Table("secret", "status", "detail")
+    for outcome in report.outcomes:
+        table.add_row(outcome.name, outcome.status, outcome.detail)
+    out.print(table)
+
+
+@ops_task(help={"env": ENV_HELP, "force": "Replace existing values (each old one is backed up first)."})
+def secrets_init(c: Any, env: str = "dev", force: bool = False) -> None:
+    """Ask for missing user secrets (no echo) and generate the rest; needs a terminal."""
+    _print_report(secrets.init_interactive(env, force=force))
+
+
+@ops_task(
+    help={
+        "env_file": "A .env file to read values from (the process environment wins over it).",
+        "env": ENV_HELP,
+        "force": "Replace existing values (each old one is backed up first).",
+    }
+)
+def secrets_from_env(c: Any, env_file: str | None = None, env: str = "dev", force: bool = False) -> None:
+    """Create secrets from environment variables and/or a .env file; generate the rest."""
+    try:
+        report = secrets.from_env(env, env_file=Path(env_file) if env_file else None, force=force)
+    except secrets.SecretsRejected as exc:
+        _print_report(secrets.ApplyReport(env, secrets.SECRETS_DIR, exc.outcomes))
+        raise
+    _print_report(report)
+
+
+@ops_task(help={"env": ENV_HELP, "json": "Print the rows as JSON."})
+def secrets_check(c: Any, env: str = "dev", json: bool = False) -> None:
+    """Check every secret: present, modes, owner, format, strength, placeholder, age."""
+    rows = secrets.check(env)
+    if json:
+        print_json([row.__dict__ for row in rows])
+    else:
+        table = Table(
+            "secret", "kind", "required", "present", "mode", "consumer can read", "valid", "strength", "age d"
+        )
+        for r in rows:
+            table.add_row(
+                r.name,
+                r.kind,
+                "yes" if r.required else "no",
+                "yes" if r.present else "NO",
+                "-" if not r.present else ("ok" if r.mode_ok else "BAD"),
+                r.readable_by_consumer,
+                "-" if not r.present else ("ok" if r.valid else "INVALID"),
+                r.strength,
+                "-" if r.age_days is None else str(r.age_days),
+            )
+        out.print(table)
+        for r in rows:
+            for problem in r.problems:
+                out.print(f"  {r.name}: {problem}", markup=False)
+    if secrets.check_failed(rows, env):
+        raise Exit("error: a required secret is missing or a secret is invalid (see above)", code=1)
+
+
+@ops_task(help={"json": "Print the list as JSON."})
+def secrets_list(c: Any, json: bool = False) -> None:
+    """List secrets by name, size, age and consumers; never their values."""
+    rows = secrets.list_secrets()
+    if json:
+        print_json([row.__dict__ for row in rows])
+        return
+    table = Table("secret", "size", "age d", "consumers")
+    for r in rows:
+        table.add_row(r.name, str(r.size), str(r.age_days), ", ".join(r.consumers) or "(unknown file)")
+    out.print(table)
+
+
+ns = Collection(secrets_init, secrets_from_env, secrets_check, secrets_list)
