@@ -17,12 +17,34 @@ from pathlib import Path
 from . import __version__, docker
 from .baseimages import DEFAULT_NAMESPACE
 from .errors import BadInput, OpsError
-from .paths import REPO_ROOT, SERVICES_DIR, WHEELS_DIR
+from .paths import NGINX_DIR, REPO_ROOT, SERVICES_DIR, WHEELS_DIR
 
-SERVICES: tuple[str, ...] = ("api", "bot", "mtproto")
-DOCKERFILE = SERVICES_DIR / "Dockerfile"
 IMAGE_PYTHON = (3, 11)
 WHEELHOUSE_STAMP = ".requirements.sha256"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How one stack image is built: its Dockerfile, fixed build args, and which
+    build args name a base image (ARG name -> base recipe name)."""
+
+    name: str
+    dockerfile: Path
+    build_args: tuple[tuple[str, str], ...]
+    base_args: tuple[tuple[str, str], ...]
+    needs_wheels: bool
+
+
+_PYTHON_BASES = (("PYTHON_BUILD_IMAGE", "python-build"), ("PYTHON_RUNTIME_IMAGE", "python-runtime"))
+PYTHON_SERVICES: tuple[str, ...] = ("api", "bot", "mtproto")
+IMAGES: dict[str, ImageSpec] = {
+    **{
+        name: ImageSpec(name, SERVICES_DIR / "Dockerfile", (("SERVICE", name),), _PYTHON_BASES, needs_wheels=True)
+        for name in PYTHON_SERVICES
+    },
+    "proxy": ImageSpec("proxy", NGINX_DIR / "Dockerfile", (), (("NGINX_IMAGE", "nginx"),), needs_wheels=False),
+}
+SERVICES: tuple[str, ...] = tuple(IMAGES)
 
 
 def service_tag(service: str, namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -97,6 +119,7 @@ def git_revision() -> str:
 
 
 def build_command(service: str, tag: str, base_images: Mapping[str, str], no_cache: bool) -> list[str]:
+    spec = IMAGES[check_service(service)]
     created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     command = [
         "build",
@@ -104,9 +127,8 @@ def build_command(service: str, tag: str, base_images: Mapping[str, str], no_cac
         # Proof that the build needs nothing from outside: RUN steps get no network.
         "--network=none",
         "-f",
-        str(DOCKERFILE),
-        "--build-arg",
-        f"SERVICE={service}",
+        str(spec.dockerfile),
+        *[arg for name, value in spec.build_args for arg in ("--build-arg", f"{name}={value}")],
         # Labels from the command line, not ARGs in the Dockerfile: a new date
         # would otherwise invalidate every cached step after it.
         "--label",
@@ -120,7 +142,7 @@ def build_command(service: str, tag: str, base_images: Mapping[str, str], no_cac
         "-t",
         tag,
     ]
-    for arg, name in (("PYTHON_BUILD_IMAGE", "python-build"), ("PYTHON_RUNTIME_IMAGE", "python-runtime")):
+    for arg, name in spec.base_args:
         if name in base_images:
             command += ["--build-arg", f"{arg}={base_images[name]}"]
     if no_cache:
@@ -139,7 +161,8 @@ def build_service(
     """One BuildKit build; on failure the last lines of the build log explain why."""
     check_service(service)
     client = docker.buildkit_client()
-    build_wheelhouse(service, progress=progress)
+    if IMAGES[service].needs_wheels:
+        build_wheelhouse(service, progress=progress)
     tag = service_tag(service, namespace)
     started = time.monotonic()
     result = subprocess.run(

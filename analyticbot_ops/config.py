@@ -26,6 +26,10 @@ DEFAULTS: dict[str, Any] = {
             "api": 90,
             "bot": 110,
             "mtproto": 100,
+            "postgres": 130,
+            "redis": 35,
+            "nginx": 25,
+            "proxy": 25,
         },
     }
 }

@@ -527,7 +527,8 @@ def _apply(secrets_dir: Path, writes: Iterable[_Write]) -> dict[str, Path]:
             if write.old is None:
                 _create_exclusive(path, write.content, owner)
             else:
-                backups[write.spec.name] = _backup(secrets_dir, write.spec.name, write.old)
+                if write.old:  # an empty placeholder holds nothing worth a backup
+                    backups[write.spec.name] = _backup(secrets_dir, write.spec.name, write.old)
                 _replace_atomic(path, write.content, owner)
             done.append(write)
     except (OSError, OpsError) as exc:
@@ -607,6 +608,13 @@ def _plan(
         path = _secret_path(secrets_dir, spec.name)
         current = _decode(spec.name, _read_bytes(path)) if path else None
         value = supplied.get(spec.name)
+        if current == "" and spec.kind == "user":
+            # An empty placeholder (see ensure_optional_placeholders) is "not set": a value may fill it.
+            if value is not None and not validate_value(spec.name, value):
+                writes.append(_Write(spec, value.encode(), b""))
+                outcomes[spec.name] = SecretOutcome(spec.name, "created", "from input (was an empty placeholder)")
+                continue
+            current = None
         if current is not None and (value is None or value == current or not force):
             if value is None or value == current:
                 detail = "already present"
@@ -871,6 +879,9 @@ def _check_one(
         problems.append(str(exc))
         row = SecretStatus(spec.name, spec.kind, required, True, mode_ok, readable, False, "-", None, age, False)
         return row, None
+    if not value and spec.kind == "user" and not required:
+        # An empty placeholder for an optional secret means "not set".
+        return absent, None
     format_ok = bool(value) and spec.pattern.fullmatch(value) is not None
     if not format_ok:
         problems.append("empty" if not value else f"does not match {spec.rule}")
@@ -948,6 +959,22 @@ def list_secrets(secrets_dir: Path = SECRETS_DIR) -> list[SecretInfo]:
         consumers = spec.consumers if spec else ()
         result.append(SecretInfo(name, spec is not None, info.st_size, _age_days(info.st_mtime), consumers))
     return result
+
+
+def ensure_optional_placeholders(secrets_dir: Path = SECRETS_DIR) -> list[str]:
+    """Create an empty file for each absent user-supplied secret, and return their names.
+
+    Compose bind-mounts every declared secret and fails when a source file is
+    missing; the services treat an empty secret as not configured (the bot and
+    the collector then run in their documented degraded or disabled states)."""
+    created = []
+    for spec in SECRETS:
+        if spec.kind == "user" and _secret_path(secrets_dir, spec.name) is None:
+            _check_writable(secrets_dir)
+            _prepare_dir(secrets_dir)
+            _create_exclusive(secrets_dir / spec.name, b"", _owner(spec))
+            created.append(spec.name)
+    return created
 
 
 def read_secret(name: str, secrets_dir: Path = SECRETS_DIR) -> str:

@@ -71,7 +71,7 @@ def rebuild_table(service: str, refs: dict[str, str]) -> bool:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--service", default="api", choices=build.SERVICES)
+    parser.add_argument("--service", default="api", choices=build.PYTHON_SERVICES)
     args = parser.parse_args(argv)
     namespace = DEFAULTS["ops"]["namespace"]
     refs = baseimages.image_refs(baseimages.build_base_images(namespace=namespace))

@@ -12,4 +12,7 @@ rm -rf "$root/etc/nginx/sites-available" "$root/etc/nginx/sites-enabled" "$root/
 mkdir -p "$root/etc/nginx/conf.d" "$root/var/www/acme" "$root/usr/share/nginx/html" "$root/etc/nginx/tls" \
          "$root/var/log/nginx" "$root/var/lib/nginx"
 # busybox brings wget for the image's HEALTHCHECK (no curl, no Python here).
-if [ -x "$root/usr/bin/busybox" ]; then ln -sf busybox "$root/usr/bin/wget"; fi
+# and sh, mkdir for the proxy entrypoint (extract ran no busybox --install).
+for applet in wget sh mkdir; do
+    [ -e "$root/usr/bin/$applet" ] || ln -s busybox "$root/usr/bin/$applet"
+done

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from analyticbot_ops import baseimages, build, docker
+from analyticbot_ops import baseimages, build, deploy, docker
+
+from .stack import RunningStack, make_stack
 
 # Ryuk's image cannot be pulled here; every test removes what it starts.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -36,7 +38,8 @@ def run_id() -> str:
 
 
 BASE_TAGS = {r.name: r.tag() for r in baseimages.RECIPES}
-SERVICE_TAGS = {s: build.service_tag(s) for s in build.SERVICES}
+SERVICE_TAGS = {s: build.service_tag(s) for s in build.PYTHON_SERVICES}
+PROXY_TAG = build.service_tag("proxy")
 
 
 def wait_for_health(container_id: str, timeout: float) -> str:
@@ -62,3 +65,14 @@ def cleanup() -> Iterator[list[str]]:
     yield started
     for container_id in started:
         docker.docker(["rm", "-f", "-v", container_id], check=False)
+
+
+@pytest.fixture(scope="session")
+def prod_stack(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[RunningStack]:
+    """The whole stack in prod mode, up and healthy; removed with its volumes at the end."""
+    test_stack = make_stack(tmp_path_factory.mktemp("stack"), f"abtest-{run_id}")
+    try:
+        deploy.up(test_stack.stack, timeout=240, progress=print)
+        yield test_stack
+    finally:
+        deploy.down(test_stack.stack, volumes=True)

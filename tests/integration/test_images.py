@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from testcontainers.core.container import DockerContainer
 
 from analyticbot_ops import docker
 
-from .conftest import BASE_TAGS, SERVICE_TAGS, require_image, wait_for_health
+from .conftest import BASE_TAGS, SERVICE_TAGS, require_image
 
 PYTHON_BASES = [name for name in BASE_TAGS if name.startswith("python-")]
 SECRET_LOOKING = [
@@ -63,16 +62,6 @@ def test_runtime_base_has_no_shell_and_no_setuid_files() -> None:
         ],
     ).stdout.split()
     assert listing == ["False", "False", "0"]
-
-
-@pytest.mark.parametrize("service", list(SERVICE_TAGS))
-def test_service_image_passes_its_own_healthcheck(service: str, cleanup: list[str]) -> None:
-    tag = require_image(SERVICE_TAGS[service])
-    container = DockerContainer(tag).with_kwargs(network_mode="none")
-    container.start()
-    cleanup.append(container.get_wrapped_container().id)
-    # The image's own HEALTHCHECK decides: start period 15 s, interval 10 s.
-    assert wait_for_health(container.get_wrapped_container().id, timeout=60) == "healthy"
 
 
 @pytest.mark.parametrize("name", ["python-runtime", *SERVICE_TAGS])

@@ -40,12 +40,12 @@ def test_build_command_has_no_network_labels_and_base_args() -> None:
 
 
 def test_unknown_service_is_bad_input() -> None:
-    with pytest.raises(BadInput, match="known: api, bot, mtproto"):
+    with pytest.raises(BadInput, match="known: api, bot, mtproto, proxy"):
         build.check_service("frontend")
 
 
 def test_every_service_has_a_fully_pinned_lock() -> None:
-    for service in build.SERVICES:
+    for service in build.PYTHON_SERVICES:
         lines = [
             line.strip()
             for line in build.requirements_file(service).read_text().splitlines()
@@ -53,3 +53,10 @@ def test_every_service_has_a_fully_pinned_lock() -> None:
         ]
         assert lines, service
         assert all("==" in line for line in lines), service
+
+
+def test_proxy_build_takes_the_nginx_base_and_no_service_arg() -> None:
+    command = build.build_command("proxy", "ns/proxy:latest", {"nginx": "ngx:1", "python-runtime": "rt:1"}, False)
+    assert "NGINX_IMAGE=ngx:1" in command
+    assert not [arg for arg in command if arg.startswith(("SERVICE=", "PYTHON_"))]
+    assert str(build.IMAGES["proxy"].dockerfile) in command

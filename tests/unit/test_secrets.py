@@ -1056,3 +1056,34 @@ def test_rotation_errors_mask_secret_values_quoted_by_the_stack(sdir: Path) -> N
         sec.rotate("redis_password", sdir, stack)
     assert old not in str(info.value)
     assert "(AUTH *** rejected)" in str(info.value)
+
+
+# --- empty placeholders for optional secrets ----------------------------------------------------------------------
+
+
+def test_placeholders_are_created_only_for_absent_user_secrets_and_count_as_not_set(sdir: Path) -> None:
+    sec.from_env("dev", sdir, environ={"BOT_TOKEN": BOT_TOKEN})
+    created = sec.ensure_optional_placeholders(sdir)
+    assert "bot_token" not in created and "telegram_api_hash" in created
+    assert (sdir / "telegram_api_hash").read_bytes() == b""
+    assert stat.S_IMODE((sdir / "telegram_api_hash").stat().st_mode) == 0o600
+    assert sec.ensure_optional_placeholders(sdir) == []  # idempotent
+    rows = {row.name: row for row in sec.check("dev", sdir)}
+    assert rows["telegram_api_hash"].present is False
+    assert not sec.check_failed(rows.values(), "dev")
+
+
+def test_a_placeholder_is_filled_without_force_and_without_a_backup(sdir: Path) -> None:
+    sec.from_env("dev", sdir, environ={})
+    sec.ensure_optional_placeholders(sdir)
+    report = sec.from_env("dev", sdir, environ={"BOT_TOKEN": BOT_TOKEN})
+    assert report.outcome("bot_token").status == "created"
+    assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
+    assert not (sdir / ".backup").exists() or not list((sdir / ".backup").glob("bot_token*"))
+
+
+def test_an_empty_required_secret_is_still_a_failure(sdir: Path) -> None:
+    sec.from_env("prod", sdir, environ={"BOT_TOKEN": BOT_TOKEN})
+    (sdir / "bot_token").write_text("")
+    rows = sec.check("prod", sdir)
+    assert sec.check_failed(rows, "prod")

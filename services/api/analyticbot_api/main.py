@@ -1,13 +1,85 @@
-"""The API's ASGI application: `python3 -m uvicorn analyticbot_api.main:app`."""
+"""The API's ASGI application (`analyticbot_api.main:app`): channel endpoints, health and metrics.
+
+`create_app` builds it from settings (environment only; secrets are read in the lifespan, before serving).
+Interactive docs exist only in development: Swagger UI needs inline JavaScript and a CDN, which the
+production CSP forbids."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-app = FastAPI(title="AnalyticBot API", docs_url=None, redoc_url=None)
+from analyticbot_common.health import Dependency, HealthMonitor
+from analyticbot_common.http import install
+from analyticbot_common.metrics import Metrics
+from analyticbot_common.settings import SettingsError, load_settings
+from analyticbot_common.startup import StartupAborted
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .repository import DatabaseUnavailable
+from .routes import router
+from .runtime import Resources
+from .settings import ApiSettings
+
+SERVICE = "api"
+log = logging.getLogger("analyticbot.api")
 
 
-@app.get("/health/live")
-async def live() -> dict[str, str]:
-    """The process answers: nothing else is checked here."""
-    return {"status": "alive", "service": "api"}
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or load_settings(ApiSettings)
+    resources = Resources(settings)
+    monitor = HealthMonitor(
+        [
+            Dependency("postgres", resources.probe_postgres, critical=True, timeout=1.0),
+            Dependency("redis", resources.probe_redis, critical=True, timeout=1.0),
+        ],
+        ttl=settings.health_cache_ttl,
+    )
+    metrics = Metrics(SERVICE)
+    metrics.register_gauge("db_pool_size", "Connections open in the PostgreSQL pool.", resources.pool_size)
+    metrics.register_gauge("db_pool_in_use", "Pool connections currently acquired.", resources.pool_in_use)
+    metrics.register_gauge("cache_hits", "Channel summaries served from Redis.", resources.cache_hits)
+    metrics.register_gauge("cache_misses", "Channel summaries computed from PostgreSQL.", resources.cache_misses)
+    metrics.register_gauge("cache_hit_ratio", "Hits over lookups of the summary cache.", resources.cache_hit_ratio)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            app.state.channels = await resources.start()
+        except (SettingsError, StartupAborted) as exc:
+            # The one line an operator needs; the process then exits and its restart policy takes over.
+            log.error("startup aborted: %s", exc)
+            await resources.close()
+            raise StartupAborted(str(exc)) from None
+        log.info("api ready (environment %s)", settings.environment)
+        try:
+            yield
+        finally:
+            app.state.channels = None
+            await resources.close()
+
+    development = settings.development
+    app = FastAPI(
+        title="AnalyticBot API",
+        version=settings.app_version,
+        lifespan=lifespan,
+        docs_url="/docs" if development else None,
+        redoc_url="/redoc" if development else None,
+        openapi_url="/openapi.json" if development else None,
+    )
+    app.state.channels = None
+    app.state.resources = resources
+    app.state.monitor = monitor
+    install(app, monitor, metrics, SERVICE, settings.app_version)
+    app.include_router(router)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": "database unavailable"}, status_code=503, headers={"Retry-After": "5"})
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,206 @@
+"""Tasks that run the stack: up, down, ps, logs, restart, the deploy-* and setup-*
+jobs, backup, restore and secrets-rotate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Exit
+from rich.table import Table
+
+from .. import baseimages, build, compose, deploy, health, maintenance, secrets, tls
+from ..config import ops
+from ._task import ops_task, out, print_json, progress
+from .health import print_sweep
+
+ENV = "Environment: dev, staging or prod (picks the compose files, project name and .env file)."
+TIMEOUT = "Seconds to wait for every service to be healthy."
+SERVICE = "A service: postgres, redis, api, bot, mtproto or proxy (repeatable). Default: all."
+
+
+def _stack(env: str) -> compose.Stack:
+    return compose.load_stack(env)
+
+
+def _build_all(c: Any) -> None:
+    cfg = ops(c.config)
+    refs = baseimages.image_refs(baseimages.build_base_images(namespace=cfg["namespace"], progress=progress))
+    build.build_services(build.SERVICES, base_images=refs, namespace=cfg["namespace"], progress=progress)
+
+
+def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True) -> None:
+    stack = _stack(env)
+    progress(f"deploying {stack.project} ({env}) from {', '.join(f.name for f in stack.files)}")
+    seconds = deploy.up(stack, timeout=timeout, progress=progress)
+    out.print(f"{stack.project}: every service healthy after {seconds:.1f} s")
+    if sweep:
+        result = health.sweep(stack.project)
+        print_sweep(result, verbose=False)
+        if result.exit_code == health.EXIT_UNHEALTHY:
+            raise Exit(f"error: {stack.project} is {result.verdict} after the deploy", code=2)
+        if result.exit_code == health.EXIT_DEGRADED:
+            out.print("degraded: optional dependencies are down or disabled (see the table); the stack serves.")
+
+
+@ops_task(help={"env": ENV, "service": SERVICE, "timeout": TIMEOUT}, iterable=["service"])
+def up(c: Any, env: str = "dev", service: list[str] | None = None, timeout: float = 180) -> None:
+    """Start the stack (or some services) and wait until each one is healthy."""
+    stack = _stack(env)
+    seconds = deploy.up(stack, services=compose.check_services(service or []), timeout=timeout, progress=progress)
+    out.print(f"{stack.project}: healthy after {seconds:.1f} s")
+
+
+@ops_task(help={"env": ENV, "volumes": "Also delete the data volumes (PostgreSQL, Redis): destroys data."})
+def down(c: Any, env: str = "dev", volumes: bool = False) -> None:
+    """Stop and remove the stack's containers and networks (data volumes are kept)."""
+    deploy.down(_stack(env), volumes=volumes)
+
+
+@ops_task(help={"env": ENV, "json": "Print the states as JSON."})
+def ps(c: Any, env: str = "dev", json: bool = False) -> None:
+    """Show each service's container state, health and restart count."""
+    states = compose.service_states(_stack(env).project)
+    if json:
+        print_json([s.__dict__ for s in states.values()])
+        return
+    table = Table("service", "container", "state", "health", "restarts", "started")
+    for s in sorted(states.values(), key=lambda s: s.service):
+        table.add_row(s.service, s.container, s.status, s.health, str(s.restarts), s.started_at[:19])
+    out.print(table)
+
+
+@ops_task(
+    help={"env": ENV, "service": SERVICE, "follow": "Keep following new lines.", "tail": "Lines to show."},
+    iterable=["service"],
+)
+def logs(c: Any, env: str = "dev", service: list[str] | None = None, follow: bool = False, tail: int = 100) -> None:
+    """Show the logs of the stack's services."""
+    args = ["logs", "--tail", str(tail), *(["--follow"] if follow else []), *compose.check_services(service or [])]
+    _stack(env).compose(*args, capture=False)
+
+
+@ops_task(help={"env": ENV, "service": SERVICE, "timeout": TIMEOUT}, iterable=["service"])
+def restart(c: Any, env: str = "dev", service: list[str] | None = None, timeout: float = 120) -> None:
+    """Restart services and wait until they are healthy again."""
+    stack = _stack(env)
+    names = compose.check_services(service or []) or list(compose.ALL_SERVICES)
+    stack.compose("restart", *names)
+    compose.wait_healthy(stack, names, timeout, progress)
+
+
+@ops_task(help={"timeout": TIMEOUT})
+def deploy_dev(c: Any, timeout: float = 180) -> None:
+    """Deploy the dev stack: build what changed, start, wait on health, sweep."""
+    _build_all(c)
+    _deploy(c, "dev", timeout)
+
+
+@ops_task(help={"timeout": TIMEOUT})
+def deploy_prod(c: Any, timeout: float = 180) -> None:
+    """Deploy prod with its secrets and the TLS proxy; waits on health, then sweeps."""
+    _deploy(c, "prod", timeout)
+
+
+@ops_task(help={"timeout": TIMEOUT})
+def deploy_prod_secrets(c: Any, timeout: float = 180) -> None:
+    """Check prod's secrets and certificate first, then deploy prod (secrets and proxy overlays)."""
+    stack = _stack("prod")
+    rows = secrets.check("prod", Path(stack.settings["SECRETS_DIR"]))
+    if secrets.check_failed(rows, "prod"):
+        raise Exit("error: prod secrets are not ready; run `invoke secrets-check --env prod`", code=2)
+    status = tls.certificate_status(Path(stack.settings["TLS_DIR"]))
+    if not status.ok:
+        raise Exit(f"error: prod certificate: {'; '.join(status.problems)}", code=2)
+    _deploy(c, "prod", timeout)
+
+
+@ops_task(help={"env": ENV, "timeout": TIMEOUT})
+def deploy_with_secrets(c: Any, env: str = "staging", timeout: float = 180) -> None:
+    """Deploy an environment after checking its secrets (the secrets overlay is always in)."""
+    stack = _stack(env)
+    if secrets.check_failed(secrets.check(env, Path(stack.settings["SECRETS_DIR"])), env):
+        raise Exit(f"error: {env} secrets are not ready; run `invoke secrets-check --env {env}`", code=2)
+    _deploy(c, env, timeout)
+
+
+@ops_task(help={"timeout": TIMEOUT})
+def setup_dev(c: Any, timeout: float = 180) -> None:
+    """Dev certificates if missing, build, bring the dev stack up, wait, sweep (secrets must exist)."""
+    result = tls.ensure_dev_certificates(Path(_stack("dev").settings["TLS_DIR"]))
+    progress(f"dev certificate: {result.reason}")
+    _build_all(c)
+    _deploy(c, "dev", timeout)
+
+
+@ops_task(help={"timeout": TIMEOUT})
+def setup_dev_with_secrets(c: Any, timeout: float = 180) -> None:
+    """The main job: dev secrets and certificates if missing, build, dev stack up, wait, sweep."""
+    stack = _stack("dev")
+    report = secrets.from_env("dev", Path(stack.settings["SECRETS_DIR"]), environ={})
+    created = [o.name for o in report.outcomes if o.status == "created"]
+    progress(f"dev secrets: {'created ' + ', '.join(created) if created else 'all present, kept'}")
+    setup_dev.body(c, timeout=timeout)
+
+
+@ops_task()
+def setup_prod(c: Any) -> None:
+    """Prepare prod: build images, then check its secrets and certificate (deploys nothing)."""
+    _build_all(c)
+    stack = _stack("prod")
+    rows = secrets.check("prod", Path(stack.settings["SECRETS_DIR"]))
+    status = (
+        tls.certificate_status(Path(stack.settings["TLS_DIR"]))
+        if (Path(stack.settings["TLS_DIR"]) / "fullchain.pem").exists()
+        else None
+    )
+    problems = [f"secret {r.name}" for r in rows if (r.required and not r.present) or r.valid is False]
+    if status is None or not status.ok:
+        problems.append("certificate (run `invoke ssl-prod --domain D`)")
+    if problems:
+        raise Exit("error: prod is not ready: " + ", ".join(problems), code=1)
+    out.print("prod is ready: run `invoke deploy-prod-secrets`")
+
+
+@ops_task(help={"env": ENV, "output": "Directory for the dump (default: backups/)."})
+def backup(c: Any, env: str = "dev", output: str | None = None) -> None:
+    """Write a timestamped pg_dump of the database and verify it."""
+    result = maintenance.backup(_stack(env), Path(output) if output else maintenance.BACKUP_DIR)
+    out.print(f"backup {result.path}: {result.size} bytes, {result.entries} entries, verified with pg_restore --list")
+
+
+@ops_task(help={"file": "The dump to restore.", "env": ENV, "force": "Replace a database that already has tables."})
+def restore(c: Any, file: str, env: str = "dev", force: bool = False) -> None:
+    """Restore a pg_dump; refuses a non-empty database without --force."""
+    tables = maintenance.restore(_stack(env), Path(file), force=force)
+    out.print(f"restored {file}: {tables} tables")
+
+
+@ops_task(help={"name": "The secret to rotate (a generated one).", "env": ENV, "timeout": TIMEOUT})
+def secrets_rotate(c: Any, name: str, env: str = "dev", timeout: float = 120) -> None:
+    """Rotate a secret on the running stack, in order, rolling back on failure."""
+    stack = _stack(env)
+    secrets.get_spec(name)
+    result = secrets.rotate(
+        name, Path(stack.settings["SECRETS_DIR"]), maintenance.LiveStack(stack, progress), timeout=timeout
+    )
+    out.print(f"rotated {result.name}; restarted {', '.join(result.restarted) or 'nothing'}; backups kept")
+
+
+ns = Collection(
+    up,
+    down,
+    ps,
+    logs,
+    restart,
+    deploy_dev,
+    deploy_prod,
+    deploy_prod_secrets,
+    deploy_with_secrets,
+    setup_dev,
+    setup_dev_with_secrets,
+    setup_prod,
+    backup,
+    restore,
+    secrets_rotate,
+)

@@ -1,0 +1,283 @@
+"""The stack as Compose runs it: environments, their files and `.env` settings,
+the Compose v1/v2 command, and deploys that wait on real health, never on sleeps."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import docker
+from .errors import BadInput, OpsError
+from .paths import COMPOSE_DIR, REPO_ROOT, SECRETS_DIR
+from .secrets import read_env_file
+
+ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "prod")
+BASE_FILES = ("docker-compose.yml", "docker-compose.secrets.yml", "docker-compose.proxy.yml")
+OVERLAYS = {
+    "dev": ("docker-compose.dev.yml",),
+    "staging": ("docker-compose.prod.yml",),
+    "prod": ("docker-compose.prod.yml",),
+}
+PROJECTS = {"dev": "analyticbot-dev", "staging": "analyticbot-staging", "prod": "analyticbot"}
+# Defaults per environment; the environment's .env file and the process
+# environment override them. Staging runs beside the others on its own ports
+# and subnets; dev and prod use the documented subnets.
+DEFAULTS: dict[str, dict[str, str]] = {
+    "dev": {"PROXY_BIND": "127.0.0.1", "HTTP_PORT": "8080", "HTTPS_PORT": "8443"},
+    "staging": {
+        "PROXY_BIND": "127.0.0.1",
+        "HTTP_PORT": "9080",
+        "HTTPS_PORT": "9443",
+        "FRONTEND_SUBNET": "172.23.0.0/24",
+        "BACKEND_SUBNET": "172.24.0.0/24",
+        "DATABASE_SUBNET": "172.25.0.0/24",
+    },
+    "prod": {"PROXY_BIND": "0.0.0.0", "HTTP_PORT": "80", "HTTPS_PORT": "443"},
+}
+COMMON_DEFAULTS = {
+    "FRONTEND_SUBNET": "172.20.0.0/24",
+    "BACKEND_SUBNET": "172.21.0.0/24",
+    "DATABASE_SUBNET": "172.22.0.0/24",
+    "SECRETS_DIR": str(SECRETS_DIR),
+    "TLS_DIR": str(SECRETS_DIR / "tls"),
+}
+# Every variable the compose files read, with what it is for (env-template writes these).
+SETTINGS: dict[str, str] = {
+    "PROXY_BIND": "address the proxy publishes on (127.0.0.1 keeps it local)",
+    "HTTP_PORT": "host port for HTTP (ACME challenges and the redirect)",
+    "HTTPS_PORT": "host port for HTTPS",
+    "FRONTEND_SUBNET": "subnet of the frontend network (proxy, api, bot)",
+    "BACKEND_SUBNET": "subnet of the backend network (bot and collector egress)",
+    "DATABASE_SUBNET": "subnet of the internal database network",
+    "SECRETS_DIR": "directory of the Docker file secrets",
+    "TLS_DIR": "directory of fullchain.pem and privkey.pem for the proxy",
+    "DOMAIN": "public DNS name for ssl-prod (prod only)",
+    "ACME_EMAIL": "contact address for the ACME account (prod only)",
+    "POSTGRES_IMAGE": "PostgreSQL image (default: the offline Debian build)",
+    "REDIS_IMAGE": "Redis image",
+    "API_IMAGE": "API image",
+    "BOT_IMAGE": "bot image",
+    "MTPROTO_IMAGE": "collector image",
+    "PROXY_IMAGE": "proxy image",
+    "TELEGRAM_API_BASE": "Telegram Bot API server for the bot (default: Telegram's own)",
+}
+PYTHON_SERVICES = ("api", "bot", "mtproto")
+ALL_SERVICES = ("postgres", "redis", "api", "bot", "mtproto", "proxy")
+
+
+def check_env(env: str) -> str:
+    if env not in ENVIRONMENTS:
+        raise BadInput(f"unknown environment {env!r}; use one of: {', '.join(ENVIRONMENTS)}")
+    return env
+
+
+def check_services(names: Sequence[str]) -> list[str]:
+    unknown = [n for n in names if n not in ALL_SERVICES]
+    if unknown:
+        raise BadInput(f"unknown service {unknown[0]!r}; known: {', '.join(ALL_SERVICES)}")
+    return list(names)
+
+
+def env_file(env: str) -> Path:
+    """Each environment reads only its own file: a prod deploy never sees .env.dev."""
+    return REPO_ROOT / f".env.{check_env(env)}"
+
+
+def validate_settings(values: Mapping[str, str], source: str) -> None:
+    """Refuse values Compose would accept and then fail on, or publish wrongly."""
+    for key in ("HTTP_PORT", "HTTPS_PORT"):
+        if key in values and not (values[key].isdigit() and 0 < int(values[key]) < 65536):
+            raise BadInput(f"{source}: {key} must be a port number, got {values[key]!r}")
+    for key in ("FRONTEND_SUBNET", "BACKEND_SUBNET", "DATABASE_SUBNET"):
+        if key in values:
+            try:
+                ipaddress.ip_network(values[key])
+            except ValueError:
+                raise BadInput(f"{source}: {key} must be a subnet like 172.20.0.0/24, got {values[key]!r}") from None
+    if "PROXY_BIND" in values:
+        try:
+            ipaddress.ip_address(values["PROXY_BIND"])
+        except ValueError:
+            raise BadInput(f"{source}: PROXY_BIND must be an IP address, got {values['PROXY_BIND']!r}") from None
+
+
+@dataclass
+class Stack:
+    """One deployment of the stack: an environment under a project name, with its settings."""
+
+    env: str
+    project: str
+    settings: dict[str, str]
+    files: list[Path] = field(default_factory=list)
+
+    def compose(self, *args: str, capture: bool = True, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [*compose_command(), "-p", self.project, *[a for f in self.files for a in ("-f", str(f))], *args]
+        env = {**_process_env(), **self.settings}
+        result = subprocess.run(command, capture_output=capture, text=True, env=env, cwd=REPO_ROOT)
+        if check and result.returncode != 0:
+            raise OpsError(f"compose {args[0]} failed: {docker.first_line(result.stderr or result.stdout)}")
+        return result
+
+
+def _process_env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def load_stack(env: str, project: str | None = None, overrides: Mapping[str, str] | None = None) -> Stack:
+    """Defaults, then the environment's .env file, then the process environment, then overrides."""
+    check_env(env)
+    settings = {**COMMON_DEFAULTS, **DEFAULTS[env]}
+    path = env_file(env)
+    if path.exists():
+        from_file = read_env_file(path)
+        validate_settings(from_file, str(path.name))
+        settings.update({k: v for k, v in from_file.items() if k in SETTINGS})
+    process = _process_env()
+    settings.update({k: process[k] for k in SETTINGS if k in process})
+    settings.update(overrides or {})
+    validate_settings(settings, "settings")
+    files = [COMPOSE_DIR / name for name in (*BASE_FILES, *OVERLAYS[env])]
+    for file in files:
+        if not file.is_file():
+            raise BadInput(f"compose file {file} is missing")
+    return Stack(env, project or PROJECTS[env], settings, files)
+
+
+def compose_command() -> list[str]:
+    """`docker compose` (v2) where the plugin exists, else `docker-compose` (v1)."""
+    if docker.docker(["compose", "version"], check=False).returncode == 0:
+        return [docker.client().path, "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise OpsError("neither `docker compose` nor `docker-compose` is installed")
+
+
+def merged_config(stack: Stack) -> dict[str, object]:
+    """The merged compose file as JSON-able data (Compose validates it on the way)."""
+    import yaml
+
+    result = stack.compose("config", check=False)
+    if result.returncode != 0:
+        raise BadInput(f"the {stack.env} compose files do not merge: {docker.first_line(result.stderr)}")
+    return yaml.safe_load(result.stdout)
+
+
+def port_in_use(bind: str, port: int) -> bool:
+    """Whether binding bind:port fails now (nothing is sent anywhere)."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bind, port))
+        except OSError:
+            return True
+    return False
+
+
+# --- containers of a project ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    service: str
+    container: str
+    status: str  # running, exited, restarting, ...
+    health: str  # healthy, unhealthy, starting, none
+    exit_code: int
+    restarts: int
+    started_at: str
+
+    def failed(self, restarts_before: int = 0) -> bool:
+        """Unhealthy, stopped, or restarted by its policy since we started watching."""
+        return self.health == "unhealthy" or self.status in ("exited", "dead") or self.restarts > restarts_before
+
+
+def project_containers(project: str) -> list[dict[str, object]]:
+    ids = docker.docker(["ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"]).stdout.split()
+    if not ids:
+        return []
+    return json.loads(docker.docker(["inspect", *ids]).stdout)
+
+
+def service_states(project: str) -> dict[str, ServiceState]:
+    states: dict[str, ServiceState] = {}
+    # Newest first: while Compose recreates a service, its old container (stopped,
+    # renamed) still carries the service label and must not be mistaken for it.
+    for info in sorted(project_containers(project), key=lambda i: str(i.get("Created", "")), reverse=True):
+        labels = info["Config"]["Labels"] or {}  # type: ignore[index]
+        if labels.get("com.docker.compose.oneoff") == "True":
+            continue
+        if labels.get("com.docker.compose.service") in states:
+            continue
+        state = info["State"]  # type: ignore[index]
+        service = labels.get("com.docker.compose.service", info["Name"])
+        states[service] = ServiceState(
+            service=service,
+            container=str(info["Name"]).lstrip("/"),
+            status=state["Status"],
+            health=(state.get("Health") or {}).get("Status", "none"),
+            exit_code=int(state.get("ExitCode", 0)),
+            restarts=int(info.get("RestartCount", 0)),  # type: ignore[arg-type]
+            started_at=state.get("StartedAt", ""),
+        )
+    return states
+
+
+def service_logs(project: str, service: str, tail: int = 40) -> str:
+    state = service_states(project).get(service)
+    if state is None:
+        return "(no container)"
+    result = docker.docker(["logs", "--tail", str(tail), state.container], check=False)
+    return (result.stdout + result.stderr).strip()
+
+
+def wait_healthy(
+    stack: Stack,
+    services: Sequence[str],
+    timeout: float,
+    progress: Callable[[str], None] = lambda _m: None,
+    compose_process: subprocess.Popen[str] | None = None,
+) -> float:
+    """Poll until every service is healthy; fail fast, with its logs, on one that fails.
+
+    Returns the seconds waited. A container that exits, restarts or turns
+    unhealthy is a failure at once: waiting longer would only hide it."""
+    started = time.monotonic()
+    last: dict[str, str] = {}
+    baseline = {name: state.restarts for name, state in service_states(stack.project).items()}
+    while True:
+        states = service_states(stack.project)
+        for name in services:
+            state = states.get(name)
+            shown = "absent" if state is None else f"{state.status}/{state.health}"
+            if last.get(name) != shown:
+                progress(f"  {time.monotonic() - started:5.1f}s  {name}: {shown}")
+                last[name] = shown
+            if state is not None and state.failed(baseline.get(name, 0)):
+                raise OpsError(
+                    f"{name} did not become healthy ({state.status}, health {state.health}, exit code "
+                    f"{state.exit_code}, restarts {state.restarts}); its last log lines:\n"
+                    f"{service_logs(stack.project, name)}"
+                )
+        if all(name in states and states[name].health == "healthy" for name in services):
+            return time.monotonic() - started
+        if compose_process is not None and compose_process.poll() not in (None, 0):
+            missing = [n for n in services if n not in states]
+            detail = (compose_process.stderr.read() if compose_process.stderr else "").strip().splitlines()
+            raise OpsError(f"compose up failed ({detail[-1] if detail else 'no output'}); not started: {missing}")
+        if time.monotonic() - started > timeout:
+            waiting = [n for n in services if states.get(n) is None or states[n].health != "healthy"]
+            raise OpsError(
+                f"timed out after {timeout:.0f} s waiting for {', '.join(waiting)}; last log lines of {waiting[0]}:\n"
+                f"{service_logs(stack.project, waiting[0])}"
+            )
+        time.sleep(0.25)

@@ -1,0 +1,135 @@
+"""Deploys: preflight checks that change nothing, then `up` and a wait on health.
+
+Every deploy checks first (daemon, images, secrets, certificate, ports) and only
+then starts anything, so bad input leaves the machine as it was."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import build, docker, secrets, tls
+from .compose import ALL_SERVICES, Stack, compose_command, port_in_use, service_states, wait_healthy
+from .errors import BadInput, OpsError
+
+Progress = Callable[[str], None]
+IMAGE_VARS = {"api": "API_IMAGE", "bot": "BOT_IMAGE", "mtproto": "MTPROTO_IMAGE", "proxy": "PROXY_IMAGE"}
+BASE_VARS = {"postgres": "POSTGRES_IMAGE", "redis": "REDIS_IMAGE"}
+
+
+def required_images(stack: Stack, namespace: str = "analyticbot") -> dict[str, str]:
+    """Image of each service, as the stack's settings name them."""
+    images = {s: stack.settings.get(var, build.service_tag(s, namespace)) for s, var in IMAGE_VARS.items()}
+    images.update({s: stack.settings.get(var, f"{namespace}/{s}:bookworm") for s, var in BASE_VARS.items()})
+    return images
+
+
+def missing_images(stack: Stack) -> list[str]:
+    return [tag for tag in required_images(stack).values() if docker.inspect("image", tag) is None]
+
+
+def check_ports(stack: Stack) -> None:
+    """The proxy's ports must be free, unless this very stack's proxy holds them."""
+    proxy = service_states(stack.project).get("proxy")
+    if proxy is not None and proxy.status == "running":
+        return
+    bind = stack.settings["PROXY_BIND"]
+    for key in ("HTTP_PORT", "HTTPS_PORT"):
+        port = int(stack.settings[key])
+        if port_in_use(bind, port):
+            raise BadInput(f"port {bind}:{port} ({key}) is already in use; free it or set {key} in .env.{stack.env}")
+
+
+def preflight(stack: Stack, progress: Progress) -> None:
+    """Everything a deploy needs, checked before anything starts."""
+    docker.require_daemon()
+    compose_command()
+    missing = missing_images(stack)
+    if missing:
+        raise OpsError(f"images missing: {', '.join(missing)}; run `invoke base-images build-optimized`")
+    secrets_dir = Path(stack.settings["SECRETS_DIR"])
+    rows = secrets.check(stack.env, secrets_dir)
+    if secrets.check_failed(rows, stack.env):
+        bad = [r.name for r in rows if (r.required and not r.present) or r.valid is False]
+        raise BadInput(
+            f"secrets not ready for {stack.env}: {', '.join(bad)}; run `invoke secrets-check --env {stack.env}`"
+        )
+    status = tls.certificate_status(Path(stack.settings["TLS_DIR"]), warn_days=0)
+    if not status.key_matches or not status.chain_ok:
+        raise BadInput(f"the proxy's certificate is unusable: {'; '.join(status.problems)}")
+    check_ports(stack)
+    progress(f"preflight ok: images, secrets ({stack.env}), certificate ({status.days_left} days left), ports")
+
+
+def up(
+    stack: Stack,
+    *,
+    services: Sequence[str] = (),
+    timeout: float = 180.0,
+    progress: Progress = lambda _m: None,
+) -> float:
+    """Start the stack (or some services) and wait until each is healthy; return the seconds waited."""
+    preflight(stack, progress)
+    secrets.ensure_optional_placeholders(Path(stack.settings["SECRETS_DIR"]))
+    wanted = list(services) or list(ALL_SERVICES)
+    command = [*compose_command(), "-p", stack.project, *[a for f in stack.files for a in ("-f", str(f))]]
+    # --no-build: images come from build-optimized; Compose v1 would use the
+    # classic builder. Started in the background so progress shows meanwhile.
+    process = subprocess.Popen(
+        [*command, "up", "-d", "--no-build", "--remove-orphans", *services],
+        env={**_environ(), **stack.settings},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seconds = wait_healthy(stack, wanted, timeout, progress, compose_process=process)
+    finally:
+        if process.poll() is None:
+            process.wait(timeout=60)
+    return seconds
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def down(stack: Stack, *, volumes: bool = False) -> None:
+    """Stop and remove the stack's containers and networks; volumes only when asked."""
+    args = ["down", "--remove-orphans", "--timeout", "20"]
+    if volumes:
+        args.append("--volumes")
+    stack.compose(*args)
+
+
+def used_subnets() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    ids = docker.docker(["network", "ls", "-q"]).stdout.split()
+    nets = json.loads(docker.docker(["network", "inspect", *ids]).stdout) if ids else []
+    found = []
+    for net in nets:
+        for config in (net.get("IPAM") or {}).get("Config") or []:
+            if config.get("Subnet"):
+                found.append(ipaddress.ip_network(config["Subnet"]))
+    return found
+
+
+def free_subnets(count: int, pool: str = "172.28.0.0/14", seed: int | None = None) -> list[str]:
+    """`count` /24 subnets from `pool` that overlap no existing Docker network, for
+    a second stack (tests, previews) beside a running one."""
+    taken = used_subnets()
+    candidates = list(ipaddress.ip_network(pool).subnets(new_prefix=24))
+    random.Random(seed).shuffle(candidates)
+    chosen: list[str] = []
+    for candidate in candidates:
+        if not any(candidate.overlaps(t) for t in taken):
+            chosen.append(str(candidate))
+            taken.append(candidate)
+            if len(chosen) == count:
+                return chosen
+    raise OpsError(f"no {count} free /24 subnets left in {pool}")

@@ -1,0 +1,218 @@
+"""The health sweep: every service of a stack, probed concurrently through its own
+health endpoint and its Docker health state, folded into one verdict and exit code.
+
+Services are found from the stack itself (Compose labels, container addresses on
+the stack's own networks), never from fixed host ports."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import docker
+from .compose import PYTHON_SERVICES, project_containers
+
+APP_PORT = 8000
+EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNHEALTHY = 0, 1, 2
+RANK = {"healthy": 0, "degraded": 1, "disabled": 1, "unhealthy": 2, "unreachable": 2, "missing": 2}
+
+
+@dataclass
+class ServiceHealth:
+    service: str
+    container: str = ""
+    docker_state: str = "missing"  # running, exited, ... or missing
+    docker_health: str = "none"  # healthy, unhealthy, starting, none
+    endpoint_status: str = "-"  # the service's own verdict, "unreachable", or "-" when it has none
+    http_status: int | None = None
+    latency_ms: float | None = None
+    dependencies: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """The worst of what Docker and the endpoint say."""
+        if self.docker_state != "running":
+            return "missing" if self.docker_state == "missing" else "unhealthy"
+        docker_verdict = {"healthy": "healthy", "starting": "degraded", "none": "healthy"}.get(
+            self.docker_health, "unhealthy"
+        )
+        if self.endpoint_status == "-":
+            return docker_verdict
+        return max(docker_verdict, self.endpoint_status, key=lambda s: RANK.get(s, 2))
+
+
+@dataclass
+class Sweep:
+    project: str
+    services: list[ServiceHealth]
+    seconds: float
+
+    @property
+    def verdict(self) -> str:
+        if not self.services:
+            return "missing"
+        return max((s.verdict for s in self.services), key=lambda v: RANK.get(v, 2))
+
+    @property
+    def exit_code(self) -> int:
+        return {0: EXIT_HEALTHY, 1: EXIT_DEGRADED}.get(RANK.get(self.verdict, 2), EXIT_UNHEALTHY)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "status": self.verdict,
+            "exit_code": self.exit_code,
+            "seconds": round(self.seconds, 3),
+            "services": [{**asdict(s), "verdict": s.verdict} for s in self.services],
+        }
+
+
+def _address(info: dict[str, Any]) -> str | None:
+    """The container's address on one of its non-internal networks: the host can
+    reach those directly, and they belong to the stack this toolkit created."""
+    networks = info.get("NetworkSettings", {}).get("Networks", {}) or {}
+    internal = {name for name in networks if _is_internal(name)}
+    for name, net in sorted(networks.items()):
+        if name not in internal and net.get("IPAddress"):
+            return net["IPAddress"]
+    return None
+
+
+_INTERNAL_CACHE: dict[str, bool] = {}
+
+
+def _is_internal(network: str) -> bool:
+    if network not in _INTERNAL_CACHE:
+        info = docker.inspect("network", network) or {}
+        _INTERNAL_CACHE[network] = bool(info.get("Internal"))
+    return _INTERNAL_CACHE[network]
+
+
+def fetch(url: str, timeout: float) -> tuple[int | None, Any, float, str]:
+    """(HTTP status, parsed JSON or text, latency ms, error) for one GET."""
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # a stack container's own address
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, None, (time.monotonic() - started) * 1000, str(reason)[:200]
+    latency = (time.monotonic() - started) * 1000
+    try:
+        return status, json.loads(body), latency, ""
+    except ValueError:
+        return status, body.decode(errors="replace"), latency, ""
+
+
+def _probe(info: dict[str, Any], path: str, timeout: float) -> ServiceHealth:
+    labels = info["Config"].get("Labels") or {}
+    state = info["State"]
+    result = ServiceHealth(
+        service=labels.get("com.docker.compose.service", info["Name"].lstrip("/")),
+        container=info["Name"].lstrip("/"),
+        docker_state=state.get("Status", "missing"),
+        docker_health=(state.get("Health") or {}).get("Status", "none"),
+    )
+    if result.service not in PYTHON_SERVICES or result.docker_state != "running":
+        return result
+    address = _address(info)
+    if address is None:
+        result.endpoint_status, result.error = "unreachable", "no address on a reachable network"
+        return result
+    status, body, latency, error = fetch(f"http://{address}:{APP_PORT}{path}", timeout)
+    result.http_status, result.latency_ms, result.error = status, round(latency, 1), error
+    if status is None:
+        result.endpoint_status = "unreachable"
+    elif isinstance(body, dict):
+        result.endpoint_status = str(body.get("status", "healthy" if status == 200 else "unhealthy"))
+        result.dependencies = body.get("dependencies", {}) or {}
+    else:
+        result.endpoint_status = "healthy" if status == 200 else "unhealthy"
+    return result
+
+
+def sweep(project: str, services: Sequence[str] = (), path: str = "/health", timeout: float = 2.0) -> Sweep:
+    """Probe every service of `project` (or the named ones) at once."""
+    started = time.monotonic()
+    infos = [
+        i
+        for i in project_containers(project)
+        if not services or i["Config"]["Labels"].get("com.docker.compose.service") in services
+    ]
+    with ThreadPoolExecutor(max_workers=max(1, len(infos))) as pool:
+        results = list(pool.map(lambda info: _probe(info, path, timeout), infos))
+    found = {r.service for r in results}
+    results += [ServiceHealth(service=name) for name in services if name not in found]
+    results.sort(key=lambda r: r.service)
+    return Sweep(project, results, time.monotonic() - started)
+
+
+@dataclass
+class EndpointCall:
+    service: str
+    path: str
+    http_status: int | None
+    latency_ms: float
+    error: str
+
+
+ENDPOINTS = ("/health/live", "/health/ready", "/health", "/performance", "/metrics")
+
+
+def call_endpoints(project: str, timeout: float = 2.0) -> list[EndpointCall]:
+    """Every health and performance endpoint of every Python service, with status and latency."""
+    targets = []
+    for info in project_containers(project):
+        service = (info["Config"].get("Labels") or {}).get("com.docker.compose.service")
+        address = _address(info) if service in PYTHON_SERVICES else None
+        if address:
+            targets += [(service, path, f"http://{address}:{APP_PORT}{path}") for path in ENDPOINTS]
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        fetched = list(pool.map(lambda t: fetch(t[2], timeout), targets))
+    return [
+        EndpointCall(service, path, status, round(latency, 1), error)
+        for (service, path, _), (status, _body, latency, error) in zip(targets, fetched, strict=True)
+    ]
+
+
+def swarm_services() -> list[dict[str, str]]:
+    """Swarm services and their replicas, when this node is in an active Swarm."""
+    state = docker.docker(["info", "--format", "{{.Swarm.LocalNodeState}}"], check=False).stdout.strip()
+    if state != "active":
+        return []
+    out = docker.docker(["service", "ls", "--format", "{{json .}}"], check=False).stdout
+    return [{"name": d.get("Name", ""), "replicas": d.get("Replicas", "")} for d in map(json.loads, out.splitlines())]
+
+
+def uptimes(project: str) -> list[dict[str, Any]]:
+    """State, health, restarts and uptime of each service of a project."""
+    import datetime as dt
+
+    from .compose import service_states
+
+    rows = []
+    now = dt.datetime.now(dt.UTC)
+    for state in sorted(service_states(project).values(), key=lambda s: s.service):
+        uptime = "-"
+        if state.status == "running" and state.started_at:
+            started = dt.datetime.fromisoformat(state.started_at[:26].rstrip("Z") + "+00:00")
+            uptime = str(now - started).split(".")[0]
+        rows.append(
+            {
+                "service": state.service,
+                "state": state.status,
+                "health": state.health,
+                "restarts": state.restarts,
+                "uptime": uptime,
+            }
+        )
+    return rows

@@ -1,0 +1,61 @@
+"""The channel endpoints: create and list channels, record post views, read a channel's cached summary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+
+from .models import USERNAME_PATTERN, ChannelIn, ChannelOut, SummaryOut, ViewsIn, ViewsOut
+from .service import ChannelService
+
+router = APIRouter(tags=["channels"])
+UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
+
+
+def channel_service(request: Request) -> ChannelService:
+    """The service the lifespan built; absent only while the app is starting or stopping."""
+    service = getattr(request.app.state, "channels", None)
+    if service is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "service is starting")
+    return service
+
+
+Service = Annotated[ChannelService, Depends(channel_service)]
+
+
+@router.post("/channels", status_code=status.HTTP_201_CREATED)
+async def create_channel(body: ChannelIn, service: Service) -> ChannelOut:
+    channel = await service.create_channel(body.username, body.title)
+    if channel is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"channel {body.username} exists already")
+    return ChannelOut(**asdict(channel))
+
+
+@router.get("/channels")
+async def list_channels(
+    service: Service,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ChannelOut]:
+    return [ChannelOut(**asdict(channel)) for channel in await service.list_channels(limit, offset)]
+
+
+@router.post("/channels/{username}/views", status_code=status.HTTP_201_CREATED)
+async def record_views(username: UsernamePath, body: ViewsIn, service: Service) -> ViewsOut:
+    username = username.lower()
+    stored = await service.record_views(username, body.post_id, body.views)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown channel {username}")
+    return ViewsOut(username=username, post_id=body.post_id, views=stored)
+
+
+@router.get("/channels/{username}/summary")
+async def channel_summary(username: UsernamePath, service: Service) -> SummaryOut:
+    username = username.lower()
+    found = await service.summary(username)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown channel {username}")
+    summary, cached = found
+    return SummaryOut(**summary.as_dict(), cached=cached)

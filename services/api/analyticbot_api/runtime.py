@@ -1,0 +1,127 @@
+"""The API's connections: the PostgreSQL pool and the Redis client, their startup, probes, gauges and shutdown.
+
+Startup reads the secrets, waits for PostgreSQL (up to STARTUP_TIMEOUT), applies the migrations and only then
+lets the app serve. Afterwards neither client is ever recreated: asyncpg's pool opens new connections in place
+of broken ones on acquire, and redis-py reconnects on the next command, so the API survives PostgreSQL or Redis
+going away and coming back without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from analyticbot_common.scrub import SCRUBBER, Scrubber
+from analyticbot_common.startup import StartupAborted, retry_until
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .cache import RedisSummaryCache
+from .migrations import migrate
+from .repository import PgChannelRepository
+from .service import ChannelService
+from .settings import ApiSecrets, ApiSettings, load_secrets
+
+log = logging.getLogger("analyticbot.api")
+
+
+class Resources:
+    def __init__(self, settings: ApiSettings, scrubber: Scrubber = SCRUBBER) -> None:
+        self.settings = settings
+        self.scrubber = scrubber
+        self.pool: asyncpg.Pool | None = None
+        self.redis: Redis | None = None
+        self.channels: ChannelService | None = None
+
+    async def start(self) -> ChannelService:
+        """Everything the app needs before serving; raises SettingsError or StartupAborted."""
+        settings = self.settings
+        secrets = load_secrets(settings)
+        for value in secrets.values():
+            self.scrubber.add(value)
+        self.pool = await retry_until(
+            lambda: self._create_pool(secrets),
+            what=f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port}",
+            timeout=settings.startup_timeout,
+            log=log,
+        )
+        try:
+            async with self.pool.acquire() as connection:
+                applied = await migrate(connection, timeout=max(settings.startup_timeout, settings.db_command_timeout))
+        except Exception as exc:
+            detail = self.scrubber.error_text(f"{type(exc).__name__}: {exc}")
+            raise StartupAborted(f"database migration failed: {detail}") from None
+        log.info("schema up to date (%d migrations applied now)", len(applied))
+        self.redis = Redis(
+            host=settings.redis_host,
+            port=settings.redis_port,
+            db=settings.redis_db,
+            username=settings.redis_username or None,
+            password=secrets.redis_password,
+            socket_timeout=settings.redis_socket_timeout,
+            socket_connect_timeout=settings.redis_socket_timeout,
+            # One immediate retry: after a Redis restart the first command meets a dead pooled socket.
+            retry=Retry(NoBackoff(), retries=1),
+            max_connections=32,
+            client_name="analyticbot-api",
+        )
+        repository = PgChannelRepository(self.pool, acquire_timeout=settings.db_connect_timeout)
+        self.channels = ChannelService(repository, RedisSummaryCache(self.redis, settings.cache_ttl_seconds))
+        return self.channels
+
+    async def _create_pool(self, secrets: ApiSecrets) -> asyncpg.Pool:
+        settings = self.settings
+        return await asyncpg.create_pool(
+            host=settings.postgres_host,
+            port=settings.postgres_port,
+            database=settings.postgres_db,
+            user=settings.postgres_user,
+            password=secrets.postgres_password,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            timeout=settings.db_connect_timeout,
+            command_timeout=settings.db_command_timeout,
+            server_settings={"application_name": "analyticbot-api"},
+        )
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.pool is not None:
+            try:
+                # Bounded: close() waits for acquired connections, and shutdown must not hang on a dead server.
+                await asyncio.wait_for(self.pool.close(), timeout=5.0)
+            except Exception as exc:  # a pool whose server is gone cannot close cleanly; end it anyway
+                log.warning("closing the database pool failed (%s); terminating it", type(exc).__name__)
+                self.pool.terminate()
+
+    # --- health probes: raise when the dependency is unusable ---
+
+    async def probe_postgres(self) -> None:
+        if self.pool is None:
+            raise RuntimeError("not connected yet")
+        await self.pool.fetchval("SELECT 1")
+
+    async def probe_redis(self) -> None:
+        if self.redis is None:
+            raise RuntimeError("not connected yet")
+        if not await self.redis.ping():
+            raise RuntimeError("PING was not answered with PONG")
+
+    # --- gauges for /performance and /metrics ---
+
+    def pool_size(self) -> int | None:
+        return self.pool.get_size() if self.pool is not None else None
+
+    def pool_in_use(self) -> int | None:
+        return self.pool.get_size() - self.pool.get_idle_size() if self.pool is not None else None
+
+    def cache_hits(self) -> int | None:
+        return self.channels.stats.hits if self.channels is not None else None
+
+    def cache_misses(self) -> int | None:
+        return self.channels.stats.misses if self.channels is not None else None
+
+    def cache_hit_ratio(self) -> float | None:
+        return self.channels.stats.hit_ratio if self.channels is not None else None

@@ -1,0 +1,153 @@
+"""Request metrics: an ASGI middleware, a rolling latency window and the service's Prometheus registry.
+
+Each `Metrics` owns its own `CollectorRegistry` (never the global one), so tests can build many apps. Services
+register gauges as callables (pool size, cache hit ratio, ...) that are read at scrape time: no background
+sampling, and the figures are those of the moment they are asked for."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter as Tally
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+WINDOW = 2048
+UNMATCHED = "<unmatched>"  # one label for every unknown path, so scanners cannot blow up the label set
+GaugeReader = Callable[[], float | int | None]
+# The *_created series double the exposition for nothing the dashboards use (a process-wide switch).
+disable_created_metrics()
+
+
+@dataclass(frozen=True)
+class _Gauge:
+    name: str
+    help: str
+    read: GaugeReader
+
+    def value(self) -> float | None:
+        try:
+            value = self.read()
+        except Exception as exc:  # a broken reader must not break /metrics or /performance
+            log.warning("gauge %s could not be read: %s", self.name, type(exc).__name__)
+            return None
+        return value
+
+
+class _GaugeCollector(Collector):
+    """Exposes the registered callables as Prometheus gauges, read at each scrape."""
+
+    def __init__(self, owner: Metrics) -> None:
+        self._owner = owner
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for gauge in self._owner.gauges:
+            value = gauge.value()
+            if value is not None:
+                yield GaugeMetricFamily(gauge.name, gauge.help, value=value)
+
+
+def percentile(ordered: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of an already sorted list; None when there is no sample."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+class Metrics:
+    def __init__(self, service: str, *, window: int = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
+        self.service = service
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._clock = clock
+        self.started = clock()
+        self._durations: deque[float] = deque(maxlen=window)
+        self._by_class: Tally[str] = Tally()
+        self._gauges: dict[str, _Gauge] = {}
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route template, method and status class.",
+            ["route", "method", "status_class"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration by route template.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.registry.register(_GaugeCollector(self))
+
+    @property
+    def uptime_s(self) -> float:
+        return round(self._clock() - self.started, 3)
+
+    def register_gauge(self, name: str, help: str, read: GaugeReader) -> None:
+        """Expose `read()` as gauge `name` in /metrics and in /performance; None means "not known yet"."""
+        self._gauges[name] = _Gauge(name, help, read)
+
+    @property
+    def gauges(self) -> tuple[_Gauge, ...]:
+        return tuple(self._gauges.values())
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        status_class = f"{status // 100}xx"
+        self.requests.labels(route=route, method=method, status_class=status_class).inc()
+        self.latency.labels(route=route).observe(seconds)
+        self._by_class[status_class] += 1
+        self._durations.append(seconds)
+
+    def performance(self) -> dict[str, object]:
+        """The figures behind GET /performance: measured, never made up; None where nothing was measured."""
+        ordered = sorted(self._durations)
+
+        def ms(fraction: float) -> float | None:
+            value = percentile(ordered, fraction)
+            return None if value is None else round(value * 1000, 2)
+
+        return {
+            "service": self.service,
+            "uptime_s": self.uptime_s,
+            "requests": {
+                "total": sum(self._by_class.values()),
+                "by_status_class": dict(sorted(self._by_class.items())),
+            },
+            "latency_ms": {"p50": ms(0.50), "p90": ms(0.90), "p99": ms(0.99), "samples": len(ordered)},
+            "gauges": {gauge.name: gauge.value() for gauge in self.gauges},
+        }
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (no BaseHTTPMiddleware: it would buffer streaming bodies and break cancellation)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before starting a response
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            # The router stores the matched route in the scope; its path is the template (/channels/{username}).
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            self.metrics.observe(route, scope.get("method", ""), status, time.perf_counter() - started)

@@ -1,0 +1,68 @@
+"""A whole stack in prod mode for tests: its own project name, secrets, certificates,
+loopback ports and subnets, so it runs beside a dev stack or another test run."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from analyticbot_ops import compose, deploy, secrets, tls
+
+# A token of the right shape. The bot is pointed at a closed local port instead
+# of Telegram (TELEGRAM_API_BASE), so no test sends anything off this machine.
+FAKE_BOT_TOKEN = "123456789:" + "A" * 35
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RunningStack:
+    stack: compose.Stack
+    secrets_dir: Path
+    tls_dir: Path
+    http_port: int
+    https_port: int
+
+    @property
+    def project(self) -> str:
+        return self.stack.project
+
+    @property
+    def base_url(self) -> str:
+        return f"https://localhost:{self.https_port}"
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.tls_dir / "ca.crt")
+
+    def secret(self, name: str) -> str:
+        return secrets.read_secret(name, self.secrets_dir)
+
+
+def make_stack(root: Path, project: str, env: str = "prod") -> RunningStack:
+    secrets_dir, tls_dir = root / "secrets", root / "tls"
+    secrets.from_env(env, secrets_dir, environ={"BOT_TOKEN": FAKE_BOT_TOKEN})
+    tls.ensure_dev_certificates(tls_dir)
+    http_port, https_port = free_port(), free_port()
+    frontend, backend, database = deploy.free_subnets(3)
+    stack = compose.load_stack(
+        env,
+        project=project,
+        overrides={
+            "PROXY_BIND": "127.0.0.1",
+            "HTTP_PORT": str(http_port),
+            "HTTPS_PORT": str(https_port),
+            "FRONTEND_SUBNET": frontend,
+            "BACKEND_SUBNET": backend,
+            "DATABASE_SUBNET": database,
+            "SECRETS_DIR": str(secrets_dir),
+            "TLS_DIR": str(tls_dir),
+            "TELEGRAM_API_BASE": "http://127.0.0.1:9",
+        },
+    )
+    return RunningStack(stack, secrets_dir, tls_dir, http_port, https_port)

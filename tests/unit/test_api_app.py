@@ -1,0 +1,325 @@
+"""The API without PostgreSQL or Redis: request validation, the summary cache logic, errors and readiness wiring.
+
+The repository and the Redis client are replaced by small fakes; the routes, the service, the Redis cache
+adapter and the health wiring are the real code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from analyticbot_api.cache import RedisSummaryCache
+from analyticbot_api.main import create_app
+from analyticbot_api.migrations import MIGRATION_LOCK_KEY, MIGRATIONS, migrate
+from analyticbot_api.repository import Channel, DatabaseUnavailable, Summary
+from analyticbot_api.service import ChannelService
+from analyticbot_api.settings import ApiSettings
+from fastapi import FastAPI
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+
+class FakeRepository:
+    """Channels and views in dicts, with the same contract as PgChannelRepository."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+        self.views: dict[tuple[str, int], int] = {}
+        self.summary_queries = 0
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise DatabaseUnavailable("ConnectionRefusedError")
+
+    async def create_channel(self, username: str, title: str | None) -> Channel | None:
+        self._check()
+        if username in self.channels:
+            return None
+        channel = Channel(len(self.channels) + 1, username, title, datetime(2026, 1, 1, tzinfo=UTC))
+        self.channels[username] = channel
+        return channel
+
+    async def list_channels(self, limit: int, offset: int) -> list[Channel]:
+        self._check()
+        return sorted(self.channels.values(), key=lambda c: c.username)[offset : offset + limit]
+
+    async def record_views(self, username: str, post_id: int, views: int) -> int | None:
+        self._check()
+        if username not in self.channels:
+            return None
+        stored = max(views, self.views.get((username, post_id), 0))
+        self.views[(username, post_id)] = stored
+        return stored
+
+    async def summary(self, username: str) -> Summary | None:
+        self._check()
+        self.summary_queries += 1
+        channel = self.channels.get(username)
+        if channel is None:
+            return None
+        views = [v for (name, _), v in self.views.items() if name == username]
+        return Summary(username, channel.title, len(views), sum(views), max(views, default=0))
+
+
+class FakeRedis:
+    """The three commands the cache adapter uses; `down` makes each raise like a lost connection."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.calls = 0
+        self.down = False
+        self.ttls: dict[str, int] = {}
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise RedisConnectionError("Error 111 connecting to redis:6379. Connection refused.")
+
+    async def get(self, key: str) -> bytes | None:
+        self._check()
+        return self.data.get(key)
+
+    async def set(self, key: str, value: str, ex: int) -> None:
+        self._check()
+        self.data[key], self.ttls[key] = value.encode(), ex
+
+    async def delete(self, key: str) -> None:
+        self._check()
+        self.data.pop(key, None)
+
+    async def ping(self) -> bool:
+        self._check()
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    def __init__(self, environment: str = "production") -> None:
+        self.repository = FakeRepository()
+        self.redis = FakeRedis()
+        self.clock = Clock()
+        self.cache = RedisSummaryCache(self.redis, ttl_seconds=30, clock=self.clock)  # type: ignore[arg-type]
+        self.app = create_app(ApiSettings(environment=environment, health_cache_ttl=0))  # type: ignore[arg-type]
+        # What the lifespan would set up from real connections.
+        self.app.state.channels = ChannelService(self.repository, self.cache)
+
+    def call(self, *requests: tuple[str, str, dict[str, Any] | None]) -> list[httpx.Response]:
+        return call(self.app, *requests)
+
+
+def call(app: FastAPI, *requests: tuple[str, str, dict[str, Any] | None]) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [await client.request(method, url, json=body) for method, url, body in requests]
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def api() -> Iterator[Harness]:
+    yield Harness()
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("POST", "/channels", {"username": "ab"}),
+        ("POST", "/channels", {"username": "has space"}),
+        ("POST", "/channels", {"username": "dash-ed"}),
+        ("POST", "/channels", {"username": "x" * 65}),
+        ("POST", "/channels", {"username": "durov", "extra": 1}),
+        ("POST", "/channels", {"title": "no username"}),
+        ("GET", "/channels/ab/summary", None),
+        ("GET", "/channels/bad%21name/summary", None),
+        ("POST", "/channels/durov/views", {"post_id": 0, "views": 1}),
+        ("POST", "/channels/durov/views", {"post_id": 1, "views": -1}),
+        ("POST", "/channels/durov/views", {"post_id": 1}),
+        ("POST", "/channels/d!/views", {"post_id": 1, "views": 1}),
+        ("GET", "/channels?limit=0", None),
+    ],
+)
+def test_invalid_requests_are_rejected_with_422(api: Harness, method: str, url: str, body: dict | None) -> None:
+    (response,) = api.call((method, url, body))
+    assert response.status_code == 422
+    assert api.repository.channels == {}
+
+
+def test_channels_are_created_once_and_listed(api: Harness) -> None:
+    created, duplicate, same_other_case, listing = api.call(
+        ("POST", "/channels", {"username": "Durov", "title": "Pavel"}),
+        ("POST", "/channels", {"username": "durov"}),
+        ("POST", "/channels", {"username": "DUROV"}),
+        ("GET", "/channels", None),
+    )
+    assert created.status_code == 201
+    assert created.json()["username"] == "durov" and created.json()["title"] == "Pavel"
+    assert duplicate.status_code == 409 and same_other_case.status_code == 409
+    assert [c["username"] for c in listing.json()] == ["durov"]
+
+
+def test_views_for_an_unknown_channel_are_404(api: Harness) -> None:
+    (response,) = api.call(("POST", "/channels/nobody/views", {"post_id": 1, "views": 5}))
+    assert response.status_code == 404
+
+
+def test_summary_is_cached_and_invalidated_by_new_views(api: Harness) -> None:
+    responses = api.call(
+        ("POST", "/channels", {"username": "durov", "title": "Pavel"}),
+        ("POST", "/channels/durov/views", {"post_id": 1, "views": 100}),
+        ("POST", "/channels/durov/views", {"post_id": 2, "views": 50}),
+        ("GET", "/channels/durov/summary", None),
+        ("GET", "/channels/Durov/summary", None),
+    )
+    first, second = responses[-2].json(), responses[-1].json()
+    assert responses[1].status_code == 201
+    assert first == {
+        "username": "durov",
+        "title": "Pavel",
+        "posts": 2,
+        "total_views": 150,
+        "max_views": 100,
+        "cached": False,
+    }
+    assert second == {**first, "cached": True}
+    assert api.repository.summary_queries == 1
+    assert api.redis.ttls["summary:durov"] == 30
+
+    stored, after = api.call(
+        ("POST", "/channels/durov/views", {"post_id": 1, "views": 90}),  # lower: the stored figure stays 100
+        ("GET", "/channels/durov/summary", None),
+    )
+    assert stored.status_code == 201 and stored.json()["views"] == 100
+    assert after.json()["cached"] is False  # the write removed the cached entry
+    assert api.repository.summary_queries == 2
+    service: ChannelService = api.app.state.channels
+    assert (service.stats.hits, service.stats.misses, service.stats.hit_ratio) == (1, 2, 0.3333)
+
+
+def test_summary_is_served_from_postgres_while_redis_is_down(api: Harness) -> None:
+    api.call(
+        ("POST", "/channels", {"username": "durov"}), ("POST", "/channels/durov/views", {"post_id": 1, "views": 7})
+    )
+    api.redis.down = True
+    calls_before = api.redis.calls
+    first, second = api.call(("GET", "/channels/durov/summary", None), ("GET", "/channels/durov/summary", None))
+    assert first.status_code == second.status_code == 200
+    assert first.json()["cached"] is False and second.json()["cached"] is False
+    assert first.json()["total_views"] == 7
+    # After the first failure Redis is skipped for the cool-down, instead of costing every request a timeout.
+    assert api.redis.calls == calls_before + 1
+    assert api.cache.errors == 1
+
+    api.redis.down = False
+    api.clock.now += 5  # past the cool-down
+    third, fourth = api.call(("GET", "/channels/durov/summary", None), ("GET", "/channels/durov/summary", None))
+    assert third.json()["cached"] is False and fourth.json()["cached"] is True
+
+
+def test_database_outage_is_503_not_500(api: Harness) -> None:
+    api.repository.down = True
+    listing, summary = api.call(("GET", "/channels", None), ("GET", "/channels/durov/summary", None))
+    assert listing.status_code == 503 and summary.status_code == 503
+    assert listing.json() == {"detail": "database unavailable"}
+
+
+def test_requests_before_startup_are_503() -> None:
+    app = create_app(ApiSettings(environment="production"))
+    (response,) = call(app, ("GET", "/channels", None))
+    assert response.status_code == 503
+
+
+class FakePool:
+    def __init__(self) -> None:
+        self.down = False
+
+    async def fetchval(self, query: str) -> int:
+        if self.down:
+            raise ConnectionRefusedError("connect call failed")
+        return 1
+
+    def get_size(self) -> int:
+        return 4
+
+    def get_idle_size(self) -> int:
+        return 3
+
+
+def test_readiness_names_redis_when_redis_is_down(api: Harness) -> None:
+    resources = api.app.state.resources
+    resources.pool, resources.redis, resources.channels = FakePool(), api.redis, api.app.state.channels
+    (ready,) = api.call(("GET", "/health/ready", None))
+    assert ready.status_code == 200
+
+    api.redis.down = True
+    ready, health, performance = api.call(
+        ("GET", "/health/ready", None), ("GET", "/health", None), ("GET", "/performance", None)
+    )
+    assert ready.status_code == 503 and ready.json()["failing"] == ["redis"]
+    assert health.status_code == 503 and health.json()["dependencies"]["postgres"]["state"] == "up"
+    assert performance.json()["gauges"]["db_pool_size"] == 4
+    assert performance.json()["gauges"]["db_pool_in_use"] == 1
+
+    api.redis.down = False
+    resources.pool.down = True
+    (ready,) = api.call(("GET", "/health/ready", None))
+    assert ready.status_code == 503 and ready.json()["failing"] == ["postgres"]
+
+
+@pytest.mark.parametrize(("environment", "status"), [("production", 404), ("development", 200)])
+def test_interactive_docs_only_in_development(environment: str, status: int) -> None:
+    app = create_app(ApiSettings(environment=environment))  # type: ignore[arg-type]
+    docs, schema = call(app, ("GET", "/docs", None), ("GET", "/openapi.json", None))
+    assert docs.status_code == status and schema.status_code == status
+
+
+class FakeConnection:
+    """Records the statements migrate() runs; `applied` plays the schema_migrations table."""
+
+    def __init__(self, applied: set[int]) -> None:
+        self.applied = applied
+        self.statements: list[str] = []
+        self.in_transaction = False
+
+    @asynccontextmanager
+    async def transaction(self) -> Any:
+        self.in_transaction = True
+        yield
+        self.in_transaction = False
+
+    async def execute(self, sql: str, *args: object, timeout: float | None = None) -> None:
+        assert self.in_transaction, "every migration statement runs inside the transaction"
+        self.statements.append(" ".join(sql.split()))
+        if sql.startswith("INSERT INTO schema_migrations"):
+            self.applied.add(int(args[0]))  # type: ignore[call-overload]
+        if "pg_advisory_xact_lock" in sql:
+            assert args == (MIGRATION_LOCK_KEY,)
+
+    async def fetch(self, sql: str) -> list[dict[str, int]]:
+        return [{"version": v} for v in sorted(self.applied)]
+
+
+def test_migrations_take_the_lock_first_and_apply_only_what_is_missing() -> None:
+    versions = [version for version, _, _ in MIGRATIONS]
+    assert versions == sorted(set(versions))
+
+    fresh = FakeConnection(applied=set())
+    assert asyncio.run(migrate(fresh)) == versions  # type: ignore[arg-type]
+    assert fresh.statements[0].startswith("SELECT pg_advisory_xact_lock")
+    assert any("CREATE TABLE channel_stats" in s for s in fresh.statements)
+
+    partial = FakeConnection(applied={1, 2})
+    assert asyncio.run(migrate(partial)) == [3]  # type: ignore[arg-type]
+    assert not any("CREATE TABLE channels" in s for s in partial.statements)
