@@ -132,19 +132,26 @@ def _process_env() -> dict[str, str]:
     return dict(os.environ)
 
 
-def load_stack(env: str, project: str | None = None, overrides: Mapping[str, str] | None = None) -> Stack:
-    """Defaults, then the environment's .env file, then the process environment, then overrides."""
+def settings_with_sources(env: str, overrides: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """Each setting with where it came from: defaults, then the environment's .env
+    file, then the process environment, then explicit overrides."""
     check_env(env)
-    settings = {**COMMON_DEFAULTS, **DEFAULTS[env]}
+    settings = {k: (v, "default") for k, v in {**COMMON_DEFAULTS, **DEFAULTS[env]}.items()}
     path = env_file(env)
     if path.exists():
         from_file = read_env_file(path)
         validate_settings(from_file, str(path.name))
-        settings.update({k: v for k, v in from_file.items() if k in SETTINGS})
+        settings.update({k: (v, path.name) for k, v in from_file.items() if k in SETTINGS})
     process = _process_env()
-    settings.update({k: process[k] for k in SETTINGS if k in process})
-    settings.update(overrides or {})
-    validate_settings(settings, "settings")
+    settings.update({k: (process[k], "environment") for k in SETTINGS if k in process})
+    settings.update({k: (v, "override") for k, v in (overrides or {}).items()})
+    validate_settings({k: v for k, (v, _) in settings.items()}, "settings")
+    return settings
+
+
+def load_stack(env: str, project: str | None = None, overrides: Mapping[str, str] | None = None) -> Stack:
+    """The stack of an environment, its settings resolved by settings_with_sources."""
+    settings = {k: v for k, (v, _source) in settings_with_sources(env, overrides).items()}
     files = [COMPOSE_DIR / name for name in (*BASE_FILES, *OVERLAYS[env])]
     for file in files:
         if not file.is_file():

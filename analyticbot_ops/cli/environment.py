@@ -1,0 +1,78 @@
+"""Tasks for environment settings and checks that start nothing: env-check,
+env-template, env-validate, validate-configuration, test-environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Exit
+from rich.table import Table
+
+from .. import compose, environment
+from ._task import ops_task, out, print_json
+
+ENV = "Environment: dev, staging or prod."
+
+
+def _print_checks(checks: list[environment.Check], title: str) -> None:
+    table = Table("check", "result", "detail", title=title, title_justify="left")
+    for check in checks:
+        table.add_row(check.name, "ok" if check.ok else "FAIL", check.detail)
+    out.print(table)
+
+
+@ops_task(help={"env": ENV, "json": "Print the settings as JSON."})
+def env_check(c: Any, env: str = "dev", json: bool = False) -> None:
+    """Show an environment's effective settings and where each one comes from."""
+    settings = compose.settings_with_sources(env)
+    if json:
+        print_json({key: {"value": value, "source": source} for key, (value, source) in settings.items()})
+        return
+    table = Table("setting", "value", "from", title=f"{env}: project {compose.PROJECTS[env]}", title_justify="left")
+    for key, (value, source) in sorted(settings.items()):
+        table.add_row(key, value, source)
+    out.print(table)
+
+
+@ops_task(help={"env": ENV, "write": "Write .env.ENV (only when it does not exist) instead of printing."})
+def env_template(c: Any, env: str = "dev", write: bool = False) -> None:
+    """Print (or write) a commented .env template for an environment."""
+    if write:
+        out.print(f"wrote {environment.write_template(env)}")
+    else:
+        print(environment.template(env), end="")
+
+
+@ops_task(help={"env": ENV, "file": "Validate this file instead of .env.ENV."})
+def env_validate(c: Any, env: str = "dev", file: str | None = None) -> None:
+    """Validate an environment's .env file: syntax (with line numbers), values, stray secrets."""
+    findings = environment.validate_file(env, Path(file) if file else None)
+    for finding in findings:
+        out.print(f"{finding.level}: {finding.message}", markup=False)
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        raise Exit(f"error: {len(errors)} problem(s) in the {env} settings", code=2)
+    out.print(f"{env} settings are valid")
+
+
+@ops_task(help={"env": "Only this environment (default: all three)."}, iterable=["env"])
+def validate_configuration(c: Any, env: list[str] | None = None) -> None:
+    """Validate each environment's merged compose files, nginx -t in the proxy image, and hadolint."""
+    envs = [compose.check_env(e) for e in env] if env else list(compose.ENVIRONMENTS)
+    checks = environment.validate_configuration(envs)
+    _print_checks(checks, "configuration")
+    if not all(check.ok for check in checks):
+        raise Exit("error: the configuration does not validate (see above)", code=1)
+
+
+@ops_task(help={"env": ENV})
+def test_environment(c: Any, env: str = "dev") -> None:
+    """Check that an environment could be deployed now (daemon, images, secrets, certificate, ports)."""
+    checks = environment.test_environment(env)
+    _print_checks(checks, f"{env} deployability")
+    if not all(check.ok for check in checks):
+        raise Exit(f"error: {env} is not deployable now (see above)", code=1)
+
+
+ns = Collection(env_check, env_template, env_validate, validate_configuration, test_environment)
