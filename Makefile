@@ -5,13 +5,16 @@ INVOKE ?= .venv/bin/invoke
 
 .DEFAULT_GOAL := help
 
-.PHONY: help analyze-layers backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps restart restore secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-status test-environment test-health-endpoints up validate-configuration
+.PHONY: help analyze-layers audit backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps restart restore secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-prod ssl-renew ssl-setup ssl-status test-environment test-health-endpoints up validate-configuration
 
 help:
 	@$(INVOKE) --list
 
 analyze-layers:
 	$(INVOKE) analyze-layers $(if $(SERVICE),--service "$(SERVICE)") $(if $(JSON),--json)
+
+audit:
+	$(INVOKE) audit $(if $(ENV),--env "$(ENV)") $(if $(RUNNING),--running) $(if $(JSON),--json)
 
 backup:
 	$(INVOKE) backup $(if $(ENV),--env "$(ENV)") $(if $(OUTPUT),--output "$(OUTPUT)")
@@ -105,6 +108,15 @@ setup-prod:
 
 ssl-dev:
 	$(INVOKE) ssl-dev $(if $(NAME),--name "$(NAME)") $(if $(DAYS),--days "$(DAYS)")
+
+ssl-prod:
+	$(INVOKE) ssl-prod $(if $(DOMAIN),--domain "$(DOMAIN)") $(if $(EMAIL),--email "$(EMAIL)") $(if $(STAGING),--staging) $(if $(SERVER),--server "$(SERVER)") $(if $(CA_BUNDLE),--ca-bundle "$(CA_BUNDLE)") $(if $(ENV),--env "$(ENV)") $(if $(ALLOW_TEST_DOMAIN),--allow-test-domain)
+
+ssl-renew:
+	$(INVOKE) ssl-renew $(if $(FORCE_RENEWAL),--force-renewal) $(if $(SERVER),--server "$(SERVER)") $(if $(CA_BUNDLE),--ca-bundle "$(CA_BUNDLE)") $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+
+ssl-setup:
+	$(INVOKE) ssl-setup $(if $(ENV),--env "$(ENV)") $(if $(DOMAIN),--domain "$(DOMAIN)") $(if $(EMAIL),--email "$(EMAIL)")
 
 ssl-status:
 	$(INVOKE) ssl-status $(if $(JSON),--json) $(if $(WARN_DAYS),--warn-days "$(WARN_DAYS)")

@@ -6,11 +6,11 @@ the defaults, which invoke.yaml can override."""
 
 from invoke import Collection
 
-from analyticbot_ops.cli import environment, health, images, secrets, stack, tls
+from analyticbot_ops.cli import audit, environment, health, images, secrets, stack, tls
 from analyticbot_ops.config import DEFAULTS
 
 ns = Collection()
-for module in (images, secrets, tls, stack, health, environment):
+for module in (images, secrets, tls, stack, health, environment, audit):
     for name, task_object in module.ns.tasks.items():
         ns.add_task(task_object, name=name)
 ns.configure(DEFAULTS)

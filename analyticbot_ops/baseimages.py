@@ -120,6 +120,20 @@ RECIPES: tuple[BaseRecipe, ...] = (
         ),
         official_image="nginxinc/nginx-unprivileged:1.22",
     ),
+    BaseRecipe(
+        name="pebble",
+        description="Let's Encrypt's pebble ACME test server from Debian (tests only)",
+        packages=("pebble", "ca-certificates"),
+        hooks=(("common.sh",), ("pebble.sh",)),
+        changes=(
+            f"USER {APP_UID}:{APP_UID}",
+            # Deterministic tests: no random validation delays, no nonce rejections.
+            "ENV PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0",
+            "EXPOSE 14000 15000",
+            'CMD ["pebble", "-config", "/etc/pebble/pebble-config.json"]',
+        ),
+        official_image="ghcr.io/letsencrypt/pebble:latest",
+    ),
 )
 
 

@@ -58,11 +58,23 @@ def preflight(stack: Stack, progress: Progress) -> None:
         raise BadInput(
             f"secrets not ready for {stack.env}: {', '.join(bad)}; run `invoke secrets-check --env {stack.env}`"
         )
-    status = tls.certificate_status(Path(stack.settings["TLS_DIR"]), warn_days=0)
-    if not status.key_matches or not status.chain_ok:
-        raise BadInput(f"the proxy's certificate is unusable: {'; '.join(status.problems)}")
+    tls_dir = Path(stack.settings["TLS_DIR"])
+    if needs_bootstrap_certificate(stack):
+        certificate = "none yet (a bootstrap certificate will let nginx start)"
+    else:
+        status = tls.certificate_status(tls_dir, warn_days=0)
+        if not status.key_matches or not status.chain_ok:
+            raise BadInput(f"the proxy's certificate is unusable: {'; '.join(status.problems)}")
+        certificate = f"{status.days_left} days left"
     check_ports(stack)
-    progress(f"preflight ok: images, secrets ({stack.env}), certificate ({status.days_left} days left), ports")
+    progress(f"preflight ok: images, secrets ({stack.env}), certificate ({certificate}), ports")
+
+
+def needs_bootstrap_certificate(stack: Stack) -> bool:
+    """Staging and prod get their certificate from ssl-prod, through the running proxy:
+    before that exists, nginx starts on a short-lived self-signed one."""
+    tls_dir = Path(stack.settings["TLS_DIR"])
+    return stack.env != "dev" and not (tls_dir / tls.FULLCHAIN).exists() and not (tls_dir / tls.PRIVKEY).exists()
 
 
 def up(
@@ -74,6 +86,10 @@ def up(
 ) -> float:
     """Start the stack (or some services) and wait until each is healthy; return the seconds waited."""
     preflight(stack, progress)
+    # Changes only after every check passed.
+    if needs_bootstrap_certificate(stack):
+        tls.write_bootstrap_certificate(Path(stack.settings["TLS_DIR"]), stack.settings.get("DOMAIN", "localhost"))
+        progress("wrote a 1-day bootstrap certificate; run `invoke ssl-prod --domain D` once the stack is up")
     secrets.ensure_optional_placeholders(Path(stack.settings["SECRETS_DIR"]))
     wanted = list(services) or list(ALL_SERVICES)
     command = [*compose_command(), "-p", stack.project, *[a for f in stack.files for a in ("-f", str(f))]]

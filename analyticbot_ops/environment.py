@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import build, compose, deploy, docker, secrets, tls
+from . import audit, build, compose, deploy, docker, secrets, tls
 from .errors import BadInput
 
 SECRET_LOOKING = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "API_HASH")
@@ -99,10 +99,11 @@ def _nginx_test() -> Check:
 
 
 def _hadolint() -> Check:
-    from .audit import hadolint_findings  # the audit owns hadolint's configuration
-
-    findings = hadolint_findings()
-    return Check("hadolint", not findings, "; ".join(findings[:3]) or "no findings")
+    paths = audit.dockerfiles()
+    findings = [f for f in audit.hadolint_findings(audit.run_hadolint(paths), paths) if not f.ok]
+    return Check(
+        "hadolint", not findings, "; ".join(f.detail for f in findings[:3]) or f"{len(paths)} Dockerfiles clean"
+    )
 
 
 def validate_configuration(envs: list[str]) -> list[Check]:

@@ -16,3 +16,6 @@ mkdir -p "$root/etc/nginx/conf.d" "$root/var/www/acme" "$root/usr/share/nginx/ht
 for applet in wget sh mkdir; do
     [ -e "$root/usr/bin/$applet" ] || ln -s busybox "$root/usr/bin/$applet"
 done
+# certbot (uid 10001) writes challenges into the acme-webroot volume mounted
+# here: a new named volume copies this directory's owner.
+chown 10001:10001 "$root/var/www/acme"

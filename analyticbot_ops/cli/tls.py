@@ -1,15 +1,20 @@
-"""Tasks for certificates that need no running stack: ssl-dev and ssl-status.
-(ssl-prod, ssl-renew and ssl-setup drive certbot beside the running proxy.)"""
+"""Tasks for certificates: ssl-dev and ssl-status need no stack; ssl-prod, ssl-renew
+and ssl-setup drive certbot beside the running proxy."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from invoke import Collection, Exit
 from rich.table import Table
 
-from .. import tls
-from ._task import ops_task, out, print_json
+from .. import acme, compose, tls
+from ._task import ops_task, out, print_json, progress
+
+ENV = "Environment whose proxy serves the certificate: staging or prod (dev uses ssl-dev)."
+SERVER = "ACME directory URL (default: Let's Encrypt; --staging for its staging server)."
+CA_BUNDLE = "CA file to trust the ACME server with (a test server's own CA, e.g. pebble's)."
 
 
 @ops_task(
@@ -57,4 +62,92 @@ def ssl_status(c: Any, json: bool = False, warn_days: int = 30) -> None:
         raise Exit("error: " + "; ".join(status.problems), code=1)
 
 
-ns = Collection(ssl_dev, ssl_status)
+def _print_status(status: tls.CertStatus) -> None:
+    out.print(
+        f"serving {', '.join(status.sans)} issued by {status.issuer}, {status.days_left} days left, "
+        f"key {'matches' if status.key_matches else 'DOES NOT match'}",
+        markup=False,
+    )
+
+
+@ops_task(
+    help={
+        "domain": "The public DNS name to certify (not localhost, not an IP).",
+        "email": "Contact address for the ACME account (expiry notices).",
+        "staging": "Use Let's Encrypt's staging server (untrusted certificates, generous limits).",
+        "server": SERVER,
+        "ca_bundle": CA_BUNDLE,
+        "env": ENV,
+        "allow_test_domain": "Accept .test/.example/.local names (only for a test ACME server such as pebble).",
+    }
+)
+def ssl_prod(
+    c: Any,
+    domain: str,
+    email: str | None = None,
+    staging: bool = False,
+    server: str | None = None,
+    ca_bundle: str | None = None,
+    env: str = "prod",
+    allow_test_domain: bool = False,
+) -> None:
+    """Obtain a certificate with certbot through the running proxy's ACME webroot; install and reload."""
+    request = acme.AcmeRequest(
+        domain, email, staging, server, Path(ca_bundle) if ca_bundle else None, allow_test_domain=allow_test_domain
+    )
+    _print_status(acme.obtain(compose.load_stack(env), request, progress))
+
+
+@ops_task(
+    help={
+        "force_renewal": "Renew even when the certificate is not due.",
+        "server": SERVER,
+        "ca_bundle": CA_BUNDLE,
+        "env": ENV,
+        "json": "Print the outcome as JSON.",
+    }
+)
+def ssl_renew(
+    c: Any,
+    force_renewal: bool = False,
+    server: str | None = None,
+    ca_bundle: str | None = None,
+    env: str = "prod",
+    json: bool = False,
+) -> None:
+    """Renew certificates that are due; reload the proxy only when one was renewed."""
+    report = acme.renew(
+        compose.load_stack(env), force=force_renewal, server=server, ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        progress=progress,
+    )  # fmt: skip
+    verdict = "renewed" if report.outcome.renewed else "nothing due"
+    if json:
+        print_json({"result": verdict, **report.outcome.__dict__, "installed": report.installed})
+        return
+    out.print(
+        f"{verdict}: renewed {list(report.outcome.renewed)}, not due {list(report.outcome.not_due)}", markup=False
+    )
+    if report.installed:
+        out.print(f"installed and reloaded: {', '.join(report.installed)}")
+
+
+@ops_task(
+    help={
+        "env": "dev (a local CA) or staging/prod (ACME; needs DOMAIN in .env.ENV or --domain).",
+        "domain": "The public name for staging/prod.",
+        "email": "Contact address for the ACME account.",
+    }
+)
+def ssl_setup(c: Any, env: str = "dev", domain: str | None = None, email: str | None = None) -> None:
+    """Pick the certificate path by environment: ssl-dev for dev, ssl-prod for staging and prod."""
+    stack = compose.load_stack(env)
+    if env == "dev":
+        ssl_dev.body(c)
+        return
+    name = domain or stack.settings.get("DOMAIN")
+    if not name:
+        raise Exit(f"error: no domain for {env}: pass --domain or set DOMAIN in .env.{env}", code=2)
+    ssl_prod.body(c, domain=name, email=email or stack.settings.get("ACME_EMAIL"), env=env)
+
+
+ns = Collection(ssl_dev, ssl_status, ssl_prod, ssl_renew, ssl_setup)

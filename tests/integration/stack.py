@@ -12,6 +12,7 @@ from analyticbot_ops import compose, deploy, secrets, tls
 # A token of the right shape. The bot is pointed at a closed local port instead
 # of Telegram (TELEGRAM_API_BASE), so no test sends anything off this machine.
 FAKE_BOT_TOKEN = "123456789:" + "A" * 35
+TEST_DOMAIN = "proxy.analyticbot.test"
 
 
 def free_port() -> int:
@@ -63,6 +64,9 @@ def make_stack(root: Path, project: str, env: str = "prod") -> RunningStack:
             "SECRETS_DIR": str(secrets_dir),
             "TLS_DIR": str(tls_dir),
             "TELEGRAM_API_BASE": "http://127.0.0.1:9",
+            # The proxy answers to this name inside the stack (a network alias), so
+            # pebble on the same network validates ACME challenges through it.
+            "DOMAIN": TEST_DOMAIN,
         },
     )
     return RunningStack(stack, secrets_dir, tls_dir, http_port, https_port)

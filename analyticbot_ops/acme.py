@@ -1,0 +1,185 @@
+"""Certificates from an ACME server (Let's Encrypt, or any `--server`): certbot in its
+own one-off container beside the running proxy, sharing its webroot and the
+letsencrypt volume; the result installed into the proxy's TLS directory and nginx
+reloaded, never restarted."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from . import build, docker, tls
+from .compose import Stack, service_states
+from .errors import BadInput, OpsError
+
+WEBROOT = "/var/www/acme"
+CONFIG_DIR = "/etc/letsencrypt"
+RENEWED_FILE = f"{CONFIG_DIR}/renewed-lineages"
+# Runs inside the certbot container, through its /bin/sh: the container cannot
+# reach nginx (no Docker socket anywhere), so the hook records what it renewed
+# and the task reloads the proxy from the host.
+DEPLOY_HOOK = f'echo "$RENEWED_LINEAGE" >> {RENEWED_FILE}'
+Progress = Callable[[str], None]
+
+
+def _proxy(stack: Stack) -> str:
+    state = service_states(stack.project).get("proxy")
+    if state is None or state.status != "running":
+        raise BadInput(f"the proxy of {stack.project} is not running; deploy it first (`invoke up --env {stack.env}`)")
+    return state.container
+
+
+def _certbot(
+    stack: Stack, args: Sequence[str], ca_bundle: Path | None, entrypoint: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        docker.client().path, "run", "--rm", "--network", f"{stack.project}_frontend",
+        "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+        "-v", f"{stack.project}_acme-webroot:{WEBROOT}", "-v", f"{stack.project}_letsencrypt:{CONFIG_DIR}",
+    ]  # fmt: skip
+    if ca_bundle is not None:
+        # Trust a test ACME server's own CA (pebble); Let's Encrypt needs nothing.
+        command += ["-v", f"{ca_bundle.resolve()}:/run/acme-ca.pem:ro", "-e", "REQUESTS_CA_BUNDLE=/run/acme-ca.pem"]
+    if entrypoint:
+        command += ["--entrypoint", entrypoint]
+    return subprocess.run([*command, build.service_tag("certbot"), *args], capture_output=True, text=True)
+
+
+def _dirs() -> dict[str, str]:
+    return {"config_dir": CONFIG_DIR, "work_dir": "/tmp/certbot-work", "logs_dir": "/tmp/certbot-logs"}
+
+
+def _reason(output: str) -> str:
+    """certbot's own explanation of a failure, one line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for marker in ("Detail:", "Error", "error", "Failed", "failed"):
+        for line in lines:
+            if marker in line and "Saving debug log" not in line and "Ask for help" not in line:
+                return line[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def _copy_out(stack: Stack, cert_name: str, destination: Path) -> tuple[Path, Path]:
+    """The issued pair out of the letsencrypt volume (live/ holds symlinks: -L follows them)."""
+    created = docker.docker(["create", "-v", f"{stack.project}_letsencrypt:{CONFIG_DIR}", build.service_tag("certbot")])
+    container = created.stdout.strip()
+    try:
+        pair = []
+        for name in ("fullchain.pem", "privkey.pem"):
+            target = destination / name
+            docker.docker(["cp", "-L", f"{container}:{CONFIG_DIR}/live/{cert_name}/{name}", str(target)])
+            pair.append(target)
+    finally:
+        docker.docker(["rm", "-f", container], check=False)
+    return pair[0], pair[1]
+
+
+def _stapling(tls_dir: Path) -> None:
+    """Staple OCSP only where the certificate names a responder (Let's Encrypt no longer does)."""
+    leaf = x509.load_pem_x509_certificates((tls_dir / tls.FULLCHAIN).read_bytes())[0]
+    try:
+        access = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        has_ocsp = any(d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP for d in access)
+    except x509.ExtensionNotFound:
+        has_ocsp = False
+    include = tls_dir / "stapling.conf"
+    if has_ocsp:
+        include.write_text(
+            "ssl_stapling on;\nssl_stapling_verify on;\nssl_trusted_certificate /etc/nginx/tls/fullchain.pem;\n"
+        )
+    else:
+        include.unlink(missing_ok=True)
+
+
+def reload_proxy(stack: Stack) -> None:
+    """Test the new configuration, then reload: workers finish their requests, nothing is refused."""
+    proxy = _proxy(stack)
+    tested = docker.docker(["exec", proxy, "nginx", "-t"], check=False)
+    if tested.returncode != 0:
+        raise OpsError(f"nginx -t failed after installing the certificate: {docker.first_line(tested.stderr)}")
+    docker.docker(["exec", proxy, "nginx", "-s", "reload"])
+
+
+def install_and_reload(stack: Stack, cert_name: str, progress: Progress) -> tls.CertStatus:
+    tls_dir = Path(stack.settings["TLS_DIR"])
+    with tempfile.TemporaryDirectory() as scratch:
+        fullchain, privkey = _copy_out(stack, cert_name, Path(scratch))
+        tls.install_certificate(fullchain, privkey, tls_dir)
+    _stapling(tls_dir)
+    progress("  certificate installed; reloading nginx (no restart)")
+    reload_proxy(stack)
+    return tls.certificate_status(tls_dir)
+
+
+@dataclass(frozen=True)
+class AcmeRequest:
+    domain: str
+    email: str | None = None
+    staging: bool = False
+    server: str | None = None
+    ca_bundle: Path | None = None
+    allow_test_domain: bool = False
+
+
+def obtain(stack: Stack, request: AcmeRequest, progress: Progress = lambda _m: None) -> tls.CertStatus:
+    """certonly --webroot through the running proxy, then install and reload."""
+    domain = tls.validate_domain(request.domain, allow_test_tlds=request.allow_test_domain)
+    if request.ca_bundle is not None and not request.ca_bundle.is_file():
+        raise BadInput(f"no CA bundle at {request.ca_bundle}")
+    _proxy(stack)
+    args = tls.certbot_certonly_args(
+        domain, email=request.email, webroot=WEBROOT, staging=request.staging, server=request.server, **_dirs()
+    )
+    authority = request.server or ("Let's Encrypt staging" if request.staging else "Let's Encrypt")
+    progress(f"requesting a certificate for {domain} from {authority}")
+    result = _certbot(stack, args, request.ca_bundle)
+    if result.returncode != 0:
+        raise OpsError(f"certbot could not obtain a certificate for {domain}: {_reason(result.stdout + result.stderr)}")
+    return install_and_reload(stack, domain, progress)
+
+
+@dataclass(frozen=True)
+class RenewReport:
+    outcome: tls.RenewOutcome
+    installed: tuple[str, ...]
+
+
+def renew(
+    stack: Stack,
+    *,
+    force: bool = False,
+    server: str | None = None,
+    ca_bundle: Path | None = None,
+    progress: Progress = lambda _m: None,
+) -> RenewReport:
+    """certbot renew; tells "renewed" from "nothing due" (certbot exits 0 for both)."""
+    _proxy(stack)
+    args = tls.certbot_renew_args(force=force, server=server, deploy_hook=DEPLOY_HOOK, **_dirs())
+    result = _certbot(stack, args, ca_bundle)
+    output = result.stdout + result.stderr
+    outcome = tls.parse_renew_output(output)
+    if result.returncode != 0 or outcome.failed:
+        raise OpsError(f"certbot renew failed: {_reason(output)}")
+    recorded = _certbot(
+        stack, ["-c", f"cat {RENEWED_FILE} 2>/dev/null; rm -f {RENEWED_FILE}"], None, entrypoint="/bin/sh"
+    )
+    lineages = {Path(line.strip()).name for line in recorded.stdout.splitlines() if line.strip()}
+    installed = []
+    current = _installed_names(Path(stack.settings["TLS_DIR"]))
+    for name in sorted(lineages):
+        if name in current:
+            install_and_reload(stack, name, progress)
+            installed.append(name)
+    return RenewReport(outcome, tuple(installed))
+
+
+def _installed_names(tls_dir: Path) -> set[str]:
+    try:
+        return set(tls.certificate_status(tls_dir, warn_days=0).sans)
+    except BadInput:
+        return set()

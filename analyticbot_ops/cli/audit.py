@@ -1,0 +1,118 @@
+"""The audit task: loads what analyticbot_ops.audit checks (merged compose files or running
+containers, the Dockerfiles, hadolint's findings) and prints its reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Collection, Exit
+from rich.table import Table
+from rich.text import Text
+
+from .. import audit as rules
+from .. import baseimages, build, compose
+from ..config import ops
+from ..errors import BadInput
+from ..paths import REPO_ROOT
+from ._task import ops_task, out, print_json, progress
+
+SETUID_HOOK = baseimages.HOOKS_DIR / "common.sh"  # every base recipe runs it first
+STYLES = {"pass": "green", "FAIL": "bold red", "excepted": "yellow"}
+
+
+def known_images(namespace: str) -> dict[str, rules.ImageFacts]:
+    """The images we build, by the reference compose names them: who they run as, whether they
+    have a healthcheck. A base recipe's `changes` are Dockerfile instructions too."""
+    known = {r.tag(namespace): rules.image_facts("\n".join(["FROM scratch", *r.changes])) for r in baseimages.RECIPES}
+    rules.dockerfiles()  # each one exists
+    for name, spec in build.IMAGES.items():
+        known[build.service_tag(name, namespace)] = rules.image_facts(spec.dockerfile.read_text())
+    return known
+
+
+def running_containers(env: str) -> list[dict[str, Any]]:
+    """The project's running containers, by service; `compose run` one-offs are not the stack."""
+    running = []
+    for info in compose.project_containers(compose.load_stack(env).project):
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        if (info.get("State") or {}).get("Running") and labels.get("com.docker.compose.oneoff") != "True":
+            running.append(info)
+    return sorted(running, key=lambda i: (i["Config"]["Labels"].get("com.docker.compose.service", ""), i["Name"]))
+
+
+def image_report(running: bool, exceptions: list[rules.AuditException]) -> rules.Report:
+    paths = rules.dockerfiles()
+    findings = [f for path in paths for f in rules.dockerfile_findings(path, (REPO_ROOT / path).read_text())]
+    if not running:  # 4.8 statically is about how bases are built; it says nothing of what runs
+        findings.append(rules.setuid_finding(str(SETUID_HOOK.relative_to(REPO_ROOT)), SETUID_HOOK.read_text()))
+    return rules.make_report("images", findings + rules.hadolint_findings(rules.run_hadolint(paths), paths), exceptions)
+
+
+def print_report(report: rules.Report, title: str) -> None:
+    """One row per check and outcome: targets with the same result and detail share it."""
+    order: dict[str, int] = {}
+    rows: dict[tuple[str, str, str, str], list[str]] = {}
+    for f in report.findings:
+        order.setdefault(f.check, len(order))
+        rows.setdefault((f.check, f.result, f.detail, f.reason), []).append(f.target)
+    table = Table("check", "target", "result", "detail", title=title, title_justify="left")
+    for (check, result, detail, reason), targets in sorted(rows.items(), key=lambda row: order[row[0][0]]):
+        shown = f"{detail}; excepted: {reason}" if reason else detail
+        table.add_row(check, Text(", ".join(targets)), Text(result, style=STYLES[result]), Text(shown))
+    out.print(table)
+
+
+@ops_task(
+    help={
+        "env": "Audit only this environment: dev, staging or prod. Default: all three.",
+        "running": "Audit the running containers (docker inspect) instead of the merged compose files.",
+        "json": "Print the reports as JSON.",
+    }
+)
+def audit(c: Any, env: str | None = None, running: bool = False, json: bool = False) -> None:
+    """Audit the stack against the CIS Docker Benchmark (compose, Dockerfiles, hadolint); exit 1 on a failure."""
+    cfg = ops(c.config)
+    exceptions = rules.parse_exceptions(cfg.get("audit_exceptions") or [])
+    envs = [compose.check_env(env)] if env else list(compose.ENVIRONMENTS)
+    reports: list[tuple[str, rules.Report]] = []
+    for name in envs:
+        stack = compose.load_stack(name)
+        project = stack.project
+        if running:
+            infos = running_containers(name)
+            if not infos and env:
+                raise BadInput(f"no running containers for project {project}; start it with `invoke up --env {name}`")
+            if not infos:
+                progress(f"{name}: no running containers of {project}, skipped")
+                continue
+            findings = rules.audit_containers(infos)
+        else:
+            findings = rules.audit_compose(compose.merged_config(stack), known_images(cfg["namespace"]))
+        reports.append(
+            (
+                f"{name}: {project}, {'running containers' if running else 'compose files'}",
+                rules.make_report(name, findings, exceptions),
+            )
+        )
+    if running and not reports:
+        raise BadInput("no running containers for any environment; start one with `invoke up --env dev`")
+    reports.append(("images: Dockerfiles and hadolint", image_report(running, exceptions)))
+    if json:
+        print_json(
+            {
+                "mode": "running" if running else "static",
+                "ok": not any(r.failed for _, r in reports),
+                "reports": [r.to_dict() for _, r in reports],
+            }
+        )
+    else:
+        for title, report in reports:
+            print_report(report, title)
+        for _, report in reports:
+            out.print(report.summary(), markup=False)
+    failed = [r.name for _, r in reports if r.failed]
+    if failed:
+        raise Exit(f"error: the audit failed for {', '.join(failed)}", code=1)
+
+
+ns = Collection(audit)

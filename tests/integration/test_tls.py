@@ -1,0 +1,250 @@
+"""TLS end to end on the prod-mode stack: the proxy passes Mozilla's intermediate
+profile (sslyze) and an A+ header grade (httpobs) with the dev CA, and certbot gets
+and renews a certificate from a real ACME server (pebble) through the proxy's
+webroot, installed with a reload during which no connection is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from analyticbot_ops import acme, docker, tls
+from analyticbot_ops.errors import BadInput, OpsError
+
+from .stack import TEST_DOMAIN, RunningStack
+
+MOZILLA_HSTS = 63072000
+
+
+def _served_certificate(stack: RunningStack) -> x509.Certificate:
+    pem = ssl.get_server_certificate(("127.0.0.1", stack.https_port))
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+# --- scans with the dev CA (these run first: the ACME tests replace the certificate) ---------
+
+
+@pytest.fixture(scope="module")
+def sslyze_report(prod_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict]:
+    out = tmp_path_factory.mktemp("sslyze") / "scan.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "sslyze", "--mozilla_config=intermediate", f"--certinfo_ca_file={prod_stack.ca_file}",
+         f"--json_out={out}", f"localhost:{prod_stack.https_port}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    return result.returncode, json.loads(out.read_text())
+
+
+def test_proxy_is_mozilla_intermediate_compliant(sslyze_report: tuple[int, dict]) -> None:
+    returncode, report = sslyze_report
+    # sslyze's CLI exits 1 when the server is not compliant with the profile.
+    assert returncode == 0, json.dumps(report.get("server_scan_results", [{}])[0].get("connectivity_error_trace"))
+
+
+def test_tls_1_0_and_1_1_are_refused(sslyze_report: tuple[int, dict]) -> None:
+    result = sslyze_report[1]["server_scan_results"][0]["scan_result"]
+    for version in ("ssl_3_0_cipher_suites", "tls_1_0_cipher_suites", "tls_1_1_cipher_suites"):
+        assert result[version]["result"]["accepted_cipher_suites"] == [], version
+    assert result["tls_1_2_cipher_suites"]["result"]["accepted_cipher_suites"]
+    assert result["tls_1_3_cipher_suites"]["result"]["accepted_cipher_suites"]
+
+
+def test_hsts_max_age_is_two_years_on_every_location(prod_stack: RunningStack) -> None:
+    context = ssl.create_default_context(cafile=prod_stack.ca_file)
+    for path in ("/", "/static/status.js", "/api/health/live", "/bot/health/live", "/nope"):
+        request = urllib.request.Request(f"{prod_stack.base_url}{path}")
+        try:
+            response = urllib.request.urlopen(request, context=context, timeout=5)
+        except urllib.error.HTTPError as exc:
+            response = exc
+        hsts = response.headers["Strict-Transport-Security"]
+        assert hsts and int(hsts.split("max-age=")[1].split(";")[0]) >= MOZILLA_HSTS, path
+        assert response.headers["Content-Security-Policy"] and response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_headers_are_graded_a_plus_by_the_observatory_scanner(prod_stack: RunningStack) -> None:
+    code = (
+        "import json, sys\n"
+        "from httpobs.scanner.local import scan\n"
+        "r = scan('localhost', http_port=int(sys.argv[1]), https_port=int(sys.argv[2]))\n"
+        "print(json.dumps({'grade': r['scan']['grade'], 'score': r['scan']['score'],\n"
+        "  'failed': [k for k, t in r['tests'].items() if not t['pass']]}))\n"
+    )
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": prod_stack.ca_file}
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(prod_stack.http_port), str(prod_stack.https_port)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    grade = json.loads(result.stdout.strip().splitlines()[-1])
+    assert grade["grade"] == "A+" and grade["score"] >= 100, grade
+
+
+# --- a real ACME server: pebble on the stack's frontend network ------------------------------
+
+
+@dataclass
+class Pebble:
+    directory_url: str
+    ca_bundle: Path
+    container: str
+
+    def root_certificate(self) -> x509.Certificate:
+        """Pebble regenerates its issuing root at every start: ask its management port."""
+        code = (
+            "import ssl, urllib.request, sys\n"
+            "ctx = ssl.create_default_context(cafile='/etc/pebble/tls/ca.crt')\n"
+            "sys.stdout.write(urllib.request.urlopen('https://pebble:15000/roots/0', context=ctx).read().decode())\n"
+        )
+        # From inside the stack's network: the same path certbot's requests take.
+        network = docker.inspect("container", self.container)["HostConfig"]["NetworkMode"]
+        result = docker.docker(
+            ["run", "--rm", "--network", network, "-v", f"{self.ca_bundle.parent}:/etc/pebble/tls:ro",
+             "analyticbot/python-runtime:bookworm", "python3", "-c", code]
+        )  # fmt: skip
+        return x509.load_pem_x509_certificate(result.stdout.encode())
+
+
+@pytest.fixture(scope="module")
+def pebble(prod_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    directory = tmp_path_factory.mktemp("pebble")
+    tls.ensure_dev_certificates(directory / "tls", ["pebble"])
+    config = {
+        "pebble": {
+            "listenAddress": "0.0.0.0:14000",
+            "managementListenAddress": "0.0.0.0:15000",
+            "certificate": "/etc/pebble/tls/fullchain.pem",
+            "privateKey": "/etc/pebble/tls/privkey.pem",
+            # HTTP-01 validation connects to the domain on the proxy's container port.
+            "httpPort": 8080,
+            "tlsPort": 8443,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+    }
+    (directory / "pebble-config.json").write_text(json.dumps(config))
+    os.chmod(directory, 0o755)
+    name = f"{prod_stack.project}-pebble"
+    docker.docker(
+        ["run", "-d", "--name", name, "--network", f"{prod_stack.project}_frontend", "--network-alias", "pebble",
+         "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+         "-v", f"{directory}:/etc/pebble:ro", "analyticbot/pebble:bookworm"]
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            "Listening on: 0.0.0.0:14000"
+            not in docker.docker(["logs", name], check=False).stdout + docker.docker(["logs", name], check=False).stderr
+        ):
+            assert time.monotonic() < deadline, docker.docker(["logs", name], check=False).stderr
+            time.sleep(0.3)
+        yield Pebble("https://pebble:14000/dir", directory / "tls" / "ca.crt", name)
+    finally:
+        docker.docker(["rm", "-f", name], check=False)
+        # Put the dev certificate back for anything that runs after this module.
+        tls.ensure_dev_certificates(prod_stack.tls_dir)
+        acme.reload_proxy(prod_stack.stack)
+
+
+class Prober(threading.Thread):
+    """HTTPS requests against the proxy, back to back, counting any that fail."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.ok, self.failures = port, 0, []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        context = ssl._create_unverified_context()  # the certificate changes under it on purpose
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/", context=context, timeout=5) as r:
+                    r.read()
+                self.ok += 1
+            except Exception as exc:
+                self.failures.append(repr(exc))
+            time.sleep(0.02)
+
+
+def test_ssl_prod_obtains_a_certificate_through_the_proxy_and_reloads_without_refusals(
+    prod_stack: RunningStack, pebble: Pebble
+) -> None:
+    prober = Prober(prod_stack.https_port)
+    prober.start()
+    try:
+        request = acme.AcmeRequest(
+            TEST_DOMAIN, server=pebble.directory_url, ca_bundle=pebble.ca_bundle, allow_test_domain=True
+        )
+        status = acme.obtain(prod_stack.stack, request)
+        time.sleep(1)
+    finally:
+        prober.stop.set()
+        prober.join()
+    assert status.ok and TEST_DOMAIN in status.sans and status.key_matches
+    served = _served_certificate(prod_stack)
+    assert TEST_DOMAIN in tls.san_strings(served)
+    assert "Pebble" in served.issuer.rfc4514_string()
+    assert prober.ok > 10 and prober.failures == []
+
+
+def test_ssl_renew_without_force_reports_nothing_due(prod_stack: RunningStack, pebble: Pebble) -> None:
+    report = acme.renew(prod_stack.stack, ca_bundle=pebble.ca_bundle)
+    assert report.outcome.renewed == () and TEST_DOMAIN in report.outcome.not_due and report.installed == ()
+
+
+def test_ssl_renew_force_renewal_installs_the_new_certificate(prod_stack: RunningStack, pebble: Pebble) -> None:
+    before = _served_certificate(prod_stack).serial_number
+    report = acme.renew(prod_stack.stack, force=True, ca_bundle=pebble.ca_bundle)
+    assert TEST_DOMAIN in report.outcome.renewed and report.installed == (TEST_DOMAIN,)
+    # `nginx -s reload` returns before the new workers take over: allow it a moment.
+    deadline = time.monotonic() + 5
+    while _served_certificate(prod_stack).serial_number == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _served_certificate(prod_stack).serial_number != before
+
+
+# --- bad input: one clear error, certificates untouched --------------------------------------
+
+
+@pytest.mark.parametrize("domain", ["localhost", "127.0.0.1", "not a domain", "single"])
+def test_ssl_prod_refuses_a_bad_domain_and_changes_nothing(prod_stack: RunningStack, domain: str) -> None:
+    before = _snapshot(prod_stack.tls_dir)
+    with pytest.raises(BadInput):
+        acme.obtain(prod_stack.stack, acme.AcmeRequest(domain))
+    assert _snapshot(prod_stack.tls_dir) == before
+
+
+def test_ssl_prod_against_an_unreachable_acme_server_changes_nothing(prod_stack: RunningStack, pebble: Pebble) -> None:
+    before = _snapshot(prod_stack.tls_dir)
+    request = acme.AcmeRequest(
+        TEST_DOMAIN, server="https://127.0.0.1:9/dir", ca_bundle=pebble.ca_bundle, allow_test_domain=True
+    )
+    with pytest.raises(OpsError, match="could not obtain"):
+        acme.obtain(prod_stack.stack, request)
+    assert _snapshot(prod_stack.tls_dir) == before
+
+
+def test_ssl_prod_without_a_running_proxy_says_so(prod_stack: RunningStack) -> None:
+    from analyticbot_ops import compose
+
+    absent = compose.load_stack(
+        "prod", project=f"{prod_stack.project}-absent", overrides=dict(prod_stack.stack.settings)
+    )
+    with pytest.raises(BadInput, match=r"proxy .* is not running"):
+        acme.obtain(absent, acme.AcmeRequest("example.org"))
