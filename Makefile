@@ -86,7 +86,7 @@ secrets-init:
 	$(INVOKE) secrets-init $(if $(ENV),--env "$(ENV)") $(if $(FORCE),--force)
 
 secrets-list:
-	$(INVOKE) secrets-list $(if $(JSON),--json)
+	$(INVOKE) secrets-list $(if $(JSON),--json) $(if $(ENV),--env "$(ENV)")
 
 secrets-rotate:
 	$(INVOKE) secrets-rotate $(if $(NAME),--name "$(NAME)") $(if $(ENV),--env "$(ENV)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
@@ -107,7 +107,7 @@ setup-prod:
 	$(INVOKE) setup-prod
 
 ssl-dev:
-	$(INVOKE) ssl-dev $(if $(NAME),--name "$(NAME)") $(if $(DAYS),--days "$(DAYS)")
+	$(INVOKE) ssl-dev $(if $(NAME),--name "$(NAME)") $(if $(DAYS),--days "$(DAYS)") $(if $(ENV),--env "$(ENV)")
 
 ssl-prod:
 	$(INVOKE) ssl-prod $(if $(DOMAIN),--domain "$(DOMAIN)") $(if $(EMAIL),--email "$(EMAIL)") $(if $(STAGING),--staging) $(if $(SERVER),--server "$(SERVER)") $(if $(CA_BUNDLE),--ca-bundle "$(CA_BUNDLE)") $(if $(ENV),--env "$(ENV)") $(if $(ALLOW_TEST_DOMAIN),--allow-test-domain)
@@ -119,7 +119,7 @@ ssl-setup:
 	$(INVOKE) ssl-setup $(if $(ENV),--env "$(ENV)") $(if $(DOMAIN),--domain "$(DOMAIN)") $(if $(EMAIL),--email "$(EMAIL)")
 
 ssl-status:
-	$(INVOKE) ssl-status $(if $(JSON),--json) $(if $(WARN_DAYS),--warn-days "$(WARN_DAYS)")
+	$(INVOKE) ssl-status $(if $(JSON),--json) $(if $(WARN_DAYS),--warn-days "$(WARN_DAYS)") $(if $(ENV),--env "$(ENV)")
 
 test-environment:
 	$(INVOKE) test-environment $(if $(ENV),--env "$(ENV)")

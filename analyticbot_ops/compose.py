@@ -4,7 +4,6 @@ the Compose v1/v2 command, and deploys that wait on real health, never on sleeps
 from __future__ import annotations
 
 import ipaddress
-import json
 import shutil
 import socket
 import subprocess
@@ -67,6 +66,7 @@ SETTINGS: dict[str, str] = {
     "MTPROTO_IMAGE": "collector image",
     "PROXY_IMAGE": "proxy image",
     "TELEGRAM_API_BASE": "Telegram Bot API server for the bot (default: Telegram's own)",
+    "COMPOSE_PROJECT_NAME": "project name (default: analyticbot-dev, analyticbot-staging, analyticbot)",
 }
 PYTHON_SERVICES = ("api", "bot", "mtproto")
 ALL_SERVICES = ("postgres", "redis", "api", "bot", "mtproto", "proxy")
@@ -88,6 +88,16 @@ def check_services(names: Sequence[str]) -> list[str]:
 def env_file(env: str) -> Path:
     """Each environment reads only its own file: a prod deploy never sees .env.dev."""
     return REPO_ROOT / f".env.{check_env(env)}"
+
+
+def secrets_dir(env: str) -> Path:
+    """The secrets directory of an environment's settings (SECRETS_DIR)."""
+    return Path(settings_with_sources(env)["SECRETS_DIR"][0])
+
+
+def tls_dir(env: str) -> Path:
+    """The proxy's certificate directory of an environment's settings (TLS_DIR)."""
+    return Path(settings_with_sources(env)["TLS_DIR"][0])
 
 
 def validate_settings(values: Mapping[str, str], source: str) -> None:
@@ -152,11 +162,13 @@ def settings_with_sources(env: str, overrides: Mapping[str, str] | None = None) 
 def load_stack(env: str, project: str | None = None, overrides: Mapping[str, str] | None = None) -> Stack:
     """The stack of an environment, its settings resolved by settings_with_sources."""
     settings = {k: v for k, (v, _source) in settings_with_sources(env, overrides).items()}
+    project = project or settings.pop("COMPOSE_PROJECT_NAME", None) or PROJECTS[env]
+    settings.pop("COMPOSE_PROJECT_NAME", None)
     files = [COMPOSE_DIR / name for name in (*BASE_FILES, *OVERLAYS[env])]
     for file in files:
         if not file.is_file():
             raise BadInput(f"compose file {file} is missing")
-    return Stack(env, project or PROJECTS[env], settings, files)
+    return Stack(env, project, settings, files)
 
 
 def compose_command() -> list[str]:
@@ -209,10 +221,8 @@ class ServiceState:
 
 
 def project_containers(project: str) -> list[dict[str, object]]:
-    ids = docker.docker(["ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"]).stdout.split()
-    if not ids:
-        return []
-    return json.loads(docker.docker(["inspect", *ids]).stdout)
+    """`docker inspect` of every container of a Compose project."""
+    return docker.containers_by_label(f"com.docker.compose.project={project}")
 
 
 def service_states(project: str) -> dict[str, ServiceState]:
@@ -253,11 +263,14 @@ def wait_healthy(
     timeout: float,
     progress: Callable[[str], None] = lambda _m: None,
     compose_process: subprocess.Popen[str] | None = None,
+    fail_fast: bool = True,
 ) -> float:
     """Poll until every service is healthy; fail fast, with its logs, on one that fails.
 
-    Returns the seconds waited. A container that exits, restarts or turns
-    unhealthy is a failure at once: waiting longer would only hide it."""
+    Returns the seconds waited. In a deploy, a container that exits, restarts or
+    turns unhealthy is a failure at once: waiting longer would only hide it. After
+    a fault (fail_fast=False) "unhealthy" is where recovery starts from, so only
+    the timeout counts."""
     started = time.monotonic()
     last: dict[str, str] = {}
     baseline = {name: state.restarts for name, state in service_states(stack.project).items()}
@@ -269,7 +282,7 @@ def wait_healthy(
             if last.get(name) != shown:
                 progress(f"  {time.monotonic() - started:5.1f}s  {name}: {shown}")
                 last[name] = shown
-            if state is not None and state.failed(baseline.get(name, 0)):
+            if fail_fast and state is not None and state.failed(baseline.get(name, 0)):
                 raise OpsError(
                     f"{name} did not become healthy ({state.status}, health {state.health}, exit code "
                     f"{state.exit_code}, restarts {state.restarts}); its last log lines:\n"

@@ -4,10 +4,13 @@ checking the daemon, and reading images and containers as data."""
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,9 +119,18 @@ def docker(
             result.stdout.decode(errors="replace"),
             (result.stderr or b"").decode(errors="replace"),
         )
+    if result.returncode != 0 and _daemon_unreachable(result.stderr):
+        where = os.environ.get("DOCKER_HOST", "the default socket")
+        raise DockerUnavailable(f"Docker daemon is not reachable at {where}: {first_line(result.stderr)}")
     if check and result.returncode != 0:
         raise OpsError(f"docker {' '.join(args[:2])} failed: {first_line(result.stderr or result.stdout)}")
     return result
+
+
+def _daemon_unreachable(stderr: str | None) -> bool:
+    """Whether a failed docker call failed for want of a daemon, whatever the command."""
+    text = (stderr or "").lower()
+    return "cannot connect to the docker daemon" in text or "is the docker daemon running" in text
 
 
 def first_line(text: str | None) -> str:
@@ -171,3 +183,66 @@ def image_history(tag: str) -> list[dict[str, Any]]:
     """Each layer of an image, newest first: its size and the step that created it."""
     out = docker(["image", "history", "--no-trunc", "--human=false", "--format", "{{json .}}", tag]).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+# --- the Engine API over its Unix socket -------------------------------------------------
+# Each `docker` CLI call costs ~100 ms of process start-up; the same question asked of
+# the daemon's socket takes a few ms. Health sweeps and deploy waits poll often.
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def _socket_path() -> str | None:
+    """The daemon's Unix socket; None for a TCP or SSH daemon (the CLI reaches those)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return None
+    path = host.removeprefix("unix://")
+    if not os.path.exists(path):
+        raise DockerUnavailable(f"Docker daemon is not reachable at {host}: no such socket")
+    return path
+
+
+def engine_get(path: str, query: dict[str, str] | None = None, timeout: float = 10.0) -> Any:
+    """GET an Engine API path as JSON; None when the daemon has no local socket (use the CLI)."""
+    socket_path = _socket_path()
+    if socket_path is None:
+        return None
+    url = f"/v1.41{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    connection = _UnixConnection(socket_path, timeout)
+    try:
+        connection.request("GET", url)
+        response = connection.getresponse()
+        body = response.read()
+    except OSError as exc:
+        raise DockerUnavailable(f"Docker daemon is not reachable at {socket_path}: {exc}") from exc
+    finally:
+        connection.close()
+    if response.status == 404:
+        return {}
+    if response.status >= 400:
+        raise OpsError(f"Docker API {path} answered {response.status}: {body[:200].decode(errors='replace')}")
+    return json.loads(body)
+
+
+def containers_by_label(label: str) -> list[dict[str, Any]]:
+    """`docker inspect` of every container (running or not) carrying a label."""
+    listed = engine_get("/containers/json", {"all": "1", "filters": json.dumps({"label": [label]})})
+    if listed is None:  # a remote daemon: the CLI knows how to reach it
+        ids = docker(["ps", "-aq", "--filter", f"label={label}"]).stdout.split()
+        return json.loads(docker(["inspect", *ids]).stdout) if ids else []
+    found = []
+    for summary in listed:
+        info = engine_get(f"/containers/{summary['Id']}/json")
+        if info:  # gone between the two calls
+            found.append(info)
+    return found

@@ -9,7 +9,7 @@ from typing import Any
 from invoke import Collection, Exit
 from rich.table import Table
 
-from .. import secrets
+from .. import compose, secrets
 from ._task import ops_task, out, print_json
 
 ENV_HELP = "Environment: dev, staging or prod (decides which secrets are required)."
@@ -25,7 +25,7 @@ def _print_report(report: secrets.ApplyReport) -> None:
 @ops_task(help={"env": ENV_HELP, "force": "Replace existing values (each old one is backed up first)."})
 def secrets_init(c: Any, env: str = "dev", force: bool = False) -> None:
     """Ask for missing user secrets (no echo) and generate the rest; needs a terminal."""
-    _print_report(secrets.init_interactive(env, force=force))
+    _print_report(secrets.init_interactive(env, compose.secrets_dir(env), force=force))
 
 
 @ops_task(
@@ -38,9 +38,10 @@ def secrets_init(c: Any, env: str = "dev", force: bool = False) -> None:
 def secrets_from_env(c: Any, env_file: str | None = None, env: str = "dev", force: bool = False) -> None:
     """Create secrets from environment variables and/or a .env file; generate the rest."""
     try:
-        report = secrets.from_env(env, env_file=Path(env_file) if env_file else None, force=force)
+        directory = compose.secrets_dir(env)
+        report = secrets.from_env(env, directory, env_file=Path(env_file) if env_file else None, force=force)
     except secrets.SecretsRejected as exc:
-        _print_report(secrets.ApplyReport(env, secrets.SECRETS_DIR, exc.outcomes))
+        _print_report(secrets.ApplyReport(env, compose.secrets_dir(env), exc.outcomes))
         raise
     _print_report(report)
 
@@ -48,7 +49,7 @@ def secrets_from_env(c: Any, env_file: str | None = None, env: str = "dev", forc
 @ops_task(help={"env": ENV_HELP, "json": "Print the rows as JSON."})
 def secrets_check(c: Any, env: str = "dev", json: bool = False) -> None:
     """Check every secret: present, modes, owner, format, strength, placeholder, age."""
-    rows = secrets.check(env)
+    rows = secrets.check(env, compose.secrets_dir(env))
     if json:
         print_json([row.__dict__ for row in rows])
     else:
@@ -75,10 +76,10 @@ def secrets_check(c: Any, env: str = "dev", json: bool = False) -> None:
         raise Exit("error: a required secret is missing or a secret is invalid (see above)", code=1)
 
 
-@ops_task(help={"json": "Print the list as JSON."})
-def secrets_list(c: Any, json: bool = False) -> None:
+@ops_task(help={"json": "Print the list as JSON.", "env": ENV_HELP})
+def secrets_list(c: Any, json: bool = False, env: str = "dev") -> None:
     """List secrets by name, size, age and consumers; never their values."""
-    rows = secrets.list_secrets()
+    rows = secrets.list_secrets(compose.secrets_dir(env))
     if json:
         print_json([row.__dict__ for row in rows])
         return

@@ -21,12 +21,13 @@ CA_BUNDLE = "CA file to trust the ACME server with (a test server's own CA, e.g.
     help={
         "name": "An extra DNS name or IP for the leaf (repeatable); localhost, 127.0.0.1 and ::1 are always in.",
         "days": "Leaf lifetime in days (31-366).",
+        "env": "Environment whose TLS_DIR receives the certificate (default dev).",
     },
     iterable=["name"],
 )
-def ssl_dev(c: Any, name: list[str] | None = None, days: int = 365) -> None:
+def ssl_dev(c: Any, name: list[str] | None = None, days: int = 365, env: str = "dev") -> None:
     """Make a local CA and a leaf certificate signed by it (idempotent); print how to trust it."""
-    result = tls.ensure_dev_certificates(names=name or (), days=days)
+    result = tls.ensure_dev_certificates(compose.tls_dir(env), names=name or (), days=days)
     verb = "created" if result.changed else "kept"
     out.print(f"{verb}: {result.fullchain} ({result.reason})", markup=False)
     out.print(f"names: {', '.join(result.names)}; valid until {result.not_after:%Y-%m-%d}", markup=False)
@@ -37,11 +38,12 @@ def ssl_dev(c: Any, name: list[str] | None = None, days: int = 365) -> None:
     help={
         "json": "Print the status as JSON.",
         "warn_days": "Exit non-zero when fewer days than this are left.",
+        "env": "Environment whose TLS_DIR to read (default dev).",
     }
 )
-def ssl_status(c: Any, json: bool = False, warn_days: int = 30) -> None:
+def ssl_status(c: Any, json: bool = False, warn_days: int = 30, env: str = "dev") -> None:
     """Show the served certificate: subject, SANs, issuer, days left, key and chain match."""
-    status = tls.certificate_status(warn_days=warn_days)
+    status = tls.certificate_status(compose.tls_dir(env), warn_days=warn_days)
     if json:
         print_json(tls.status_as_dict(status))
     else:
@@ -142,7 +144,7 @@ def ssl_setup(c: Any, env: str = "dev", domain: str | None = None, email: str | 
     """Pick the certificate path by environment: ssl-dev for dev, ssl-prod for staging and prod."""
     stack = compose.load_stack(env)
     if env == "dev":
-        ssl_dev.body(c)
+        ssl_dev.body(c, env=env)
         return
     name = domain or stack.settings.get("DOMAIN")
     if not name:

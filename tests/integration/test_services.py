@@ -12,9 +12,9 @@ from testcontainers.core.network import Network
 
 from analyticbot_ops import docker, secrets
 from analyticbot_ops.paths import COMPOSE_DIR
+from analyticbot_ops.sandbox import FAKE_BOT_TOKEN
 
 from .containers import PostgresContainer, RedisContainer, ServiceContainer, get_json, post_json
-from .stack import FAKE_BOT_TOKEN
 
 DEPENDENCY_TIMEOUT = 1.0  # the API's per-dependency probe timeout
 
@@ -127,6 +127,8 @@ def test_bot_without_a_token_runs_degraded_and_says_why(network: Network, tmp_pa
     bot = ServiceContainer("bot", network, directory, environment="development").start()
     try:
         assert bot.wait_docker_healthy() == "healthy"
+        # aiogram loads in the background; until then the reason is "starting".
+        _wait_for(lambda: "token" in (get_json(f"{bot.url}/health")[1]["dependencies"]["telegram"]["error"] or ""), 60)
         status, report = get_json(f"{bot.url}/health")
         assert status == 200 and report["status"] == "degraded"
         telegram = report["dependencies"]["telegram"]

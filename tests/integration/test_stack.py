@@ -10,8 +10,7 @@ import urllib.request
 import pytest
 
 from analyticbot_ops import compose, docker
-
-from .stack import RunningStack
+from analyticbot_ops.sandbox import RunningStack
 
 EXPECTED_NETWORKS = {
     "proxy": {"frontend", "backend"},

@@ -22,8 +22,7 @@ from cryptography import x509
 
 from analyticbot_ops import acme, docker, tls
 from analyticbot_ops.errors import BadInput, OpsError
-
-from .stack import TEST_DOMAIN, RunningStack
+from analyticbot_ops.sandbox import TEST_DOMAIN, RunningStack
 
 MOZILLA_HSTS = 63072000
 

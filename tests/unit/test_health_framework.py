@@ -316,3 +316,24 @@ def test_each_metrics_object_has_its_own_registry() -> None:
     first.observe("/x", "GET", 200, 0.01)
     assert first.registry is not second.registry
     assert second.performance()["requests"]["total"] == 0  # type: ignore[index]
+
+
+def test_a_probe_that_stalls_its_own_cancellation_still_costs_only_its_timeout() -> None:
+    """asyncpg cancelling a query on a paused server blocks; asyncio.wait_for would wait for it."""
+    from analyticbot_common.health import Dependency, run_probe
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(2)  # winding down takes a while, as a real driver's might
+            raise
+
+    async def measure() -> tuple[float, str, str | None]:
+        started = time.perf_counter()
+        result = await run_probe(Dependency("db", stubborn, critical=True, timeout=0.2))
+        return time.perf_counter() - started, result.state, result.error
+
+    elapsed, state, error = asyncio.run(measure())
+    assert state == "down" and "timeout" in (error or "")
+    assert elapsed < 0.5, f"took {elapsed:.2f} s"

@@ -100,13 +100,35 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+async def _within(probe: Awaitable[object], timeout: float) -> object:
+    """The probe's result, or TimeoutError once `timeout` has passed.
+
+    Not asyncio.wait_for: it waits for the cancelled probe to wind down, and a
+    driver cancelling a query on a hung server (asyncpg against a paused
+    PostgreSQL) can block for seconds. Here the probe is cancelled and left to
+    finish in the background: a hung dependency costs at most its timeout."""
+    task = asyncio.ensure_future(probe)
+    done, _pending = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_consume)
+        raise TimeoutError
+    return task.result()
+
+
+def _consume(task: asyncio.Future[object]) -> None:
+    """Retrieve an abandoned probe's outcome so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def run_probe(dependency: Dependency, scrubber: Scrubber = SCRUBBER) -> DependencyResult:
     """Run one probe within its timeout; never raises (except cancellation of the caller)."""
     started = time.perf_counter()
     state: State = "up"
     error: str | None = None
     try:
-        outcome = await asyncio.wait_for(dependency.probe(), timeout=dependency.timeout)
+        outcome = await _within(dependency.probe(), dependency.timeout)
         if isinstance(outcome, DependencyDisabled):
             state, error = "disabled", outcome.reason
     except DependencyDisabledError as exc:

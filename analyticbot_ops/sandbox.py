@@ -1,5 +1,6 @@
-"""A whole stack in prod mode for tests: its own project name, secrets, certificates,
-loopback ports and subnets, so it runs beside a dev stack or another test run."""
+"""Throwaway stacks for tests and benchmarks: prod settings under their own project
+name, secrets, certificates, loopback ports and subnets, so one runs beside a dev
+stack (or another run) without touching it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from analyticbot_ops import compose, deploy, secrets, tls
+from . import compose, deploy, secrets, tls
 
 # A token of the right shape. The bot is pointed at a closed local port instead
 # of Telegram (TELEGRAM_API_BASE), so no test sends anything off this machine.

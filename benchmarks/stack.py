@@ -1,0 +1,212 @@
+"""Stack benchmarks, in one run on a throwaway prod-mode stack (own project, ports,
+subnets), each figure beside its target and a baseline measured in the same run:
+
+- `up` to all-healthy, images built: cold (first initdb) and warm (after `down`
+  without -v), against the 30 s the old scripts slept; target <= 10 s warm.
+- the health sweep over a healthy stack (target <= 0.3 s) and with Redis paused
+  (target <= the API's 1 s probe timeout + 0.3 s), against probing one service
+  after another;
+- idle RSS of each service's main process (API target <= 60 MB);
+- load through the proxy on 127.0.0.1: wrk, N s at 64 connections, on a read that
+  touches PostgreSQL and Redis; requests/s, p50/p99, 5xx and socket errors; then a
+  burst of writes past the rate limit, which must get 429 while the proxy stays up.
+
+    python benchmarks/stack.py [--duration 60] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.table import Table
+
+from analyticbot_ops import compose, deploy, docker, health, sandbox
+
+console = Console(width=140)
+OLD_SLEEP = 30.0  # the old deploy scripts' `sleep 30`
+# Counts 5xx and 4xx per wrk thread and adds them up at the end: wrk's own
+# "Non-2xx or 3xx" figure would lump a 429 together with a 502.
+WRK_SCRIPT = """
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+init = function(args) fivexx = 0; fourxx = 0 end
+response = function(status, headers, body)
+  if status >= 500 then fivexx = fivexx + 1 elseif status >= 400 then fourxx = fourxx + 1 end
+end
+done = function(summary, latency, requests)
+  local f, q = 0, 0
+  for _, t in ipairs(threads) do f = f + t:get("fivexx"); q = q + t:get("fourxx") end
+  io.write(string.format("status5xx %d\\nstatus4xx %d\\n", f, q))
+end
+"""
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+def bench_up(stack: sandbox.RunningStack) -> dict[str, float]:
+    cold = deploy.up(stack.stack, timeout=300)
+    deploy.down(stack.stack)
+    warm = deploy.up(stack.stack, timeout=300)
+    return {"cold": cold, "warm": warm}
+
+
+def sequential_sweep(project: str) -> float:
+    """The baseline: the same probes, one service after another."""
+    started = time.monotonic()
+    for service in ("api", "bot", "mtproto", "postgres", "redis", "proxy"):
+        health.sweep(project, (service,))
+    return time.monotonic() - started
+
+
+def bench_sweep(stack: sandbox.RunningStack) -> dict[str, float]:
+    health.sweep(stack.project)  # warm the network cache
+    healthy = statistics.median(health.sweep(stack.project).seconds for _ in range(10))
+    baseline = statistics.median(sequential_sweep(stack.project) for _ in range(3))
+    redis = compose.service_states(stack.project)["redis"].container
+    docker.docker(["pause", redis])
+    try:
+        time.sleep(1.2)  # past the services' health cache
+        paused = health.sweep(stack.project).seconds
+    finally:
+        docker.docker(["unpause", redis])
+    return {"healthy": healthy, "sequential baseline": baseline, "redis paused": paused}
+
+
+def bench_rss(stack: sandbox.RunningStack) -> dict[str, float]:
+    time.sleep(5)  # idle
+    rss = {}
+    for service, state in sorted(compose.service_states(stack.project).items()):
+        pid = docker.inspect("container", state.container)["State"]["Pid"]
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss[service] = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    return rss
+
+
+def _request(url: str, context: ssl.SSLContext, method: str = "GET", body: dict | None = None) -> int:
+    data = json.dumps(body).encode() if body else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def bench_load(stack: sandbox.RunningStack, duration: int, connections: int) -> dict[str, object]:
+    context = ssl.create_default_context(cafile=stack.ca_file)
+    base = stack.base_url
+    _request(f"{base}/api/channels", context, "POST", {"username": "bench", "title": "bench"})
+    for post in range(1, 21):
+        _request(f"{base}/api/channels/bench/views", context, "POST", {"post_id": post, "views": post})
+    url = f"https://127.0.0.1:{stack.https_port}/api/channels/bench/summary"
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (scripts/bootstrap installs it)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    result = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name, url],
+        capture_output=True, text=True, timeout=duration + 60,
+    )  # fmt: skip
+    out = result.stdout
+    figures: dict[str, object] = {
+        "requests/s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": re.search(r"50%\s+(\S+)", out).group(1),  # type: ignore[union-attr]
+        "p99": re.search(r"99%\s+(\S+)", out).group(1),  # type: ignore[union-attr]
+        "5xx": int(re.search(r"status5xx (\d+)", out).group(1)),  # type: ignore[union-attr]
+        "4xx (429: over the read limit)": int(re.search(r"status4xx (\d+)", out).group(1)),  # type: ignore[union-attr]
+        "socket errors": sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+    }
+    # A burst of writes past the write limit (20/s, burst 40): some must get 429.
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        codes = list(pool.map(
+            lambda i: _request(f"{base}/api/channels/bench/views", context, "POST", {"post_id": 1000 + i, "views": 1}),
+            range(200),
+        ))  # fmt: skip
+    figures["burst 429"] = codes.count(429)
+    figures["burst 5xx"] = sum(1 for c in codes if c >= 500)
+    figures["proxy up after burst"] = _request(f"{base}/", context) == 200
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=60, help="seconds of load")
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="abbench-"))
+    stack = sandbox.make_stack(root, f"abbench-{int(time.time())}")
+    ok = True
+    try:
+        up = bench_up(stack)
+        table = Table("deploy", "seconds", "vs sleep 30", "target", "result", title="Time to all-healthy")
+        table.add_row("up, cold (initdb)", f"{up['cold']:.1f}", f"{up['cold'] / OLD_SLEEP:.2f}", "-", "-")
+        warm = up["warm"]
+        table.add_row(
+            "up, warm (images, data there)", f"{warm:.1f}", f"{warm / OLD_SLEEP:.2f}", "<= 10 s", verdict(warm <= 10)
+        )
+        ok &= up["warm"] <= 10
+        console.print(table)
+
+        sweep = bench_sweep(stack)
+        table = Table("sweep", "seconds", "ratio to sequential", "target", "result", title="Health sweep")
+        base = sweep["sequential baseline"]
+        table.add_row("healthy (median of 10)", f"{sweep['healthy']:.3f}", f"{sweep['healthy'] / base:.2f}", "<= 0.3",
+                      verdict(sweep["healthy"] <= 0.3))  # fmt: skip
+        table.add_row("sequential baseline", f"{base:.3f}", "1.00", "-", "-")
+        table.add_row(
+            "redis paused", f"{sweep['redis paused']:.3f}", "-", "<= 1.3", verdict(sweep["redis paused"] <= 1.3)
+        )
+        ok &= sweep["healthy"] <= 0.3 and sweep["redis paused"] <= 1.3
+        console.print(table)
+
+        rss = bench_rss(stack)
+        table = Table("service", "idle RSS MB", "target", "result", title="Idle memory (main process)")
+        for service, mb in rss.items():
+            target = 60.0 if service == "api" else None
+            table.add_row(
+                service, f"{mb:.1f}", f"<= {target:.0f}" if target else "-", verdict(mb <= target) if target else "-"
+            )
+        ok &= rss.get("api", 0) <= 60
+        console.print(table)
+
+        load = bench_load(stack, args.duration, args.connections)
+        table = Table(
+            "figure", "value", title=f"Load: wrk {args.duration} s, {args.connections} connections, GET summary"
+        )
+        for key, value in load.items():
+            table.add_row(key, str(value))
+        console.print(table)
+        ok &= (
+            load["socket errors"] == 0
+            and load["burst 429"] > 0
+            and load["burst 5xx"] == 0
+            and bool(load["proxy up after burst"])
+        )
+    finally:
+        deploy.down(stack.stack, volumes=True)
+        shutil.rmtree(root, ignore_errors=True)
+    console.print("all targets met" if ok else "some targets MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

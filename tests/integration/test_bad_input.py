@@ -1,0 +1,781 @@
+"""Bad input, end to end: each case runs the real `invoke` in a subprocess and proves
+that the task refuses with the documented exit code (2 bad input, 3 no Docker, 1 a
+failed check), one `error:` line naming the problem and no traceback, and that it
+changed nothing: not the case's own secrets and TLS folders, not the repository's
+secrets/ or .env files, not Docker's containers, networks or volumes.
+
+Every case runs with SECRETS_DIR and TLS_DIR in its own temporary folder and a
+throwaway COMPOSE_PROJECT_NAME, so no real stack is ever matched. Nothing here
+starts a container when the code is right; if a case ever does, its objects are
+removed and the case fails.
+
+The Docker daemon is shared (other people run stacks and tests on it meanwhile), so
+a container, network or volume that appears or goes fails a case only when the case
+could own it: it carries the case's project or folders, or a default project
+(analyticbot-dev, analyticbot-staging, analyticbot) that a task ignoring
+COMPOSE_PROJECT_NAME would act on. Other changes are reported as warnings."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from analyticbot_ops import compose, deploy, docker, environment, secrets, tls
+from analyticbot_ops.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NO_DOCKER
+from analyticbot_ops.paths import REPO_ROOT
+
+pytestmark = pytest.mark.docker
+
+INVOKE = str(Path(sys.executable).with_name("invoke"))
+NO_DAEMON = "unix:///nonexistent/docker.sock"
+# Values that must never be echoed: a refused secret is named, never shown.
+WEAK_PASSWORD = "weakPw9!x"
+MALFORMED_TOKEN = "abc"
+SETTINGS_FILE_SECRET = "Settings-File-Secret-4711-xyz"
+OUTSIDE_SECRET = "Outside-Target-Secret-0815-qrs"
+BAD_LINE_TEXT = "s3cr3tLineText"
+# The repository's own files that no case may touch.
+REPO_WATCHED = (REPO_ROOT / "secrets", *(REPO_ROOT / f".env.{env}" for env in compose.ENVIRONMENTS))
+DEFAULT_PROJECTS = tuple(compose.PROJECTS.values())
+THIS_CASE = "this case (its project or its folders)"
+
+
+# --- one run of a case ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A case's sandbox: its temporary folders, throwaway project and environment."""
+
+    root: Path
+    project: str
+    env: dict[str, str]
+    cleanup: contextlib.ExitStack
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.root / "secrets"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    def fmt(self, text: str) -> str:
+        """Fill {tmp}, {secrets}, {tls} and {project} (plain replacement: regexes keep their own braces)."""
+        for key, value in (
+            ("{tmp}", str(self.root)),
+            ("{secrets}", str(self.secrets_dir)),
+            ("{tls}", str(self.tls_dir)),
+            ("{project}", self.project),
+        ):
+            text = text.replace(key, value)
+        return text
+
+
+def base_env(root: Path, project: str) -> dict[str, str]:
+    """The caller's environment without anything that would steer a task: no settings,
+    no secret values, no Invoke overrides; then this case's folders and project."""
+    dropped = {*compose.SETTINGS, *(spec.env_var for spec in secrets.SECRETS)}
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("INVOKE_")}
+    env.update(SECRETS_DIR=str(root / "secrets"), TLS_DIR=str(root / "tls"), COMPOSE_PROJECT_NAME=project)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- setups: what a case needs on disk (or on a port) before it runs --------------------------------------------
+
+
+def write(path: Path, text: str | bytes, mode: int = 0o600) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    path.chmod(mode)
+    return path
+
+
+def bad_env_file(run: Run) -> None:
+    """Line 3 is not NAME=value; it carries text that must not be echoed."""
+    write(run.root / "bad.env", f"HTTP_PORT=8080\n# a comment\nthis line has no equals sign {BAD_LINE_TEXT}\nA=1\n")
+
+
+def secret_in_settings_file(run: Run) -> None:
+    write(run.root / "settings.env", f"HTTP_PORT=8080\nPOSTGRES_PASSWORD={SETTINGS_FILE_SECRET}\n")
+
+
+def secret_is_a_directory(run: Run) -> None:
+    (run.secrets_dir / "postgres_password").mkdir(mode=0o700)
+
+
+def symlink_outside(run: Run) -> None:
+    target = write(run.root / "outside" / "postgres_password", OUTSIDE_SECRET)
+    (run.secrets_dir / "postgres_password").symlink_to(target)
+
+
+def dev_secrets_and_certificates(run: Run) -> None:
+    secrets.from_env("dev", run.secrets_dir, environ={})
+    tls.ensure_dev_certificates(run.tls_dir)
+
+
+def https_port_taken(run: Run) -> None:
+    """Valid dev secrets and certificates, every image present, HTTPS_PORT held by a listener."""
+    dev_secrets_and_certificates(run)
+    missing = deploy.missing_images(compose.load_stack("dev", project=run.project))
+    if missing:
+        pytest.fail(f"images missing: {', '.join(missing)}; run `invoke base-images build-optimized`")
+    listener = run.cleanup.enter_context(socket.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    run.env.update(HTTPS_PORT=str(listener.getsockname()[1]), HTTP_PORT=str(free_port()), PROXY_BIND="127.0.0.1")
+
+
+def mismatched_key(run: Run) -> None:
+    """Dev certificates, then privkey.pem replaced by another EC key (same mode and owner)."""
+    tls.ensure_dev_certificates(run.tls_dir)
+    key_path = run.tls_dir / "privkey.pem"
+    info = key_path.stat()
+    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write(key_path, other, 0o600)
+    os.chown(key_path, info.st_uid, info.st_gid)
+
+
+def garbage_certificate(run: Run) -> None:
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write(run.tls_dir / "fullchain.pem", "this is not a certificate\n", 0o644)
+    write(run.tls_dir / "privkey.pem", key, 0o600)
+
+
+def existing_staging_env_file(run: Run) -> None:
+    """env-template --write must refuse an existing .env.staging. The repository's own
+    file, if there is one, is left alone (and watched); otherwise one with the template's
+    defaults is created for this case and removed after it."""
+    path = REPO_ROOT / ".env.staging"
+    if path.exists():
+        return
+    path.write_text(environment.template("staging") + "# written by tests/integration/test_bad_input.py for a moment\n")
+    run.cleanup.callback(path.unlink, missing_ok=True)
+
+
+# --- the catalogue ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: tuple[str, ...]
+    code: int
+    message: str  # regex searched in the last stderr line ({project} etc. filled in)
+    env: Mapping[str, str] = field(default_factory=dict)
+    setup: Callable[[Run], None] | None = None
+    stdout: str = ""  # regex that stdout must match, where the details are printed there
+    hidden: tuple[str, ...] = ()  # values that must appear nowhere in the output
+    guard_env: str = ""  # a deploy: first prove the env resolves to the throwaway project
+    xfail: str = ""  # a product bug: the case stays, marked strict
+
+
+CASES: tuple[Case, ...] = (
+    # 1. no Docker daemon
+    Case(
+        "no-daemon-ps",
+        ("ps",),
+        EXIT_NO_DOCKER,
+        r"Docker daemon",
+        env={"DOCKER_HOST": NO_DAEMON},
+    ),
+    Case(
+        "no-daemon-up",
+        ("up", "--env", "dev", "--timeout", "5"),
+        EXIT_NO_DOCKER,
+        r"Docker daemon is not reachable at unix:///nonexistent/docker\.sock",
+        env={"DOCKER_HOST": NO_DAEMON},
+    ),
+    Case(
+        "no-daemon-analyze-layers",
+        ("analyze-layers", "--service", "api"),
+        EXIT_NO_DOCKER,
+        r"Docker daemon",
+        env={"DOCKER_HOST": NO_DAEMON},
+    ),
+    # 2. an unknown environment
+    Case("ps-unknown-env", ("ps", "--env", "nope"), EXIT_BAD_INPUT, r"unknown environment 'nope'; use one of: dev"),
+    Case(
+        "secrets-check-unknown-env",
+        ("secrets-check", "--env", "nope"),
+        EXIT_BAD_INPUT,
+        r"unknown environment 'nope'",
+    ),
+    # 3. a malformed .env line
+    Case(
+        "env-validate-malformed-line-3",
+        ("env-validate", "--file", "{tmp}/bad.env"),
+        EXIT_BAD_INPUT,
+        r"bad\.env:3: malformed line",
+        setup=bad_env_file,
+        hidden=(BAD_LINE_TEXT,),
+    ),
+    Case(
+        "secrets-from-env-malformed-env-file",
+        ("secrets-from-env", "--env-file", "{tmp}/bad.env"),
+        EXIT_BAD_INPUT,
+        r"bad\.env:3: malformed line .*nothing was written",
+        setup=bad_env_file,
+        hidden=(BAD_LINE_TEXT,),
+    ),
+    Case(
+        "secrets-from-env-missing-env-file",
+        ("secrets-from-env", "--env-file", "{tmp}/absent.env"),
+        EXIT_BAD_INPUT,
+        r"env file .*absent\.env not found",
+    ),
+    # 4. a missing required secret
+    Case(
+        "secrets-check-prod-empty-folder",
+        ("secrets-check", "--env", "prod"),
+        EXIT_FAILED,
+        r"a required secret is missing",
+    ),
+    # 5. a secret that is a directory
+    Case(
+        "secrets-from-env-secret-is-a-directory",
+        ("secrets-from-env",),
+        EXIT_BAD_INPUT,
+        r"postgres_password is a directory, not a secret file",
+        setup=secret_is_a_directory,
+    ),
+    Case(
+        "secrets-check-secret-is-a-directory",
+        ("secrets-check",),
+        EXIT_FAILED,
+        r"a secret is invalid",
+        setup=secret_is_a_directory,
+        stdout=r"postgres_password: .*postgres_password is a directory",
+    ),
+    # 6. a symlink out of SECRETS_DIR
+    Case(
+        "secrets-from-env-symlink-outside",
+        ("secrets-from-env",),
+        EXIT_BAD_INPUT,
+        r"postgres_password is a symlink to .*outside.*refusing to use it",
+        setup=symlink_outside,
+        hidden=(OUTSIDE_SECRET,),
+    ),
+    Case(
+        "secrets-rotate-symlink-outside",
+        ("secrets-rotate", "--name", "postgres_password"),
+        EXIT_BAD_INPUT,
+        r"postgres_password is a symlink to .*refusing to use it",
+        setup=symlink_outside,
+        hidden=(OUTSIDE_SECRET,),
+    ),
+    # 7. a weak user-supplied password
+    Case(
+        "secrets-from-env-weak-password",
+        ("secrets-from-env",),
+        EXIT_BAD_INPUT,
+        r"nothing was written; invalid: postgres_password \(is too weak",
+        env={"POSTGRES_PASSWORD": WEAK_PASSWORD},
+        hidden=(WEAK_PASSWORD,),
+    ),
+    # 8. a malformed bot token
+    Case(
+        "secrets-from-env-malformed-bot-token",
+        ("secrets-from-env",),
+        EXIT_BAD_INPUT,
+        r"nothing was written; invalid: bot_token \(does not match",
+        env={"BOT_TOKEN": MALFORMED_TOKEN},
+        hidden=(MALFORMED_TOKEN,),
+    ),
+    # 9. secrets-init without a terminal
+    Case(
+        "secrets-init-without-tty",
+        ("secrets-init",),
+        EXIT_BAD_INPUT,
+        r"secrets-init needs a terminal; use `invoke secrets-from-env`",
+    ),
+    # 10, 11. rotating what cannot be rotated
+    Case(
+        "secrets-rotate-unknown-name",
+        ("secrets-rotate", "--name", "nope"),
+        EXIT_BAD_INPUT,
+        r"unknown secret 'nope'; known secrets: postgres_password",
+    ),
+    Case(
+        "secrets-rotate-user-secret",
+        ("secrets-rotate", "--name", "bot_token"),
+        EXIT_BAD_INPUT,
+        r"bot_token is supplied by you, not generated.*secrets-from-env --force",
+    ),
+    Case(
+        "secrets-rotate-derived-secret",
+        ("secrets-rotate", "--name", "redis_acl"),
+        EXIT_BAD_INPUT,
+        r"redis_acl is derived from redis_password",
+    ),
+    # 12. the proxy's port already taken (the port check runs after images, secrets, certificate)
+    Case(
+        "up-https-port-in-use",
+        ("up", "--env", "dev", "--timeout", "5"),
+        EXIT_BAD_INPUT,
+        r"port 127\.0\.0\.1:\d+ \(HTTPS_PORT\) is already in use",
+        setup=https_port_taken,
+        guard_env="dev",
+    ),
+    # deploys whose checks refuse before anything starts
+    Case(
+        "up-prod-secrets-not-ready",
+        ("up", "--env", "prod", "--timeout", "5"),
+        EXIT_BAD_INPUT,
+        r"secrets not ready for prod: postgres_password",
+        guard_env="prod",
+    ),
+    Case(
+        "deploy-prod-secrets-not-ready",
+        ("deploy-prod-secrets", "--timeout", "5"),
+        EXIT_BAD_INPUT,
+        r"prod secrets are not ready; run `invoke secrets-check --env prod`",
+        guard_env="prod",
+    ),
+    # 13. domains no ACME CA issues for
+    Case(
+        "ssl-prod-localhost",
+        ("ssl-prod", "--domain", "localhost"),
+        EXIT_BAD_INPUT,
+        r"'localhost' is a localhost name",
+    ),
+    Case(
+        "ssl-prod-ip-address",
+        ("ssl-prod", "--domain", "127.0.0.1"),
+        EXIT_BAD_INPUT,
+        r"'127\.0\.0\.1' is an IP address",
+    ),
+    Case(
+        "ssl-prod-domain-with-space",
+        ("ssl-prod", "--domain", "bad domain"),
+        EXIT_BAD_INPUT,
+        r"'bad domain' is a single-label name",
+    ),
+    # 14. ssl-prod with no proxy running
+    Case(
+        "ssl-prod-proxy-not-running",
+        ("ssl-prod", "--domain", "example.org"),
+        EXIT_BAD_INPUT,
+        r"the proxy of {project} is not running",
+    ),
+    Case(
+        "ssl-prod-missing-ca-bundle",
+        ("ssl-prod", "--domain", "example.org", "--ca-bundle", "{tmp}/absent-ca.pem"),
+        EXIT_BAD_INPUT,
+        r"no CA bundle at .*absent-ca\.pem",
+    ),
+    Case(
+        "ssl-setup-staging-without-domain",
+        ("ssl-setup", "--env", "staging"),
+        EXIT_BAD_INPUT,
+        r"no domain for staging: pass --domain",
+    ),
+    # 15, 16. certificates: a key of another pair, none at all, not PEM
+    Case(
+        "ssl-status-key-mismatch",
+        ("ssl-status",),
+        EXIT_FAILED,
+        r"privkey\.pem does not match the certificate",
+        setup=mismatched_key,
+    ),
+    Case(
+        "ssl-status-no-certificate",
+        ("ssl-status",),
+        EXIT_BAD_INPUT,
+        r"no certificate at .*fullchain\.pem",
+    ),
+    Case(
+        "ssl-status-not-a-certificate",
+        ("ssl-status",),
+        EXIT_BAD_INPUT,
+        r"fullchain\.pem holds no PEM certificate",
+        setup=garbage_certificate,
+    ),
+    Case(
+        "ssl-dev-days-out-of-range",
+        ("ssl-dev", "--days", "5"),
+        EXIT_BAD_INPUT,
+        r"--days must be between \d+ and \d+",
+    ),
+    # 17. settings compose would accept and then fail on
+    Case(
+        "env-check-port-not-a-number",
+        ("env-check",),
+        EXIT_BAD_INPUT,
+        r"HTTPS_PORT must be a port number, got 'notaport'",
+        env={"HTTPS_PORT": "notaport"},
+    ),
+    Case(
+        "ps-subnet-out-of-range",
+        ("ps",),
+        EXIT_BAD_INPUT,
+        r"FRONTEND_SUBNET must be a subnet like .*'300\.1\.2\.0/24'",
+        env={"FRONTEND_SUBNET": "300.1.2.0/24"},
+    ),
+    Case(
+        "env-check-bind-not-an-ip",
+        ("env-check",),
+        EXIT_BAD_INPUT,
+        r"PROXY_BIND must be an IP address, got 'not-an-ip'",
+        env={"PROXY_BIND": "not-an-ip"},
+    ),
+    # 18. an image over its size budget (Invoke's env override of ops.budgets_mb.api)
+    Case(
+        "analyze-layers-over-budget",
+        ("analyze-layers", "--service", "api"),
+        EXIT_FAILED,
+        r"api is [\d.]+ MB, over its budget of 1 MB",
+        env={"INVOKE_OPS_BUDGETS_MB_API": "1"},
+    ),
+    # 19. unknown service names
+    Case("logs-unknown-service", ("logs", "--service", "nope"), EXIT_BAD_INPUT, r"unknown service 'nope'; known:"),
+    Case(
+        "build-optimized-unknown-service",
+        ("build-optimized", "--service", "nope"),
+        EXIT_BAD_INPUT,
+        r"unknown service 'nope'; known: api",
+    ),
+    Case(
+        "analyze-layers-unknown-service",
+        ("analyze-layers", "--service", "nope"),
+        EXIT_BAD_INPUT,
+        r"unknown service 'nope'",
+    ),
+    Case(
+        "up-unknown-service",
+        ("up", "--env", "dev", "--service", "nope", "--timeout", "5"),
+        EXIT_BAD_INPUT,
+        r"unknown service 'nope'; known: postgres",
+    ),
+    # 20. base images
+    Case(
+        "base-images-unknown-name",
+        ("base-images", "--name", "nope"),
+        EXIT_BAD_INPUT,
+        r"unknown base image 'nope'; known: python-runtime",
+    ),
+    Case(
+        "base-images-unknown-source",
+        ("base-images", "--source", "bogus"),
+        EXIT_BAD_INPUT,
+        r"unknown base image source 'bogus'; use 'debian' or 'official'",
+    ),
+    # 21. restore and backup with nothing to work on
+    Case(
+        "restore-missing-file",
+        ("restore", "--file", "{tmp}/absent.dump"),
+        EXIT_BAD_INPUT,
+        r"no backup at .*absent\.dump",
+    ),
+    Case(
+        "backup-stack-not-running",
+        ("backup", "--output", "{tmp}/backups"),
+        EXIT_FAILED,
+        r"postgres of {project} is not running",
+    ),
+    # 22, 23. settings files
+    Case(
+        "env-validate-secret-in-settings-file",
+        ("env-validate", "--file", "{tmp}/settings.env"),
+        EXIT_BAD_INPUT,
+        r"1 problem\(s\) in the dev settings",
+        setup=secret_in_settings_file,
+        stdout=r"POSTGRES_PASSWORD looks like a secret",
+        hidden=(SETTINGS_FILE_SECRET,),
+    ),
+    Case(
+        "env-template-write-existing-file",
+        ("env-template", "--env", "staging", "--write"),
+        EXIT_BAD_INPUT,
+        r"\.env\.staging exists and is never overwritten",
+        setup=existing_staging_env_file,
+    ),
+)
+
+
+def _param(case: Case) -> object:
+    marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+# --- snapshots: what must not change ----------------------------------------------------------------------------
+
+
+def tree(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry under root (root included): kind, mode, owner, and a hash of the bytes (never the bytes:
+    these are secrets, and an assertion message would print them)."""
+    if not os.path.lexists(root):
+        return {str(root): ("absent",)}
+    found: dict[str, tuple[object, ...]] = {}
+    paths = [root]
+    if root.is_dir() and not root.is_symlink():
+        for folder, dirs, files in os.walk(root):
+            paths += [Path(folder) / name for name in sorted(dirs + files)]
+    for path in paths:
+        info = path.lstat()
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISLNK(info.st_mode):
+            found[str(path)] = ("symlink", os.readlink(path))
+        elif stat.S_ISDIR(info.st_mode):
+            found[str(path)] = ("dir", oct(mode), info.st_uid, info.st_gid)
+        elif stat.S_ISREG(info.st_mode):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            found[str(path)] = ("file", oct(mode), info.st_uid, info.st_gid, info.st_size, digest)
+        else:
+            found[str(path)] = ("other", oct(mode))
+    return found
+
+
+@dataclass(frozen=True)
+class DockerObject:
+    kind: str  # container, network, volume
+    ident: str
+    project: str  # com.docker.compose.project
+    text: str  # names, networks, mounts: where a project's name shows
+
+    def owner(self, run: Run) -> str:
+        """Whose object this is, where a case could have made it: '' when it is someone else's."""
+        if self.project == run.project or run.project in self.text or str(run.root) in self.text:
+            return THIS_CASE
+        for default in DEFAULT_PROJECTS:
+            if self.project == default or f"{default}_" in self.text:
+                return f"the default project {default}"
+        return ""
+
+
+COMPOSE_LABEL = "com.docker.compose.project"
+LISTINGS = {
+    "container": (
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--format",
+        f'{{{{.ID}}}}\t{{{{.Label "{COMPOSE_LABEL}"}}}}\t{{{{.Names}}}} {{{{.Networks}}}} {{{{.Mounts}}}}',
+    ),
+    "network": (
+        "network",
+        "ls",
+        "--no-trunc",
+        "--format",
+        f'{{{{.ID}}}}\t{{{{.Label "{COMPOSE_LABEL}"}}}}\t{{{{.Name}}}}',
+    ),
+    "volume": (
+        "volume",
+        "ls",
+        "--format",
+        f'{{{{.Name}}}}\t{{{{.Label "{COMPOSE_LABEL}"}}}}\t{{{{.Name}}}}',
+    ),
+}
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=30)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def _engine_get(socket_path: str, path: str) -> Any:
+    connection = _UnixHTTPConnection(socket_path)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status == 200, f"GET {path}: {response.status} {body[:200]!r}"
+    return json.loads(body)
+
+
+def _object(kind: str, ident: str, labels: Mapping[str, str] | None, text: str) -> DockerObject:
+    return DockerObject(kind, ident, (labels or {}).get(COMPOSE_LABEL, ""), text)
+
+
+def _objects_from_socket(socket_path: str) -> dict[str, DockerObject]:
+    """The three listings from the Engine API: a few ms, where the CLI takes ~100 ms a call."""
+    found = []
+    for c in _engine_get(socket_path, "/containers/json?all=1"):
+        networks = ",".join(((c.get("NetworkSettings") or {}).get("Networks") or {}).keys())
+        mounts = ",".join(m.get("Name") or m.get("Source") or "" for m in c.get("Mounts") or [])
+        names = ",".join(name.lstrip("/") for name in c.get("Names") or [])
+        found.append(_object("container", c["Id"], c.get("Labels"), f"{names} {networks} {mounts}"))
+    for n in _engine_get(socket_path, "/networks"):
+        found.append(_object("network", n["Id"], n.get("Labels"), n["Name"]))
+    for v in _engine_get(socket_path, "/volumes").get("Volumes") or []:
+        found.append(_object("volume", v["Name"], v.get("Labels"), v["Name"]))
+    return {f"{o.kind} {o.ident}": o for o in found}
+
+
+def _objects_from_cli() -> dict[str, DockerObject]:
+    """`docker ps -a`, `docker network ls`, `docker volume ls`, asked at once."""
+    client = docker.client().path
+    running = {
+        kind: subprocess.Popen([client, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for kind, args in LISTINGS.items()
+    }
+    objects: dict[str, DockerObject] = {}
+    for kind, process in running.items():
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, f"listing {kind}s failed: {err.strip()}"
+        for line in out.splitlines():
+            ident, project, text = [*line.split("\t", 2), "", ""][:3]
+            objects[f"{kind} {ident}"] = DockerObject(kind, ident, project, text)
+    return objects
+
+
+def docker_objects() -> dict[str, DockerObject]:
+    """Every container, network and volume of the daemon, with what tells its owner."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    socket_path = host.removeprefix("unix://") if host.startswith("unix://") else ""
+    if socket_path and os.path.exists(socket_path):
+        return _objects_from_socket(socket_path)
+    return _objects_from_cli()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    files: dict[str, tuple[object, ...]]
+    docker: dict[str, DockerObject]
+
+
+def snapshot(run: Run) -> Snapshot:
+    files: dict[str, tuple[object, ...]] = {}
+    for root in (run.root, *REPO_WATCHED):
+        files.update(tree(root))
+    return Snapshot(files, docker_objects())
+
+
+def file_changes(before: Snapshot, after: Snapshot) -> list[str]:
+    changes = []
+    for path in sorted(before.files.keys() | after.files.keys()):
+        old, new = before.files.get(path, ("absent",)), after.files.get(path, ("absent",))
+        if old != new:
+            changes.append(f"{path}: {old} -> {new}")
+    return changes
+
+
+def docker_changes(before: Snapshot, after: Snapshot, run: Run) -> tuple[list[str], list[str]]:
+    """Containers, networks and volumes that appeared or went: those a case could own (its throwaway
+    project or folders, a default project) fail it; others are another user's of the shared daemon, and warn."""
+    ours, foreign = [], []
+    for key in sorted(before.docker.keys() ^ after.docker.keys()):
+        obj = after.docker.get(key) or before.docker[key]
+        change = f"{'appeared' if key in after.docker else 'went'}: {key} ({obj.project or 'no project'}) {obj.text}"
+        owner = obj.owner(run)
+        (ours if owner else foreign).append(f"{change} [{owner or 'not ours'}]")
+    return ours, foreign
+
+
+def remove_what_the_case_started(before: Snapshot, after: Snapshot, run: Run) -> list[str]:
+    """Remove what a broken case started (new objects of its project or folders); return what they were."""
+    started = [o for key, o in after.docker.items() if key not in before.docker and o.owner(run) == THIS_CASE]
+    for kind, command in (
+        ("container", ["rm", "-f", "-v"]),
+        ("network", ["network", "rm"]),
+        ("volume", ["volume", "rm"]),
+    ):
+        for obj in (o for o in started if o.kind == kind):
+            docker.docker([*command, obj.ident], check=False)
+    return [f"{o.kind} {o.ident} {o.text}" for o in started]
+
+
+def assert_throwaway_project(run: Run, env: str) -> None:
+    """Before a deploy task runs, prove its stack resolves to this case's project, never a real one."""
+    code = "import sys\nfrom analyticbot_ops import compose\nprint(compose.load_stack(sys.argv[1]).project)"
+    result = subprocess.run(
+        [sys.executable, "-c", code, env], env=run.env, cwd=run.root / "cwd", capture_output=True, text=True
+    )
+    assert result.stdout.strip() == run.project, f"{env} resolves to {result.stdout.strip()!r}: {result.stderr}"
+
+
+# --- the tests --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    project = f"abbad-{uuid.uuid4().hex[:8]}"
+    for name in ("secrets", "tls", "cwd"):
+        (tmp_path / name).mkdir(mode=0o700)
+    with contextlib.ExitStack() as cleanup:
+        yield Run(tmp_path, project, base_env(tmp_path, project), cleanup)
+
+
+@pytest.mark.parametrize("case", [_param(case) for case in CASES])
+def test_bad_input_fails_with_one_line_and_changes_nothing(case: Case, run: Run) -> None:
+    run.env.update({key: run.fmt(value) for key, value in case.env.items()})
+    if case.setup is not None:
+        case.setup(run)
+    if case.guard_env:
+        assert_throwaway_project(run, case.guard_env)
+    before = snapshot(run)
+    try:
+        result = subprocess.run(
+            [INVOKE, "-r", str(REPO_ROOT), *(run.fmt(arg) for arg in case.args)],
+            cwd=run.root / "cwd",
+            env=run.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        after = snapshot(run)
+        started = remove_what_the_case_started(before, after, run)
+    assert not started, f"the case started something under {run.project} (now removed): {started}"
+
+    shown = f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr, shown
+    assert result.returncode == case.code, shown
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), shown
+    assert [line for line in lines if line.startswith("error:")] == [lines[-1]], shown
+    assert re.search(run.fmt(case.message), lines[-1]), f"{lines[-1]!r} does not match {case.message!r}"
+    if case.stdout:
+        assert re.search(case.stdout, result.stdout), shown
+    for value in case.hidden:
+        assert value not in result.stdout + result.stderr, f"{value!r} was echoed:\n{shown}"
+
+    assert file_changes(before, after) == []
+    ours, foreign = docker_changes(before, after, run)
+    assert ours == []
+    if foreign:
+        shown_foreign = "; ".join(foreign[:3]) + (f"; and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        warnings.warn(f"meanwhile, others changed the shared Docker daemon: {shown_foreign}", stacklevel=1)
+
+
+def test_the_catalogue_has_at_least_20_distinct_cases() -> None:
+    ids = [case.id for case in CASES]
+    assert len(ids) >= 20
+    assert len(set(ids)) == len(ids)
