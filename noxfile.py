@@ -51,6 +51,7 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: image sizes against budgets, rebuild ratios (opt-in, slow)."""
+    """Benchmarks: image sizes and rebuild ratios, then a stack's timings and load (opt-in, slow)."""
     session.install("-e", ".[test]")
-    session.run("python", "benchmarks/images.py", *session.posargs)
+    session.run("python", "benchmarks/images.py")
+    session.run("python", "benchmarks/stack.py", *session.posargs)

@@ -5,8 +5,10 @@ reloaded, never restarted."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,9 @@ RENEWED_FILE = f"{CONFIG_DIR}/renewed-lineages"
 # Runs inside the certbot container, through its /bin/sh: the container cannot
 # reach nginx (no Docker socket anywhere), so the hook records what it renewed
 # and the task reloads the proxy from the host.
-DEPLOY_HOOK = f'echo "$RENEWED_LINEAGE" >> {RENEWED_FILE}'
+# certbot checks that a hook's first word is a program on PATH; echo is only a
+# builtin of the image's dash, so the hook starts with sh.
+DEPLOY_HOOK = f"sh -c 'echo \"$RENEWED_LINEAGE\" >> {RENEWED_FILE}'"
 Progress = Callable[[str], None]
 
 
@@ -96,13 +100,39 @@ def _stapling(tls_dir: Path) -> None:
         include.unlink(missing_ok=True)
 
 
-def reload_proxy(stack: Stack) -> None:
-    """Test the new configuration, then reload: workers finish their requests, nothing is refused."""
+def reload_proxy(stack: Stack, timeout: float = 10.0) -> None:
+    """Test the new configuration, then reload: workers finish their requests, nothing is refused.
+
+    `nginx -s reload` returns before the new workers answer, so where the proxy
+    publishes HTTPS on this machine, wait until it serves the installed certificate."""
     proxy = _proxy(stack)
     tested = docker.docker(["exec", proxy, "nginx", "-t"], check=False)
     if tested.returncode != 0:
         raise OpsError(f"nginx -t failed after installing the certificate: {docker.first_line(tested.stderr)}")
     docker.docker(["exec", proxy, "nginx", "-s", "reload"])
+    port = _loopback_https_port(proxy)
+    if port is None:
+        return
+    wanted = x509.load_pem_x509_certificates((Path(stack.settings["TLS_DIR"]) / tls.FULLCHAIN).read_bytes())[0]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            served = x509.load_pem_x509_certificate(ssl.get_server_certificate(("127.0.0.1", port), timeout=2).encode())
+            if served.serial_number == wanted.serial_number:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise OpsError(f"the proxy still serves the old certificate {timeout:.0f} s after the reload")
+
+
+def _loopback_https_port(proxy: str) -> int | None:
+    """The host port publishing the proxy's HTTPS, where it is reachable on 127.0.0.1."""
+    info = docker.inspect("container", proxy) or {}
+    for binding in ((info.get("NetworkSettings") or {}).get("Ports") or {}).get("8443/tcp") or []:
+        if binding.get("HostIp") in ("127.0.0.1", "0.0.0.0", ""):
+            return int(binding["HostPort"])
+    return None
 
 
 def install_and_reload(stack: Stack, cert_name: str, progress: Progress) -> tls.CertStatus:
@@ -165,9 +195,12 @@ def renew(
     outcome = tls.parse_renew_output(output)
     if result.returncode != 0 or outcome.failed:
         raise OpsError(f"certbot renew failed: {_reason(output)}")
-    recorded = _certbot(
-        stack, ["-c", f"cat {RENEWED_FILE} 2>/dev/null; rm -f {RENEWED_FILE}"], None, entrypoint="/bin/sh"
+    # The image's only shell is dash, with no cat or rm: read and clear the record with Python.
+    take = (
+        f"import os, sys\np = {RENEWED_FILE!r}\n"
+        "if os.path.exists(p):\n    sys.stdout.write(open(p).read())\n    os.remove(p)\n"
     )
+    recorded = _certbot(stack, ["-c", take], None, entrypoint="python3")
     lineages = {Path(line.strip()).name for line in recorded.stdout.splitlines() if line.strip()}
     installed = []
     current = _installed_names(Path(stack.settings["TLS_DIR"]))

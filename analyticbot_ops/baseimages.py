@@ -61,7 +61,8 @@ RECIPES: tuple[BaseRecipe, ...] = (
     BaseRecipe(
         name="python-build",
         description="Python 3.11 with pip and a shell, for build stages only (installs wheels, compiles bytecode)",
-        # dash and coreutils so that RUN's shell form works; no compiler: every
+        # dash and coreutils so that RUN's shell form works; binutils to strip the
+        # wheels' shared objects (debug symbols: ~15 MB). No compiler: every
         # dependency arrives as a wheel built on the host.
         packages=(
             "python3.11-minimal",
@@ -71,6 +72,7 @@ RECIPES: tuple[BaseRecipe, ...] = (
             "dash",
             "coreutils",
             "findutils",
+            "binutils",
         ),
         hooks=(("common.sh",), ("python.sh", "build")),
         changes=(*_PYTHON_ENV, 'CMD ["python3"]'),

@@ -43,14 +43,8 @@ IMAGES: dict[str, ImageSpec] = {
         for name in PYTHON_SERVICES
     },
     "proxy": ImageSpec("proxy", NGINX_DIR / "Dockerfile", (), (("NGINX_IMAGE", "nginx"),), needs_wheels=False),
-    # certbot runs one-off beside the proxy (ssl-prod, ssl-renew), from the build base.
-    "certbot": ImageSpec(
-        "certbot",
-        SERVICES_DIR / "certbot" / "Dockerfile",
-        (),
-        (("PYTHON_BUILD_IMAGE", "python-build"),),
-        needs_wheels=True,
-    ),
+    # certbot runs one-off beside the proxy (ssl-prod, ssl-renew).
+    "certbot": ImageSpec("certbot", SERVICES_DIR / "certbot" / "Dockerfile", (), _PYTHON_BASES, needs_wheels=True),
 }
 SERVICES: tuple[str, ...] = tuple(IMAGES)
 

@@ -257,6 +257,23 @@ def service_logs(project: str, service: str, tail: int = 40) -> str:
     return (result.stdout + result.stderr).strip()
 
 
+def _compose_failed(
+    stack: Stack, services: Sequence[str], states: Mapping[str, ServiceState], process: subprocess.Popen[str]
+) -> None:
+    """Compose gave up (a dependency never became healthy, a container would not start):
+    name the service that failed, with its logs, and Compose's own last word."""
+    detail = (process.stderr.read() if process.stderr else "").strip().splitlines()
+    said = detail[-1] if detail else "no output"
+    for name in services:
+        state = states.get(name)
+        if state is not None and state.failed():
+            raise OpsError(
+                f"{name} did not become healthy ({state.status}, health {state.health}, exit code {state.exit_code}); "
+                f"compose said: {said}; its last log lines:\n{service_logs(stack.project, name)}"
+            )
+    raise OpsError(f"compose up failed: {said}; not started: {[n for n in services if n not in states]}")
+
+
 def wait_healthy(
     stack: Stack,
     services: Sequence[str],
@@ -276,24 +293,25 @@ def wait_healthy(
     baseline = {name: state.restarts for name, state in service_states(stack.project).items()}
     while True:
         states = service_states(stack.project)
+        # While Compose still creates and starts containers, what runs may be the
+        # containers it is about to replace: show progress, judge nothing yet.
+        composing = compose_process is not None and compose_process.poll() is None
+        if compose_process is not None and compose_process.poll() not in (None, 0):
+            _compose_failed(stack, services, states, compose_process)
         for name in services:
             state = states.get(name)
             shown = "absent" if state is None else f"{state.status}/{state.health}"
             if last.get(name) != shown:
                 progress(f"  {time.monotonic() - started:5.1f}s  {name}: {shown}")
                 last[name] = shown
-            if fail_fast and state is not None and state.failed(baseline.get(name, 0)):
+            if fail_fast and not composing and state is not None and state.failed(baseline.get(name, 0)):
                 raise OpsError(
                     f"{name} did not become healthy ({state.status}, health {state.health}, exit code "
                     f"{state.exit_code}, restarts {state.restarts}); its last log lines:\n"
                     f"{service_logs(stack.project, name)}"
                 )
-        if all(name in states and states[name].health == "healthy" for name in services):
+        if not composing and all(name in states and states[name].health == "healthy" for name in services):
             return time.monotonic() - started
-        if compose_process is not None and compose_process.poll() not in (None, 0):
-            missing = [n for n in services if n not in states]
-            detail = (compose_process.stderr.read() if compose_process.stderr else "").strip().splitlines()
-            raise OpsError(f"compose up failed ({detail[-1] if detail else 'no output'}); not started: {missing}")
         if time.monotonic() - started > timeout:
             waiting = [n for n in services if states.get(n) is None or states[n].health != "healthy"]
             raise OpsError(

@@ -22,15 +22,15 @@ DEFAULTS: dict[str, Any] = {
         # and the benchmark fail when an image grows past its budget.
         "budgets_mb": {
             "python-runtime": 50,
-            "python-build": 80,
-            "api": 90,
-            "bot": 110,
-            "mtproto": 100,
+            "python-build": 100,
+            "api": 80,
+            "bot": 90,
+            "mtproto": 90,
             "postgres": 130,
             "redis": 35,
             "nginx": 25,
             "proxy": 25,
-            "certbot": 110,
+            "certbot": 90,
             "pebble": 40,
         },
         # Failed audit checks we accept, each with its reason (`invoke audit` shows

@@ -45,6 +45,7 @@ from typing import Literal, Protocol
 from dotenv.parser import parse_stream
 
 from .errors import BadInput, OpsError
+from .files import fsync_dir
 from .paths import SECRETS_DIR
 
 Kind = Literal["generated", "user", "derived"]
@@ -436,14 +437,6 @@ def _owner(spec: SecretSpec) -> int | None:
     return consumer_uid(spec) if os.geteuid() == 0 else None
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_temp(directory: Path, name: str, content: bytes, owner: int | None) -> Path:
     """Write `content` to a new 0600 temporary file next to its destination, flushed to disk."""
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
@@ -470,7 +463,7 @@ def _create_exclusive(path: Path, content: bytes, owner: int | None) -> None:
         raise BadInput(f"{path} appeared while writing; it was left as it is") from None
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _replace_atomic(path: Path, content: bytes, owner: int | None) -> None:
@@ -481,7 +474,7 @@ def _replace_atomic(path: Path, content: bytes, owner: int | None) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _backup(secrets_dir: Path, name: str, content: bytes) -> Path:
@@ -500,7 +493,7 @@ def _backup(secrets_dir: Path, name: str, content: bytes) -> Path:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        _fsync_dir(backups)
+        fsync_dir(backups)
         return candidate
     raise OpsError(f"too many backups of {name} in one second in {backups}")
 

@@ -33,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import paths
 from .errors import BadInput, OpsError
+from .files import fsync_dir
 
 DEFAULT_TLS_DIR = paths.SECRETS_DIR / "tls"
 CA_CERT = "ca.crt"
@@ -676,7 +677,7 @@ def install_certificate(
             staged[1].unlink(missing_ok=True)
             _restore(files.privkey, backups[files.privkey], owner)
             raise OpsError(f"could not replace {files.fullchain} ({exc.strerror}); the previous pair was kept") from exc
-        _fsync_dir(tls_dir)
+        fsync_dir(tls_dir)
 
 
 def _restore(path: Path, backup: Path | None, owner: tuple[int, int] | None) -> None:
@@ -767,15 +768,7 @@ def _write_atomic(path: Path, data: bytes, mode: int, owner: tuple[int, int] | N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def _backup(path: Path, tls_dir: Path) -> Path | None:

@@ -108,3 +108,40 @@ def test_every_recipe_names_an_official_stand_in_and_existing_hooks() -> None:
         assert ":" in base.official_image
         for script, *_ in base.hooks:
             assert (baseimages.HOOKS_DIR / script).is_file()
+
+
+def test_official_source_uses_the_official_image_where_a_registry_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(baseimages.docker, "require_daemon", lambda: "20.10")
+    monkeypatch.setattr(baseimages, "use_official", lambda base: True)
+    monkeypatch.setattr(baseimages, "build_from_debian", lambda *a, **k: pytest.fail("must not build"))
+    results = baseimages.build_base_images(["python-runtime"], source="official")
+    assert baseimages.image_refs(results) == {"python-runtime": "python:3.11-slim-bookworm"}
+    assert results[0].action == "official"
+
+
+def test_official_source_falls_back_to_debian_where_no_registry_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(baseimages.docker, "require_daemon", lambda: "20.10")
+    monkeypatch.setattr(baseimages, "use_official", lambda base: False)
+    monkeypatch.setattr(baseimages, "host_codename", lambda: "bookworm")
+    monkeypatch.setattr(
+        baseimages,
+        "host_apt_sources",
+        lambda: [baseimages.AptSource("http://m.invalid/debian", ("bookworm",), ("main",))],
+    )
+    built = []
+
+    def fake_build(base, namespace, mirrors, codename, force):  # type: ignore[no-untyped-def]
+        built.append((base.name, mirrors, codename))
+        return baseimages.BaseBuild(base.name, base.tag(namespace), "built")
+
+    monkeypatch.setattr(baseimages, "build_from_debian", fake_build)
+    progress: list[str] = []
+    results = baseimages.build_base_images(["python-runtime"], source="official", progress=progress.append)
+    assert built == [("python-runtime", ["deb http://m.invalid/debian bookworm main"], "bookworm")]
+    assert results[0].action == "fallback" and results[0].tag == "analyticbot/python-runtime:bookworm"
+    assert any("no registry answered" in line for line in progress)
+
+
+def test_unknown_source_is_bad_input() -> None:
+    with pytest.raises(BadInput, match=r"debian.*official"):
+        baseimages.build_base_images(source="registry")
