@@ -188,6 +188,9 @@ def renew(
     progress: Progress = lambda _m: None,
 ) -> RenewReport:
     """certbot renew; tells "renewed" from "nothing due" (certbot exits 0 for both)."""
+    if ca_bundle is not None and not ca_bundle.is_file():
+        # Docker would create a directory at a missing bind-mount source.
+        raise BadInput(f"no CA bundle at {ca_bundle}")
     _proxy(stack)
     args = tls.certbot_renew_args(force=force, server=server, deploy_hook=DEPLOY_HOOK, **_dirs())
     result = _certbot(stack, args, ca_bundle)

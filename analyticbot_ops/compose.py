@@ -156,6 +156,11 @@ def settings_with_sources(env: str, overrides: Mapping[str, str] | None = None) 
     settings.update({k: (process[k], "environment") for k in SETTINGS if k in process})
     settings.update({k: (v, "override") for k, v in (overrides or {}).items()})
     validate_settings({k: v for k, (v, _) in settings.items()}, "settings")
+    # Compose resolves relative paths from compose/, the toolkit from the current
+    # directory: anchor both at the repository so they name the same folder.
+    for key in ("SECRETS_DIR", "TLS_DIR"):
+        value, source = settings[key]
+        settings[key] = (str((REPO_ROOT / value).resolve()), source)
     return settings
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import random
 import subprocess
 from collections.abc import Callable, Sequence
@@ -66,8 +67,25 @@ def preflight(stack: Stack, progress: Progress) -> None:
         if not status.key_matches or not status.chain_ok:
             raise BadInput(f"the proxy's certificate is unusable: {'; '.join(status.problems)}")
         certificate = f"{status.days_left} days left"
+    check_ownership(stack)
     check_ports(stack)
     progress(f"preflight ok: images, secrets ({stack.env}), certificate ({certificate}), ports")
+
+
+def check_ownership(stack: Stack) -> None:
+    """Compose bind-mounts secrets and keys with their host owner: the containers (uid
+    10001) can read only files owned by 10001. Run as root, the toolkit chowns them;
+    as another user it cannot, so say how, before a container fails on them."""
+    if os.geteuid() == 0:
+        return
+    candidates = [p for p in Path(stack.settings["SECRETS_DIR"]).glob("*") if p.is_file()]
+    candidates += [Path(stack.settings["TLS_DIR"]) / name for name in (tls.FULLCHAIN, tls.PRIVKEY)]
+    foreign = [p for p in candidates if p.exists() and p.stat().st_uid != secrets.SERVICE_UIDS["api"]]
+    if foreign:
+        raise BadInput(
+            f"{foreign[0]} is owned by uid {foreign[0].stat().st_uid}, but the containers run as uid 10001: "
+            f"run the tasks as root (sudo), or `sudo chown 10001:10001` the files in {foreign[0].parent}"
+        )
 
 
 def needs_bootstrap_certificate(stack: Stack) -> bool:

@@ -45,6 +45,8 @@ class Finding:
 
 def validate_file(env: str, path: Path | None = None) -> list[Finding]:
     """Problems of an environment's .env file; malformed lines raise BadInput with their number."""
+    if path is not None and not path.is_file():
+        raise BadInput(f"no settings file at {path}")
     path = path or compose.env_file(env)
     if not path.exists():
         return [Finding("warning", f"{path.name} does not exist: the defaults apply (invoke env-template)")]

@@ -99,6 +99,9 @@ class LiveStack:
 
     stack: Stack
     progress: Callable[[str], None] = lambda _m: None
+    # The password Redis holds right now: after a live change and before the
+    # file swap (or during a rollback) the file no longer tells.
+    _redis_live: str | None = None
 
     def exec_postgres_sql(self, sql: str) -> None:
         self.progress("  applying the change in PostgreSQL")
@@ -110,13 +113,14 @@ class LiveStack:
 
     def redis_acl_setpass(self, new_password: str) -> None:
         self.progress("  applying the change in Redis's live ACL")
-        current = secrets.read_secret("redis_password", Path(self.stack.settings["SECRETS_DIR"]))
+        current = self._redis_live or secrets.read_secret("redis_password", Path(self.stack.settings["SECRETS_DIR"]))
         digest = hashlib.sha256(new_password.encode()).hexdigest()
         # AUTH and the new hash go in on stdin; redis-cli's arguments hold neither.
         script = f"AUTH analyticbot {current}\nACL SETUSER analyticbot resetpass #{digest}\n".encode()
         out = _exec(_container(self.stack, "redis"), ["redis-cli", "-h", "127.0.0.1"], stdin=script).decode()
         if out.split() != ["OK", "OK"]:
             raise OpsError("Redis refused the ACL change")
+        self._redis_live = new_password
 
     def restart(self, services: list[str]) -> None:
         self.progress(f"  restarting {', '.join(services)}")

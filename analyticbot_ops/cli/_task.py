@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,10 @@ def ops_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
                 return body(c, *a, **kw)
             except OpsError as exc:
                 raise Exit(f"error: {exc}", code=exc.code) from None
+            except (OSError, subprocess.SubprocessError) as exc:
+                # The filesystem or a child process said no (a full disk, a path
+                # that is a file, a hung command): still one line, never a traceback.
+                raise Exit(f"error: {exc}", code=1) from None
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=130) from None
 

@@ -149,16 +149,16 @@ def setup_prod(c: Any) -> None:
     _build_all(c)
     stack = _stack("prod")
     rows = secrets.check("prod", Path(stack.settings["SECRETS_DIR"]))
-    status = (
-        tls.certificate_status(Path(stack.settings["TLS_DIR"]))
-        if (Path(stack.settings["TLS_DIR"]) / "fullchain.pem").exists()
-        else None
-    )
     problems = [f"secret {r.name}" for r in rows if (r.required and not r.present) or r.valid is False]
-    if status is None or not status.ok:
-        problems.append("certificate (run `invoke ssl-prod --domain D`)")
     if problems:
         raise Exit("error: prod is not ready: " + ", ".join(problems), code=1)
+    if deploy.needs_bootstrap_certificate(stack):
+        # ssl-prod needs the proxy running; deploy-prod starts it on a bootstrap certificate.
+        out.print("prod is ready: run `invoke deploy-prod`, then `invoke ssl-prod --domain D`")
+        return
+    status = tls.certificate_status(Path(stack.settings["TLS_DIR"]))
+    if not status.ok:
+        raise Exit(f"error: prod certificate: {'; '.join(status.problems)}; run `invoke ssl-prod --domain D`", code=1)
     out.print("prod is ready: run `invoke deploy-prod-secrets`")
 
 

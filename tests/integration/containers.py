@@ -40,6 +40,15 @@ def _until(check: Any, timeout: float, container: DockerContainer, what: str) ->
     )
 
 
+def _ready_or_stop(container: DockerContainer, check: Any, timeout: float, what: str) -> None:
+    """Wait for readiness; a container that never gets there is removed, not left behind."""
+    try:
+        _until(check, timeout, container, what)
+    except BaseException:
+        container.stop()
+        raise
+
+
 def address(container: DockerContainer) -> str:
     container.get_wrapped_container().reload()
     networks = container.get_wrapped_container().attrs["NetworkSettings"]["Networks"]
@@ -79,7 +88,7 @@ class PostgresContainer(DockerContainer):
     def start(self) -> PostgresContainer:
         super().start()
         # A real query over TCP as the server will be used, not "the port is open".
-        _until(lambda: self.query("SELECT 1") == "1", 90, self, "PostgreSQL")
+        _ready_or_stop(self, lambda: self.query("SELECT 1") == "1", 90, "PostgreSQL")
         return self
 
     def query(self, sql: str) -> str:
@@ -104,7 +113,9 @@ class RedisContainer(DockerContainer):
 
     def start(self) -> RedisContainer:
         super().start()
-        _until(lambda: self.exec(["redis-cli", "-h", "127.0.0.1", "ping"]).output.strip() == b"PONG", 30, self, "Redis")
+        _ready_or_stop(
+            self, lambda: self.exec(["redis-cli", "-h", "127.0.0.1", "ping"]).output.strip() == b"PONG", 30, "Redis"
+        )
         return self
 
 
@@ -137,7 +148,7 @@ class ServiceContainer(DockerContainer):
 
     def start(self) -> ServiceContainer:
         super().start()
-        _until(lambda: get_json(f"{self.url}/health/live", 2)[0] == 200, 90, self, self.service)
+        _ready_or_stop(self, lambda: get_json(f"{self.url}/health/live", 2)[0] == 200, 90, self.service)
         return self
 
     def docker_health(self) -> str:

@@ -1,0 +1,67 @@
+"""Stack settings: where values come from, and the checks a deploy makes before it starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analyticbot_ops import compose, deploy, environment
+from analyticbot_ops.errors import BadInput
+from analyticbot_ops.paths import REPO_ROOT
+
+
+def test_relative_secret_and_tls_dirs_are_anchored_at_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compose resolves them from compose/, the toolkit from the cwd: both must name one folder.
+    monkeypatch.setenv("SECRETS_DIR", "secrets-staging")
+    monkeypatch.setenv("TLS_DIR", "secrets-staging/tls")
+    monkeypatch.chdir("/")
+    settings = compose.settings_with_sources("staging")
+    assert settings["SECRETS_DIR"] == (str(REPO_ROOT / "secrets-staging"), "environment")
+    assert settings["TLS_DIR"][0] == str(REPO_ROOT / "secrets-staging" / "tls")
+
+
+def test_process_environment_beats_defaults_and_names_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PORT", "9999")
+    settings = compose.settings_with_sources("dev")
+    assert settings["HTTPS_PORT"] == ("9999", "environment")
+    assert settings["PROXY_BIND"] == ("127.0.0.1", "default")
+
+
+def test_compose_project_name_selects_the_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", "preview-42")
+    stack = compose.load_stack("dev")
+    assert stack.project == "preview-42" and "COMPOSE_PROJECT_NAME" not in stack.settings
+
+
+def test_an_explicit_settings_file_that_does_not_exist_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="no settings file"):
+        environment.validate_file("dev", tmp_path / "typo.env")
+
+
+def test_deploy_refuses_files_the_containers_could_not_read_when_not_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "postgres_password").write_text("x")  # owned by whoever runs the test, not 10001
+    stack = compose.load_stack("dev", overrides={"SECRETS_DIR": str(secrets_dir), "TLS_DIR": str(tmp_path / "tls")})
+    monkeypatch.setattr(deploy.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(Path, "stat", _stat_owned_by(1000))
+    with pytest.raises(BadInput, match="uid 10001"):
+        deploy.check_ownership(stack)
+
+
+def _stat_owned_by(uid: int):  # type: ignore[no-untyped-def]
+    real = Path.stat
+
+    def fake(self: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real(self, *args, **kwargs)
+
+        class Owned:
+            def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+                return uid if name == "st_uid" else getattr(result, name)
+
+        return Owned()
+
+    return fake
