@@ -5,7 +5,7 @@ INVOKE ?= .venv/bin/invoke
 
 .DEFAULT_GOAL := help
 
-.PHONY: help analyze-layers audit backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps restart restore secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-prod ssl-renew ssl-setup ssl-status test-environment test-health-endpoints up validate-configuration
+.PHONY: help analyze-layers api-token audit backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps restart restore secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-prod ssl-renew ssl-setup ssl-status test-environment test-health-endpoints up validate-configuration
 
 help:
 	@$(INVOKE) --list
@@ -13,11 +13,14 @@ help:
 analyze-layers:
 	$(INVOKE) analyze-layers $(if $(SERVICE),--service "$(SERVICE)") $(if $(JSON),--json)
 
+api-token:
+	$(INVOKE) api-token $(if $(SCOPE),--scope "$(SCOPE)") $(if $(TTL),--ttl "$(TTL)") $(if $(SUBJECT),--subject "$(SUBJECT)") $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+
 audit:
 	$(INVOKE) audit $(if $(ENV),--env "$(ENV)") $(if $(RUNNING),--running) $(if $(JSON),--json)
 
 backup:
-	$(INVOKE) backup $(if $(ENV),--env "$(ENV)") $(if $(OUTPUT),--output "$(OUTPUT)")
+	$(INVOKE) backup $(if $(ENV),--env "$(ENV)") $(if $(OUTPUT),--output "$(OUTPUT)") $(if $(VERIFY),--verify "$(VERIFY)") $(if $(KEEP),--keep "$(KEEP)")
 
 base-images:
 	$(INVOKE) base-images $(if $(NAME),--name "$(NAME)") $(if $(SOURCE),--source "$(SOURCE)") $(if $(FORCE),--force)
@@ -74,7 +77,7 @@ restart:
 	$(INVOKE) restart $(if $(ENV),--env "$(ENV)") $(if $(SERVICE),--service "$(SERVICE)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
 
 restore:
-	$(INVOKE) restore $(if $(FILE),--file "$(FILE)") $(if $(ENV),--env "$(ENV)") $(if $(FORCE),--force)
+	$(INVOKE) restore $(if $(FILE),--file "$(FILE)") $(if $(ENV),--env "$(ENV)") $(if $(FORCE),--force) $(if $(ALLOW_FOREIGN),--allow-foreign)
 
 secrets-check:
 	$(INVOKE) secrets-check $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)

@@ -5,6 +5,7 @@ reloaded, never restarted."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -100,6 +101,19 @@ def _stapling(tls_dir: Path) -> None:
         include.unlink(missing_ok=True)
 
 
+def served_certificate(port: int, server_name: str, timeout: float = 2.0) -> bytes:
+    """The leaf (DER) the proxy on 127.0.0.1:port serves for `server_name`. SNI matters: the proxy refuses
+    the handshake for a name it does not serve, and a bare address sends no SNI at all."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # reading the certificate, not trusting it
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls_socket,
+    ):
+        return tls_socket.getpeercert(binary_form=True) or b""
+
+
 def reload_proxy(stack: Stack, timeout: float = 10.0) -> None:
     """Test the new configuration, then reload: workers finish their requests, nothing is refused.
 
@@ -117,7 +131,9 @@ def reload_proxy(stack: Stack, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            served = x509.load_pem_x509_certificate(ssl.get_server_certificate(("127.0.0.1", port), timeout=2).encode())
+            served = x509.load_der_x509_certificate(
+                served_certificate(port, stack.settings.get("DOMAIN") or "localhost")
+            )
             if served.serial_number == wanted.serial_number:
                 return
         except (OSError, ValueError):

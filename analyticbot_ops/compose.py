@@ -4,6 +4,7 @@ the Compose v1/v2 command, and deploys that wait on real health, never on sleeps
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 import socket
 import subprocess
@@ -29,7 +30,12 @@ PROJECTS = {"dev": "analyticbot-dev", "staging": "analyticbot-staging", "prod": 
 # environment override them. Staging runs beside the others on its own ports
 # and subnets; dev and prod use the documented subnets.
 DEFAULTS: dict[str, dict[str, str]] = {
-    "dev": {"PROXY_BIND": "127.0.0.1", "HTTP_PORT": "8080", "HTTPS_PORT": "8443"},
+    "dev": {
+        "PROXY_BIND": "127.0.0.1",
+        "HTTP_PORT": "8080",
+        "HTTPS_PORT": "8443",
+        "EXTRA_SERVER_NAMES": "localhost 127.0.0.1",
+    },
     "staging": {
         "PROXY_BIND": "127.0.0.1",
         "HTTP_PORT": "9080",
@@ -57,7 +63,8 @@ SETTINGS: dict[str, str] = {
     "DATABASE_SUBNET": "subnet of the internal database network",
     "SECRETS_DIR": "directory of the Docker file secrets",
     "TLS_DIR": "directory of fullchain.pem and privkey.pem for the proxy",
-    "DOMAIN": "public DNS name for ssl-prod (prod only)",
+    "DOMAIN": "public DNS name: the proxy's primary name, redirect target and ssl-prod's domain",
+    "EXTRA_SERVER_NAMES": "more names the proxy serves, space-separated (dev: localhost 127.0.0.1); others get nothing",
     "ACME_EMAIL": "contact address for the ACME account (prod only)",
     "POSTGRES_IMAGE": "PostgreSQL image (default: the offline Debian build)",
     "REDIS_IMAGE": "Redis image",
@@ -69,6 +76,8 @@ SETTINGS: dict[str, str] = {
     "COMPOSE_PROJECT_NAME": "project name (default: analyticbot-dev, analyticbot-staging, analyticbot)",
 }
 PYTHON_SERVICES = ("api", "bot", "mtproto")
+# What nginx's server_name takes from us (the proxy's entrypoint applies the same rule).
+_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*", re.ASCII)
 ALL_SERVICES = ("postgres", "redis", "api", "bot", "mtproto", "proxy")
 
 
@@ -111,6 +120,9 @@ def validate_settings(values: Mapping[str, str], source: str) -> None:
                 ipaddress.ip_network(values[key])
             except ValueError:
                 raise BadInput(f"{source}: {key} must be a subnet like 172.20.0.0/24, got {values[key]!r}") from None
+    for name in values.get("EXTRA_SERVER_NAMES", "").split():
+        if not _SERVER_NAME.fullmatch(name):
+            raise BadInput(f"{source}: EXTRA_SERVER_NAMES holds {name!r}, which is not a host name or IPv4 address")
     if "PROXY_BIND" in values:
         try:
             ipaddress.ip_address(values["PROXY_BIND"])
@@ -156,12 +168,24 @@ def settings_with_sources(env: str, overrides: Mapping[str, str] | None = None) 
     settings.update({k: (process[k], "environment") for k in SETTINGS if k in process})
     settings.update({k: (v, "override") for k, v in (overrides or {}).items()})
     validate_settings({k: v for k, (v, _) in settings.items()}, "settings")
+    frontend = settings["FRONTEND_SUBNET"][0]
+    settings["PROXY_FRONTEND_IP"] = (proxy_address(frontend), "derived from FRONTEND_SUBNET")
     # Compose resolves relative paths from compose/, the toolkit from the current
     # directory: anchor both at the repository so they name the same folder.
     for key in ("SECRETS_DIR", "TLS_DIR"):
         value, source = settings[key]
         settings[key] = (str((REPO_ROOT / value).resolve()), source)
     return settings
+
+
+def proxy_address(subnet: str) -> str:
+    """The proxy's fixed address on the frontend network: the subnet's last host. Docker hands out
+    addresses from the bottom, so the top one stays free; the api and the bot trust X-Forwarded-*
+    from this address only."""
+    network = ipaddress.ip_network(subnet)
+    if network.version != 4 or network.prefixlen > 28:
+        raise BadInput(f"FRONTEND_SUBNET must be an IPv4 subnet of /28 or larger, got {subnet!r}")
+    return str(network.broadcast_address - 1)
 
 
 def load_stack(env: str, project: str | None = None, overrides: Mapping[str, str] | None = None) -> Stack:

@@ -18,6 +18,9 @@ DEFAULTS: dict[str, Any] = {
         # debian: build bases from the host's apt mirror (works with no registry);
         # official: pull python:3.11-slim-bookworm etc., falling back to debian.
         "base_source": "debian",
+        # How many backups of a project `invoke backup` keeps (older ones are pruned,
+        # never the one being restored); a restore's safety backup counts too.
+        "backup_keep": 7,
         # Uncompressed size budgets (decimal MB, as docker reports): analyze-layers
         # and the benchmark fail when an image grows past its budget.
         "budgets_mb": {

@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compose, deploy, secrets, tls
+from . import compose, deploy, secrets, tls, tokens
 
 # A token of the right shape. The bot is pointed at a closed local port instead
 # of Telegram (TELEGRAM_API_BASE), so no test sends anything off this machine.
@@ -45,6 +45,11 @@ class RunningStack:
     def secret(self, name: str) -> str:
         return secrets.read_secret(name, self.secrets_dir)
 
+    def token(self, scope: str = "write", ttl: str = "1h") -> str:
+        """A bearer token for this stack's API, as `invoke api-token` mints one."""
+        key = self.secret("jwt_secret_key")
+        return tokens.mint(key, tokens.parse_scopes(scope), tokens.parse_ttl(ttl), subject="tests").value
+
 
 def make_stack(root: Path, project: str, env: str = "prod") -> RunningStack:
     secrets_dir, tls_dir = root / "secrets", root / "tls"
@@ -68,6 +73,8 @@ def make_stack(root: Path, project: str, env: str = "prod") -> RunningStack:
             # The proxy answers to this name inside the stack (a network alias), so
             # pebble on the same network validates ACME challenges through it.
             "DOMAIN": TEST_DOMAIN,
+            # The tests reach the proxy as https://localhost:PORT.
+            "EXTRA_SERVER_NAMES": "localhost",
         },
     )
     return RunningStack(stack, secrets_dir, tls_dir, http_port, https_port)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import getpass
 import hashlib
 import hmac
@@ -53,6 +54,13 @@ Outcome = Literal["created", "kept", "invalid", "missing"]
 
 ENVS: tuple[str, ...] = ("dev", "staging", "prod")
 APP_UID = 10001
+# What the API's Redis user may do: the summary cache (GET/SET/DEL on summary:*), the health probe's write
+# (SET on health:*, which is how a Redis that refuses writes is noticed), PING, and naming its connection.
+# Everything else is refused, -@dangerous (CONFIG, FLUSHALL, SHUTDOWN, KEYS, ...) first of all.
+REDIS_APP_RULES = "resetkeys ~summary:* ~health:* resetchannels -@all -@dangerous +get +set +del +ping +client|setname"
+# The toolkit's own user, for ACL changes (rotation) through `docker exec`; its password is a secret that no
+# container reads, so the API cannot become it.
+REDIS_ADMIN_RULES = "~* &* +@all"
 # One uid per service, all the same today; a table so that one service can move to its own uid later.
 # Each container runs as uid:gid N:N, so the gid of a secret file is the uid too.
 SERVICE_UIDS: Mapping[str, int] = MappingProxyType(
@@ -64,6 +72,8 @@ DEFAULT_HEALTH_TIMEOUT = 120.0
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 # Files in the secrets folder that belong to the repository, not to the registry.
+# The Redis ACL user whose password each secret is, for live rotation.
+REDIS_USERS: Mapping[str, str] = MappingProxyType({"redis_password": "analyticbot", "redis_admin_password": "ops"})
 _REPO_FILES = frozenset({"README.md", ".gitignore"})
 _PROMPT_ATTEMPTS = 3
 # PostgreSQL's own defaults for the SCRAM verifiers it makes itself.
@@ -85,7 +95,7 @@ class SecretSpec:
     rule: str  # the pattern in words, for messages
     strength_checked: bool = False
     generate_bytes: int = 0
-    derived_from: str | None = None
+    derived_from: tuple[str, ...] = ()  # the secrets a derived one is made from
     # Services that must restart to pick up a new value; the data services read theirs only at first start.
     restart_on_rotate: tuple[str, ...] = ()
     without: str = ""  # what runs differently when an optional secret is absent
@@ -136,18 +146,34 @@ SECRETS: tuple[SecretSpec, ...] = (
         restart_on_rotate=("api",),
     ),
     SecretSpec(
+        name="redis_admin_password",
+        purpose="password of the Redis user `ops`, which only the toolkit uses (ACL changes during rotation)",
+        kind="generated",
+        required_in=_EVERYWHERE,
+        # No container reads it: Redis gets only its hash, through redis_acl.
+        consumers=("redis",),
+        rotation="`invoke secrets-rotate redis_admin_password`: set it in the live Redis ACL, swap it and redis_acl.",
+        pattern=_PRINTABLE,
+        rule=_PRINTABLE_RULE,
+        strength_checked=True,
+        generate_bytes=32,
+    ),
+    SecretSpec(
         name="redis_acl",
-        purpose="Redis ACL file holding the sha256 of redis_password, never the password itself",
+        purpose="Redis ACL file holding the sha256 of redis_password and redis_admin_password, never a password",
         kind="derived",
         required_in=_EVERYWHERE,
         consumers=("redis",),
-        rotation="Derived: rewritten whenever redis_password is created or rotated.",
+        rotation="Derived: rewritten whenever redis_password or redis_admin_password is created or rotated.",
         pattern=re.compile(
-            r"user default on nopass resetchannels -@all \+ping\nuser analyticbot on #[0-9a-f]{64} ~\* &\* \+@all",
+            r"user default on nopass resetchannels -@all \+ping\n"
+            r"user analyticbot on #[0-9a-f]{64} " + re.escape(REDIS_APP_RULES) + r"\n"
+            r"user ops on #[0-9a-f]{64} " + re.escape(REDIS_ADMIN_RULES),
             re.ASCII,
         ),
-        rule="`user default on nopass resetchannels -@all +ping` then `user analyticbot on #<sha256 hex> ~* &* +@all`",
-        derived_from="redis_password",
+        rule=f"`user default on nopass resetchannels -@all +ping`, `user analyticbot on #<sha256 hex> "
+        f"{REDIS_APP_RULES}`, `user ops on #<sha256 hex> {REDIS_ADMIN_RULES}`",
+        derived_from=("redis_password", "redis_admin_password"),
     ),
     SecretSpec(
         name="jwt_secret_key",
@@ -155,12 +181,24 @@ SECRETS: tuple[SecretSpec, ...] = (
         kind="generated",
         required_in=_EVERYWHERE,
         consumers=("api",),
-        rotation="`invoke secrets-rotate jwt_secret_key`: swap, restart api; issued tokens stop working.",
+        rotation="`invoke secrets-rotate jwt_secret_key`: swap it and api_read_token, restart api and bot; "
+        "issued tokens stop working.",
         pattern=_PRINTABLE,
         rule=_PRINTABLE_RULE,
         strength_checked=True,
         generate_bytes=64,
-        restart_on_rotate=("api",),
+        restart_on_rotate=("api", "bot"),
+    ),
+    SecretSpec(
+        name="api_read_token",
+        purpose="the bot's read-scope bearer token for the API, signed with jwt_secret_key (valid 365 days)",
+        kind="derived",
+        required_in=_EVERYWHERE,
+        consumers=("bot",),
+        rotation="Derived: minted again whenever jwt_secret_key is created or rotated.",
+        pattern=re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", re.ASCII),
+        rule="a JSON Web Token (three base64url parts)",
+        derived_from=("jwt_secret_key",),
     ),
     SecretSpec(
         name="telegram_webhook_secret",
@@ -352,13 +390,56 @@ def generate_value(name: str) -> str:
             return value
 
 
-def redis_acl_line(password: str) -> str:
-    """Return the Redis ACL file for `password`: its sha256, so the file never holds the password in clear.
+def redis_acl_line(password: str, admin_password: str) -> str:
+    """Return the Redis ACL file: the sha256 of each password, so the file never holds one in clear.
 
     Unauthenticated connections are the `default` user, allowed PING only: the
-    healthcheck needs no secret on a command line. The API is user `analyticbot`."""
-    digest = hashlib.sha256(password.encode()).hexdigest()
-    return f"user default on nopass resetchannels -@all +ping\nuser analyticbot on #{digest} ~* &* +@all\n"
+    healthcheck needs no secret on a command line. The API is user `analyticbot`,
+    with only the commands and keys its cache uses (REDIS_APP_RULES); `ops` is the toolkit's."""
+    app, admin = (hashlib.sha256(p.encode()).hexdigest() for p in (password, admin_password))
+    return (
+        "user default on nopass resetchannels -@all +ping\n"
+        f"user analyticbot on #{app} {REDIS_APP_RULES}\n"
+        f"user ops on #{admin} {REDIS_ADMIN_RULES}\n"
+    )
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """How a derived secret is made from its sources (by name), and what is wrong with a stored one."""
+
+    derive: Callable[[Mapping[str, str]], str]
+    problems: Callable[[str, Mapping[str, str]], tuple[str, ...]]  # (stored value, source values)
+
+
+def _acl(sources: Mapping[str, str]) -> str:
+    return redis_acl_line(sources["redis_password"], sources["redis_admin_password"])
+
+
+def _acl_problems(value: str, sources: Mapping[str, str]) -> tuple[str, ...]:
+    if value.strip() == _acl(sources).strip():
+        return ()
+    return ("does not match the current redis_password and redis_admin_password",)
+
+
+def _read_token(sources: Mapping[str, str]) -> str:
+    from . import tokens  # PyJWT is needed only where a token is minted
+
+    return tokens.service_token(sources["jwt_secret_key"], subject="bot")
+
+
+def _read_token_problems(value: str, sources: Mapping[str, str]) -> tuple[str, ...]:
+    from . import tokens
+
+    return tokens.check_service_token(value, sources["jwt_secret_key"])
+
+
+DERIVATIONS: Mapping[str, Derivation] = MappingProxyType(
+    {
+        "redis_acl": Derivation(_acl, _acl_problems),
+        "api_read_token": Derivation(_read_token, _read_token_problems),
+    }
+)
 
 
 # --- files ----------------------------------------------------------------------------------------------------
@@ -639,23 +720,36 @@ def _plan(
 
 
 def _plan_derived(spec: SecretSpec, secrets_dir: Path, writes: list[_Write]) -> tuple[SecretOutcome, list[_Write]]:
-    """Derive a file from its source: rewritten when the source is written now, created when only it is absent."""
-    assert spec.derived_from is not None
+    """Derive a file from its sources: rewritten when a source is written now, or when the stored one is
+    outdated; created when only it is absent."""
+    derivation = DERIVATIONS[spec.name]
     path = _secret_path(secrets_dir, spec.name)
     old = _read_bytes(path) if path else None
-    source = next((w for w in writes if w.spec.name == spec.derived_from), None)
-    if source is not None:
-        content = redis_acl_line(source.content.decode()).encode()
-        detail = f"derived from the new {spec.derived_from}"
+    fresh = {w.spec.name: w.content.decode() for w in writes if w.spec.name in spec.derived_from}
+    sources: dict[str, str] = {}
+    for name in spec.derived_from:
+        if name in fresh:
+            sources[name] = fresh[name]
+            continue
+        source_path = _secret_path(secrets_dir, name)
+        if source_path is None:
+            if old is not None:
+                return SecretOutcome(spec.name, "kept", "already present"), []
+            return SecretOutcome(spec.name, "missing", f"{name} is missing"), []
+        sources[name] = _decode(name, _read_bytes(source_path))
+    content = derivation.derive(sources).encode()
+    named = " and ".join(spec.derived_from)
+    if fresh:
+        detail = f"derived from the new {' and '.join(fresh)}"
         return SecretOutcome(spec.name, "created", detail), [_Write(spec, content, old)]
-    if old is not None:
+    if old is None:
+        return SecretOutcome(spec.name, "created", f"derived from {named}"), [_Write(spec, content, None)]
+    current = old.decode(errors="replace").strip()
+    if spec.pattern.fullmatch(current) and not derivation.problems(current, sources):
         return SecretOutcome(spec.name, "kept", "already present"), []
-    source_path = _secret_path(secrets_dir, spec.derived_from)
-    if source_path is None:
-        return SecretOutcome(spec.name, "missing", f"{spec.derived_from} is missing"), []
-    password = _decode(spec.derived_from, _read_bytes(source_path))
-    content = redis_acl_line(password).encode()
-    return SecretOutcome(spec.name, "created", f"derived from {spec.derived_from}"), [_Write(spec, content, None)]
+    # Derived files hold nothing a person chose: an outdated one (older ACL rules, a token near its end)
+    # is made again from its sources, the old one backed up like any replaced secret.
+    return SecretOutcome(spec.name, "created", f"renewed from {named}"), [_Write(spec, content, old)]
 
 
 def _refuse_if_bad(env: str, outcomes: tuple[SecretOutcome, ...]) -> None:
@@ -887,10 +981,10 @@ def _check_one(
         if strength == "weak":
             problems.append("weak")
     consistent = True
-    if spec.derived_from is not None and spec.derived_from in values and format_ok:
-        consistent = value.strip() == redis_acl_line(values[spec.derived_from]).strip()
-        if not consistent:
-            problems.append(f"does not match the current {spec.derived_from}")
+    if spec.derived_from and all(name in values for name in spec.derived_from) and format_ok:
+        mismatch = DERIVATIONS[spec.name].problems(value.strip(), values)
+        consistent = not mismatch
+        problems.extend(mismatch)
     valid = format_ok and not placeholder and strength != "weak" and consistent
     row = SecretStatus(
         spec.name,
@@ -988,8 +1082,8 @@ class StackControl(Protocol):
     def exec_postgres_sql(self, sql: str) -> None:
         """Run SQL as the database superuser in the postgres container, fed on stdin (secrets never go in argv)."""
 
-    def redis_acl_setpass(self, new_password: str) -> None:
-        """Set the default user's password in the live Redis, without a restart."""
+    def redis_acl_setpass(self, user: str, new_password: str) -> None:
+        """Set an ACL user's password in the live Redis, without a restart."""
 
     def restart(self, services: list[str]) -> None:
         """Restart the services, so they mount the secret files again."""
@@ -1062,7 +1156,8 @@ def rotate(
         )
     if spec.kind == "derived":
         raise BadInput(
-            f"{name} is derived from {spec.derived_from}; rotate that: `invoke secrets-rotate {spec.derived_from}`"
+            f"{name} is derived from {' and '.join(spec.derived_from)}; rotate that: "
+            + " or ".join(f"`invoke secrets-rotate {source}`" for source in spec.derived_from)
         )
     if name == "postgres_password":
         alter_role_sql(role, "")  # refuse a bad role name before anything changes
@@ -1073,12 +1168,15 @@ def rotate(
     set_live: Callable[[str], None] | None = None
     if name == "postgres_password":
         set_live = _postgres_setter(stack, role)
-    elif name == "redis_password":
-        set_live = stack.redis_acl_setpass
-        acl = get_spec("redis_acl")
-        acl_path = _secret_path(secrets_dir, acl.name)
-        old_acl = _read_bytes(acl_path) if acl_path else redis_acl_line(old).encode()
-        swaps.append((acl, old_acl, redis_acl_line(new).encode()))
+    elif name in REDIS_USERS:
+        set_live = functools.partial(stack.redis_acl_setpass, REDIS_USERS[name])
+    # Every secret derived from this one is swapped with it (redis_acl, api_read_token).
+    for derived in (s for s in SECRETS if name in s.derived_from):
+        derive = DERIVATIONS[derived.name].derive
+        others = {source: read_secret(source, secrets_dir) for source in derived.derived_from if source != name}
+        derived_path = _secret_path(secrets_dir, derived.name)
+        old_content = _read_bytes(derived_path) if derived_path else derive({**others, name: old}).encode()
+        swaps.append((derived, old_content, derive({**others, name: new}).encode()))
     return _rotate(spec, secrets_dir, stack, timeout, swaps, set_live, old, new)
 
 
@@ -1117,8 +1215,9 @@ def _rotate(
             _replace_atomic(secrets_dir / swap_spec.name, new_content, _owner(swap_spec))
             swapped.append((swap_spec, old_content))
         restarted = True
-        stack.restart(services)
-        stack.wait_healthy(services, timeout)
+        if services:  # a secret no container reads (redis_admin_password) restarts nothing
+            stack.restart(services)
+            stack.wait_healthy(services, timeout)
     except BaseException as exc:  # Ctrl-C too: a half-rotated stack is worse than the interruption
         cause = _describe(exc)
         if not live_set and not swapped:

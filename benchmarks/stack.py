@@ -100,9 +100,12 @@ def bench_rss(stack: sandbox.RunningStack) -> dict[str, float]:
     return rss
 
 
-def _request(url: str, context: ssl.SSLContext, method: str = "GET", body: dict | None = None) -> int:
+def _request(
+    url: str, context: ssl.SSLContext, method: str = "GET", body: dict | None = None, token: str | None = None
+) -> int:
     data = json.dumps(body).encode() if body else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, context=context, timeout=10) as response:
             return response.status
@@ -113,16 +116,19 @@ def _request(url: str, context: ssl.SSLContext, method: str = "GET", body: dict 
 def bench_load(stack: sandbox.RunningStack, duration: int, connections: int) -> dict[str, object]:
     context = ssl.create_default_context(cafile=stack.ca_file)
     base = stack.base_url
-    _request(f"{base}/api/channels", context, "POST", {"username": "bench", "title": "bench"})
+    token = stack.token("write")
+    _request(f"{base}/api/channels", context, "POST", {"username": "bench", "title": "bench"}, token)
     for post in range(1, 21):
-        _request(f"{base}/api/channels/bench/views", context, "POST", {"post_id": post, "views": post})
-    url = f"https://127.0.0.1:{stack.https_port}/api/channels/bench/summary"
+        _request(f"{base}/api/channels/bench/views", context, "POST", {"post_id": post, "views": post}, token)
+    # localhost, not 127.0.0.1: the proxy refuses TLS for names it does not serve (SNI).
+    url = f"https://localhost:{stack.https_port}/api/channels/bench/summary"
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (scripts/bootstrap installs it)")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
     result = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name, url],
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name,
+         "-H", f"Authorization: Bearer {stack.token('read')}", url],
         capture_output=True, text=True, timeout=duration + 60,
     )  # fmt: skip
     out = result.stdout
@@ -138,7 +144,9 @@ def bench_load(stack: sandbox.RunningStack, duration: int, connections: int) -> 
     # A burst of writes past the write limit (20/s, burst 40): some must get 429.
     with ThreadPoolExecutor(max_workers=32) as pool:
         codes = list(pool.map(
-            lambda i: _request(f"{base}/api/channels/bench/views", context, "POST", {"post_id": 1000 + i, "views": 1}),
+            lambda i: _request(
+                f"{base}/api/channels/bench/views", context, "POST", {"post_id": 1000 + i, "views": 1}, token
+            ),
             range(200),
         ))  # fmt: skip
     figures["burst 429"] = codes.count(429)

@@ -1,13 +1,28 @@
 #!/bin/sh
-# Proxy entrypoint (busybox sh): write the runtime include that carries the
-# public HTTPS port for redirects, then exec nginx as PID 1's only process.
+# Proxy entrypoint (busybox sh): write the runtime includes (the public HTTPS
+# port and name for redirects, the names this stack serves), then exec nginx
+# as PID 1's only process. Every value is checked first: a bad one stops the
+# container with one line instead of an nginx syntax error.
 set -eu
 port="${PUBLIC_HTTPS_PORT:-443}"
 case "$port" in
     ''|*[!0-9]*) echo "proxy: PUBLIC_HTTPS_PORT must be a number, got '$port'" >&2; exit 1 ;;
 esac
+name="${PUBLIC_NAME:-localhost}"
+names=""
+for each in $name ${EXTRA_SERVER_NAMES:-}; do
+    case "$each" in
+        *[!A-Za-z0-9.-]*|.*|-*) echo "proxy: '$each' is not a host name or IPv4 address (PUBLIC_NAME, EXTRA_SERVER_NAMES)" >&2; exit 1 ;;
+    esac
+    case " $names " in
+        *" $each "*) ;;
+        *) names="$names $each" ;;
+    esac
+done
 suffix=":$port"
 [ "$port" = 443 ] && suffix=""
 mkdir -p /tmp/nginx-runtime
 printf 'map "" $public_https_port { default "%s"; }\n' "$suffix" > /tmp/nginx-runtime/public-port.conf
+printf 'map "" $public_name { default "%s"; }\n' "$name" > /tmp/nginx-runtime/public-name.conf
+printf 'server_name%s;\n' "$names" > /tmp/nginx-runtime/server-names.inc
 exec "$@"

@@ -1,5 +1,6 @@
-"""Tasks for Docker file secrets: secrets-init, secrets-from-env, secrets-check, secrets-list.
-(secrets-rotate lives with the stack tasks: it needs the running services.)"""
+"""Tasks for Docker file secrets: secrets-init, secrets-from-env, secrets-check, secrets-list, and api-token,
+which mints a bearer token with the stack's jwt_secret_key. (secrets-rotate lives with the stack tasks: it
+needs the running services.)"""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 from invoke import Collection, Exit
 from rich.table import Table
 
-from .. import compose, secrets
-from ._task import ops_task, out, print_json
+from .. import compose, secrets, tokens
+from ._task import ops_task, out, print_json, progress
 
 ENV_HELP = "Environment: dev, staging or prod (decides which secrets are required)."
 
@@ -89,4 +90,28 @@ def secrets_list(c: Any, json: bool = False, env: str = "dev") -> None:
     out.print(table)
 
 
-ns = Collection(secrets_init, secrets_from_env, secrets_check, secrets_list)
+@ops_task(
+    help={
+        "scope": "read, or write (which includes read).",
+        "ttl": "How long the token is valid: 90s, 15m, 1h, 7d (at most 366d).",
+        "subject": "Who the token is for, recorded in it (default: operator).",
+        "env": "Environment whose jwt_secret_key signs it: dev, staging or prod.",
+        "json": "Print the token, its scopes and expiry as JSON.",
+    }
+)
+def api_token(
+    c: Any, scope: str = "read", ttl: str = "1h", subject: str = "operator", env: str = "dev", json: bool = False
+) -> None:
+    """Mint a bearer token for the API (Authorization: Bearer ...), signed with the stack's jwt_secret_key."""
+    scopes, lifetime = tokens.parse_scopes(scope), tokens.parse_ttl(ttl)
+    key = secrets.read_secret("jwt_secret_key", compose.secrets_dir(env))
+    token = tokens.mint(key, scopes, lifetime, subject=subject)
+    if json:
+        print_json({"token": token.value, "subject": subject, "scopes": list(scopes), "expires": token.expires})
+        return
+    progress(f"token for {subject}: scopes {' '.join(scopes)}, expires {token.expires:%Y-%m-%d %H:%M:%S} UTC")
+    # The token alone on stdout, so that TOKEN=$(invoke api-token ...) works.
+    print(token.value)
+
+
+ns = Collection(secrets_init, secrets_from_env, secrets_check, secrets_list, api_token)

@@ -9,7 +9,7 @@ from typing import Any
 from invoke import Collection, Exit
 from rich.table import Table
 
-from .. import baseimages, build, compose, deploy, health, maintenance, secrets, tls
+from .. import backups, baseimages, build, compose, deploy, health, maintenance, secrets, tls
 from ..config import ops
 from ._task import ops_task, out, print_json, progress
 from .health import print_sweep
@@ -162,18 +162,49 @@ def setup_prod(c: Any) -> None:
     out.print("prod is ready: run `invoke deploy-prod-secrets`")
 
 
-@ops_task(help={"env": ENV, "output": "Directory for the dump (default: backups/)."})
-def backup(c: Any, env: str = "dev", output: str | None = None) -> None:
-    """Write a timestamped pg_dump of the database and verify it."""
-    result = maintenance.backup(_stack(env), Path(output) if output else maintenance.BACKUP_DIR)
-    out.print(f"backup {result.path}: {result.size} bytes, {result.entries} entries, verified with pg_restore --list")
+@ops_task(
+    help={
+        "env": ENV,
+        "output": "Directory for the dump (default: backups/).",
+        "verify": "Check this dump instead of writing one: checksum and every data block read back.",
+        "keep": "How many backups of the project to keep (default: ops.backup_keep, 7).",
+    }
+)
+def backup(c: Any, env: str = "dev", output: str | None = None, verify: str | None = None, keep: int = 0) -> None:
+    """Write a timestamped pg_dump, verified in full, and prune the oldest; or --verify a dump."""
+    stack = _stack(env)
+    if verify:
+        entries = backups.verify(stack, Path(verify))
+        out.print(f"{verify}: whole, {entries} entries, every data block read back")
+        return
+    result = backups.backup(
+        stack, Path(output) if output else backups.BACKUP_DIR, keep=keep or ops(c.config)["backup_keep"]
+    )
+    out.print(f"backup {result.path}: {result.size} bytes, {result.entries} entries, every data block read back")
+    for path in result.pruned:
+        progress(f"pruned {path.name} (keeping the newest {keep or ops(c.config)['backup_keep']})")
 
 
-@ops_task(help={"file": "The dump to restore.", "env": ENV, "force": "Replace a database that already has tables."})
-def restore(c: Any, file: str, env: str = "dev", force: bool = False) -> None:
-    """Restore a pg_dump; refuses a non-empty database without --force."""
-    tables = maintenance.restore(_stack(env), Path(file), force=force)
-    out.print(f"restored {file}: {tables} tables")
+@ops_task(
+    help={
+        "file": "The dump to restore.",
+        "env": ENV,
+        "force": "Replace a database that already has tables (a safety backup is taken first).",
+        "allow_foreign": "Restore a dump of another project or environment, or one without a backup record.",
+    }
+)
+def restore(c: Any, file: str, env: str = "dev", force: bool = False, allow_foreign: bool = False) -> None:
+    """Restore a pg_dump in one transaction, after checking all of it; refuses a non-empty database without --force."""
+    result = backups.restore(
+        _stack(env),
+        Path(file),
+        force=force,
+        allow_foreign=allow_foreign,
+        keep=ops(c.config)["backup_keep"],
+        progress=progress,
+    )
+    saved = f"; the database as it was is in {result.safety_backup.path}" if result.safety_backup else ""
+    out.print(f"restored {file}: {result.entries} entries, {result.tables} tables{saved}")
 
 
 @ops_task(help={"name": "The secret to rotate (a generated one).", "env": ENV, "timeout": TIMEOUT})

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from analyticbot_ops import secrets
+from analyticbot_ops import secrets, tokens
 
 HARDENED = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 
@@ -55,17 +55,21 @@ def address(container: DockerContainer) -> str:
     return next(n["IPAddress"] for n in networks.values() if n["IPAddress"])
 
 
-def get_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def get_json(url: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=_auth(token)), timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def post_json(url: str, body: dict[str, Any], timeout: float = 5.0) -> tuple[int, Any]:
+def post_json(url: str, body: dict[str, Any], timeout: float = 5.0, token: str | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **_auth(token)}, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -124,13 +128,14 @@ class ServiceContainer(DockerContainer):
 
     SECRETS: ClassVar[dict[str, tuple[str, ...]]] = {
         "api": ("postgres_password", "redis_password", "jwt_secret_key"),
-        "bot": ("telegram_webhook_secret", "bot_token"),
+        "bot": ("telegram_webhook_secret", "bot_token", "api_read_token"),
         "mtproto": ("postgres_password", "telegram_api_id", "telegram_api_hash", "telegram_session"),
     }
 
     def __init__(self, service: str, network: Network, secrets_dir: Path, environment: str = "production") -> None:
         super().__init__(f"analyticbot/{service}:latest")
         self.service = service
+        self.secrets_dir = secrets_dir
         self.with_network(network).with_network_aliases(service)
         self.with_env("ENVIRONMENT", environment).with_env("POSTGRES_HOST", "postgres").with_env("REDIS_HOST", "redis")
         self.with_env("REDIS_USERNAME", "analyticbot").with_env("API_BASE_URL", "http://api:8000")
@@ -145,6 +150,11 @@ class ServiceContainer(DockerContainer):
     @property
     def url(self) -> str:
         return f"http://{address(self)}:8000"
+
+    def token(self, scope: str = "write") -> str:
+        """A bearer token signed with the key this container reads."""
+        key = secrets.read_secret("jwt_secret_key", self.secrets_dir)
+        return tokens.mint(key, tokens.parse_scopes(scope), tokens.parse_ttl("1h"), subject="tests").value
 
     def start(self) -> ServiceContainer:
         super().start()

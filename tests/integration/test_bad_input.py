@@ -170,6 +170,20 @@ def garbage_certificate(run: Run) -> None:
     write(run.tls_dir / "privkey.pem", key, 0o600)
 
 
+def unrecorded_dump(run: Run) -> None:
+    """A dump-shaped file with no backup record beside it (copied from somewhere)."""
+    (run.root / "copied.dump").write_bytes(b"PGDMP" + b"\0" * 64)
+
+
+def foreign_dump(run: Run) -> None:
+    """A dump whose record says it is another project's."""
+    dump = run.root / "foreign.dump"
+    dump.write_bytes(b"PGDMP" + b"\0" * 64)
+    record = {"format": "analyticbot-backup/1", "project": "someone-else", "env": "prod", "created": "2026-01-01",
+              "sha256": hashlib.sha256(dump.read_bytes()).hexdigest(), "size": 69, "entries": 3}  # fmt: skip
+    (run.root / "foreign.dump.json").write_text(json.dumps(record))
+
+
 def existing_staging_env_file(run: Run) -> None:
     """env-template --write must refuse an existing .env.staging. The repository's own
     file, if there is one, is left alone (and watched); otherwise one with the template's
@@ -434,6 +448,13 @@ CASES: tuple[Case, ...] = (
         env={"HTTPS_PORT": "notaport"},
     ),
     Case(
+        "env-check-server-name-not-a-name",
+        ("env-check",),
+        EXIT_BAD_INPUT,
+        r"EXTRA_SERVER_NAMES holds 'evil/x', which is not a host name",
+        env={"EXTRA_SERVER_NAMES": "localhost evil/x"},
+    ),
+    Case(
         "ps-subnet-out-of-range",
         ("ps",),
         EXIT_BAD_INPUT,
@@ -496,10 +517,61 @@ CASES: tuple[Case, ...] = (
         r"no backup at .*absent\.dump",
     ),
     Case(
+        "restore-dump-without-record",
+        ("restore", "--file", "{tmp}/copied.dump", "--force"),
+        EXIT_BAD_INPUT,
+        r"has no backup record .*pass --allow-foreign",
+        setup=unrecorded_dump,
+    ),
+    Case(
+        "restore-dump-of-another-project",
+        ("restore", "--file", "{tmp}/foreign.dump", "--force"),
+        EXIT_BAD_INPUT,
+        r"is a backup of someone-else \(prod\), not of {project} \(dev\)",
+        setup=foreign_dump,
+    ),
+    Case(
+        "backup-verify-missing-file",
+        ("backup", "--verify", "{tmp}/absent.dump"),
+        EXIT_BAD_INPUT,
+        r"no backup at .*absent\.dump",
+    ),
+    Case(
+        "backup-keep-negative",
+        ("backup", "--keep", "-1"),
+        EXIT_BAD_INPUT,
+        r"must keep at least 1 backup, got -1",
+    ),
+    Case(
         "backup-stack-not-running",
         ("backup", "--output", "{tmp}/backups"),
         EXIT_FAILED,
         r"postgres of {project} is not running",
+    ),
+    # 24. API tokens
+    Case(
+        "api-token-unknown-scope",
+        ("api-token", "--scope", "admin"),
+        EXIT_BAD_INPUT,
+        r"--scope must be read or write, got admin",
+    ),
+    Case(
+        "api-token-zero-ttl",
+        ("api-token", "--ttl", "0"),
+        EXIT_BAD_INPUT,
+        r"--ttl must be more than 0 and at most 366d",
+    ),
+    Case(
+        "api-token-ttl-not-a-duration",
+        ("api-token", "--ttl", "1w"),
+        EXIT_BAD_INPUT,
+        r"--ttl must be a number with an optional unit",
+    ),
+    Case(
+        "api-token-without-secrets",
+        ("api-token", "--scope", "write"),
+        EXIT_BAD_INPUT,
+        r"secret jwt_secret_key is missing",
     ),
     # 22, 23. settings files
     Case(

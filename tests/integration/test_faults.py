@@ -31,6 +31,7 @@ def _call(stack: RunningStack, path: str, method: str = "GET", body: dict | None
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{stack.base_url}{path}", data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {stack.token('write')}")
     started = time.monotonic()
     try:
         with urllib.request.urlopen(request, context=context, timeout=15) as response:
@@ -166,9 +167,9 @@ def _redis_cli(stack: RunningStack, script: str) -> str:
 def test_down_without_volumes_then_up_keeps_every_row_and_key(prod_stack: RunningStack) -> None:
     channel, total = _write_rows(prod_stack)
     auth = f"AUTH analyticbot {prod_stack.secret('redis_password')}\n"
-    assert _redis_cli(prod_stack, auth + "SET fault:persist kept\n").split() == ["OK", "OK"]
+    assert _redis_cli(prod_stack, auth + "SET summary:fault-persist kept\n").split() == ["OK", "OK"]
     deploy.down(prod_stack.stack)
     assert compose.service_states(prod_stack.project) == {}
     deploy.up(prod_stack.stack, timeout=180)
     _assert_rows(prod_stack, channel, total)
-    assert _redis_cli(prod_stack, auth + "GET fault:persist\n").split() == ["OK", "kept"]  # the AOF survived
+    assert _redis_cli(prod_stack, auth + "GET summary:fault-persist\n").split() == ["OK", "kept"]  # the AOF survived

@@ -44,7 +44,11 @@ def test_every_consumer_reads_its_secret_and_works(prod_stack: RunningStack) -> 
     with urllib.request.urlopen(f"{prod_stack.base_url}/api/health", context=_context(prod_stack), timeout=5) as r:
         report = json.loads(r.read())
     # PostgreSQL and Redis accepted the API's passwords from their files.
-    assert {n: d["state"] for n, d in report["dependencies"].items()} == {"postgres": "up", "redis": "up"}
+    assert {n: d["state"] for n, d in report["dependencies"].items()} == {
+        "postgres": "up",
+        "redis": "up",
+        "redis_writes": "up",
+    }
 
     # The bot read the webhook secret: the right token passes the check, a wrong one is refused.
     def webhook(token: str) -> int:
@@ -145,7 +149,9 @@ def test_rotating_redis_password_swaps_the_live_acl(prod_stack: RunningStack) ->
     assert _redis_auth(prod_stack, new) == "OK"
     assert "WRONGPASS" in _redis_auth(prod_stack, old)
     # The ACL file on disk matches, so a Redis restart keeps the new password.
-    assert (prod_stack.secrets_dir / "redis_acl").read_text() == secrets.redis_acl_line(new)
+    assert (prod_stack.secrets_dir / "redis_acl").read_text() == secrets.redis_acl_line(
+        new, prod_stack.secret("redis_admin_password")
+    )
     with urllib.request.urlopen(
         f"{prod_stack.base_url}/api/health/ready", context=_context(prod_stack), timeout=5
     ) as r:

@@ -72,18 +72,23 @@ def test_api_image_passes_its_own_healthcheck_against_real_stores(api: ServiceCo
     assert api.wait_docker_healthy() == "healthy"
     status, report = get_json(f"{api.url}/health")
     assert status == 200 and report["status"] == "healthy"
-    assert {name: dep["state"] for name, dep in report["dependencies"].items()} == {"postgres": "up", "redis": "up"}
+    assert {name: dep["state"] for name, dep in report["dependencies"].items()} == {
+        "postgres": "up",
+        "redis": "up",
+        "redis_writes": "up",
+    }
 
 
 def test_channel_endpoints_touch_postgres_and_cache_in_redis(api: ServiceContainer) -> None:
-    assert post_json(f"{api.url}/channels", {"username": "ops_test", "title": "Ops"})[0] == 201
-    assert post_json(f"{api.url}/channels/ops_test/views", {"post_id": 1, "views": 120})[0] == 201
-    assert post_json(f"{api.url}/channels/ops_test/views", {"post_id": 2, "views": 80})[0] == 201
-    status, first = get_json(f"{api.url}/channels/ops_test/summary")
+    token = api.token("write")
+    assert post_json(f"{api.url}/channels", {"username": "ops_test", "title": "Ops"}, token=token)[0] == 201
+    assert post_json(f"{api.url}/channels/ops_test/views", {"post_id": 1, "views": 120}, token=token)[0] == 201
+    assert post_json(f"{api.url}/channels/ops_test/views", {"post_id": 2, "views": 80}, token=token)[0] == 201
+    status, first = get_json(f"{api.url}/channels/ops_test/summary", token=token)
     assert status == 200 and first["posts"] == 2 and first["total_views"] == 200 and first["cached"] is False
-    assert get_json(f"{api.url}/channels/ops_test/summary")[1]["cached"] is True
-    assert post_json(f"{api.url}/channels/ops_test/views", {"post_id": 3, "views": 5})[0] == 201
-    refreshed = get_json(f"{api.url}/channels/ops_test/summary")[1]
+    assert get_json(f"{api.url}/channels/ops_test/summary", token=token)[1]["cached"] is True
+    assert post_json(f"{api.url}/channels/ops_test/views", {"post_id": 3, "views": 5}, token=token)[0] == 201
+    refreshed = get_json(f"{api.url}/channels/ops_test/summary", token=token)[1]
     assert refreshed["total_views"] == 205 and refreshed["cached"] is False  # a write invalidates the cache
 
 

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from analyticbot_ops import compose, docker
-from analyticbot_ops.sandbox import RunningStack
+from analyticbot_ops.sandbox import TEST_DOMAIN, RunningStack
 
 EXPECTED_NETWORKS = {
     "proxy": {"frontend", "backend"},
@@ -114,12 +114,13 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def test_http_redirects_to_https_on_the_public_port(prod_stack: RunningStack) -> None:
+def test_http_redirects_to_https_on_the_public_name_and_port(prod_stack: RunningStack) -> None:
     opener = urllib.request.build_opener(_NoRedirect)
     with pytest.raises(urllib.error.HTTPError) as redirect:
-        opener.open(f"http://127.0.0.1:{prod_stack.http_port}/api/health", timeout=5)
+        opener.open(f"http://localhost:{prod_stack.http_port}/api/health", timeout=5)
     assert redirect.value.code == 301
-    assert redirect.value.headers["Location"] == f"https://127.0.0.1:{prod_stack.https_port}/api/health"
+    # To the configured domain, whatever Host the request named.
+    assert redirect.value.headers["Location"] == f"https://{TEST_DOMAIN}:{prod_stack.https_port}/api/health"
 
 
 def test_api_health_answers_through_the_proxy(prod_stack: RunningStack) -> None:

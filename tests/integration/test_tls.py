@@ -28,8 +28,8 @@ MOZILLA_HSTS = 63072000
 
 
 def _served_certificate(stack: RunningStack) -> x509.Certificate:
-    pem = ssl.get_server_certificate(("127.0.0.1", stack.https_port))
-    return x509.load_pem_x509_certificate(pem.encode())
+    # With the public name as SNI: the proxy refuses handshakes for names it does not serve.
+    return x509.load_der_x509_certificate(acme.served_certificate(stack.https_port, TEST_DOMAIN))
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
@@ -173,7 +173,8 @@ class Prober(threading.Thread):
         context = ssl._create_unverified_context()  # the certificate changes under it on purpose
         while not self.stop.is_set():
             try:
-                with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/", context=context, timeout=5) as r:
+                # localhost, a name the proxy serves (a bare address sends no SNI and is refused).
+                with urllib.request.urlopen(f"https://localhost:{self.port}/", context=context, timeout=5) as r:
                     r.read()
                 self.ok += 1
             except Exception as exc:

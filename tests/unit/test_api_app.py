@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from analyticbot_api.auth import TokenVerifier
 from analyticbot_api.cache import RedisSummaryCache
 from analyticbot_api.main import create_app
 from analyticbot_api.migrations import MIGRATION_LOCK_KEY, MIGRATIONS, migrate
@@ -21,6 +22,13 @@ from analyticbot_api.service import ChannelService
 from analyticbot_api.settings import ApiSettings
 from fastapi import FastAPI
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from analyticbot_ops import tokens
+
+# Minted by the toolkit, verified by the API: the token contract is tested end to end.
+JWT_KEY = "unit-test-signing-key-" + "k" * 40
+WRITE_TOKEN = tokens.mint(JWT_KEY, ("read", "write"), tokens.parse_ttl("1h"), subject="tests").value
 
 
 class FakeRepository:
@@ -56,6 +64,13 @@ class FakeRepository:
         self.views[(username, post_id)] = stored
         return stored
 
+    async def correct_views(self, username: str, post_id: int, views: int) -> int | None:
+        self._check()
+        if username not in self.channels:
+            return None
+        self.views[(username, post_id)] = views
+        return views
+
     async def summary(self, username: str) -> Summary | None:
         self._check()
         self.summary_queries += 1
@@ -73,6 +88,7 @@ class FakeRedis:
         self.data: dict[str, bytes] = {}
         self.calls = 0
         self.down = False
+        self.full = False  # at maxmemory with nothing to evict: writes answer OOM
         self.ttls: dict[str, int] = {}
 
     def _check(self) -> None:
@@ -86,6 +102,8 @@ class FakeRedis:
 
     async def set(self, key: str, value: str, ex: int) -> None:
         self._check()
+        if self.full:
+            raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
         self.data[key], self.ttls[key] = value.encode(), ex
 
     async def delete(self, key: str) -> None:
@@ -114,15 +132,22 @@ class Harness:
         self.app = create_app(ApiSettings(environment=environment, health_cache_ttl=0))  # type: ignore[arg-type]
         # What the lifespan would set up from real connections.
         self.app.state.channels = ChannelService(self.repository, self.cache)
+        self.app.state.tokens = TokenVerifier(JWT_KEY)
 
-    def call(self, *requests: tuple[str, str, dict[str, Any] | None]) -> list[httpx.Response]:
-        return call(self.app, *requests)
+    def call(
+        self, *requests: tuple[str, str, dict[str, Any] | None], token: str | None = WRITE_TOKEN
+    ) -> list[httpx.Response]:
+        return call(self.app, *requests, token=token)
 
 
-def call(app: FastAPI, *requests: tuple[str, str, dict[str, Any] | None]) -> list[httpx.Response]:
+def call(
+    app: FastAPI, *requests: tuple[str, str, dict[str, Any] | None], token: str | None = None
+) -> list[httpx.Response]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
     async def run() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
             return [await client.request(method, url, json=body) for method, url, body in requests]
 
     return asyncio.run(run())
@@ -321,5 +346,88 @@ def test_migrations_take_the_lock_first_and_apply_only_what_is_missing() -> None
     assert any("CREATE TABLE channel_stats" in s for s in fresh.statements)
 
     partial = FakeConnection(applied={1, 2})
-    assert asyncio.run(migrate(partial)) == [3]  # type: ignore[arg-type]
+    assert asyncio.run(migrate(partial)) == versions[2:]  # type: ignore[arg-type]
     assert not any("CREATE TABLE channels" in s for s in partial.statements)
+
+
+# --- bearer tokens ----------------------------------------------------------------------------------------------
+
+READ_TOKEN = tokens.mint(JWT_KEY, ("read",), tokens.parse_ttl("1h"), subject="bot").value
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (None, 401),
+        ("not-a-jwt", 401),
+        (tokens.mint("another-key-" + "z" * 40, ("read", "write"), tokens.parse_ttl("1h")).value, 401),
+        (
+            tokens.mint(
+                JWT_KEY, ("read", "write"), tokens.parse_ttl("60s"), now=datetime(2026, 1, 1, tzinfo=UTC)
+            ).value,
+            401,
+        ),
+        (READ_TOKEN, 403),
+        (WRITE_TOKEN, 201),
+    ],
+    ids=["none", "malformed", "other-key", "expired", "read-scope", "write-scope"],
+)
+def test_writes_need_a_valid_unexpired_token_with_the_write_scope(
+    api: Harness, token: str | None, expected: int
+) -> None:
+    (response,) = api.call(("POST", "/channels", {"username": "durov"}), token=token)
+    assert response.status_code == expected, response.text
+    assert (api.repository.channels != {}) == (expected == 201)
+    if expected == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_reads_need_the_read_scope_and_a_read_token_suffices(api: Harness) -> None:
+    api.call(("POST", "/channels", {"username": "durov"}))
+    anonymous = api.call(("GET", "/channels", None), ("GET", "/channels/durov/summary", None), token=None)
+    assert [r.status_code for r in anonymous] == [401, 401]
+    reader = api.call(("GET", "/channels", None), ("GET", "/channels/durov/summary", None), token=READ_TOKEN)
+    assert [r.status_code for r in reader] == [200, 200]
+
+
+def test_health_stays_public(api: Harness) -> None:
+    (response,) = api.call(("GET", "/health/live", None), token=None)
+    assert response.status_code == 200
+
+
+def test_views_have_an_upper_bound_and_a_figure_can_be_corrected_down(api: Harness) -> None:
+    api.call(
+        ("POST", "/channels", {"username": "durov"}), ("POST", "/channels/durov/views", {"post_id": 1, "views": 500})
+    )
+    (too_many,) = api.call(("POST", "/channels/durov/views", {"post_id": 1, "views": 2**63 - 1}))
+    assert too_many.status_code == 422
+    corrected, lower_report, summary = api.call(
+        ("PUT", "/channels/durov/views/1", {"views": 40}),
+        ("POST", "/channels/durov/views", {"post_id": 1, "views": 30}),
+        ("GET", "/channels/durov/summary", None),
+    )
+    assert corrected.status_code == 200 and corrected.json()["views"] == 40
+    assert lower_report.json()["views"] == 40  # reports still only grow, from the corrected figure
+    assert summary.json()["total_views"] == 40
+    (read_only,) = api.call(("PUT", "/channels/durov/views/1", {"views": 1}), token=READ_TOKEN)
+    (unknown,) = api.call(("PUT", "/channels/nobody/views/1", {"views": 1}))
+    assert (read_only.status_code, unknown.status_code) == (403, 404)
+
+
+def test_tokens_are_refused_before_startup_has_read_the_key(api: Harness) -> None:
+    api.app.state.tokens = None
+    (response,) = api.call(("GET", "/channels", None))
+    assert response.status_code == 503
+
+
+def test_a_redis_that_refuses_writes_makes_the_api_degraded_not_unhealthy(api: Harness) -> None:
+    resources = api.app.state.resources
+    resources.pool, resources.redis, resources.channels = FakePool(), api.redis, api.app.state.channels
+    api.redis.full = True
+    ready, health = api.call(("GET", "/health/ready", None), ("GET", "/health", None))
+    assert ready.status_code == 200  # still serving: summaries come from PostgreSQL
+    body = health.json()
+    assert body["status"] == "degraded"
+    assert body["dependencies"]["redis"]["state"] == "up"
+    assert body["dependencies"]["redis_writes"] == {**body["dependencies"]["redis_writes"], "state": "down"}
+    assert body["dependencies"]["redis_writes"]["error"] == "Redis refuses writes (OOM)"

@@ -59,8 +59,10 @@ def test_registry_declares_the_expected_secrets_and_kinds() -> None:
     assert kinds == {
         "postgres_password": "generated",
         "redis_password": "generated",
+        "redis_admin_password": "generated",
         "redis_acl": "derived",
         "jwt_secret_key": "generated",
+        "api_read_token": "derived",
         "telegram_webhook_secret": "generated",
         "bot_token": "user",
         "stripe_secret_key": "user",
@@ -287,7 +289,12 @@ def test_redis_acl_holds_the_sha256_never_the_password(sdir: Path) -> None:
     password = sec.read_secret("redis_password", sdir)
     acl = (sdir / "redis_acl").read_text()
     digest = hashlib.sha256(password.encode()).hexdigest()
-    assert acl == f"user default on nopass resetchannels -@all +ping\nuser analyticbot on #{digest} ~* &* +@all\n"
+    assert acl == (
+        f"user default on nopass resetchannels -@all +ping\nuser analyticbot on #{digest} "
+        "resetkeys ~summary:* ~health:* resetchannels -@all -@dangerous +get +set +del +ping +client|setname\n"
+        f"user ops on #{hashlib.sha256(sec.read_secret('redis_admin_password', sdir).encode()).hexdigest()} "
+        "~* &* +@all\n"
+    )
     assert password not in acl
     assert sec.validate_value("redis_acl", sec.read_secret("redis_acl", sdir)) == ()
 
@@ -305,7 +312,9 @@ def test_missing_redis_acl_is_recreated_from_the_kept_password(sdir: Path) -> No
     report = populate(sdir)
     assert report.outcome("redis_password").status == "kept"
     assert report.outcome("redis_acl").status == "created"
-    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(password)
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        password, sec.read_secret("redis_admin_password", sdir)
+    )
 
 
 def test_environ_wins_over_env_file_and_empty_means_unset(sdir: Path, tmp_path: Path) -> None:
@@ -328,7 +337,7 @@ def test_env_file_quoting_and_comments_are_understood(sdir: Path, tmp_path: Path
 def test_derived_secret_is_never_taken_from_input(sdir: Path) -> None:
     populate(sdir, REDIS_ACL="user default on nopass ~* +@all")
     assert "~* +@all\n" not in (sdir / "redis_acl").read_text()
-    assert (sdir / "redis_acl").read_text().endswith("~* &* +@all\n")
+    assert (sdir / "redis_acl").read_text().endswith(f"{sec.REDIS_ADMIN_RULES}\n")
 
 
 # --- refusal: nothing changed -----------------------------------------------------------------------------------
@@ -540,7 +549,9 @@ def test_force_with_a_new_redis_password_rewrites_the_acl(sdir: Path) -> None:
     old_acl = (sdir / "redis_acl").read_text()
     report = sec.from_env("dev", sdir, env_file=None, environ={"REDIS_PASSWORD": STRONG_PW}, force=True)
     assert report.outcome("redis_acl").status == "created"
-    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(STRONG_PW)
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        STRONG_PW, sec.read_secret("redis_admin_password", sdir)
+    )
     assert report.outcome("redis_acl").backup is not None
     assert report.outcome("redis_acl").backup.read_text() == old_acl
 
@@ -571,7 +582,15 @@ def test_files_are_chowned_to_the_consumer_uid_as_root(sdir: Path, monkeypatch: 
     owners = {(re.sub(r"^\.(.+?)\..*\.tmp$", r"\1", name), uid, gid) for name, uid, gid in chowned}
     assert owners == {
         (name, 10001, 10001)
-        for name in ("postgres_password", "redis_password", "redis_acl", "jwt_secret_key", "telegram_webhook_secret")
+        for name in (
+            "postgres_password",
+            "redis_password",
+            "redis_admin_password",
+            "redis_acl",
+            "jwt_secret_key",
+            "api_read_token",
+            "telegram_webhook_secret",
+        )
     }
 
 
@@ -737,7 +756,7 @@ def test_check_flags_an_acl_that_no_longer_matches_the_password(sdir: Path) -> N
     rows = {r.name: r for r in sec.check("dev", sdir)}
     assert rows["redis_acl"].format_ok is True
     assert rows["redis_acl"].valid is False
-    assert "does not match the current redis_password" in rows["redis_acl"].problems
+    assert "does not match the current redis_password and redis_admin_password" in rows["redis_acl"].problems
     assert sec.check_failed(list(rows.values()), "dev") is True
 
 
@@ -799,8 +818,10 @@ def test_list_shows_names_sizes_consumers_and_strays_never_values(sdir: Path) ->
     assert names == [
         "postgres_password",
         "redis_password",
+        "redis_admin_password",
         "redis_acl",
         "jwt_secret_key",
+        "api_read_token",
         "telegram_webhook_secret",
         "openai_api_key",
         "leftover",
@@ -854,7 +875,8 @@ class FakeStack:
         self.calls.append(("sql", sql))
         self._maybe_fail("sql")
 
-    def redis_acl_setpass(self, new_password: str) -> None:
+    def redis_acl_setpass(self, user: str, new_password: str) -> None:
+        assert user == "analyticbot"
         self.calls.append(("setpass", new_password))
         self._maybe_fail("setpass")
 
@@ -983,7 +1005,7 @@ def test_rotate_redis_happy_path(sdir: Path) -> None:
     new = sec.read_secret("redis_password", sdir)
     assert new != old
     assert stack.calls == [("setpass", new), ("restart", ["api"]), ("wait", ["api"])]
-    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(new)
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(new, sec.read_secret("redis_admin_password", sdir))
     assert result.files == ("redis_password", "redis_acl")
     assert sorted(b.name.split(".")[0] for b in result.backups) == ["redis_acl", "redis_password"]
 
@@ -1001,7 +1023,9 @@ def test_rotate_redis_rolls_back_both_files_and_the_live_password(sdir: Path) ->
     assert stack.calls[3] == ("setpass", old)
 
 
-@pytest.mark.parametrize(("name", "services"), [("jwt_secret_key", ["api"]), ("telegram_webhook_secret", ["bot"])])
+@pytest.mark.parametrize(
+    ("name", "services"), [("jwt_secret_key", ["api", "bot"]), ("telegram_webhook_secret", ["bot"])]
+)
 def test_rotate_file_only_secrets(sdir: Path, name: str, services: list[str]) -> None:
     populate(sdir)
     old = sec.read_secret(name, sdir)
@@ -1018,7 +1042,8 @@ def test_rotate_file_only_secret_rolls_back(sdir: Path) -> None:
     with pytest.raises(OpsError, match="rotation of jwt_secret_key failed and was rolled back"):
         sec.rotate("jwt_secret_key", sdir, stack)
     assert sec.read_secret("jwt_secret_key", sdir) == old
-    assert stack.calls == [("restart", ["api"]), ("wait", ["api"]), ("restart", ["api"]), ("wait", ["api"])]
+    both = ["api", "bot"]
+    assert stack.calls == [("restart", both), ("wait", both), ("restart", both), ("wait", both)]
 
 
 def test_rotate_refuses_user_and_derived_secrets(sdir: Path) -> None:
@@ -1087,3 +1112,67 @@ def test_an_empty_required_secret_is_still_a_failure(sdir: Path) -> None:
     (sdir / "bot_token").write_text("")
     rows = sec.check("prod", sdir)
     assert sec.check_failed(rows, "prod")
+
+
+# --- derived secrets: the bot's API token, outdated derived files -----------------------------------------------
+
+
+def test_the_bots_read_token_is_minted_from_the_jwt_key_and_renewed_with_it(sdir: Path) -> None:
+    import jwt
+
+    populate(sdir)
+    token = sec.read_secret("api_read_token", sdir)
+    key = sec.read_secret("jwt_secret_key", sdir)
+    claims = jwt.decode(token, key, algorithms=["HS256"], audience="analyticbot-api")
+    assert claims["scope"] == "read" and claims["sub"] == "bot"
+    assert all(row.valid for row in sec.check("dev", sdir) if row.name == "api_read_token")
+    sec.rotate("jwt_secret_key", sdir, FakeStack())
+    new_key = sec.read_secret("jwt_secret_key", sdir)
+    assert jwt.decode(
+        sec.read_secret("api_read_token", sdir), new_key, algorithms=["HS256"], audience="analyticbot-api"
+    )
+
+
+def test_a_token_signed_with_another_key_is_reported_and_renewed(sdir: Path) -> None:
+    from analyticbot_ops import tokens
+
+    populate(sdir)
+    stale = tokens.service_token("some-other-key-" + "q" * 40, subject="bot")
+    write_raw(sdir, "api_read_token", stale)
+    (row,) = [r for r in sec.check("dev", sdir) if r.name == "api_read_token"]
+    assert row.valid is False and "is not signed with the current jwt_secret_key" in row.problems
+    report = sec.from_env("dev", sdir, environ={})
+    assert report.outcome("api_read_token").detail == "renewed from jwt_secret_key"
+    assert sec.read_secret("api_read_token", sdir) != stale
+
+
+def test_an_acl_with_the_old_broad_rules_is_renewed_to_the_narrow_ones(sdir: Path) -> None:
+    populate(sdir)
+    password = sec.read_secret("redis_password", sdir)
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    write_raw(
+        sdir,
+        "redis_acl",
+        f"user default on nopass resetchannels -@all +ping\nuser analyticbot on #{digest} ~* &* +@all\n",
+    )
+    (row,) = [r for r in sec.check("dev", sdir) if r.name == "redis_acl"]
+    assert row.valid is False
+    sec.from_env("dev", sdir, environ={})
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        password, sec.read_secret("redis_admin_password", sdir)
+    )
+
+
+def test_rotating_the_redis_admin_password_changes_the_ops_user_and_restarts_nothing(sdir: Path) -> None:
+    populate(sdir)
+    calls: list[tuple[str, str]] = []
+
+    class AdminStack(FakeStack):
+        def redis_acl_setpass(self, user: str, new_password: str) -> None:
+            calls.append((user, new_password))
+
+    stack = AdminStack()
+    sec.rotate("redis_admin_password", sdir, stack)
+    new = sec.read_secret("redis_admin_password", sdir)
+    assert calls == [("ops", new)] and stack.calls == []
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(sec.read_secret("redis_password", sdir), new)

@@ -185,9 +185,16 @@ def test_bot_runs_without_a_usable_token(tmp_path: Path, monkeypatch: pytest.Mon
     from analyticbot_bot.settings import BotSettings, load_secrets
 
     webhook = ("telegram_webhook_secret", "Kf83webhookvalue")
+    read_token = ("api_read_token", "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl")
     for token in (None, "", "not-a-token", "change_me", "123:short"):
         secrets_env(
-            monkeypatch, tmp_path, {"BOT_TOKEN_FILE": ("bot_token", token), "TELEGRAM_WEBHOOK_SECRET_FILE": webhook}
+            monkeypatch,
+            tmp_path,
+            {
+                "BOT_TOKEN_FILE": ("bot_token", token),
+                "TELEGRAM_WEBHOOK_SECRET_FILE": webhook,
+                "API_READ_TOKEN_FILE": read_token,
+            },
         )
         if token is None:
             (tmp_path / "bot_token").unlink(missing_ok=True)
@@ -196,10 +203,17 @@ def test_bot_runs_without_a_usable_token(tmp_path: Path, monkeypatch: pytest.Mon
         assert secrets.token_problem == "no valid bot token configured"
     valid = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_"
     secrets_env(
-        monkeypatch, tmp_path, {"BOT_TOKEN_FILE": ("bot_token", valid), "TELEGRAM_WEBHOOK_SECRET_FILE": webhook}
+        monkeypatch,
+        tmp_path,
+        {
+            "BOT_TOKEN_FILE": ("bot_token", valid),
+            "TELEGRAM_WEBHOOK_SECRET_FILE": webhook,
+            "API_READ_TOKEN_FILE": read_token,
+        },
     )
     secrets = load_secrets(load_settings(BotSettings))
     assert secrets.token == valid and secrets.token_problem is None
+    assert secrets.api_token == read_token[1] and read_token[1] not in repr(secrets)
     assert valid not in repr(secrets)
 
 

@@ -34,6 +34,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         [
             Dependency("postgres", resources.probe_postgres, critical=True, timeout=1.0),
             Dependency("redis", resources.probe_redis, critical=True, timeout=1.0),
+            Dependency("redis_writes", resources.probe_redis_writes, critical=False, timeout=1.0),
         ],
         ttl=settings.health_cache_ttl,
     )
@@ -48,6 +49,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             app.state.channels = await resources.start()
+            app.state.tokens = resources.tokens
         except (SettingsError, StartupAborted) as exc:
             # The one line an operator needs; the process then exits and its restart policy takes over.
             log.error("startup aborted: %s", exc)
@@ -57,7 +59,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.channels = None
+            app.state.channels = app.state.tokens = None
             await resources.close()
 
     development = settings.development
@@ -69,7 +71,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         redoc_url="/redoc" if development else None,
         openapi_url="/openapi.json" if development else None,
     )
-    app.state.channels = None
+    app.state.channels = app.state.tokens = None
     app.state.resources = resources
     app.state.monitor = monitor
     install(app, monitor, metrics, SERVICE, settings.app_version)

@@ -53,6 +53,14 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX channel_stats_channel_time ON channel_stats (channel_id, collected_at DESC)
         """,
     ),
+    (
+        4,
+        "post_views_bound",
+        # NOT VALID: enforced for every write from now on; rows stored before stay until corrected.
+        """
+        ALTER TABLE post_views ADD CONSTRAINT post_views_views_bound CHECK (views <= 100000000000) NOT VALID
+        """,
+    ),
 )
 
 

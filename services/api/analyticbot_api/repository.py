@@ -58,6 +58,9 @@ class ChannelRepository(Protocol):
     async def record_views(self, username: str, post_id: int, views: int) -> int | None:
         """The views now stored for the post, or None when the channel is unknown."""
 
+    async def correct_views(self, username: str, post_id: int, views: int) -> int | None:
+        """Set the post's views to exactly `views`; None when the channel is unknown."""
+
     async def summary(self, username: str) -> Summary | None: ...
 
 
@@ -101,6 +104,19 @@ class PgChannelRepository:
                 " SELECT id, $2, $3 FROM channels WHERE username = $1"
                 " ON CONFLICT (channel_id, post_id) DO UPDATE"
                 " SET views = GREATEST(post_views.views, EXCLUDED.views), recorded_at = now()"
+                " RETURNING views",
+                username,
+                post_id,
+                views,
+            )
+
+    async def correct_views(self, username: str, post_id: int, views: int) -> int | None:
+        async with self._connection() as db:
+            # A correction replaces the figure, lower or higher: GREATEST is for reports, not for fixes.
+            return await db.fetchval(
+                "INSERT INTO post_views (channel_id, post_id, views)"
+                " SELECT id, $2, $3 FROM channels WHERE username = $1"
+                " ON CONFLICT (channel_id, post_id) DO UPDATE SET views = EXCLUDED.views, recorded_at = now()"
                 " RETURNING views",
                 username,
                 post_id,

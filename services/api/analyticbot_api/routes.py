@@ -1,4 +1,6 @@
-"""The channel endpoints: create and list channels, record post views, read a channel's cached summary."""
+"""The channel endpoints: create and list channels, record and correct post views, read a channel's cached summary.
+
+Reads need a token with the `read` scope, writes one with `write` (see auth.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 
-from .models import USERNAME_PATTERN, ChannelIn, ChannelOut, SummaryOut, ViewsIn, ViewsOut
+from .auth import Reader, Writer
+from .models import BIGINT_MAX, USERNAME_PATTERN, ChannelIn, ChannelOut, CorrectionIn, SummaryOut, ViewsIn, ViewsOut
 from .service import ChannelService
 
 router = APIRouter(tags=["channels"])
 UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
+PostPath = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
 
 def channel_service(request: Request) -> ChannelService:
@@ -26,7 +30,7 @@ Service = Annotated[ChannelService, Depends(channel_service)]
 
 
 @router.post("/channels", status_code=status.HTTP_201_CREATED)
-async def create_channel(body: ChannelIn, service: Service) -> ChannelOut:
+async def create_channel(body: ChannelIn, service: Service, _: Writer) -> ChannelOut:
     channel = await service.create_channel(body.username, body.title)
     if channel is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"channel {body.username} exists already")
@@ -36,6 +40,7 @@ async def create_channel(body: ChannelIn, service: Service) -> ChannelOut:
 @router.get("/channels")
 async def list_channels(
     service: Service,
+    _: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[ChannelOut]:
@@ -43,7 +48,7 @@ async def list_channels(
 
 
 @router.post("/channels/{username}/views", status_code=status.HTTP_201_CREATED)
-async def record_views(username: UsernamePath, body: ViewsIn, service: Service) -> ViewsOut:
+async def record_views(username: UsernamePath, body: ViewsIn, service: Service, _: Writer) -> ViewsOut:
     username = username.lower()
     stored = await service.record_views(username, body.post_id, body.views)
     if stored is None:
@@ -51,8 +56,20 @@ async def record_views(username: UsernamePath, body: ViewsIn, service: Service) 
     return ViewsOut(username=username, post_id=body.post_id, views=stored)
 
 
+@router.put("/channels/{username}/views/{post_id}")
+async def correct_views(
+    username: UsernamePath, post_id: PostPath, body: CorrectionIn, service: Service, _: Writer
+) -> ViewsOut:
+    """Set a post's view count to exactly this figure: the way to lower one that was reported too high."""
+    username = username.lower()
+    stored = await service.correct_views(username, post_id, body.views)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown channel {username}")
+    return ViewsOut(username=username, post_id=post_id, views=stored)
+
+
 @router.get("/channels/{username}/summary")
-async def channel_summary(username: UsernamePath, service: Service) -> SummaryOut:
+async def channel_summary(username: UsernamePath, service: Service, _: Reader) -> SummaryOut:
     username = username.lower()
     found = await service.summary(username)
     if found is None:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import asyncpg
+from analyticbot_common.health import DependencyDown
 from analyticbot_common.scrub import SCRUBBER, Scrubber
 from analyticbot_common.startup import StartupAborted, retry_until
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 
+from .auth import TokenVerifier
 from .cache import RedisSummaryCache
 from .migrations import migrate
 from .repository import PgChannelRepository
@@ -24,6 +28,8 @@ from .service import ChannelService
 from .settings import ApiSecrets, ApiSettings, load_secrets
 
 log = logging.getLogger("analyticbot.api")
+# Written by the write probe; the ACL lets the API's Redis user write health:* and summary:* only.
+HEALTH_KEY = f"health:api:{socket.gethostname()}"
 
 
 class Resources:
@@ -33,6 +39,7 @@ class Resources:
         self.pool: asyncpg.Pool | None = None
         self.redis: Redis | None = None
         self.channels: ChannelService | None = None
+        self.tokens: TokenVerifier | None = None
 
     async def start(self) -> ChannelService:
         """Everything the app needs before serving; raises SettingsError or StartupAborted."""
@@ -40,6 +47,7 @@ class Resources:
         secrets = load_secrets(settings)
         for value in secrets.values():
             self.scrubber.add(value)
+        self.tokens = TokenVerifier(secrets.jwt_secret_key)
         self.pool = await retry_until(
             lambda: self._create_pool(secrets),
             what=f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port}",
@@ -108,6 +116,17 @@ class Resources:
             raise RuntimeError("not connected yet")
         if not await self.redis.ping():
             raise RuntimeError("PING was not answered with PONG")
+
+    async def probe_redis_writes(self) -> None:
+        """A Redis that answers PING but refuses writes (OOM at maxmemory, a read-only replica) makes the
+        cache useless: an optional dependency, so the API reports itself degraded, not unhealthy."""
+        if self.redis is None:
+            raise RuntimeError("not connected yet")
+        try:
+            await self.redis.set(HEALTH_KEY, "1", ex=30)
+        except ResponseError as exc:
+            # Redis's error code only ("OOM", "READONLY", "NOPERM"): the rest may echo the command.
+            raise DependencyDown(f"Redis refuses writes ({str(exc).split(' ', 1)[0]})") from None
 
     # --- gauges for /performance and /metrics ---
 

@@ -38,6 +38,12 @@ class ChannelService:
             await self.cache.invalidate(username)
         return stored
 
+    async def correct_views(self, username: str, post_id: int, views: int) -> int | None:
+        stored = await self.repository.correct_views(username, post_id, views)
+        if stored is not None:
+            await self.cache.invalidate(username)
+        return stored
+
     async def summary(self, username: str) -> tuple[Summary, bool] | None:
         """The channel's summary and whether it came from the cache; None when the channel is unknown."""
         cached = await self.cache.get(username)

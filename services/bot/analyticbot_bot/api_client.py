@@ -25,6 +25,8 @@ class ApiClient:
         self._base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        # The bot's read-scope bearer token; set from the secret once the lifespan has read it.
+        self.token: str | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running event loop, and reused: one connection pool to the API.
@@ -39,7 +41,8 @@ class ApiClient:
     async def summary(self, channel: str) -> ChannelSummary | None:
         """The channel's summary, or None when the API does not know the channel."""
         try:
-            async with self._client().get(f"{self._base_url}/channels/{channel}/summary") as response:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            async with self._client().get(f"{self._base_url}/channels/{channel}/summary", headers=headers) as response:
                 if response.status == 404:
                     return None
                 if response.status != 200:

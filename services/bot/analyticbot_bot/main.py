@@ -84,6 +84,7 @@ def create_app(settings: BotSettings | None = None, secrets: BotSecrets | None =
             log.error("startup aborted: %s", exc)
             raise StartupAborted(str(exc)) from None
         webhook_secret[0] = loaded.webhook_secret
+        api.token = loaded.api_token
         loader = asyncio.create_task(holder.load(settings, loaded, api))
         log.info("bot serving (environment %s); loading the Telegram client", settings.environment)
         try:

@@ -18,6 +18,8 @@ TOKEN_PATTERN = re.compile(r"\d+:[A-Za-z0-9_-]{35}", re.ASCII)
 class BotSettings(ServiceSettings):
     bot_token_file: str | None = "/run/secrets/bot_token"
     telegram_webhook_secret_file: str | None = "/run/secrets/telegram_webhook_secret"
+    # The bot's own read-scope bearer token for the API (a secret the toolkit mints from jwt_secret_key).
+    api_read_token_file: str | None = "/run/secrets/api_read_token"
     api_base_url: str = "http://api:8000"
     # Bot API server; empty means Telegram's own. A local Bot API server (or, in tests, a closed port) can stand in.
     telegram_api_base: str = ""
@@ -33,6 +35,7 @@ class BotSettings(ServiceSettings):
 class BotSecrets:
     token: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
+    api_token: str | None = field(default=None, repr=False)
     # Why there is no usable token; shown as the telegram dependency's reason (never the token itself).
     token_problem: str | None = None
 
@@ -55,8 +58,11 @@ def load_secrets(settings: BotSettings) -> BotSecrets:
         # A placeholder token is one more unusable token: the bot runs degraded rather than not at all.
         log.warning("bot token ignored: %s", exc)
         token = None
+    api_token = settings.secret(settings.api_read_token_file, name="API_READ_TOKEN_FILE", required=False)
+    if api_token is None:
+        log.warning("API_READ_TOKEN_FILE names no token: /stats will be refused by the API")
     if valid_token(token):
-        return BotSecrets(token=token, webhook_secret=webhook_secret)
+        return BotSecrets(token=token, webhook_secret=webhook_secret, api_token=api_token)
     if token:
         log.warning("BOT_TOKEN_FILE does not hold a token of the form <digits>:<35 characters>; Telegram is off")
-    return BotSecrets(webhook_secret=webhook_secret, token_problem="no valid bot token configured")
+    return BotSecrets(webhook_secret=webhook_secret, api_token=api_token, token_problem="no valid bot token configured")

@@ -39,9 +39,10 @@ def main() -> int:
         app,  # type: ignore[arg-type]
         host=os.environ.get("APP_HOST", "0.0.0.0"),
         port=int(os.environ.get("APP_PORT", "8000")),
-        # Behind nginx: trust X-Forwarded-* from the proxy network only.
+        # Behind nginx: X-Forwarded-* are believed from the proxy's address only (compose sets it);
+        # unset, from nobody but loopback, so a client can never claim another address.
         proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "*"),
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         # Access lines would carry query strings; the services log what matters themselves.
         access_log=False,
         server_header=False,
