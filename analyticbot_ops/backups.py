@@ -281,7 +281,7 @@ def restore(
     allow_foreign: bool = False,
     backup_dir: Path = BACKUP_DIR,
     keep: int = DEFAULT_KEEP,
-    after_restore: Callable[[Database], None] = lambda _db: None,
+    regrant: Callable[[], None] | None = None,
     progress: Progress = lambda _m: None,
     database: Database | None = None,
 ) -> Restored:
@@ -289,7 +289,8 @@ def restore(
 
     Refuses (BadInput, the database untouched) a damaged archive, one of another project or environment
     unless `allow_foreign`, and a non-empty database unless `force`; with `force`, a safety backup of
-    the current database comes first. The restore itself is one transaction."""
+    the current database comes first. The restore itself is one transaction; afterwards `regrant` (by
+    default the migrate job) gives the runtime roles their grants again."""
     data = read_archive(path)
     check_origin(stack, path, data, allow_foreign=allow_foreign)
     database = database or database_of(stack)
@@ -316,5 +317,11 @@ def restore(
     except OpsError as exc:
         where = f"; the safety backup is {safety.path}" if safety else ""
         raise OpsError(f"the restore failed and was rolled back, the database is as it was ({exc}){where}") from None
-    after_restore(database)
+    # The dump may predate the runtime roles or carry other grants: the migrate job sets them again.
+    (regrant or (lambda: rerun_migrate(stack)))()
     return Restored(table_count(database), entries, safety)
+
+
+def rerun_migrate(stack: Stack) -> None:
+    """Run the migrate job once more (schema to the latest version, runtime roles and their grants)."""
+    stack.compose("run", "--rm", "--no-deps", "-T", "migrate")

@@ -78,7 +78,9 @@ SETTINGS: dict[str, str] = {
 PYTHON_SERVICES = ("api", "bot", "mtproto")
 # What nginx's server_name takes from us (the proxy's entrypoint applies the same rule).
 _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*", re.ASCII)
+# The services that run and get healthy; JOBS run once per deploy and exit (0 is success).
 ALL_SERVICES = ("postgres", "redis", "api", "bot", "mtproto", "proxy")
+JOBS = ("migrate",)
 
 
 def check_env(env: str) -> str:
@@ -293,6 +295,13 @@ def _compose_failed(
     name the service that failed, with its logs, and Compose's own last word."""
     detail = (process.stderr.read() if process.stderr else "").strip().splitlines()
     said = detail[-1] if detail else "no output"
+    for name in JOBS:
+        state = states.get(name)
+        if state is not None and state.status in ("exited", "dead", "restarting") and state.exit_code != 0:
+            raise OpsError(
+                f"the {name} job failed (exit code {state.exit_code}), so nothing that needs it was started; "
+                f"compose said: {said}; its last log lines:\n{service_logs(stack.project, name)}"
+            )
     for name in services:
         state = states.get(name)
         if state is not None and state.failed():

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import docker
-from .compose import PYTHON_SERVICES, project_containers
+from .compose import JOBS, PYTHON_SERVICES, project_containers
 
 APP_PORT = 8000
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNHEALTHY = 0, 1, 2
@@ -148,7 +148,8 @@ def sweep(project: str, services: Sequence[str] = (), path: str = "/health", tim
     infos = [
         i
         for i in project_containers(project)
-        if not services or i["Config"]["Labels"].get("com.docker.compose.service") in services
+        if i["Config"]["Labels"].get("com.docker.compose.service") not in JOBS
+        and (not services or i["Config"]["Labels"].get("com.docker.compose.service") in services)
     ]
     with ThreadPoolExecutor(max_workers=max(1, len(infos))) as pool:
         results = list(pool.map(lambda info: _probe(info, path, timeout), infos))

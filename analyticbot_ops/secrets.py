@@ -64,7 +64,15 @@ REDIS_ADMIN_RULES = "~* &* +@all"
 # One uid per service, all the same today; a table so that one service can move to its own uid later.
 # Each container runs as uid:gid N:N, so the gid of a secret file is the uid too.
 SERVICE_UIDS: Mapping[str, int] = MappingProxyType(
-    {"api": APP_UID, "bot": APP_UID, "mtproto": APP_UID, "postgres": APP_UID, "redis": APP_UID, "proxy": APP_UID}
+    {
+        "api": APP_UID,
+        "bot": APP_UID,
+        "mtproto": APP_UID,
+        "migrate": APP_UID,
+        "postgres": APP_UID,
+        "redis": APP_UID,
+        "proxy": APP_UID,
+    }
 )
 BACKUP_DIR_NAME = ".backup"
 DEFAULT_DB_ROLE = "analyticbot"
@@ -72,6 +80,14 @@ DEFAULT_HEALTH_TIMEOUT = 120.0
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 # Files in the secrets folder that belong to the repository, not to the registry.
+# The PostgreSQL role whose password each secret is (the migrate job creates the runtime ones).
+POSTGRES_ROLES: Mapping[str, str] = MappingProxyType(
+    {
+        "postgres_password": "analyticbot",
+        "postgres_api_password": "analyticbot_api",
+        "postgres_collector_password": "analyticbot_collector",
+    }
+)
 # The Redis ACL user whose password each secret is, for live rotation.
 REDIS_USERS: Mapping[str, str] = MappingProxyType({"redis_password": "analyticbot", "redis_admin_password": "ops"})
 _REPO_FILES = frozenset({"README.md", ".gitignore"})
@@ -120,16 +136,42 @@ _PRINTABLE_RULE = "printable ASCII without spaces"
 SECRETS: tuple[SecretSpec, ...] = (
     SecretSpec(
         name="postgres_password",
-        purpose="password of the application's PostgreSQL role",
+        purpose="password of the database owner `analyticbot` (superuser: init, migrations, backup and restore)",
         kind="generated",
         required_in=_EVERYWHERE,
-        consumers=("api", "mtproto", "postgres"),
-        rotation="`invoke secrets-rotate postgres_password`: ALTER ROLE, swap the file, restart api and mtproto.",
+        consumers=("postgres", "migrate"),
+        rotation="`invoke secrets-rotate postgres_password`: ALTER ROLE, swap the file (the migrate job reads it "
+        "at the next deploy).",
         pattern=_PRINTABLE,
         rule=_PRINTABLE_RULE,
         strength_checked=True,
         generate_bytes=32,
-        restart_on_rotate=("api", "mtproto"),
+    ),
+    SecretSpec(
+        name="postgres_api_password",
+        purpose="password of the API's own PostgreSQL role `analyticbot_api` (no superuser, only its grants)",
+        kind="generated",
+        required_in=_EVERYWHERE,
+        consumers=("api", "migrate"),
+        rotation="`invoke secrets-rotate postgres_api_password`: ALTER ROLE, swap the file, restart api.",
+        pattern=_PRINTABLE,
+        rule=_PRINTABLE_RULE,
+        strength_checked=True,
+        generate_bytes=32,
+        restart_on_rotate=("api",),
+    ),
+    SecretSpec(
+        name="postgres_collector_password",
+        purpose="password of the collector's own PostgreSQL role `analyticbot_collector`",
+        kind="generated",
+        required_in=_EVERYWHERE,
+        consumers=("mtproto", "migrate"),
+        rotation="`invoke secrets-rotate postgres_collector_password`: ALTER ROLE, swap the file, restart mtproto.",
+        pattern=_PRINTABLE,
+        rule=_PRINTABLE_RULE,
+        strength_checked=True,
+        generate_bytes=32,
+        restart_on_rotate=("mtproto",),
     ),
     SecretSpec(
         name="redis_password",
@@ -1139,12 +1181,13 @@ def rotate(
     secrets_dir: Path,
     stack: StackControl,
     *,
-    role: str = DEFAULT_DB_ROLE,
+    role: str | None = None,
     timeout: float = DEFAULT_HEALTH_TIMEOUT,
 ) -> RotationResult:
     """Replace a generated secret on the live stack, rolling every step back if any step fails.
 
-    postgres_password: ALTER ROLE, back up and swap the file, restart api and mtproto, wait healthy.
+    postgres_password, postgres_api_password, postgres_collector_password: ALTER ROLE of its role
+    (POSTGRES_ROLES, or `role`), back up and swap the file, restart the role's service, wait healthy.
     redis_password: set it in the live ACL, swap redis_password and redis_acl, restart api and bot, wait healthy.
     jwt_secret_key, telegram_webhook_secret: back up and swap the file, restart the consumers, wait healthy.
     """
@@ -1159,14 +1202,15 @@ def rotate(
             f"{name} is derived from {' and '.join(spec.derived_from)}; rotate that: "
             + " or ".join(f"`invoke secrets-rotate {source}`" for source in spec.derived_from)
         )
-    if name == "postgres_password":
+    role = role or POSTGRES_ROLES.get(name, DEFAULT_DB_ROLE)
+    if name in POSTGRES_ROLES:
         alter_role_sql(role, "")  # refuse a bad role name before anything changes
     _check_writable(secrets_dir)
     old = read_secret(name, secrets_dir)
     new = generate_value(name)
     swaps = [(spec, _read_bytes(secrets_dir / name), new.encode())]
     set_live: Callable[[str], None] | None = None
-    if name == "postgres_password":
+    if name in POSTGRES_ROLES:
         set_live = _postgres_setter(stack, role)
     elif name in REDIS_USERS:
         set_live = functools.partial(stack.redis_acl_setpass, REDIS_USERS[name])

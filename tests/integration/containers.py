@@ -127,9 +127,9 @@ class ServiceContainer(DockerContainer):
     """api, bot or mtproto from its image, with the secret files it reads."""
 
     SECRETS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "api": ("postgres_password", "redis_password", "jwt_secret_key"),
+        "api": ("postgres_api_password", "redis_password", "jwt_secret_key"),
         "bot": ("telegram_webhook_secret", "bot_token", "api_read_token"),
-        "mtproto": ("postgres_password", "telegram_api_id", "telegram_api_hash", "telegram_session"),
+        "mtproto": ("postgres_collector_password", "telegram_api_id", "telegram_api_hash", "telegram_session"),
     }
 
     def __init__(self, service: str, network: Network, secrets_dir: Path, environment: str = "production") -> None:
@@ -167,3 +167,20 @@ class ServiceContainer(DockerContainer):
 
     def wait_docker_healthy(self, timeout: float = 60) -> str:
         return _until(lambda: self.docker_health() == "healthy" and "healthy", timeout, self, f"{self.service} health")
+
+
+def run_migrate(network: Network, secrets_dir: Path, timeout: float = 90) -> None:
+    """The migrate job, as compose runs it before the API and the collector: schema, roles, grants; exit 0."""
+    job = DockerContainer("analyticbot/api:latest").with_network(network)
+    job.with_command("python3 -m analyticbot_api.migrate").with_env("POSTGRES_HOST", "postgres")
+    for name in ("postgres_password", "postgres_api_password", "postgres_collector_password"):
+        job.with_volume_mapping(str(secrets_dir / name), f"/run/secrets/{name}", "ro")
+    job.with_tmpfs_mount("/tmp").with_kwargs(**HARDENED)
+    job.start()
+    try:
+        status = job.get_wrapped_container().wait(timeout=timeout)
+        stdout, stderr = job.get_logs()
+        if status["StatusCode"] != 0:
+            raise StartupFailed(f"migrate exited {status['StatusCode']}; logs:\n{(stdout + stderr).decode()[-3000:]}")
+    finally:
+        job.stop()

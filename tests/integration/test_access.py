@@ -172,3 +172,32 @@ def test_the_services_believe_forwarded_headers_from_the_proxys_address_only(pro
         assert info is not None
         env = dict(item.split("=", 1) for item in info["Config"]["Env"])
         assert env["FORWARDED_ALLOW_IPS"] == proxy_ip
+
+
+@pytest.mark.parametrize(("service", "role"), [("api", "analyticbot_api"), ("mtproto", "analyticbot_collector")])
+def test_each_service_logs_in_as_its_own_role_which_is_no_superuser_and_cannot_drop_tables(
+    prod_stack: RunningStack, service: str, role: str
+) -> None:
+    # From inside the service's container, with the password file and user it runs with.
+    script = (
+        "import asyncio, os, asyncpg\n"
+        "async def main():\n"
+        "    pw = open(os.environ['POSTGRES_PASSWORD_FILE']).read().strip()\n"
+        "    c = await asyncpg.connect(host='postgres', user=os.environ['POSTGRES_USER'], database='analyticbot',"
+        " password=pw)\n"
+        "    print(await c.fetchval('SELECT current_user'), await c.fetchval("
+        "'SELECT rolsuper FROM pg_roles WHERE rolname = current_user'))\n"
+        "    for sql in ('DROP TABLE post_views', 'DELETE FROM channels', 'TRUNCATE channels',"
+        " 'CREATE TABLE intruder (id int)'):\n"
+        "        try:\n"
+        "            await c.execute(sql)\n"
+        "            print('ALLOWED', sql)\n"
+        "        except asyncpg.InsufficientPrivilegeError:\n"
+        "            print('refused')\n"
+        "    await c.close()\n"
+        "asyncio.run(main())\n"
+    )
+    result = docker.docker(["exec", _container(prod_stack, service), "python3", "-c", script], check=False)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"{role} False", result.stderr
+    assert lines[1:] == ["refused"] * 4

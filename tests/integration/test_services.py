@@ -14,7 +14,7 @@ from analyticbot_ops import docker, secrets
 from analyticbot_ops.paths import COMPOSE_DIR
 from analyticbot_ops.sandbox import FAKE_BOT_TOKEN
 
-from .containers import PostgresContainer, RedisContainer, ServiceContainer, get_json, post_json
+from .containers import PostgresContainer, RedisContainer, ServiceContainer, get_json, post_json, run_migrate
 
 DEPENDENCY_TIMEOUT = 1.0  # the API's per-dependency probe timeout
 
@@ -35,6 +35,8 @@ def network() -> Iterator[Network]:
 @pytest.fixture(scope="module")
 def postgres(network: Network, secrets_dir: Path) -> Iterator[PostgresContainer]:
     container = PostgresContainer(network, secrets_dir).start()
+    # The schema and the runtime roles the API and the collector log in as.
+    run_migrate(network, secrets_dir)
     yield container
     container.stop()
 

@@ -431,3 +431,52 @@ def test_a_redis_that_refuses_writes_makes_the_api_degraded_not_unhealthy(api: H
     assert body["dependencies"]["redis"]["state"] == "up"
     assert body["dependencies"]["redis_writes"] == {**body["dependencies"]["redis_writes"], "state": "down"}
     assert body["dependencies"]["redis_writes"]["error"] == "Redis refuses writes (OOM)"
+
+
+# --- the migrate job's roles and grants -------------------------------------------------------------------------
+
+
+def test_runtime_roles_get_login_without_powers_and_exactly_their_grants() -> None:
+    from analyticbot_api.migrations import RUNTIME_GRANTS, role_statements
+
+    statements = role_statements("analyticbot_api", "SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2VydmVy", "analyticbot")
+    alter = next(s for s in statements if s.startswith("ALTER ROLE"))
+    assert "NOSUPERUSER" in alter and "NOCREATEDB" in alter and "NOCREATEROLE" in alter and "NOBYPASSRLS" in alter
+    # Everything is revoked before the listed grants, so a grant taken out of the list leaves the database too.
+    revoke = statements.index("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM analyticbot_api")
+    grants = [grant.format(role="analyticbot_api") for grant in RUNTIME_GRANTS["analyticbot_api"]]
+    assert all(statements.index(g) > revoke for g in grants)
+    for role, role_grants in RUNTIME_GRANTS.items():
+        text = " ".join(role_grants)
+        assert "DELETE" not in text and "TRUNCATE" not in text and "ALL" not in text, role
+    with pytest.raises(ValueError):
+        role_statements("analyticbot", "x", "analyticbot")  # the owner is never a runtime role
+
+
+def test_the_migrate_jobs_verifier_is_the_toolkits() -> None:
+    from analyticbot_api.migrate import scram_verifier
+
+    from analyticbot_ops import secrets
+
+    salt = bytes(range(16))
+    assert scram_verifier("Sw0rdfish-and-more", salt=salt) == secrets.scram_verifier("Sw0rdfish-and-more", salt=salt)
+
+
+def test_the_api_waits_for_the_schema_version_it_needs() -> None:
+    from analyticbot_api.migrations import LATEST_VERSION
+    from analyticbot_api.runtime import Resources
+
+    class Pool:
+        def __init__(self, version: int | None) -> None:
+            self.version = version
+
+        async def fetchval(self, sql: str) -> int | None:
+            assert "schema_migrations" in sql
+            return self.version
+
+    resources = Resources(ApiSettings())  # type: ignore[call-arg]
+    resources.pool = Pool(LATEST_VERSION - 1)  # type: ignore[assignment]
+    with pytest.raises(RuntimeError, match=f"needs {LATEST_VERSION}"):
+        asyncio.run(resources._schema_version())
+    resources.pool = Pool(LATEST_VERSION)  # type: ignore[assignment]
+    assert asyncio.run(resources._schema_version()) == LATEST_VERSION

@@ -102,12 +102,20 @@ def test_a_damaged_archive_is_refused_even_with_force_and_nothing_is_touched(tmp
     truncated = _saved(tmp_path, GOOD[: len(GOOD) // 2])
     db = FakeDatabase()
     with pytest.raises(BadInput, match=r"does not match the checksum.*not touched"):
-        backups.restore(stack(), truncated, force=True, backup_dir=tmp_path / "out", database=db)
+        backups.restore(stack(), truncated, force=True, backup_dir=tmp_path / "out", database=db, regrant=lambda: None)
     assert db.calls == [] and not (tmp_path / "out").exists()
     # Without a record the full read catches it, before any safety backup or restore.
     backups.origin_path(truncated).unlink()
     with pytest.raises(BadInput, match=r"is damaged .*not touched"):
-        backups.restore(stack(), truncated, force=True, allow_foreign=True, backup_dir=tmp_path / "out", database=db)
+        backups.restore(
+            stack(),
+            truncated,
+            force=True,
+            allow_foreign=True,
+            backup_dir=tmp_path / "out",
+            database=db,
+            regrant=lambda: None,
+        )
     assert db.restores() == [] and not (tmp_path / "out").exists()
 
 
@@ -115,24 +123,26 @@ def test_a_foreign_or_unrecorded_archive_is_refused_unless_allowed(tmp_path: Pat
     foreign = _saved(tmp_path, project="someone-else")
     db = FakeDatabase(tables=0)
     with pytest.raises(BadInput, match=r"backup of someone-else \(prod\), not of abtest"):
-        backups.restore(stack(), foreign, database=db)
+        backups.restore(stack(), foreign, database=db, regrant=lambda: None)
     staging = _saved(tmp_path, env="staging")
     with pytest.raises(BadInput, match=r"not of abtest \(prod\)"):
-        backups.restore(stack(), staging, database=db)
+        backups.restore(stack(), staging, database=db, regrant=lambda: None)
     assert db.calls == []
     backups.origin_path(foreign).unlink()
     with pytest.raises(BadInput, match="no backup record"):
-        backups.restore(stack(), foreign, database=db)
-    assert backups.restore(stack(), foreign, allow_foreign=True, database=db).entries == 2
+        backups.restore(stack(), foreign, database=db, regrant=lambda: None)
+    assert backups.restore(stack(), foreign, allow_foreign=True, database=db, regrant=lambda: None).entries == 2
 
 
 def test_a_non_empty_database_needs_force_and_then_gets_a_safety_backup_first(tmp_path: Path) -> None:
     archive = _saved(tmp_path)
     db = FakeDatabase(tables=3)
     with pytest.raises(BadInput, match=r"not empty \(3 tables\).*whole archive of 2 entries.*--force"):
-        backups.restore(stack(), archive, backup_dir=tmp_path / "out", database=db)
+        backups.restore(stack(), archive, backup_dir=tmp_path / "out", database=db, regrant=lambda: None)
     assert db.restores() == []
-    result = backups.restore(stack(), archive, force=True, backup_dir=tmp_path / "out", database=db)
+    result = backups.restore(
+        stack(), archive, force=True, backup_dir=tmp_path / "out", database=db, regrant=lambda: None
+    )
     assert result.safety_backup is not None and result.safety_backup.path.exists()
     assert result.safety_backup.path.name.endswith("-pre-restore.dump")
     dump_at = next(i for i, c in enumerate(db.calls) if c[0] == "pg_dump")
@@ -145,14 +155,21 @@ def test_a_failed_restore_says_it_was_rolled_back_and_where_the_safety_copy_is(t
     archive = _saved(tmp_path)
     with pytest.raises(OpsError, match=r"rolled back.*safety backup is .*pre-restore"):
         backups.restore(
-            stack(), archive, force=True, backup_dir=tmp_path / "out", database=FakeDatabase(restore_fails=True)
+            stack(),
+            archive,
+            force=True,
+            backup_dir=tmp_path / "out",
+            database=FakeDatabase(restore_fails=True),
+            regrant=lambda: None,
         )
 
 
 def test_the_safety_backup_never_prunes_the_archive_being_restored(tmp_path: Path) -> None:
     archive = backups.backup(stack(), tmp_path, now=NOW - dt.timedelta(days=1), database=FakeDatabase()).path
     backups.backup(stack(), tmp_path, now=NOW, database=FakeDatabase())
-    backups.restore(stack(), archive, force=True, backup_dir=tmp_path, keep=1, database=FakeDatabase())
+    backups.restore(
+        stack(), archive, force=True, backup_dir=tmp_path, keep=1, database=FakeDatabase(), regrant=lambda: None
+    )
     assert archive.exists()
 
 

@@ -58,6 +58,8 @@ def test_registry_declares_the_expected_secrets_and_kinds() -> None:
     kinds = {spec.name: spec.kind for spec in sec.SECRETS}
     assert kinds == {
         "postgres_password": "generated",
+        "postgres_api_password": "generated",
+        "postgres_collector_password": "generated",
         "redis_password": "generated",
         "redis_admin_password": "generated",
         "redis_acl": "derived",
@@ -74,7 +76,8 @@ def test_registry_declares_the_expected_secrets_and_kinds() -> None:
     assert sec.get_spec("bot_token").required_in == frozenset({"staging", "prod"})
     assert sec.get_spec("postgres_password").required_in == frozenset({"dev", "staging", "prod"})
     assert sec.get_spec("stripe_secret_key").required_in == frozenset()
-    assert sec.get_spec("postgres_password").consumers == ("api", "mtproto", "postgres")
+    assert sec.get_spec("postgres_password").consumers == ("postgres", "migrate")
+    assert sec.get_spec("postgres_api_password").consumers == ("api", "migrate")
     assert sec.get_spec("redis_acl").consumers == ("redis",)
     assert sec.get_spec("telegram_session").consumers == ("mtproto",)
 
@@ -88,7 +91,7 @@ def test_swarm_names_match_registry_and_docker_rules() -> None:
 
 
 def test_every_consumer_has_a_uid_and_shares_it() -> None:
-    assert set(sec.SERVICE_UIDS) == {"api", "bot", "mtproto", "postgres", "redis", "proxy"}
+    assert set(sec.SERVICE_UIDS) == {"api", "bot", "mtproto", "migrate", "postgres", "redis", "proxy"}
     for spec in sec.SECRETS:
         assert sec.consumer_uid(spec) == 10001
 
@@ -584,6 +587,8 @@ def test_files_are_chowned_to_the_consumer_uid_as_root(sdir: Path, monkeypatch: 
         (name, 10001, 10001)
         for name in (
             "postgres_password",
+            "postgres_api_password",
+            "postgres_collector_password",
             "redis_password",
             "redis_admin_password",
             "redis_acl",
@@ -817,6 +822,8 @@ def test_list_shows_names_sizes_consumers_and_strays_never_values(sdir: Path) ->
     names = [i.name for i in infos]
     assert names == [
         "postgres_password",
+        "postgres_api_password",
+        "postgres_collector_password",
         "redis_password",
         "redis_admin_password",
         "redis_acl",
@@ -899,7 +906,7 @@ def verifies(verifier: str, password: str) -> bool:
 
 
 def sql_verifier(sql: str) -> str:
-    match = re.fullmatch(r"ALTER ROLE \"analyticbot\" WITH PASSWORD '(SCRAM-SHA-256\$[^']+)';", sql)
+    match = re.fullmatch(r"ALTER ROLE \"analyticbot(?:_api|_collector)?\" WITH PASSWORD '(SCRAM-SHA-256\$[^']+)';", sql)
     assert match, sql
     return match[1]
 
@@ -934,21 +941,36 @@ def test_alter_role_sql_quotes_safely() -> None:
 
 def test_rotate_postgres_happy_path(sdir: Path) -> None:
     populate(sdir)
-    old = sec.read_secret("postgres_password", sdir)
+    old = sec.read_secret("postgres_api_password", sdir)
     stack = FakeStack()
-    result = sec.rotate("postgres_password", sdir, stack)
-    new = sec.read_secret("postgres_password", sdir)
-    assert new != old and sec.validate_value("postgres_password", new) == ()
+    result = sec.rotate("postgres_api_password", sdir, stack)
+    new = sec.read_secret("postgres_api_password", sdir)
+    assert new != old and sec.validate_value("postgres_api_password", new) == ()
     assert [c[0] for c in stack.calls] == ["sql", "restart", "wait"]
     assert verifies(sql_verifier(stack.calls[0][1]), new)
     assert new not in stack.calls[0][1]
-    assert stack.calls[1] == ("restart", ["api", "mtproto"])
-    assert stack.calls[2] == ("wait", ["api", "mtproto"])
-    assert result.restarted == ("api", "mtproto")
-    assert result.files == ("postgres_password",)
+    assert stack.calls[1] == ("restart", ["api"])
+    assert stack.calls[2] == ("wait", ["api"])
+    assert result.restarted == ("api",)
+    assert result.files == ("postgres_api_password",)
     assert result.backups[0].read_text() == old
     assert mode(result.backups[0]) == 0o600
-    assert mode(sdir / "postgres_password") == 0o600
+    assert mode(sdir / "postgres_api_password") == 0o600
+
+
+def test_rotate_postgres_alters_the_services_own_role_and_the_owner_restarts_nothing(sdir: Path) -> None:
+    populate(sdir)
+    stack = FakeStack()
+    sec.rotate("postgres_api_password", sdir, stack)
+    assert stack.calls[0][1].startswith('ALTER ROLE "analyticbot_api"')
+    owner = FakeStack()
+    sec.rotate("postgres_password", sdir, owner)
+    assert [c[0] for c in owner.calls] == ["sql"]  # no running service reads the owner's password
+    assert owner.calls[0][1].startswith('ALTER ROLE "analyticbot" ')
+    collector = FakeStack()
+    sec.rotate("postgres_collector_password", sdir, collector)
+    assert collector.calls[0][1].startswith('ALTER ROLE "analyticbot_collector"')
+    assert collector.calls[1] == ("restart", ["mtproto"])
 
 
 def test_rotate_postgres_uses_the_given_role(sdir: Path) -> None:
@@ -960,11 +982,11 @@ def test_rotate_postgres_uses_the_given_role(sdir: Path) -> None:
 
 def test_rotate_postgres_rolls_back_when_services_stay_unhealthy(sdir: Path) -> None:
     populate(sdir)
-    old = sec.read_secret("postgres_password", sdir)
+    old = sec.read_secret("postgres_api_password", sdir)
     stack = FakeStack(fail={"wait": 1})
-    with pytest.raises(OpsError, match="rotation of postgres_password failed and was rolled back: wait broke"):
-        sec.rotate("postgres_password", sdir, stack, timeout=5)
-    assert sec.read_secret("postgres_password", sdir) == old
+    with pytest.raises(OpsError, match="rotation of postgres_api_password failed and was rolled back: wait broke"):
+        sec.rotate("postgres_api_password", sdir, stack, timeout=5)
+    assert sec.read_secret("postgres_api_password", sdir) == old
     assert [c[0] for c in stack.calls] == ["sql", "restart", "wait", "sql", "restart", "wait"]
     new_verifier, back_verifier = sql_verifier(stack.calls[0][1]), sql_verifier(stack.calls[3][1])
     assert not verifies(new_verifier, old)
@@ -987,14 +1009,14 @@ def test_rotate_fails_cleanly_when_the_first_step_fails(sdir: Path) -> None:
 
 def test_rotate_reports_an_incomplete_rollback(sdir: Path) -> None:
     populate(sdir)
-    old = sec.read_secret("postgres_password", sdir)
+    old = sec.read_secret("postgres_api_password", sdir)
     stack = FakeStack(fail={"restart": 2})
     with pytest.raises(OpsError) as info:
-        sec.rotate("postgres_password", sdir, stack)
+        sec.rotate("postgres_api_password", sdir, stack)
     message = str(info.value)
     assert "rollback incomplete: services not healthy after restoring (restart broke)" in message
     assert str(sdir / ".backup") in message
-    assert sec.read_secret("postgres_password", sdir) == old
+    assert sec.read_secret("postgres_api_password", sdir) == old
 
 
 def test_rotate_redis_happy_path(sdir: Path) -> None:

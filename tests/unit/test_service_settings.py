@@ -67,7 +67,7 @@ def test_settings_have_no_field_for_a_secret_value(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("REDIS_PASSWORD", "Kf83-from-the-env")
     settings = load_settings(ApiSettings)
     assert "Kf83-from-the-env" not in repr(settings.model_dump())
-    assert settings.postgres_password_file == "/run/secrets/postgres_password"
+    assert settings.postgres_password_file == "/run/secrets/postgres_api_password"
 
 
 @pytest.mark.parametrize("environment", ["production", "staging"])

@@ -1,6 +1,8 @@
-"""The database schema, as ordered migrations applied once each, before the API serves.
+"""The database schema, as ordered migrations applied once each, and the runtime roles' grants.
 
-The API owns the schema; the collector only waits for it. Every migration runs in one transaction that first
+The migrate job (`python3 -m analyticbot_api.migrate`, the compose service `migrate`) applies both as the
+database owner before the API and the collector start; they log in as their own non-superuser roles, with only
+the grants listed here, and only wait for the schema. Every migration runs in one transaction that first
 takes a transaction-level advisory lock, so two replicas starting at once apply each migration exactly once
 (the second waits, then finds nothing left to do). The lock goes with the transaction, even if the connection
 dies. A future migration that cannot run in a transaction (CREATE INDEX CONCURRENTLY) needs its own step."""
@@ -83,3 +85,51 @@ async def migrate(connection: asyncpg.Connection, *, timeout: float = 60.0) -> l
             log.info("applied migration %d (%s)", version, name)
             applied_now.append(version)
     return applied_now
+
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+# Each service's own login role, and exactly what it may do: the statements it runs, no DDL, no DELETE. The
+# owner (POSTGRES_USER, the superuser initdb made) serves only init, migrations and backup/restore.
+RUNTIME_GRANTS: dict[str, tuple[str, ...]] = {
+    "analyticbot_api": (
+        "GRANT SELECT, INSERT ON channels TO {role}",
+        "GRANT SELECT, INSERT, UPDATE (views, recorded_at) ON post_views TO {role}",
+        "GRANT USAGE ON SEQUENCE channels_id_seq TO {role}",
+        "GRANT SELECT ON schema_migrations TO {role}",
+    ),
+    "analyticbot_collector": (
+        "GRANT SELECT, INSERT, UPDATE (title) ON channels TO {role}",
+        "GRANT INSERT ON channel_stats TO {role}",
+        "GRANT USAGE ON SEQUENCE channels_id_seq TO {role}",
+        "GRANT SELECT ON schema_migrations TO {role}",
+    ),
+}
+
+
+def role_statements(role: str, verifier: str, database: str) -> list[str]:
+    """Create or update a runtime role: login with this SCRAM verifier, no special powers, and exactly its grants
+    (everything revoked first, so that a grant taken out of RUNTIME_GRANTS is taken out of the database too)."""
+    if role not in RUNTIME_GRANTS:
+        raise ValueError(f"unknown runtime role {role}")
+    if "'" in verifier:
+        raise ValueError("a SCRAM verifier never contains a quote")
+    return [
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF;"
+        " END $$",
+        f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+        f" PASSWORD '{verifier}'",
+        f'GRANT CONNECT ON DATABASE "{database}" TO {role}',
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
+        f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}",
+        *(grant.format(role=role) for grant in RUNTIME_GRANTS[role]),
+    ]
+
+
+async def apply_roles(connection: asyncpg.Connection, verifiers: dict[str, str], database: str) -> None:
+    """Every runtime role with its verifier and grants, in one transaction."""
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        for role, verifier in verifiers.items():
+            for statement in role_statements(role, verifier, database):
+                await connection.execute(statement)

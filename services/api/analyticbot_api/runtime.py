@@ -1,9 +1,9 @@
 """The API's connections: the PostgreSQL pool and the Redis client, their startup, probes, gauges and shutdown.
 
-Startup reads the secrets, waits for PostgreSQL (up to STARTUP_TIMEOUT), applies the migrations and only then
-lets the app serve. Afterwards neither client is ever recreated: asyncpg's pool opens new connections in place
-of broken ones on acquire, and redis-py reconnects on the next command, so the API survives PostgreSQL or Redis
-going away and coming back without a restart."""
+Startup reads the secrets, waits for PostgreSQL and for the schema the migrate job applies (up to
+STARTUP_TIMEOUT), and only then lets the app serve. Afterwards neither client is ever recreated: asyncpg's pool
+opens new connections in place of broken ones on acquire, and redis-py reconnects on the next command, so the
+API survives PostgreSQL or Redis going away and coming back without a restart."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import socket
 import asyncpg
 from analyticbot_common.health import DependencyDown
 from analyticbot_common.scrub import SCRUBBER, Scrubber
-from analyticbot_common.startup import StartupAborted, retry_until
+from analyticbot_common.startup import retry_until
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 
 from .auth import TokenVerifier
 from .cache import RedisSummaryCache
-from .migrations import migrate
+from .migrations import LATEST_VERSION
 from .repository import PgChannelRepository
 from .service import ChannelService
 from .settings import ApiSecrets, ApiSettings, load_secrets
@@ -54,13 +54,14 @@ class Resources:
             timeout=settings.startup_timeout,
             log=log,
         )
-        try:
-            async with self.pool.acquire() as connection:
-                applied = await migrate(connection, timeout=max(settings.startup_timeout, settings.db_command_timeout))
-        except Exception as exc:
-            detail = self.scrubber.error_text(f"{type(exc).__name__}: {exc}")
-            raise StartupAborted(f"database migration failed: {detail}") from None
-        log.info("schema up to date (%d migrations applied now)", len(applied))
+        # The migrate job (run as the owner before the API starts) applies the schema; this role cannot.
+        version = await retry_until(
+            self._schema_version,
+            what="the database schema (applied by the migrate job)",
+            timeout=settings.startup_timeout,
+            log=log,
+        )
+        log.info("schema at version %d", version)
         self.redis = Redis(
             host=settings.redis_host,
             port=settings.redis_port,
@@ -77,6 +78,13 @@ class Resources:
         repository = PgChannelRepository(self.pool, acquire_timeout=settings.db_connect_timeout)
         self.channels = ChannelService(repository, RedisSummaryCache(self.redis, settings.cache_ttl_seconds))
         return self.channels
+
+    async def _schema_version(self) -> int:
+        assert self.pool is not None
+        version = await self.pool.fetchval("SELECT max(version) FROM schema_migrations")
+        if version is None or version < LATEST_VERSION:
+            raise RuntimeError(f"schema at version {version}, this API needs {LATEST_VERSION}")
+        return int(version)
 
     async def _create_pool(self, secrets: ApiSecrets) -> asyncpg.Pool:
         settings = self.settings

@@ -12,8 +12,9 @@ class ApiSettings(ServiceSettings):
     postgres_host: str = "postgres"
     postgres_port: int = 5432
     postgres_db: str = "analyticbot"
-    postgres_user: str = "analyticbot"
-    postgres_password_file: str | None = "/run/secrets/postgres_password"
+    # Its own non-superuser role (created and granted by the migrate job), never the database owner.
+    postgres_user: str = "analyticbot_api"
+    postgres_password_file: str | None = "/run/secrets/postgres_api_password"
     redis_host: str = "redis"
     redis_port: int = 6379
     redis_db: int = 0

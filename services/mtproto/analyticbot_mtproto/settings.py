@@ -16,8 +16,9 @@ class MtprotoSettings(ServiceSettings):
     postgres_host: str = "postgres"
     postgres_port: int = 5432
     postgres_db: str = "analyticbot"
-    postgres_user: str = "analyticbot"
-    postgres_password_file: str | None = "/run/secrets/postgres_password"
+    # Its own non-superuser role (created and granted by the migrate job), never the database owner.
+    postgres_user: str = "analyticbot_collector"
+    postgres_password_file: str | None = "/run/secrets/postgres_collector_password"
     telegram_api_id_file: str | None = "/run/secrets/telegram_api_id"
     telegram_api_hash_file: str | None = "/run/secrets/telegram_api_hash"
     telegram_session_file: str | None = "/run/secrets/telegram_session"
