@@ -3,14 +3,15 @@ containers, the Dockerfiles, hadolint's findings) and prints its reports."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from invoke import Collection, Exit
 from rich.table import Table
 from rich.text import Text
 
+from .. import access_audit, baseimages, build, compose, docker, secrets
 from .. import audit as rules
-from .. import baseimages, build, compose
 from ..config import ops
 from ..errors import BadInput
 from ..paths import REPO_ROOT
@@ -38,6 +39,41 @@ def running_containers(env: str) -> list[dict[str, Any]]:
         if (info.get("State") or {}).get("Running") and labels.get("com.docker.compose.oneoff") != "True":
             running.append(info)
     return sorted(running, key=lambda i: (i["Config"]["Labels"].get("com.docker.compose.service", ""), i["Name"]))
+
+
+def live_access_findings(stack: compose.Stack, infos: list[dict[str, Any]]) -> list[rules.Finding]:
+    """AB-DBROLE and AB-REDISACL as the running stack answers them: the role each database client logs in
+    as, and whether PostgreSQL calls it a superuser; the rules Redis holds for the API's user."""
+    by_service = {i["Config"]["Labels"].get("com.docker.compose.service"): i for i in infos}
+    findings: list[rules.Finding] = []
+    postgres, redis = by_service.get("postgres"), by_service.get("redis")
+    users = {
+        service: dict(item.split("=", 1) for item in by_service[service]["Config"]["Env"]).get("POSTGRES_USER", "")
+        for service in access_audit.DATABASE_CLIENTS
+        if service in by_service
+    }
+    if postgres is not None and users:
+        # Role names only on this command line (they are not secrets); the query runs as the owner in the container.
+        query = "SELECT rolname || '|' || rolsuper::text FROM pg_roles"
+        result = docker.docker(
+            ["exec", "-i", postgres["Name"].lstrip("/"), "psql", "-U", "analyticbot", "-d", "analyticbot", "-tA"],
+            input_bytes=query.encode() + b";",
+        )
+        superuser = dict(line.split("|") for line in result.stdout.split() if "|" in line)
+        findings += access_audit.live_role_findings(
+            # A role PostgreSQL does not know counts as failing: nothing vouches for it.
+            {service: (user, superuser.get(user, "true") != "false") for service, user in users.items()}
+        )
+    if redis is not None:
+        # The ops user's password goes in on stdin, never on a command line.
+        admin = secrets.read_secret("redis_admin_password", Path(stack.settings["SECRETS_DIR"]))
+        result = docker.docker(
+            ["exec", "-i", redis["Name"].lstrip("/"), "redis-cli", "-h", "127.0.0.1", "--no-auth-warning"],
+            input_bytes=f"AUTH ops {admin}\nACL LIST\n".encode(),
+        )
+        line = next((entry for entry in result.stdout.splitlines() if entry.startswith("user analyticbot ")), "")
+        findings.append(access_audit.redis_acl_finding(line))
+    return findings
 
 
 def image_report(running: bool, exceptions: list[rules.AuditException]) -> rules.Report:
@@ -85,9 +121,13 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
             if not infos:
                 progress(f"{name}: no running containers of {project}, skipped")
                 continue
-            findings = rules.audit_containers(infos)
+            findings = rules.audit_containers(infos) + live_access_findings(stack, infos)
         else:
-            findings = rules.audit_compose(compose.merged_config(stack), known_images(cfg["namespace"]))
+            config = compose.merged_config(stack)
+            findings = rules.audit_compose(config, known_images(cfg["namespace"]))
+            findings += access_audit.static_findings(config, secrets.REDIS_APP_RULES)
+        # The proxy's configuration is the image's, whichever way the stack is audited.
+        findings += access_audit.nginx_findings(access_audit.proxy_configuration())
         reports.append(
             (
                 f"{name}: {project}, {'running containers' if running else 'compose files'}",

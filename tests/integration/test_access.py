@@ -201,3 +201,15 @@ def test_each_service_logs_in_as_its_own_role_which_is_no_superuser_and_cannot_d
     lines = result.stdout.strip().splitlines()
     assert lines[0] == f"{role} False", result.stderr
     assert lines[1:] == ["refused"] * 4
+
+
+def test_the_running_audit_finds_no_superuser_role_and_a_narrow_redis_acl(prod_stack: RunningStack) -> None:
+    from analyticbot_ops.cli import audit as audit_cli
+
+    running = [i for i in compose.project_containers(prod_stack.project) if i["State"]["Running"]]
+    findings = audit_cli.live_access_findings(prod_stack.stack, running)
+    assert {(f.check, f.target): f.ok for f in findings} == {
+        ("AB-DBROLE", "api"): True,
+        ("AB-DBROLE", "mtproto"): True,
+        ("AB-REDISACL", "redis"): True,
+    }

@@ -64,6 +64,27 @@ def test_a_deploy_with_a_broken_service_fails_fast_naming_it_with_its_logs(prod_
         deploy.up(prod_stack.stack, timeout=180)
 
 
+def test_a_failing_migrate_job_stops_the_deploy_naming_it_with_its_logs(prod_stack: RunningStack) -> None:
+    # A release whose image cannot migrate (the bot's image has no analyticbot_api): the API and the
+    # collector, which need the schema, must not start on it, and the deploy must say why.
+    broken = compose.load_stack(
+        "prod",
+        project=prod_stack.project,
+        overrides={**prod_stack.stack.settings, "API_IMAGE": "analyticbot/bot:latest"},
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(OpsError) as failure:
+            deploy.up(broken, timeout=120)
+        elapsed = time.monotonic() - started
+        message = str(failure.value)
+        assert message.startswith("the migrate job failed"), message
+        assert "analyticbot_api" in message  # its own log line: No module named analyticbot_api
+        assert elapsed < 60, f"took {elapsed:.0f} s: it should fail fast, not wait out the timeout"
+    finally:
+        deploy.up(prod_stack.stack, timeout=180)
+
+
 def _seed(stack: RunningStack, posts: int = 20_000) -> str:
     """A channel with `posts` rows of views, written straight into PostgreSQL (fast, and big enough that
     the middle of a dump is table data)."""
