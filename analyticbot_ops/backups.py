@@ -204,24 +204,34 @@ def backup(
         raise BadInput(f"backup retention must keep at least 1 backup, got {keep}")
     database = database or database_of(stack)
     check_writable(directory)
-    data = database.run(["pg_dump", "-U", DB_USER, "-d", DB_NAME, "--format=custom", "--no-owner"])
     try:
+        data = database.run(["pg_dump", "-U", DB_USER, "-d", DB_NAME, "--format=custom", "--no-owner"])
         entries = verify_archive(database, data)
     except OpsError as exc:
         raise OpsError(f"the fresh dump does not read back ({exc}); nothing was written") from None
+    except KeyboardInterrupt:
+        raise OpsError("interrupted while dumping; nothing was written", code=130) from None
     moment = now or dt.datetime.now(dt.UTC)
     path = _archive_path(directory, stack.project, moment.strftime("%Y%m%dT%H%M%SZ"), label)
     origin = Origin(
         FORMAT, stack.project, stack.env, moment.isoformat(), hashlib.sha256(data).hexdigest(), len(data), entries
     )
-    _write_new(path, data)
     try:
+        _write_new(path, data)
         _write_new(origin_path(path), (json.dumps(asdict(origin), indent=2) + "\n").encode())
-    except BaseException:
-        path.unlink(missing_ok=True)  # an archive without its record would be refused later: all or nothing
+        fsync_dir(directory)
+    except BaseException as exc:
+        # An archive without its record would be refused later: all or nothing.
+        path.unlink(missing_ok=True)
+        origin_path(path).unlink(missing_ok=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise OpsError("interrupted while writing the backup; nothing was written", code=130) from None
         raise
-    fsync_dir(directory)
-    return Backup(path, len(data), entries, prune(directory, stack.project, keep, protect))
+    try:
+        pruned = prune(directory, stack.project, keep, protect)
+    except KeyboardInterrupt:
+        pruned = ()  # the backup is whole and recorded: say so; the oldest go at the next run
+    return Backup(path, len(data), entries, pruned)
 
 
 def check_origin(stack: Stack, path: Path, data: bytes, *, allow_foreign: bool) -> Origin | None:

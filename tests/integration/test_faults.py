@@ -173,3 +173,24 @@ def test_down_without_volumes_then_up_keeps_every_row_and_key(prod_stack: Runnin
     deploy.up(prod_stack.stack, timeout=180)
     _assert_rows(prod_stack, channel, total)
     assert _redis_cli(prod_stack, auth + "GET summary:fault-persist\n").split() == ["OK", "kept"]  # the AOF survived
+
+
+def test_a_redis_that_refuses_writes_makes_the_api_degraded_but_still_serving(prod_stack: RunningStack) -> None:
+    # Redis at its memory ceiling with nothing it may evict: the ceiling is lowered below what it already
+    # holds (as the toolkit's ops user may), so every write answers OOM, as in a Redis filled by keys
+    # without a TTL. Filling 200 MB instead flaps: the fill's own query buffers push it over, then free.
+    admin = f"AUTH ops {prod_stack.secret('redis_admin_password')}\n"
+    app = f"AUTH analyticbot {prod_stack.secret('redis_password')}\n"
+    assert _redis_cli(prod_stack, admin + "CONFIG SET maxmemory 1\n").split() == ["OK", "OK"]
+    try:
+        assert "OOM" in _redis_cli(prod_stack, app + "SET summary:oom-probe 1\n")
+        _until(lambda: _call(prod_stack, "/api/health")[1]["status"] == "degraded", 10, "degraded")  # type: ignore[index]
+        status, report, _ = _call(prod_stack, "/api/health")
+        assert status == 200
+        assert report["dependencies"]["redis"]["state"] == "up"  # type: ignore[index]
+        assert report["dependencies"]["redis_writes"]["state"] == "down"  # type: ignore[index]
+        assert report["dependencies"]["redis_writes"]["error"] == "Redis refuses writes (OutOfMemoryError)"  # type: ignore[index]
+        assert _ready(prod_stack) == 200  # summaries come from PostgreSQL: it stays in rotation
+    finally:
+        _redis_cli(prod_stack, admin + "CONFIG SET maxmemory 200mb\n")
+    _until(lambda: _call(prod_stack, "/api/health")[1]["status"] == "healthy", 10, "healthy again")  # type: ignore[index]

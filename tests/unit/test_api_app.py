@@ -22,7 +22,7 @@ from analyticbot_api.service import ChannelService
 from analyticbot_api.settings import ApiSettings
 from fastapi import FastAPI
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError
 
 from analyticbot_ops import tokens
 
@@ -103,7 +103,7 @@ class FakeRedis:
     async def set(self, key: str, value: str, ex: int) -> None:
         self._check()
         if self.full:
-            raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+            raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
         self.data[key], self.ttls[key] = value.encode(), ex
 
     async def delete(self, key: str) -> None:
@@ -430,7 +430,7 @@ def test_a_redis_that_refuses_writes_makes_the_api_degraded_not_unhealthy(api: H
     assert body["status"] == "degraded"
     assert body["dependencies"]["redis"]["state"] == "up"
     assert body["dependencies"]["redis_writes"] == {**body["dependencies"]["redis_writes"], "state": "down"}
-    assert body["dependencies"]["redis_writes"]["error"] == "Redis refuses writes (OOM)"
+    assert body["dependencies"]["redis_writes"]["error"] == "Redis refuses writes (OutOfMemoryError)"
 
 
 # --- the migrate job's roles and grants -------------------------------------------------------------------------

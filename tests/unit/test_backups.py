@@ -182,3 +182,27 @@ def test_verify_runs_the_full_check_and_names_the_damage(tmp_path: Path) -> None
         backups.verify(stack(), archive, database=FakeDatabase())
     with pytest.raises(BadInput, match="no backup at"):
         backups.verify(stack(), tmp_path / "absent.dump", database=FakeDatabase())
+
+
+class InterruptedDatabase(FakeDatabase):
+    def run(self, command: Sequence[str], stdin: bytes | None = None) -> bytes:
+        if command[0] == "pg_dump":
+            raise KeyboardInterrupt
+        return super().run(command, stdin)
+
+
+def test_an_interrupted_backup_says_nothing_was_written_and_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(OpsError, match="interrupted while dumping; nothing was written") as caught:
+        backups.backup(stack(), tmp_path, database=InterruptedDatabase())
+    assert caught.value.code == 130 and list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_while_pruning_still_reports_the_whole_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_args: object) -> tuple[Path, ...]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backups, "prune", interrupted)
+    result = backups.backup(stack(), tmp_path, now=NOW, database=FakeDatabase())
+    assert result.path.is_file() and backups.origin_path(result.path).is_file() and result.pruned == ()

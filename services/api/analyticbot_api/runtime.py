@@ -133,8 +133,8 @@ class Resources:
         try:
             await self.redis.set(HEALTH_KEY, "1", ex=30)
         except ResponseError as exc:
-            # Redis's error code only ("OOM", "READONLY", "NOPERM"): the rest may echo the command.
-            raise DependencyDown(f"Redis refuses writes ({str(exc).split(' ', 1)[0]})") from None
+            # The kind only (OutOfMemoryError, ReadOnlyError, NoPermissionError): the text may echo the command.
+            raise DependencyDown(f"Redis refuses writes ({type(exc).__name__})") from None
 
     # --- gauges for /performance and /metrics ---
 
