@@ -29,16 +29,16 @@ build-optimized:
 	$(INVOKE) build-optimized $(if $(SERVICE),--service "$(SERVICE)") $(if $(NO_CACHE),--no-cache) $(if $(SOURCE),--source "$(SOURCE)")
 
 deploy-dev:
-	$(INVOKE) deploy-dev $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+	$(INVOKE) deploy-dev $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 deploy-prod:
-	$(INVOKE) deploy-prod $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+	$(INVOKE) deploy-prod $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 deploy-prod-secrets:
-	$(INVOKE) deploy-prod-secrets $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+	$(INVOKE) deploy-prod-secrets $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 deploy-with-secrets:
-	$(INVOKE) deploy-with-secrets $(if $(ENV),--env "$(ENV)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+	$(INVOKE) deploy-with-secrets $(if $(ENV),--env "$(ENV)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 down:
 	$(INVOKE) down $(if $(ENV),--env "$(ENV)") $(if $(VOLUMES),--volumes)
@@ -101,10 +101,10 @@ service-status:
 	$(INVOKE) service-status $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
 
 setup-dev:
-	$(INVOKE) setup-dev $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+	$(INVOKE) setup-dev $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 setup-dev-with-secrets:
-	$(INVOKE) setup-dev-with-secrets $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+	$(INVOKE) setup-dev-with-secrets $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 setup-prod:
 	$(INVOKE) setup-prod
@@ -131,7 +131,7 @@ test-health-endpoints:
 	$(INVOKE) test-health-endpoints $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
 
 up:
-	$(INVOKE) up $(if $(ENV),--env "$(ENV)") $(if $(SERVICE),--service "$(SERVICE)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+	$(INVOKE) up $(if $(ENV),--env "$(ENV)") $(if $(SERVICE),--service "$(SERVICE)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 validate-configuration:
 	$(INVOKE) validate-configuration $(if $(ENV),--env "$(ENV)")

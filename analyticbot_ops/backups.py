@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import docker
+from . import deploy, docker
 from .compose import Stack, service_states
 from .errors import BadInput, OpsError
 from .files import fsync_dir
@@ -328,10 +328,5 @@ def restore(
         where = f"; the safety backup is {safety.path}" if safety else ""
         raise OpsError(f"the restore failed and was rolled back, the database is as it was ({exc}){where}") from None
     # The dump may predate the runtime roles or carry other grants: the migrate job sets them again.
-    (regrant or (lambda: rerun_migrate(stack)))()
+    (regrant or (lambda: deploy.run_migrate(stack)))()
     return Restored(table_count(database), entries, safety)
-
-
-def rerun_migrate(stack: Stack) -> None:
-    """Run the migrate job once more (schema to the latest version, runtime roles and their grants)."""
-    stack.compose("run", "--rm", "--no-deps", "-T", "migrate")

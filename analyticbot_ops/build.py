@@ -3,7 +3,6 @@ what each build cost (time, size, cached steps)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import re
@@ -33,18 +32,37 @@ class ImageSpec:
     build_args: tuple[tuple[str, str], ...]
     base_args: tuple[tuple[str, str], ...]
     needs_wheels: bool
+    # What the image is built from (besides its bases): its labels name the last commit that touched
+    # these, so a commit elsewhere (README, tests, the toolkit) leaves the image ID as it was.
+    inputs: tuple[str, ...] = ()
 
 
 _PYTHON_BASES = (("PYTHON_BUILD_IMAGE", "python-build"), ("PYTHON_RUNTIME_IMAGE", "python-runtime"))
 PYTHON_SERVICES: tuple[str, ...] = ("api", "bot", "mtproto")
 IMAGES: dict[str, ImageSpec] = {
     **{
-        name: ImageSpec(name, SERVICES_DIR / "Dockerfile", (("SERVICE", name),), _PYTHON_BASES, needs_wheels=True)
+        name: ImageSpec(
+            name,
+            SERVICES_DIR / "Dockerfile",
+            (("SERVICE", name),),
+            _PYTHON_BASES,
+            needs_wheels=True,
+            inputs=("services/Dockerfile", "services/common", f"services/{name}"),
+        )
         for name in PYTHON_SERVICES
     },
-    "proxy": ImageSpec("proxy", NGINX_DIR / "Dockerfile", (), (("NGINX_IMAGE", "nginx"),), needs_wheels=False),
+    "proxy": ImageSpec(
+        "proxy", NGINX_DIR / "Dockerfile", (), (("NGINX_IMAGE", "nginx"),), needs_wheels=False, inputs=("nginx",)
+    ),
     # certbot runs one-off beside the proxy (ssl-prod, ssl-renew).
-    "certbot": ImageSpec("certbot", SERVICES_DIR / "certbot" / "Dockerfile", (), _PYTHON_BASES, needs_wheels=True),
+    "certbot": ImageSpec(
+        "certbot",
+        SERVICES_DIR / "certbot" / "Dockerfile",
+        (),
+        _PYTHON_BASES,
+        needs_wheels=True,
+        inputs=("services/certbot",),
+    ),
 }
 SERVICES: tuple[str, ...] = tuple(IMAGES)
 
@@ -111,18 +129,36 @@ def count_steps(progress_output: str) -> tuple[int, int]:
     return len(steps), len(steps & cached)
 
 
-def git_revision() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-    revision = result.stdout.strip() or "unknown"
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "services"], cwd=REPO_ROOT, capture_output=True, text=True
+@dataclass(frozen=True)
+class SourceRevision:
+    revision: str  # short hash of the last commit touching the inputs, "-dirty" with uncommitted changes
+    created: str  # that commit's time (ISO 8601), never the clock: the same inputs give the same labels
+
+
+UNKNOWN_SOURCE = SourceRevision("unknown", "1970-01-01T00:00:00Z")
+
+
+def source_revision(paths: Iterable[str]) -> SourceRevision:
+    """The last commit that touched `paths`, and whether they differ from it now."""
+    paths = list(paths)
+    result = subprocess.run(
+        ["git", "log", "-1", "--format=%h %cI", "--abbrev=12", "--", *paths],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
-    return revision + ("-dirty" if dirty.stdout.strip() else "")
+    fields = result.stdout.split()
+    if result.returncode != 0 or len(fields) != 2:
+        return UNKNOWN_SOURCE  # not a git checkout (an unpacked tarball): constant labels, still reproducible
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", *paths], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    return SourceRevision(fields[0] + ("-dirty" if dirty.stdout.strip() else ""), fields[1])
 
 
 def build_command(service: str, tag: str, base_images: Mapping[str, str], no_cache: bool) -> list[str]:
     spec = IMAGES[check_service(service)]
-    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    source = source_revision(spec.inputs)
     command = [
         "build",
         "--progress=plain",
@@ -131,14 +167,16 @@ def build_command(service: str, tag: str, base_images: Mapping[str, str], no_cac
         "-f",
         str(spec.dockerfile),
         *[arg for name, value in spec.build_args for arg in ("--build-arg", f"{name}={value}")],
-        # Labels from the command line, not ARGs in the Dockerfile: a new date
-        # would otherwise invalidate every cached step after it.
+        # Labels from the command line, not ARGs in the Dockerfile: a new value
+        # would otherwise invalidate every cached step after it. None of them is
+        # the clock: unchanged inputs rebuild to the same image ID, so a rerun
+        # recreates no container.
         "--label",
         f"org.opencontainers.image.version={__version__}",
         "--label",
-        f"org.opencontainers.image.revision={git_revision()}",
+        f"org.opencontainers.image.revision={source.revision}",
         "--label",
-        f"org.opencontainers.image.created={created}",
+        f"org.opencontainers.image.created={source.created}",
         "--label",
         f"org.opencontainers.image.title=analyticbot-{service}",
         "-t",

@@ -211,6 +211,15 @@ def compose_command() -> list[str]:
     raise OpsError("neither `docker compose` nor `docker-compose` is installed")
 
 
+def config_hashes(stack: Stack) -> dict[str, str]:
+    """Compose's own hash of each service's configuration (image ID included): a running container whose
+    `com.docker.compose.config-hash` label differs is one Compose would recreate."""
+    result = stack.compose("config", "--hash", "*", check=False)
+    if result.returncode != 0:
+        raise BadInput(f"the {stack.env} compose files do not merge: {docker.first_line(result.stderr)}")
+    return dict(line.split(None, 1) for line in result.stdout.splitlines() if len(line.split()) == 2)
+
+
 def merged_config(stack: Stack) -> dict[str, object]:
     """The merged compose file as JSON-able data (Compose validates it on the way)."""
     import yaml

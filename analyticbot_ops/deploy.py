@@ -13,8 +13,17 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import build, docker, secrets, tls
-from .compose import ALL_SERVICES, Stack, compose_command, port_in_use, service_states, wait_healthy
+from . import build, docker, rollout, secrets, tls
+from .compose import (
+    ALL_SERVICES,
+    Stack,
+    compose_command,
+    config_hashes,
+    port_in_use,
+    project_containers,
+    service_states,
+    wait_healthy,
+)
 from .errors import BadInput, OpsError
 
 Progress = Callable[[str], None]
@@ -95,26 +104,84 @@ def needs_bootstrap_certificate(stack: Stack) -> bool:
     return stack.env != "dev" and not (tls_dir / tls.FULLCHAIN).exists() and not (tls_dir / tls.PRIVKEY).exists()
 
 
+def plan(stack: Stack) -> dict[str, str]:
+    """What `up` would do to each service now: start (none runs), unchanged, or change (Compose's config
+    hash, image ID included, differs from the running container's)."""
+    hashes = config_hashes(stack)
+    running: dict[str, str] = {}
+    for info in project_containers(stack.project):
+        labels = info["Config"]["Labels"]
+        if labels.get("com.docker.compose.oneoff") != "True" and info["State"]["Running"]:
+            running[labels.get("com.docker.compose.service", "")] = labels.get("com.docker.compose.config-hash", "")
+    return {
+        service: "start" if service not in running else "unchanged" if running[service] == wanted else "change"
+        for service, wanted in hashes.items()
+    }
+
+
+def check_downtime(changes: dict[str, str], allow_downtime: bool) -> None:
+    """The proxy is the one door: recreating it (a new image, new ports or settings) refuses every
+    connection for seconds, so it happens only when asked for."""
+    if changes.get("proxy") == "change" and not allow_downtime:
+        raise BadInput(
+            "the proxy would be recreated (its image, published ports or settings changed): every connection "
+            "is refused for a few seconds; rerun with --allow-downtime to accept that outage"
+        )
+
+
+def run_migrate(stack: Stack) -> None:
+    """The migrate job, before new code serves: its failure stops the deploy with the job's own words."""
+    result = stack.compose("run", "--rm", "--no-deps", "-T", "migrate", check=False)
+    if result.returncode != 0:
+        said = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()][-12:]
+        raise OpsError(
+            f"the migrate job failed (exit code {result.returncode}), so nothing that needs it was started; "
+            "its last log lines:\n" + "\n".join(said)
+        )
+
+
 def up(
     stack: Stack,
     *,
     services: Sequence[str] = (),
     timeout: float = 180.0,
     progress: Progress = lambda _m: None,
+    allow_downtime: bool = False,
 ) -> float:
-    """Start the stack (or some services) and wait until each is healthy; return the seconds waited."""
+    """Start the stack (or some services) and wait until each is healthy; return the seconds waited.
+
+    On a running stack, a new release of an HTTP service is rolled (the new container beside the old one,
+    the proxy switched once it is ready, the old one drained), never recreated; services whose
+    configuration did not change are left alone and said so."""
     preflight(stack, progress)
+    changes = plan(stack)
+    check_downtime(changes, allow_downtime)
     # Changes only after every check passed.
     if needs_bootstrap_certificate(stack):
         tls.write_bootstrap_certificate(Path(stack.settings["TLS_DIR"]), stack.settings.get("DOMAIN", "localhost"))
         progress("wrote a 1-day bootstrap certificate; run `invoke ssl-prod --domain D` once the stack is up")
     secrets.ensure_optional_placeholders(Path(stack.settings["SECRETS_DIR"]))
     wanted = list(services) or list(ALL_SERVICES)
+    running = any(change != "start" for change in changes.values())
+    rolling = [s for s in rollout.ROLLING if s in wanted and changes.get(s) == "change"] if running else []
+    if running and any(changes.get(s) != "unchanged" for s in _NEEDS_SCHEMA if s in wanted):
+        # The schema first: new code may need it, and the old code keeps working on it (expand, then contract).
+        run_migrate(stack)
+    for service in rolling:
+        outcome = rollout.roll(stack, service, timeout=timeout, progress=progress)
+        changes[service] = "rolled"
+        progress(f"{service}: rolled in {outcome.seconds:.1f} s ({outcome.detail})")
+    for service in wanted:
+        progress(f"{service}: {_SAID[changes.get(service, 'start')]}")
     command = [*compose_command(), "-p", stack.project, *[a for f in stack.files for a in ("-f", str(f))]]
+    # On a running stack, each service is judged on its own (--no-deps): Compose v1 otherwise recreates
+    # every dependent of a recreated dependency (a new migrate job would recreate the api just rolled).
+    # The job already ran above when anything rolled; a fresh stack starts in dependency order.
+    scope = ["--no-deps", *wanted] if running else list(services)
     # --no-build: images come from build-optimized; Compose v1 would use the
     # classic builder. Started in the background so progress shows meanwhile.
     process = subprocess.Popen(
-        [*command, "up", "-d", "--no-build", "--remove-orphans", *services],
+        [*command, "up", "-d", "--no-build", "--remove-orphans", *scope],
         env={**_environ(), **stack.settings},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -126,6 +193,16 @@ def up(
         if process.poll() is None:
             process.wait(timeout=60)
     return seconds
+
+
+# The services that start only once the migrate job has applied the schema.
+_NEEDS_SCHEMA = ("api", "mtproto")
+_SAID = {
+    "start": "starting",
+    "unchanged": "unchanged, left running",
+    "change": "changed: recreated (a singleton)",
+    "rolled": "rolled without a gap",
+}
 
 
 def _environ() -> dict[str, str]:

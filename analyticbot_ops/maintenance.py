@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import docker, secrets
+from . import docker, rollout, secrets
 from .compose import Stack, service_states, wait_healthy
 from .errors import OpsError
 
@@ -71,8 +71,15 @@ class LiveStack:
             self._redis_admin_live = new_password
 
     def restart(self, services: list[str]) -> None:
-        self.progress(f"  restarting {', '.join(services)}")
-        self.stack.compose("restart", *services)
+        # The HTTP services roll (a new container, mounting the swapped file, beside the old one): no
+        # request is dropped while a secret rotates. The others restart.
+        for service in (s for s in services if s in rollout.ROLLING):
+            self.progress(f"  rolling {service}")
+            rollout.roll(self.stack, service, progress=self.progress)
+        singletons = [s for s in services if s not in rollout.ROLLING]
+        if singletons:
+            self.progress(f"  restarting {', '.join(singletons)}")
+            self.stack.compose("restart", *singletons)
 
     def wait_healthy(self, services: list[str], timeout: float) -> None:
         wait_healthy(self.stack, services, timeout, self.progress)

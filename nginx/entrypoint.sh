@@ -25,4 +25,10 @@ mkdir -p /tmp/nginx-runtime
 printf 'map "" $public_https_port { default "%s"; }\n' "$suffix" > /tmp/nginx-runtime/public-port.conf
 printf 'map "" $public_name { default "%s"; }\n' "$name" > /tmp/nginx-runtime/public-name.conf
 printf 'server_name%s;\n' "$names" > /tmp/nginx-runtime/server-names.inc
+# Where the HTTP services' requests go: their compose service names (every
+# container of the service). A rolling update points one at its new container
+# for a while (`invoke up`, `invoke restart`), then back, with a reload.
+for service in api bot; do
+    printf 'map "" $%s_host { default "%s"; }\n' "$service" "$service" > "/tmp/nginx-runtime/upstream-$service.conf"
+done
 exec "$@"

@@ -9,13 +9,14 @@ from typing import Any
 from invoke import Collection, Exit
 from rich.table import Table
 
-from .. import backups, baseimages, build, compose, deploy, health, maintenance, secrets, tls
+from .. import acme, backups, baseimages, build, compose, deploy, docker, health, maintenance, rollout, secrets, tls
 from ..config import ops
 from ._task import ops_task, out, print_json, progress
 from .health import print_sweep
 
 ENV = "Environment: dev, staging or prod (picks the compose files, project name and .env file)."
 TIMEOUT = "Seconds to wait for every service to be healthy."
+DOWNTIME = "Accept recreating the proxy (a new image, ports or settings): refused connections for seconds."
 SERVICE = "A service: postgres, redis, api, bot, mtproto or proxy (repeatable). Default: all."
 
 
@@ -29,10 +30,10 @@ def _build_all(c: Any) -> None:
     build.build_services(build.SERVICES, base_images=refs, namespace=cfg["namespace"], progress=progress)
 
 
-def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True) -> None:
+def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True, allow_downtime: bool = False) -> None:
     stack = _stack(env)
     progress(f"deploying {stack.project} ({env}) from {', '.join(f.name for f in stack.files)}")
-    seconds = deploy.up(stack, timeout=timeout, progress=progress)
+    seconds = deploy.up(stack, timeout=timeout, progress=progress, allow_downtime=allow_downtime)
     out.print(f"{stack.project}: every service healthy after {seconds:.1f} s")
     if sweep:
         result = health.sweep(stack.project)
@@ -43,11 +44,19 @@ def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True) -> None:
             out.print("degraded: optional dependencies are down or disabled (see the table); the stack serves.")
 
 
-@ops_task(help={"env": ENV, "service": SERVICE, "timeout": TIMEOUT}, iterable=["service"])
-def up(c: Any, env: str = "dev", service: list[str] | None = None, timeout: float = 180) -> None:
-    """Start the stack (or some services) and wait until each one is healthy."""
+@ops_task(help={"env": ENV, "service": SERVICE, "timeout": TIMEOUT, "allow_downtime": DOWNTIME}, iterable=["service"])
+def up(
+    c: Any, env: str = "dev", service: list[str] | None = None, timeout: float = 180, allow_downtime: bool = False
+) -> None:
+    """Start the stack or roll out what changed (api and bot without a gap); wait until healthy."""
     stack = _stack(env)
-    seconds = deploy.up(stack, services=compose.check_services(service or []), timeout=timeout, progress=progress)
+    seconds = deploy.up(
+        stack,
+        services=compose.check_services(service or []),
+        timeout=timeout,
+        progress=progress,
+        allow_downtime=allow_downtime,
+    )
     out.print(f"{stack.project}: healthy after {seconds:.1f} s")
 
 
@@ -82,28 +91,38 @@ def logs(c: Any, env: str = "dev", service: list[str] | None = None, follow: boo
 
 @ops_task(help={"env": ENV, "service": SERVICE, "timeout": TIMEOUT}, iterable=["service"])
 def restart(c: Any, env: str = "dev", service: list[str] | None = None, timeout: float = 120) -> None:
-    """Restart services and wait until they are healthy again."""
+    """Restart services: api and bot rolled without a gap, the proxy reloaded, the rest restarted."""
     stack = _stack(env)
     names = compose.check_services(service or []) or list(compose.ALL_SERVICES)
-    stack.compose("restart", *names)
-    compose.wait_healthy(stack, names, timeout, progress)
+    docker.require_daemon()
+    singletons = [n for n in names if n not in rollout.ROLLING and n != "proxy"]
+    if singletons:
+        stack.compose("restart", *singletons)
+        compose.wait_healthy(stack, singletons, timeout, progress)
+    for name in (n for n in names if n in rollout.ROLLING):
+        outcome = rollout.roll(stack, name, timeout=timeout, progress=progress)
+        out.print(f"{name}: rolled in {outcome.seconds:.1f} s ({outcome.detail})")
+    if "proxy" in names:
+        # Reloaded, never restarted: nginx -t first, and the workers finish what they serve.
+        acme.reload_proxy(stack)
+        out.print("proxy: configuration tested and reloaded")
 
 
-@ops_task(help={"timeout": TIMEOUT})
-def deploy_dev(c: Any, timeout: float = 180) -> None:
+@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
+def deploy_dev(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
     """Deploy the dev stack: build what changed, start, wait on health, sweep."""
     _build_all(c)
-    _deploy(c, "dev", timeout)
+    _deploy(c, "dev", timeout, allow_downtime=allow_downtime)
 
 
-@ops_task(help={"timeout": TIMEOUT})
-def deploy_prod(c: Any, timeout: float = 180) -> None:
+@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
+def deploy_prod(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
     """Deploy prod with its secrets and the TLS proxy; waits on health, then sweeps."""
-    _deploy(c, "prod", timeout)
+    _deploy(c, "prod", timeout, allow_downtime=allow_downtime)
 
 
-@ops_task(help={"timeout": TIMEOUT})
-def deploy_prod_secrets(c: Any, timeout: float = 180) -> None:
+@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
+def deploy_prod_secrets(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
     """Check prod's secrets and certificate first, then deploy prod (secrets and proxy overlays)."""
     stack = _stack("prod")
     rows = secrets.check("prod", Path(stack.settings["SECRETS_DIR"]))
@@ -112,35 +131,35 @@ def deploy_prod_secrets(c: Any, timeout: float = 180) -> None:
     status = tls.certificate_status(Path(stack.settings["TLS_DIR"]))
     if not status.ok:
         raise Exit(f"error: prod certificate: {'; '.join(status.problems)}", code=2)
-    _deploy(c, "prod", timeout)
+    _deploy(c, "prod", timeout, allow_downtime=allow_downtime)
 
 
-@ops_task(help={"env": ENV, "timeout": TIMEOUT})
-def deploy_with_secrets(c: Any, env: str = "staging", timeout: float = 180) -> None:
+@ops_task(help={"env": ENV, "timeout": TIMEOUT, "allow_downtime": DOWNTIME})
+def deploy_with_secrets(c: Any, env: str = "staging", timeout: float = 180, allow_downtime: bool = False) -> None:
     """Deploy an environment after checking its secrets (the secrets overlay is always in)."""
     stack = _stack(env)
     if secrets.check_failed(secrets.check(env, Path(stack.settings["SECRETS_DIR"])), env):
         raise Exit(f"error: {env} secrets are not ready; run `invoke secrets-check --env {env}`", code=2)
-    _deploy(c, env, timeout)
+    _deploy(c, env, timeout, allow_downtime=allow_downtime)
 
 
-@ops_task(help={"timeout": TIMEOUT})
-def setup_dev(c: Any, timeout: float = 180) -> None:
+@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
+def setup_dev(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
     """Dev certificates if missing, build, bring the dev stack up, wait, sweep (secrets must exist)."""
     result = tls.ensure_dev_certificates(Path(_stack("dev").settings["TLS_DIR"]))
     progress(f"dev certificate: {result.reason}")
     _build_all(c)
-    _deploy(c, "dev", timeout)
+    _deploy(c, "dev", timeout, allow_downtime=allow_downtime)
 
 
-@ops_task(help={"timeout": TIMEOUT})
-def setup_dev_with_secrets(c: Any, timeout: float = 180) -> None:
+@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
+def setup_dev_with_secrets(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
     """The main job: dev secrets and certificates if missing, build, dev stack up, wait, sweep."""
     stack = _stack("dev")
     report = secrets.from_env("dev", Path(stack.settings["SECRETS_DIR"]), environ={})
     created = [o.name for o in report.outcomes if o.status == "created"]
     progress(f"dev secrets: {'created ' + ', '.join(created) if created else 'all present, kept'}")
-    setup_dev.body(c, timeout=timeout)
+    setup_dev.body(c, timeout=timeout, allow_downtime=allow_downtime)
 
 
 @ops_task()

@@ -1,0 +1,190 @@
+"""Rolling updates of the HTTP services (api, bot): no request is dropped, and a bad release never serves.
+
+1. The new container starts beside the old one (`compose up --scale SERVICE=2 --no-recreate`).
+2. It must be healthy in Docker's eyes and answer /health/ready from the proxy's own network.
+3. The proxy is switched to it: a runtime include names the new container, `nginx -t` passes, nginx
+   reloads (never restarts): new requests go to the new container, old workers finish theirs.
+4. Once the old workers have drained (bounded), the old container is stopped (uvicorn finishes its
+   in-flight requests on SIGTERM) and removed, and the proxy goes back to the service name.
+
+A new container that is not healthy in time is removed and the old one keeps serving: the task exits 1 with
+the new container's last log lines. Singletons (postgres, redis, mtproto, and the proxy itself) are never
+overlapped; compose recreates them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import docker
+from .compose import Stack, project_containers
+from .errors import OpsError
+
+# The services that may run twice for a while: stateless HTTP behind the proxy. The bot runs in webhook
+# mode here (Telegram calls it through the proxy); the collector keeps one MTProto session: a singleton.
+ROLLING = ("api", "bot")
+PORT = 8000
+DRAIN_SECONDS = 15.0
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    service: str
+    action: str  # unchanged, rolled, rolled back
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def containers(stack: Stack, service: str) -> list[dict[str, Any]]:
+    """The service's running containers (not `compose run` one-offs), oldest first."""
+    found = [
+        info
+        for info in project_containers(stack.project)
+        if info["Config"]["Labels"].get("com.docker.compose.service") == service
+        and info["Config"]["Labels"].get("com.docker.compose.oneoff") != "True"
+        and info["State"]["Running"]
+    ]
+    return sorted(found, key=lambda info: str(info.get("Created", "")))
+
+
+def name_of(info: dict[str, Any]) -> str:
+    return str(info["Name"]).lstrip("/")
+
+
+def wanted_image(stack: Stack, service: str, tag: str) -> str | None:
+    """The image ID the stack's settings name for the service now; None when no such image exists."""
+    image = docker.inspect("image", tag)
+    return None if image is None else str(image["Id"])
+
+
+def needs_roll(stack: Stack, service: str, tag: str) -> bool:
+    """Whether the running container runs another image than the settings name (a new release)."""
+    running = containers(stack, service)
+    wanted = wanted_image(stack, service, tag)
+    return bool(running) and wanted is not None and any(info["Image"] != wanted for info in running)
+
+
+def _proxy(stack: Stack) -> str:
+    running = containers(stack, "proxy")
+    if not running:
+        raise OpsError(f"the proxy of {stack.project} is not running: nothing to switch")
+    return name_of(running[-1])
+
+
+def _exec(container: str, *command: str, check: bool = True) -> str:
+    return docker.docker(["exec", container, *command], check=check).stdout
+
+
+def point_proxy(stack: Stack, service: str, host: str) -> None:
+    """Send the proxy's requests for `service` to `host` (a container or the service name): the runtime
+    include is rewritten, tested with `nginx -t`, and nginx reloads; on a failed test the old file is back."""
+    proxy = _proxy(stack)
+    path = f"/tmp/nginx-runtime/upstream-{service}.conf"
+    line = f'map "" ${service}_host {{ default "{host}"; }}'
+    # busybox sh's builtins only (the image has no cp or cat): keep the old file, write the new one.
+    _exec(proxy, "sh", "-c", 'read -r old < "$1"; printf "%s\\n" "$old" > "$1.previous"; printf "%s\\n" "$2" > "$1"',
+          "sh", path, line)  # fmt: skip
+    tested = docker.docker(["exec", proxy, "nginx", "-t"], check=False)
+    if tested.returncode != 0:
+        _exec(proxy, "sh", "-c", 'read -r old < "$1.previous"; printf "%s\\n" "$old" > "$1"', "sh", path)
+        raise OpsError(f"nginx -t refused the switch of {service} to {host}: {docker.first_line(tested.stderr)}")
+    _exec(proxy, "nginx", "-s", "reload")
+
+
+def _draining_workers(proxy: str) -> int:
+    """nginx workers of an older generation still finishing their requests after a reload."""
+    script = (
+        'n=0; for f in /proc/[0-9]*/cmdline; do read -r t < "$f" 2>/dev/null || continue; '
+        'case "$t" in *"shutting down"*) n=$((n+1));; esac; done; echo $n'
+    )
+    out = _exec(proxy, "sh", "-c", script, check=False).strip()
+    return int(out) if out.isdigit() else 0
+
+
+def wait_drained(stack: Stack, timeout: float = DRAIN_SECONDS) -> float:
+    """Wait (bounded) until the workers that still send requests to the old container have exited."""
+    proxy, started = _proxy(stack), time.monotonic()
+    time.sleep(0.2)  # the reload signal is asynchronous: let the new generation start
+    while _draining_workers(proxy) and time.monotonic() - started < timeout:
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _ready_from_proxy(stack: Stack, container: str) -> bool:
+    proxy = _proxy(stack)
+    url = f"http://{container}:{PORT}/health/ready"
+    # busybox wget: its -T crashes in this build, so the bound is on docker exec instead.
+    try:
+        result = docker.docker(["exec", proxy, "wget", "-q", "-O", "-", url], check=False, timeout=5)
+    except OpsError:
+        return False
+    return result.returncode == 0 and '"ready"' in result.stdout
+
+
+def _health(container: str) -> tuple[str, bool]:
+    info = docker.inspect("container", container) or {}
+    state = info.get("State") or {}
+    return (state.get("Health") or {}).get("Status", "none"), bool(state.get("Running"))
+
+
+def _logs(container: str, lines: int = 30) -> str:
+    result = docker.docker(["logs", "--tail", str(lines), container], check=False)
+    return (result.stdout + result.stderr).strip()
+
+
+def wait_serving(stack: Stack, container: str, timeout: float, progress: Progress) -> None:
+    """Healthy in Docker's eyes and ready as the proxy sees it; OpsError with its logs otherwise."""
+    started, shown = time.monotonic(), ""
+    while time.monotonic() - started < timeout:
+        health, running = _health(container)
+        if not running or health == "unhealthy":
+            break
+        if health != shown:
+            progress(f"  {time.monotonic() - started:5.1f}s  {container}: {health}")
+            shown = health
+        if health == "healthy" and _ready_from_proxy(stack, container):
+            return
+        time.sleep(0.25)
+    health, running = _health(container)
+    state = "exited" if not running else health
+    raise OpsError(f"{container} did not become ready ({state}); its last log lines:\n{_logs(container)}")
+
+
+def roll(stack: Stack, service: str, *, timeout: float = 120.0, progress: Progress = lambda _m: None) -> Outcome:
+    """Replace the service's running container by a new one (from the current settings) without a gap."""
+    if service not in ROLLING:
+        raise OpsError(f"{service} is a singleton: it is recreated, never rolled")
+    started = time.monotonic()
+    before = containers(stack, service)
+    if len(before) != 1:
+        raise OpsError(f"{service} of {stack.project} runs {len(before)} containers; a rolling update needs exactly 1")
+    old = name_of(before[0])
+    # Pinned to the old container first: the service name will soon also resolve to the new one, which
+    # must get no request before it is ready.
+    point_proxy(stack, service, old)
+    progress(f"{service}: starting a new container beside {old}")
+    try:
+        stack.compose("up", "-d", "--no-deps", "--no-build", "--no-recreate", "--scale", f"{service}=2", service)
+        new = next((name_of(info) for info in containers(stack, service) if name_of(info) != old), None)
+        if new is None:
+            raise OpsError(f"compose started no second {service} container")
+        try:
+            wait_serving(stack, new, timeout, progress)
+        except BaseException as exc:
+            # The proxy never saw the new container: remove it, the old one goes on serving.
+            docker.docker(["rm", "-f", new], check=False)
+            detail = str(exc) if isinstance(exc, OpsError) else "interrupted"
+            raise OpsError(f"{service}: the new release was rolled back, {old} keeps serving: {detail}") from None
+    except BaseException:
+        point_proxy(stack, service, service)  # only the old container answers to the name again
+        raise
+    point_proxy(stack, service, new)
+    drained = wait_drained(stack)
+    progress(f"{service}: the proxy sends to {new}; old requests drained in {drained:.1f} s; stopping {old}")
+    docker.docker(["stop", "--time", "15", old], check=False)
+    docker.docker(["rm", "-f", old], check=False)
+    point_proxy(stack, service, service)
+    return Outcome(service, "rolled", time.monotonic() - started, f"{old} -> {new}")

@@ -1,0 +1,188 @@
+"""Operating the live prod-mode stack under a steady client (20+ requests/s through the proxy, every
+response checked): a rerun with nothing changed, a new api release, a rolling restart, a proxy reload and
+a broken release each drop no request; the broken one rolls back by itself and says why."""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from analyticbot_ops import acme, compose, deploy, docker, rollout
+from analyticbot_ops.errors import BadInput, OpsError
+from analyticbot_ops.sandbox import RunningStack
+
+
+@dataclass(eq=False)  # a Thread must stay hashable
+class SteadyClient(threading.Thread):
+    """GET a channel summary through the proxy every 40 ms (about 25/s), each on a new connection;
+    anything but a 200 with the right body is a failure, with its reason kept."""
+
+    stack: RunningStack
+    channel: str
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        super().__init__(daemon=True)
+        self.token = self.stack.token("read")
+
+    def run(self) -> None:
+        context = ssl.create_default_context(cafile=self.stack.ca_file)
+        while not self.stop.is_set():
+            started = time.monotonic()
+            connection = http.client.HTTPSConnection("localhost", self.stack.https_port, context=context, timeout=10)
+            try:
+                connection.request(
+                    "GET",
+                    f"/api/channels/{self.channel}/summary",
+                    headers={"Authorization": f"Bearer {self.token}"},
+                )
+                response = connection.getresponse()
+                body = response.read()
+                if response.status == 200 and self.channel.encode() in body:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"HTTP {response.status}: {body[:80]!r}")
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(repr(exc))
+            finally:
+                connection.close()
+            time.sleep(max(0.0, 0.04 - (time.monotonic() - started)))
+
+    def finish(self) -> tuple[int, list[str]]:
+        self.stop.set()
+        self.join(timeout=15)
+        return self.ok, self.failures
+
+
+@pytest.fixture
+def client(prod_stack: RunningStack) -> Iterator[SteadyClient]:
+    channel = f"steady_{uuid.uuid4().hex[:8]}"
+    context = ssl.create_default_context(cafile=prod_stack.ca_file)
+    connection = http.client.HTTPSConnection("localhost", prod_stack.https_port, context=context, timeout=10)
+    connection.request(
+        "POST",
+        "/api/channels",
+        body=f'{{"username": "{channel}"}}',
+        headers={"Authorization": f"Bearer {prod_stack.token('write')}", "Content-Type": "application/json"},
+    )
+    assert connection.getresponse().status == 201
+    connection.close()
+    steady = SteadyClient(prod_stack, channel)
+    steady.start()
+    time.sleep(1)  # it is under way before the action starts
+    yield steady
+    steady.finish()
+
+
+def _ids(stack: RunningStack) -> dict[str, str]:
+    return {s.service: s.container for s in compose.service_states(stack.project).values() if s.status == "running"}
+
+
+def _container_ids(stack: RunningStack) -> set[str]:
+    return {str(i["Id"]) for i in compose.project_containers(stack.project) if i["State"]["Running"]}
+
+
+def _assert_served(client: SteadyClient, seconds: float) -> None:
+    ok, failures = client.finish()
+    assert failures == [], failures[:5]
+    assert ok >= 20 * seconds * 0.8, f"only {ok} requests in {seconds:.1f} s"
+
+
+@pytest.fixture(scope="module")
+def release_images(run_id: str) -> Iterator[dict[str, str]]:
+    """Two more api images built on this run's: a new release (code the same, a new layer: a new image
+    ID), and a broken one whose app cannot even be imported (its migrations are fine)."""
+    images = {"next": f"abtest-{run_id}/api:next", "broken": f"abtest-{run_id}/api:broken"}
+    recipes = {
+        "next": f"FROM analyticbot/api:latest\nENV RELEASE_MARKER={run_id}\n",
+        "broken": "FROM analyticbot/api:latest\nENV APP_MODULE=analyticbot_api.main:no_such_app\n",
+    }
+    client = docker.buildkit_client().path
+    for name, tag in images.items():
+        subprocess.run([client, "build", "-q", "-t", tag, "-"], input=recipes[name], text=True, check=True)
+    yield images
+    docker.docker(["rmi", "-f", *images.values()], check=False)
+
+
+def _with_api(stack: RunningStack, image: str) -> compose.Stack:
+    return compose.load_stack("prod", project=stack.project, overrides={**stack.stack.settings, "API_IMAGE": image})
+
+
+def test_a_rerun_with_nothing_changed_recreates_nothing(prod_stack: RunningStack, client: SteadyClient) -> None:
+    before = _container_ids(prod_stack)
+    started = time.monotonic()
+    messages: list[str] = []
+    deploy.up(prod_stack.stack, timeout=120, progress=messages.append)
+    elapsed = time.monotonic() - started
+    assert _container_ids(prod_stack) == before
+    assert all(f"{s}: unchanged, left running" in messages for s in compose.ALL_SERVICES), messages
+    _assert_served(client, elapsed)
+
+
+def test_a_new_api_release_rolls_without_a_failed_request(
+    prod_stack: RunningStack, client: SteadyClient, release_images: dict[str, str]
+) -> None:
+    old = _ids(prod_stack)
+    started = time.monotonic()
+    try:
+        deploy.up(_with_api(prod_stack, release_images["next"]), timeout=120)
+        now = _ids(prod_stack)
+        assert now["api"] != old["api"] and len(rollout.containers(prod_stack.stack, "api")) == 1
+        assert {s: c for s, c in now.items() if s != "api"} == {s: c for s, c in old.items() if s != "api"}
+    finally:
+        deploy.up(prod_stack.stack, timeout=120)  # and back, rolled as well
+    _assert_served(client, time.monotonic() - started)
+
+
+def test_restarting_the_api_rolls_it(prod_stack: RunningStack, client: SteadyClient) -> None:
+    old = _ids(prod_stack)["api"]
+    started = time.monotonic()
+    rollout.roll(prod_stack.stack, "api", timeout=120)
+    assert _ids(prod_stack)["api"] != old
+    _assert_served(client, time.monotonic() - started)
+
+
+def test_a_proxy_reload_drops_nothing(prod_stack: RunningStack, client: SteadyClient) -> None:
+    proxy = _ids(prod_stack)["proxy"]
+    started = time.monotonic()
+    for _ in range(3):
+        acme.reload_proxy(prod_stack.stack)
+        time.sleep(0.5)
+    assert _ids(prod_stack)["proxy"] == proxy  # reloaded, never restarted
+    _assert_served(client, time.monotonic() - started)
+
+
+def test_a_broken_release_rolls_back_by_itself_and_says_why(
+    prod_stack: RunningStack, client: SteadyClient, release_images: dict[str, str]
+) -> None:
+    old = _ids(prod_stack)["api"]
+    started = time.monotonic()
+    with pytest.raises(OpsError) as failure:
+        deploy.up(_with_api(prod_stack, release_images["broken"]), timeout=60)
+    message = str(failure.value)
+    assert "rolled back" in message and f"{old} keeps serving" in message, message
+    assert "no_such_app" in message  # the new container's own last log lines
+    assert [rollout.name_of(i) for i in rollout.containers(prod_stack.stack, "api")] == [old]
+    _assert_served(client, time.monotonic() - started)
+
+
+def test_the_proxy_is_never_recreated_without_allow_downtime(prod_stack: RunningStack) -> None:
+    before = _container_ids(prod_stack)
+    changed = compose.load_stack(
+        "prod",
+        project=prod_stack.project,
+        overrides={**prod_stack.stack.settings, "EXTRA_SERVER_NAMES": "localhost x.test"},
+    )
+    with pytest.raises(BadInput, match="--allow-downtime"):
+        deploy.up(changed, timeout=60)
+    assert _container_ids(prod_stack) == before
