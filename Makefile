@@ -5,7 +5,7 @@ INVOKE ?= .venv/bin/invoke
 
 .DEFAULT_GOAL := help
 
-.PHONY: help analyze-layers api-token audit backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps restart restore secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-prod ssl-renew ssl-setup ssl-status test-environment test-health-endpoints up validate-configuration
+.PHONY: help analyze-layers api-token audit backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps releases restart restore rollback secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-prod ssl-renew ssl-setup ssl-status test-environment test-health-endpoints up validate-configuration
 
 help:
 	@$(INVOKE) --list
@@ -73,11 +73,17 @@ logs:
 ps:
 	$(INVOKE) ps $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
 
+releases:
+	$(INVOKE) releases $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+
 restart:
 	$(INVOKE) restart $(if $(ENV),--env "$(ENV)") $(if $(SERVICE),--service "$(SERVICE)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
 
 restore:
 	$(INVOKE) restore $(if $(FILE),--file "$(FILE)") $(if $(ENV),--env "$(ENV)") $(if $(FORCE),--force) $(if $(ALLOW_FOREIGN),--allow-foreign)
+
+rollback:
+	$(INVOKE) rollback $(if $(ENV),--env "$(ENV)") $(if $(TO),--to "$(TO)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 secrets-check:
 	$(INVOKE) secrets-check $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)

@@ -53,7 +53,8 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: image sizes and rebuild ratios, then a stack's timings and load (opt-in, slow)."""
+    """Benchmarks: image sizes and rebuild ratios, a stack's timings and load, live deploys (opt-in, slow)."""
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/images.py")
     session.run("python", "benchmarks/stack.py", *session.posargs)
+    session.run("python", "benchmarks/deploy.py")

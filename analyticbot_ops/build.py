@@ -237,4 +237,8 @@ def build_services(
         results.append(
             build_service(service, base_images=base_images, namespace=namespace, no_cache=no_cache, progress=progress)
         )
+    from . import releases  # after the builds: the record names what was just built
+
+    for service, tag in releases.record_build({r.service: r.tag for r in results}).items():
+        progress(f"  {service}: {tag} (what this checkout's deploys run)")
     return results

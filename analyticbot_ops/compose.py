@@ -190,9 +190,16 @@ def proxy_address(subnet: str) -> str:
     return str(network.broadcast_address - 1)
 
 
-def load_stack(env: str, project: str | None = None, overrides: Mapping[str, str] | None = None) -> Stack:
-    """The stack of an environment, its settings resolved by settings_with_sources."""
+def load_stack(
+    env: str, project: str | None = None, overrides: Mapping[str, str] | None = None, *, pinned: bool = False
+) -> Stack:
+    """The stack of an environment, its settings resolved by settings_with_sources. `pinned`: the images
+    this checkout built, by their immutable tags (what deploys run), where no setting names an image."""
     settings = {k: v for k, (v, _source) in settings_with_sources(env, overrides).items()}
+    if pinned:
+        from . import releases  # images are pinned only where stacks run, not where files are read
+
+        settings.update(releases.pinned_settings(settings, _process_env()))
     project = project or settings.pop("COMPOSE_PROJECT_NAME", None) or PROJECTS[env]
     settings.pop("COMPOSE_PROJECT_NAME", None)
     files = [COMPOSE_DIR / name for name in (*BASE_FILES, *OVERLAYS[env])]

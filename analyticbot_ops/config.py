@@ -21,6 +21,9 @@ DEFAULTS: dict[str, Any] = {
         # How many backups of a project `invoke backup` keeps (older ones are pruned,
         # never the one being restored); a restore's safety backup counts too.
         "backup_keep": 7,
+        # How many releases of each stack are recorded (`invoke releases`, `invoke rollback`); image tags
+        # that none of them, nor this checkout's last build, uses are pruned.
+        "release_keep": 5,
         # Uncompressed size budgets (decimal MB, as docker reports): analyze-layers
         # and the benchmark fail when an image grows past its budget.
         "budgets_mb": {

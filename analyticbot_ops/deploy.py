@@ -13,21 +13,19 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import build, docker, rollout, secrets, tls
+from . import build, docker, guard, releases, rollout, secrets, tls
 from .compose import (
     ALL_SERVICES,
     Stack,
     compose_command,
     config_hashes,
-    port_in_use,
     project_containers,
-    service_states,
     wait_healthy,
 )
 from .errors import BadInput, OpsError
 
 Progress = Callable[[str], None]
-IMAGE_VARS = {"api": "API_IMAGE", "bot": "BOT_IMAGE", "mtproto": "MTPROTO_IMAGE", "proxy": "PROXY_IMAGE"}
+IMAGE_VARS = releases.IMAGE_VARS
 BASE_VARS = {"postgres": "POSTGRES_IMAGE", "redis": "REDIS_IMAGE"}
 
 
@@ -40,18 +38,6 @@ def required_images(stack: Stack, namespace: str = "analyticbot") -> dict[str, s
 
 def missing_images(stack: Stack) -> list[str]:
     return [tag for tag in required_images(stack).values() if docker.inspect("image", tag) is None]
-
-
-def check_ports(stack: Stack) -> None:
-    """The proxy's ports must be free, unless this very stack's proxy holds them."""
-    proxy = service_states(stack.project).get("proxy")
-    if proxy is not None and proxy.status == "running":
-        return
-    bind = stack.settings["PROXY_BIND"]
-    for key in ("HTTP_PORT", "HTTPS_PORT"):
-        port = int(stack.settings[key])
-        if port_in_use(bind, port):
-            raise BadInput(f"port {bind}:{port} ({key}) is already in use; free it or set {key} in .env.{stack.env}")
 
 
 def preflight(stack: Stack, progress: Progress) -> None:
@@ -77,8 +63,8 @@ def preflight(stack: Stack, progress: Progress) -> None:
             raise BadInput(f"the proxy's certificate is unusable: {'; '.join(status.problems)}")
         certificate = f"{status.days_left} days left"
     check_ownership(stack)
-    check_ports(stack)
-    progress(f"preflight ok: images, secrets ({stack.env}), certificate ({certificate}), ports")
+    guard.protect(stack, progress=progress)
+    progress(f"preflight ok: images, secrets ({stack.env}), certificate ({certificate}), checkout, ports, subnets")
 
 
 def check_ownership(stack: Stack) -> None:
@@ -134,9 +120,15 @@ def run_migrate(stack: Stack) -> None:
     result = stack.compose("run", "--rm", "--no-deps", "-T", "migrate", check=False)
     if result.returncode != 0:
         said = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()][-12:]
+        hint = ""
+        if any("password authentication failed" in line for line in said):
+            hint = (
+                " The database volume was initialised with another postgres_password: restore the secrets folder "
+                "it was made with, or `invoke down --volumes` to start over (deletes the data)."
+            )
         raise OpsError(
-            f"the migrate job failed (exit code {result.returncode}), so nothing that needs it was started; "
-            "its last log lines:\n" + "\n".join(said)
+            f"the migrate job failed (exit code {result.returncode}), so nothing that needs it was started.{hint} "
+            "Its last log lines:\n" + "\n".join(said)
         )
 
 
@@ -147,6 +139,7 @@ def up(
     timeout: float = 180.0,
     progress: Progress = lambda _m: None,
     allow_downtime: bool = False,
+    release_keep: int = releases.DEFAULT_KEEP,
 ) -> float:
     """Start the stack (or some services) and wait until each is healthy; return the seconds waited.
 
@@ -192,6 +185,12 @@ def up(
     finally:
         if process.poll() is None:
             process.wait(timeout=60)
+    if not services:  # the whole stack runs this release now: remember it, forget what no release needs
+        release = releases.record_release(stack, build.source_revision(["."]).revision, keep=release_keep)
+        progress(f"release #{release.number} ({release.revision}) recorded for {stack.project}")
+        pruned = releases.prune(keep=release_keep)
+        if pruned:
+            progress(f"pruned image tags no kept release uses: {', '.join(pruned)}")
     return seconds
 
 

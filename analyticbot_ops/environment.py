@@ -7,8 +7,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audit, build, compose, deploy, docker, secrets, tls
-from .errors import BadInput
+from . import audit, build, compose, deploy, docker, guard, secrets, tls
+from .errors import BadInput, OpsError
 
 SECRET_LOOKING = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "API_HASH")
 
@@ -138,10 +138,10 @@ def test_environment(env: str) -> list[Check]:
     attempt("images", lambda: _images(stack))
     attempt("secrets", lambda: _secrets(stack))
     attempt("certificate", lambda: _certificate(stack))
-    attempt(
-        "ports",
-        lambda: deploy.check_ports(stack) or f"{stack.settings['PROXY_BIND']}:{stack.settings['HTTPS_PORT']} free",
-    )
+    try:
+        checks += [Check(row.name, row.ok, row.detail) for row in guard.rows(stack, fix=False)]
+    except OpsError as exc:
+        checks.append(Check("running stack", False, str(exc).splitlines()[0]))
     return checks
 
 

@@ -4,8 +4,12 @@ stack (or another run) without touching it."""
 
 from __future__ import annotations
 
+import http.client
 import socket
-from dataclasses import dataclass
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import compose, deploy, secrets, tls, tokens
@@ -59,6 +63,7 @@ def make_stack(root: Path, project: str, env: str = "prod") -> RunningStack:
     frontend, backend, database = deploy.free_subnets(3)
     stack = compose.load_stack(
         env,
+        pinned=True,
         project=project,
         overrides={
             "PROXY_BIND": "127.0.0.1",
@@ -78,3 +83,64 @@ def make_stack(root: Path, project: str, env: str = "prod") -> RunningStack:
         },
     )
     return RunningStack(stack, secrets_dir, tls_dir, http_port, https_port)
+
+
+@dataclass(eq=False)  # a Thread must stay hashable
+class SteadyClient(threading.Thread):
+    """GET a channel summary through the proxy every 40 ms (about 25/s), each on a new connection;
+    anything but a 200 with the channel in its body is a failure, with its reason kept. The tests and
+    benchmarks/deploy.py run it across operations that must drop nothing."""
+
+    stack: RunningStack
+    channel: str
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        super().__init__(daemon=True)
+        self.token = self.stack.token("read")
+
+    def run(self) -> None:
+        context = ssl.create_default_context(cafile=self.stack.ca_file)
+        while not self.stop.is_set():
+            started = time.monotonic()
+            connection = http.client.HTTPSConnection("localhost", self.stack.https_port, context=context, timeout=10)
+            try:
+                connection.request(
+                    "GET", f"/api/channels/{self.channel}/summary", headers={"Authorization": f"Bearer {self.token}"}
+                )
+                response = connection.getresponse()
+                body = response.read()
+                if response.status == 200 and self.channel.encode() in body:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"HTTP {response.status}: {body[:80]!r}")
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(repr(exc))
+            finally:
+                connection.close()
+            time.sleep(max(0.0, 0.04 - (time.monotonic() - started)))
+
+    def finish(self) -> tuple[int, list[str]]:
+        self.stop.set()
+        self.join(timeout=15)
+        return self.ok, self.failures
+
+
+def create_channel(stack: RunningStack, username: str) -> None:
+    """A channel to read, through the proxy with a write token."""
+    context = ssl.create_default_context(cafile=stack.ca_file)
+    connection = http.client.HTTPSConnection("localhost", stack.https_port, context=context, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/api/channels",
+            body=f'{{"username": "{username}"}}',
+            headers={"Authorization": f"Bearer {stack.token('write')}", "Content-Type": "application/json"},
+        )
+        status = connection.getresponse().status
+    finally:
+        connection.close()
+    if status != 201:
+        raise RuntimeError(f"creating channel {username} answered {status}")

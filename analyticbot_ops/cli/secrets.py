@@ -10,7 +10,8 @@ from typing import Any
 from invoke import Collection, Exit
 from rich.table import Table
 
-from .. import compose, secrets, tokens
+from .. import compose, guard, secrets, tokens
+from ..errors import BadInput, DockerUnavailable
 from ._task import ops_task, out, print_json, progress
 
 ENV_HELP = "Environment: dev, staging or prod (decides which secrets are required)."
@@ -23,9 +24,21 @@ def _print_report(report: secrets.ApplyReport) -> None:
     out.print(table)
 
 
+def _refuse_a_new_database_password(env: str) -> None:
+    """A new postgres_password would not open the project's existing database volume: refuse to make one.
+    Without a daemon there is no volume to ask about, and the secrets are made as usual."""
+    try:
+        row = guard.secrets_match_database(compose.load_stack(env))
+    except DockerUnavailable:
+        return
+    if not row.ok:
+        raise BadInput(row.detail)
+
+
 @ops_task(help={"env": ENV_HELP, "force": "Replace existing values (each old one is backed up first)."})
 def secrets_init(c: Any, env: str = "dev", force: bool = False) -> None:
     """Ask for missing user secrets (no echo) and generate the rest; needs a terminal."""
+    _refuse_a_new_database_password(env)
     _print_report(secrets.init_interactive(env, compose.secrets_dir(env), force=force))
 
 
@@ -38,6 +51,7 @@ def secrets_init(c: Any, env: str = "dev", force: bool = False) -> None:
 )
 def secrets_from_env(c: Any, env_file: str | None = None, env: str = "dev", force: bool = False) -> None:
     """Create secrets from environment variables and/or a .env file; generate the rest."""
+    _refuse_a_new_database_password(env)
     try:
         directory = compose.secrets_dir(env)
         report = secrets.from_env(env, directory, env_file=Path(env_file) if env_file else None, force=force)

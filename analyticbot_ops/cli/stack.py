@@ -9,7 +9,22 @@ from typing import Any
 from invoke import Collection, Exit
 from rich.table import Table
 
-from .. import acme, backups, baseimages, build, compose, deploy, docker, health, maintenance, rollout, secrets, tls
+from .. import (
+    acme,
+    backups,
+    baseimages,
+    build,
+    compose,
+    deploy,
+    docker,
+    guard,
+    health,
+    maintenance,
+    rollout,
+    secrets,
+    tls,
+)
+from .. import releases as release_log
 from ..config import ops
 from ._task import ops_task, out, print_json, progress
 from .health import print_sweep
@@ -21,7 +36,8 @@ SERVICE = "A service: postgres, redis, api, bot, mtproto or proxy (repeatable). 
 
 
 def _stack(env: str) -> compose.Stack:
-    return compose.load_stack(env)
+    # Pinned: what runs is this checkout's build, by immutable tags, whatever another checkout built.
+    return compose.load_stack(env, pinned=True)
 
 
 def _build_all(c: Any) -> None:
@@ -33,7 +49,13 @@ def _build_all(c: Any) -> None:
 def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True, allow_downtime: bool = False) -> None:
     stack = _stack(env)
     progress(f"deploying {stack.project} ({env}) from {', '.join(f.name for f in stack.files)}")
-    seconds = deploy.up(stack, timeout=timeout, progress=progress, allow_downtime=allow_downtime)
+    seconds = deploy.up(
+        stack,
+        timeout=timeout,
+        progress=progress,
+        allow_downtime=allow_downtime,
+        release_keep=ops(c.config)["release_keep"],
+    )
     out.print(f"{stack.project}: every service healthy after {seconds:.1f} s")
     if sweep:
         result = health.sweep(stack.project)
@@ -56,8 +78,57 @@ def up(
         timeout=timeout,
         progress=progress,
         allow_downtime=allow_downtime,
+        release_keep=ops(c.config)["release_keep"],
     )
     out.print(f"{stack.project}: healthy after {seconds:.1f} s")
+
+
+@ops_task(help={"env": ENV, "json": "Print the releases as JSON."})
+def releases(c: Any, env: str = "dev", json: bool = False) -> None:
+    """List the releases recorded for an environment's stack, newest first, with their images."""
+    stack = _stack(env)
+    past = list(reversed(release_log.history(stack.project)))
+    if json:
+        print_json([r.__dict__ for r in past])
+        return
+    if not past:
+        out.print(f"{stack.project}: no release recorded yet (a whole-stack `invoke up` records one)")
+        return
+    table = Table("#", "deployed (UTC)", "revision", "images", title=f"{stack.project}: releases, newest first")
+    for index, release in enumerate(past):
+        images = ", ".join(tag.rsplit("/", 1)[-1] for tag in release.images.values()) or "(the :latest tags)"
+        marker = " (running)" if index == 0 else ""
+        table.add_row(f"{release.number}{marker}", release.at[:19], release.revision, images)
+    out.print(table)
+
+
+@ops_task(
+    help={
+        "env": ENV,
+        "to": "The release to go back to: its number or revision (default: the one before the current).",
+        "timeout": TIMEOUT,
+        "allow_downtime": DOWNTIME,
+    }
+)
+def rollback(
+    c: Any, env: str = "dev", to: str | None = None, timeout: float = 180, allow_downtime: bool = False
+) -> None:
+    """Deploy an earlier recorded release again, rolled like any release (api and bot without a gap)."""
+    stack = _stack(env)
+    release = release_log.choose(stack.project, to)
+    missing = release_log.missing_images(release)
+    if missing:
+        raise Exit(f"error: release #{release.number} needs images no longer here: {', '.join(missing)}", code=2)
+    target = compose.load_stack(env, project=stack.project, overrides={**stack.settings, **release.images})
+    progress(f"rolling {stack.project} back to release #{release.number} ({release.revision})")
+    seconds = deploy.up(
+        target,
+        timeout=timeout,
+        progress=progress,
+        allow_downtime=allow_downtime,
+        release_keep=ops(c.config)["release_keep"],
+    )
+    out.print(f"{stack.project}: release #{release.number} ({release.revision}) serving, healthy after {seconds:.1f} s")
 
 
 @ops_task(help={"env": ENV, "volumes": "Also delete the data volumes (PostgreSQL, Redis): destroys data."})
@@ -146,6 +217,8 @@ def deploy_with_secrets(c: Any, env: str = "staging", timeout: float = 180, allo
 @ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
 def setup_dev(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
     """Dev certificates if missing, build, bring the dev stack up, wait, sweep (secrets must exist)."""
+    # What runs is protected before anything is written or built: checkout, ports, subnets.
+    guard.protect(_stack("dev"), progress=progress)
     result = tls.ensure_dev_certificates(Path(_stack("dev").settings["TLS_DIR"]))
     progress(f"dev certificate: {result.reason}")
     _build_all(c)
@@ -156,6 +229,7 @@ def setup_dev(c: Any, timeout: float = 180, allow_downtime: bool = False) -> Non
 def setup_dev_with_secrets(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
     """The main job: dev secrets and certificates if missing, build, dev stack up, wait, sweep."""
     stack = _stack("dev")
+    guard.protect(stack, generating=True, progress=progress)
     report = secrets.from_env("dev", Path(stack.settings["SECRETS_DIR"]), environ={})
     created = [o.name for o in report.outcomes if o.status == "created"]
     progress(f"dev secrets: {'created ' + ', '.join(created) if created else 'all present, kept'}")
@@ -253,4 +327,6 @@ ns = Collection(
     backup,
     restore,
     secrets_rotate,
+    releases,
+    rollback,
 )

@@ -150,6 +150,59 @@ def https_port_taken(run: Run) -> None:
     run.env.update(HTTPS_PORT=str(listener.getsockname()[1]), HTTP_PORT=str(free_port()), PROXY_BIND="127.0.0.1")
 
 
+def _deployable(run: Run) -> None:
+    """Valid dev secrets and certificates, every image present, free loopback ports and subnets: a dev
+    deploy of the case's project would start, but for what the case adds."""
+    dev_secrets_and_certificates(run)
+    missing = deploy.missing_images(compose.load_stack("dev", project=run.project))
+    if missing:
+        pytest.fail(f"images missing: {', '.join(missing)}; run `invoke base-images build-optimized`")
+    frontend, backend, database = deploy.free_subnets(3)
+    run.env.update(
+        HTTP_PORT=str(free_port()),
+        HTTPS_PORT=str(free_port()),
+        PROXY_BIND="127.0.0.1",
+        FRONTEND_SUBNET=frontend,
+        BACKEND_SUBNET=backend,
+        DATABASE_SUBNET=database,
+    )
+
+
+def existing_database_volume(run: Run) -> None:
+    """The project's PostgreSQL volume exists (a database was made), its secrets folder is gone."""
+    _deployable(run)
+    for path in run.secrets_dir.iterdir():
+        if path.is_file():
+            path.unlink()
+    volume = f"{run.project}_pgdata"
+    docker.docker(["volume", "create", volume])
+    run.cleanup.callback(docker.docker, ["volume", "rm", "-f", volume], check=False)
+
+
+def another_network_on_the_subnet(run: Run) -> None:
+    """Someone else's Docker network holds the subnet the case's FRONTEND_SUBNET names."""
+    _deployable(run)
+    (subnet,) = deploy.free_subnets(1)
+    network = f"{run.project}-someone-else"
+    docker.docker(["network", "create", "--subnet", subnet, network])
+    run.cleanup.callback(docker.docker, ["network", "rm", network], check=False)
+    run.env["FRONTEND_SUBNET"] = subnet
+
+
+def running_from_another_checkout(run: Run) -> None:
+    """A container of the case's project runs, started by Compose from another checkout's files."""
+    _deployable(run)
+    name = f"{run.project}_api_1"
+    docker.docker(
+        ["run", "-d", "--name", name,
+         "--label", f"com.docker.compose.project={run.project}",
+         "--label", "com.docker.compose.service=api",
+         "--label", "com.docker.compose.project.working_dir=/srv/other-checkout/compose",
+         "analyticbot/python-runtime:bookworm", "python3", "-c", "import time; time.sleep(300)"]
+    )  # fmt: skip
+    run.cleanup.callback(docker.docker, ["rm", "-f", name], check=False)
+
+
 def mismatched_key(run: Run) -> None:
     """Dev certificates, then privkey.pem replaced by another EC key (same mode and owner)."""
     tls.ensure_dev_certificates(run.tls_dir)
@@ -547,6 +600,38 @@ CASES: tuple[Case, ...] = (
         ("backup", "--output", "{tmp}/backups"),
         EXIT_FAILED,
         r"postgres of {project} is not running",
+    ),
+    # 25. what runs is protected before anything is written, built or started
+    Case(
+        "secrets-from-env-over-an-existing-database",
+        ("secrets-from-env",),
+        EXIT_BAD_INPUT,
+        r"the database volume {project}_pgdata exists but .*postgres_password does not",
+        setup=existing_database_volume,
+    ),
+    Case(
+        "setup-dev-with-secrets-over-an-existing-database",
+        ("setup-dev-with-secrets", "--timeout", "5"),
+        EXIT_BAD_INPUT,
+        r"the database volume {project}_pgdata exists .*Restore the old secrets folder",
+        setup=existing_database_volume,
+        guard_env="dev",
+    ),
+    Case(
+        "up-subnet-overlaps-another-network",
+        ("up", "--env", "dev", "--timeout", "5"),
+        EXIT_BAD_INPUT,
+        r"FRONTEND_SUBNET \S+ overlaps the Docker network {project}-someone-else",
+        setup=another_network_on_the_subnet,
+        guard_env="dev",
+    ),
+    Case(
+        "up-project-running-from-another-checkout",
+        ("up", "--env", "dev", "--timeout", "5"),
+        EXIT_BAD_INPUT,
+        r"project {project} runs from another checkout \(/srv/other-checkout/compose\)",
+        setup=running_from_another_checkout,
+        guard_env="dev",
     ),
     # 24. API tokens
     Case(

@@ -4,79 +4,22 @@ a broken release each drop no request; the broken one rolls back by itself and s
 
 from __future__ import annotations
 
-import http.client
-import ssl
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
-from analyticbot_ops import acme, compose, deploy, docker, rollout
+from analyticbot_ops import acme, compose, deploy, docker, releases, rollout
 from analyticbot_ops.errors import BadInput, OpsError
-from analyticbot_ops.sandbox import RunningStack
-
-
-@dataclass(eq=False)  # a Thread must stay hashable
-class SteadyClient(threading.Thread):
-    """GET a channel summary through the proxy every 40 ms (about 25/s), each on a new connection;
-    anything but a 200 with the right body is a failure, with its reason kept."""
-
-    stack: RunningStack
-    channel: str
-    ok: int = 0
-    failures: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        super().__init__(daemon=True)
-        self.token = self.stack.token("read")
-
-    def run(self) -> None:
-        context = ssl.create_default_context(cafile=self.stack.ca_file)
-        while not self.stop.is_set():
-            started = time.monotonic()
-            connection = http.client.HTTPSConnection("localhost", self.stack.https_port, context=context, timeout=10)
-            try:
-                connection.request(
-                    "GET",
-                    f"/api/channels/{self.channel}/summary",
-                    headers={"Authorization": f"Bearer {self.token}"},
-                )
-                response = connection.getresponse()
-                body = response.read()
-                if response.status == 200 and self.channel.encode() in body:
-                    self.ok += 1
-                else:
-                    self.failures.append(f"HTTP {response.status}: {body[:80]!r}")
-            except (OSError, http.client.HTTPException) as exc:
-                self.failures.append(repr(exc))
-            finally:
-                connection.close()
-            time.sleep(max(0.0, 0.04 - (time.monotonic() - started)))
-
-    def finish(self) -> tuple[int, list[str]]:
-        self.stop.set()
-        self.join(timeout=15)
-        return self.ok, self.failures
+from analyticbot_ops.sandbox import RunningStack, SteadyClient, create_channel
 
 
 @pytest.fixture
 def client(prod_stack: RunningStack) -> Iterator[SteadyClient]:
     channel = f"steady_{uuid.uuid4().hex[:8]}"
-    context = ssl.create_default_context(cafile=prod_stack.ca_file)
-    connection = http.client.HTTPSConnection("localhost", prod_stack.https_port, context=context, timeout=10)
-    connection.request(
-        "POST",
-        "/api/channels",
-        body=f'{{"username": "{channel}"}}',
-        headers={"Authorization": f"Bearer {prod_stack.token('write')}", "Content-Type": "application/json"},
-    )
-    assert connection.getresponse().status == 201
-    connection.close()
+    create_channel(prod_stack, channel)
     steady = SteadyClient(prod_stack, channel)
     steady.start()
     time.sleep(1)  # it is under way before the action starts
@@ -129,18 +72,26 @@ def test_a_rerun_with_nothing_changed_recreates_nothing(prod_stack: RunningStack
     _assert_served(client, elapsed)
 
 
-def test_a_new_api_release_rolls_without_a_failed_request(
+def test_a_new_api_release_rolls_and_rolls_back_without_a_failed_request(
     prod_stack: RunningStack, client: SteadyClient, release_images: dict[str, str]
 ) -> None:
     old = _ids(prod_stack)
+    first = releases.history(prod_stack.project)[-1]
     started = time.monotonic()
     try:
         deploy.up(_with_api(prod_stack, release_images["next"]), timeout=120)
         now = _ids(prod_stack)
         assert now["api"] != old["api"] and len(rollout.containers(prod_stack.stack, "api")) == 1
         assert {s: c for s, c in now.items() if s != "api"} == {s: c for s, c in old.items() if s != "api"}
+        assert releases.history(prod_stack.project)[-1].images["API_IMAGE"] == release_images["next"]
     finally:
-        deploy.up(prod_stack.stack, timeout=120)  # and back, rolled as well
+        # `invoke rollback`: the release before the current one, deployed (rolled) again.
+        back = releases.choose(prod_stack.project, None)
+        assert back.images == first.images
+        overrides = {**prod_stack.stack.settings, **back.images}
+        deploy.up(compose.load_stack("prod", project=prod_stack.project, overrides=overrides), timeout=120)
+    api = docker.inspect("container", _ids(prod_stack)["api"])
+    assert api is not None and api["Config"]["Image"] == first.images["API_IMAGE"]
     _assert_served(client, time.monotonic() - started)
 
 

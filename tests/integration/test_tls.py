@@ -208,15 +208,24 @@ def test_ssl_renew_without_force_reports_nothing_due(prod_stack: RunningStack, p
     assert report.outcome.renewed == () and TEST_DOMAIN in report.outcome.not_due and report.installed == ()
 
 
-def test_ssl_renew_force_renewal_installs_the_new_certificate(prod_stack: RunningStack, pebble: Pebble) -> None:
+def test_ssl_renew_force_renewal_installs_the_new_certificate_without_a_refusal(
+    prod_stack: RunningStack, pebble: Pebble
+) -> None:
     before = _served_certificate(prod_stack).serial_number
-    report = acme.renew(prod_stack.stack, force=True, ca_bundle=pebble.ca_bundle)
-    assert TEST_DOMAIN in report.outcome.renewed and report.installed == (TEST_DOMAIN,)
-    # `nginx -s reload` returns before the new workers take over: allow it a moment.
-    deadline = time.monotonic() + 5
-    while _served_certificate(prod_stack).serial_number == before and time.monotonic() < deadline:
-        time.sleep(0.2)
+    prober = Prober(prod_stack.https_port)
+    prober.start()
+    try:
+        report = acme.renew(prod_stack.stack, force=True, ca_bundle=pebble.ca_bundle)
+        assert TEST_DOMAIN in report.outcome.renewed and report.installed == (TEST_DOMAIN,)
+        # `nginx -s reload` returns before the new workers take over: allow it a moment.
+        deadline = time.monotonic() + 5
+        while _served_certificate(prod_stack).serial_number == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        prober.stop.set()
+        prober.join()
     assert _served_certificate(prod_stack).serial_number != before
+    assert prober.ok > 10 and prober.failures == []
 
 
 # --- bad input: one clear error, certificates untouched --------------------------------------

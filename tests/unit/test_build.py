@@ -60,3 +60,22 @@ def test_proxy_build_takes_the_nginx_base_and_no_service_arg() -> None:
     assert "NGINX_IMAGE=ngx:1" in command
     assert not [arg for arg in command if arg.startswith(("SERVICE=", "PYTHON_"))]
     assert str(build.IMAGES["proxy"].dockerfile) in command
+
+
+def test_labels_come_from_the_inputs_last_commit_never_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as clock
+
+    first = build.build_command("api", "t", {}, False)
+    monkeypatch.setattr(clock, "time", lambda: 4_000_000_000.0)  # a wall clock 100 years on changes nothing
+    assert build.build_command("api", "t", {}, False) == first
+    labels = [first[i + 1] for i, arg in enumerate(first) if arg == "--label"]
+    created = next(label for label in labels if label.startswith("org.opencontainers.image.created="))
+    revision = next(label for label in labels if label.startswith("org.opencontainers.image.revision="))
+    expected = build.source_revision(build.IMAGES["api"].inputs)
+    assert created.endswith(expected.created) and revision.endswith(expected.revision)
+
+
+def test_an_image_is_built_from_its_own_inputs_only() -> None:
+    assert build.IMAGES["api"].inputs == ("services/Dockerfile", "services/common", "services/api")
+    assert build.IMAGES["proxy"].inputs == ("nginx",)
+    assert all(spec.inputs for spec in build.IMAGES.values())

@@ -1,0 +1,120 @@
+"""Deploy benchmarks: what each live operation costs a steady client, in one run on a throwaway prod-mode
+stack (own project, ports, subnets), beside the baseline measured in the same run: a plain
+`docker-compose up --force-recreate` of the api, which is what a deploy did before rolling updates.
+
+For each action: the seconds it took end to end, the requests the client got answered and the ones that
+failed (any non-200 or connection error, through the proxy, about 25 requests/s). Targets: 0 failed
+requests for every action but the baseline; a new api release deployed in <= 15 s; a rerun with nothing
+changed in <= 3 s. (A code-only rebuild of the api image is `benchmarks/images.py`'s figure.)
+
+    python benchmarks/deploy.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.table import Table
+
+from analyticbot_ops import acme, compose, deploy, docker, rollout, sandbox
+from analyticbot_ops.errors import OpsError
+
+console = Console(width=140)
+
+
+def under_client(stack: sandbox.RunningStack, action: Callable[[], object]) -> tuple[float, int, list[str]]:
+    """Run `action` while a steady client reads through the proxy; (seconds, answered, failures)."""
+    channel = f"bench_{uuid.uuid4().hex[:8]}"
+    sandbox.create_channel(stack, channel)
+    client = sandbox.SteadyClient(stack, channel)
+    client.start()
+    time.sleep(1)
+    started = time.monotonic()
+    with contextlib.suppress(OpsError):  # the broken release is meant to fail (and roll back)
+        action()
+    seconds = time.monotonic() - started
+    time.sleep(1)
+    ok, failures = client.finish()
+    return seconds, ok, failures
+
+
+def build(tag: str, recipe: str) -> None:
+    subprocess.run([docker.buildkit_client().path, "build", "-q", "-t", tag, "-"], input=recipe, text=True, check=True)
+
+
+def main() -> int:
+    root = Path(tempfile.mkdtemp(prefix="abbench-"))
+    project = f"abdeploy-{int(time.time())}"
+    stack = sandbox.make_stack(root, project)
+    images = {"next": f"{project}/api:next", "broken": f"{project}/api:broken"}
+    build(images["next"], f"FROM analyticbot/api:latest\nENV RELEASE_MARKER={project}\n")
+    build(images["broken"], "FROM analyticbot/api:latest\nENV APP_MODULE=analyticbot_api.main:no_such_app\n")
+
+    def with_api(image: str) -> compose.Stack:
+        return compose.load_stack("prod", project=project, overrides={**stack.stack.settings, "API_IMAGE": image})
+
+    rows: list[tuple[str, float, int, list[str], float | None]] = []
+    ok = True
+    try:
+        deploy.up(stack.stack, timeout=300)
+        actions: list[tuple[str, Callable[[], object], float | None]] = [
+            ("rerun, nothing changed", lambda: deploy.up(stack.stack, timeout=120), 3.0),
+            ("new api release (rolled)", lambda: deploy.up(with_api(images["next"]), timeout=120), 15.0),
+            ("restart --service api (rolled)", lambda: rollout.roll(stack.stack, "api", timeout=120), None),
+            ("proxy reload", lambda: acme.reload_proxy(stack.stack), None),
+            ("broken release (rolled back)", lambda: deploy.up(with_api(images["broken"]), timeout=60), None),
+            ("back to the first release", lambda: deploy.up(stack.stack, timeout=120), 15.0),
+        ]
+        for name, action, target in actions:
+            seconds, answered, failures = under_client(stack, action)
+            rows.append((name, seconds, answered, failures, target))
+            ok &= not failures and (target is None or seconds <= target)
+        baseline = under_client(
+            stack, lambda: stack.stack.compose("up", "-d", "--no-deps", "--no-build", "--force-recreate", "api")
+        )
+        compose.wait_healthy(stack.stack, ["api"], 60)
+        rows.append(("baseline: compose up --force-recreate api", *baseline, None))
+    finally:
+        deploy.down(stack.stack, volumes=True)
+        docker.docker(["rmi", "-f", *images.values()], check=False)
+
+    table = Table(
+        "action", "seconds", "answered", "failed", "target", "result", title="Live operations under a steady client"
+    )
+    for name, seconds, answered, failures, target in rows:
+        baseline_row = name.startswith("baseline")
+        good = not failures and (target is None or seconds <= target)
+        shown = "-" if baseline_row else ("0 failed" + (f", <= {target:.0f} s" if target else ""))
+        table.add_row(
+            name,
+            f"{seconds:.1f}",
+            str(answered),
+            str(len(failures)),
+            shown,
+            "-" if baseline_row else ("ok" if good else "MISS"),
+        )
+    console.print(table)
+    baseline_failures = rows[-1][3]
+    if baseline_failures:
+        console.print(f"baseline failures, first: {baseline_failures[0]}")
+    rolled = next(r for r in rows if r[0].startswith("new api release"))
+    console.print(
+        f"failed requests, rolled release vs plain recreate: {len(rolled[3])} vs {len(baseline_failures)}; "
+        f"seconds: {rolled[1]:.1f} vs {rows[-1][1]:.1f}"
+    )
+    console.print("all targets met" if ok else "some targets missed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
