@@ -69,11 +69,11 @@ def main() -> int:
         deploy.up(stack.stack, timeout=300)
         actions: list[tuple[str, Callable[[], object], float | None]] = [
             ("rerun, nothing changed", lambda: deploy.up(stack.stack, timeout=120), 3.0),
-            ("new api release (rolled)", lambda: deploy.up(with_api(images["next"]), timeout=120), 15.0),
             ("restart --service api (rolled)", lambda: rollout.roll(stack.stack, "api", timeout=120), None),
             ("proxy reload", lambda: acme.reload_proxy(stack.stack), None),
+            ("new api release (rolled)", lambda: deploy.up(with_api(images["next"]), timeout=120), 15.0),
             ("broken release (rolled back)", lambda: deploy.up(with_api(images["broken"]), timeout=60), None),
-            ("back to the first release", lambda: deploy.up(stack.stack, timeout=120), 15.0),
+            ("rollback to the first release (rolled)", lambda: deploy.up(stack.stack, timeout=120), 15.0),
         ]
         for name, action, target in actions:
             seconds, answered, failures = under_client(stack, action)
