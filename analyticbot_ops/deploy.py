@@ -156,7 +156,7 @@ def up(
     secrets.ensure_optional_placeholders(Path(stack.settings["SECRETS_DIR"]))
     wanted = list(services) or list(ALL_SERVICES)
     running = any(change != "start" for change in changes.values())
-    rolling = [s for s in rollout.ROLLING if s in wanted and changes.get(s) == "change"] if running else []
+    rolling = [s for s in rollout.ROLLING if s in wanted and changes.get(s) == "change" and rollout.can_roll(stack, s)]
     if running and any(changes.get(s) != "unchanged" for s in _NEEDS_SCHEMA if s in wanted):
         # The schema first: new code may need it, and the old code keeps working on it (expand, then contract).
         run_migrate(stack)

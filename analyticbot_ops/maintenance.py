@@ -73,10 +73,11 @@ class LiveStack:
     def restart(self, services: list[str]) -> None:
         # The HTTP services roll (a new container, mounting the swapped file, beside the old one): no
         # request is dropped while a secret rotates. The others restart.
-        for service in (s for s in services if s in rollout.ROLLING):
+        rolled = [s for s in services if rollout.can_roll(self.stack, s)]
+        for service in rolled:
             self.progress(f"  rolling {service}")
             rollout.roll(self.stack, service, progress=self.progress)
-        singletons = [s for s in services if s not in rollout.ROLLING]
+        singletons = [s for s in services if s not in rolled]
         if singletons:
             self.progress(f"  restarting {', '.join(singletons)}")
             self.stack.compose("restart", *singletons)

@@ -67,6 +67,12 @@ def needs_roll(stack: Stack, service: str, tag: str) -> bool:
     return bool(running) and wanted is not None and any(info["Image"] != wanted for info in running)
 
 
+def can_roll(stack: Stack, service: str) -> bool:
+    """A roll keeps a service answering through the proxy: it needs the proxy running and exactly one
+    running container of the service. Otherwise there is nothing to keep serving, and Compose recreates."""
+    return service in ROLLING and bool(containers(stack, "proxy")) and len(containers(stack, service)) == 1
+
+
 def _proxy(stack: Stack) -> str:
     running = containers(stack, "proxy")
     if not running:

@@ -166,14 +166,16 @@ def restart(c: Any, env: str = "dev", service: list[str] | None = None, timeout:
     stack = _stack(env)
     names = compose.check_services(service or []) or list(compose.ALL_SERVICES)
     docker.require_daemon()
-    singletons = [n for n in names if n not in rollout.ROLLING and n != "proxy"]
+    rolled = [n for n in names if rollout.can_roll(stack, n)]
+    reload_proxy = "proxy" in names and bool(rollout.containers(stack, "proxy"))
+    singletons = [n for n in names if n not in rolled and not (n == "proxy" and reload_proxy)]
     if singletons:
         stack.compose("restart", *singletons)
         compose.wait_healthy(stack, singletons, timeout, progress)
-    for name in (n for n in names if n in rollout.ROLLING):
+    for name in rolled:
         outcome = rollout.roll(stack, name, timeout=timeout, progress=progress)
         out.print(f"{name}: rolled in {outcome.seconds:.1f} s ({outcome.detail})")
-    if "proxy" in names:
+    if reload_proxy:
         # Reloaded, never restarted: nginx -t first, and the workers finish what they serve.
         acme.reload_proxy(stack)
         out.print("proxy: configuration tested and reloaded")

@@ -103,6 +103,17 @@ def test_restarting_the_api_rolls_it(prod_stack: RunningStack, client: SteadyCli
     _assert_served(client, time.monotonic() - started)
 
 
+def test_restarting_the_bot_rolls_it_while_its_webhook_path_answers(prod_stack: RunningStack) -> None:
+    old = _ids(prod_stack)["bot"]
+    probe = SteadyClient(prod_stack, "", path="/bot/health/live")
+    probe.start()
+    time.sleep(1)
+    started = time.monotonic()
+    rollout.roll(prod_stack.stack, "bot", timeout=120)
+    assert _ids(prod_stack)["bot"] != old
+    _assert_served(probe, time.monotonic() - started)
+
+
 def test_a_proxy_reload_drops_nothing(prod_stack: RunningStack, client: SteadyClient) -> None:
     proxy = _ids(prod_stack)["proxy"]
     started = time.monotonic()
