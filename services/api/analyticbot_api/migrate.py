@@ -18,7 +18,7 @@ import sys
 import asyncpg
 from analyticbot_common.logs import configure_logging
 from analyticbot_common.scrub import SCRUBBER
-from analyticbot_common.settings import ServiceSettings, SettingsError, load_settings
+from analyticbot_common.settings import PostgresSettings, SettingsError, load_settings
 from analyticbot_common.startup import StartupAborted, retry_until
 
 from .migrations import RUNTIME_GRANTS, apply_roles, migrate
@@ -27,10 +27,7 @@ log = logging.getLogger("analyticbot.migrate")
 SCRAM_ITERATIONS = 4096
 
 
-class MigrateSettings(ServiceSettings):
-    postgres_host: str = "postgres"
-    postgres_port: int = 5432
-    postgres_db: str = "analyticbot"
+class MigrateSettings(PostgresSettings):
     # The owner: the superuser initdb created (POSTGRES_USER of the postgres service).
     postgres_user: str = "analyticbot"
     postgres_password_file: str | None = "/run/secrets/postgres_password"

@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 
-from analyticbot_common.settings import ServiceSettings
+from analyticbot_common.settings import PostgresSettings
 
 
-class ApiSettings(ServiceSettings):
-    postgres_host: str = "postgres"
-    postgres_port: int = 5432
-    postgres_db: str = "analyticbot"
+class ApiSettings(PostgresSettings):
     # Its own non-superuser role (created and granted by the migrate job), never the database owner.
     postgres_user: str = "analyticbot_api"
     postgres_password_file: str | None = "/run/secrets/postgres_api_password"

@@ -99,6 +99,17 @@ class ServiceSettings(BaseSettings):
         )
 
 
+class PostgresSettings(ServiceSettings):
+    """Where a service's PostgreSQL is. Each service sets its own `postgres_user` and password file: the
+    api and the collector their non-superuser roles, the migrate job the owner."""
+
+    postgres_host: str = "postgres"
+    postgres_port: int = 5432
+    postgres_db: str = "analyticbot"
+    postgres_user: str
+    postgres_password_file: str | None
+
+
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 

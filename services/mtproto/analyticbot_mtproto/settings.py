@@ -7,15 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analyticbot_common.settings import ServiceSettings
+from analyticbot_common.settings import PostgresSettings
 
 NOT_CONFIGURED = "no API id/hash/session configured"
 
 
-class MtprotoSettings(ServiceSettings):
-    postgres_host: str = "postgres"
-    postgres_port: int = 5432
-    postgres_db: str = "analyticbot"
+class MtprotoSettings(PostgresSettings):
     # Its own non-superuser role (created and granted by the migrate job), never the database owner.
     postgres_user: str = "analyticbot_collector"
     postgres_password_file: str | None = "/run/secrets/postgres_collector_password"
