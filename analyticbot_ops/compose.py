@@ -114,7 +114,8 @@ def tls_dir(env: str) -> Path:
 def validate_settings(values: Mapping[str, str], source: str) -> None:
     """Refuse values Compose would accept and then fail on, or publish wrongly."""
     for key in ("HTTP_PORT", "HTTPS_PORT"):
-        if key in values and not (values[key].isdigit() and 0 < int(values[key]) < 65536):
+        # ASCII digits only: str.isdigit() also takes other scripts' digits, which Docker then refuses.
+        if key in values and not (re.fullmatch(r"[0-9]{1,5}", values[key]) and 0 < int(values[key]) < 65536):
             raise BadInput(f"{source}: {key} must be a port number, got {values[key]!r}")
     for key in ("FRONTEND_SUBNET", "BACKEND_SUBNET", "DATABASE_SUBNET"):
         if key in values:

@@ -146,6 +146,8 @@ def up(
     On a running stack, a new release of an HTTP service is rolled (the new container beside the old one,
     the proxy switched once it is ready, the old one drained), never recreated; services whose
     configuration did not change are left alone and said so."""
+    if not timeout > 0:
+        raise BadInput(f"--timeout must be more than 0 seconds, got {timeout:g}")
     preflight(stack, progress)
     changes = plan(stack)
     check_downtime(changes, allow_downtime)

@@ -7,7 +7,7 @@ from typing import Any
 from invoke import Collection, Exit
 from rich.table import Table
 
-from .. import compose, health
+from .. import compose, docker, health
 from ._task import ops_task, out, print_json
 
 ENV = "Environment whose stack to sweep: dev, staging or prod."
@@ -101,6 +101,7 @@ def service_status(c: Any, env: str = "dev", json: bool = False) -> None:
 def service_logs(c: Any, service: str, env: str = "dev", follow: bool = False, tail: int = 100) -> None:
     """Show one service's logs."""
     compose.check_services([service])
+    docker.require_daemon()
     compose.load_stack(env).compose(
         "logs", "--tail", str(tail), *(["--follow"] if follow else []), service, capture=False
     )

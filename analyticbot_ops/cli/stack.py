@@ -86,7 +86,7 @@ def up(
 @ops_task(help={"env": ENV, "json": "Print the releases as JSON."})
 def releases(c: Any, env: str = "dev", json: bool = False) -> None:
     """List the releases recorded for an environment's stack, newest first, with their images."""
-    stack = _stack(env)
+    stack = compose.load_stack(env)  # only its project name: no daemon needed to read the log
     past = list(reversed(release_log.history(stack.project)))
     if json:
         print_json([r.__dict__ for r in past])
@@ -156,6 +156,7 @@ def ps(c: Any, env: str = "dev", json: bool = False) -> None:
 )
 def logs(c: Any, env: str = "dev", service: list[str] | None = None, follow: bool = False, tail: int = 100) -> None:
     """Show the logs of the stack's services."""
+    docker.require_daemon()
     args = ["logs", "--tail", str(tail), *(["--follow"] if follow else []), *compose.check_services(service or [])]
     _stack(env).compose(*args, capture=False)
 
@@ -165,6 +166,8 @@ def restart(c: Any, env: str = "dev", service: list[str] | None = None, timeout:
     """Restart services: api and bot rolled without a gap, the proxy reloaded, the rest restarted."""
     stack = _stack(env)
     names = compose.check_services(service or []) or list(compose.ALL_SERVICES)
+    if not timeout > 0:
+        raise Exit(f"error: --timeout must be more than 0 seconds, got {timeout:g}", code=2)
     docker.require_daemon()
     rolled = [n for n in names if rollout.can_roll(stack, n)]
     reload_proxy = "proxy" in names and bool(rollout.containers(stack, "proxy"))

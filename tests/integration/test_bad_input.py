@@ -501,6 +501,32 @@ CASES: tuple[Case, ...] = (
         env={"HTTPS_PORT": "notaport"},
     ),
     Case(
+        "env-check-port-in-another-script",
+        ("env-check",),
+        EXIT_BAD_INPUT,
+        r"HTTPS_PORT must be a port number, got '١٨٤٤٣'",
+        env={"HTTPS_PORT": "١٨٤٤٣"},
+    ),
+    Case(
+        "up-timeout-zero",
+        ("up", "--env", "dev", "--timeout", "0"),
+        EXIT_BAD_INPUT,
+        r"--timeout must be more than 0 seconds, got 0",
+    ),
+    Case(
+        "restart-timeout-negative",
+        ("restart", "--timeout", "-5"),
+        EXIT_BAD_INPUT,
+        r"--timeout must be more than 0 seconds, got -5",
+    ),
+    Case(
+        "service-logs-no-daemon",
+        ("service-logs", "--service", "api"),
+        EXIT_NO_DOCKER,
+        r"Docker daemon is not reachable",
+        env={"DOCKER_HOST": NO_DAEMON},
+    ),
+    Case(
         "env-check-server-name-not-a-name",
         ("env-check",),
         EXIT_BAD_INPUT,
