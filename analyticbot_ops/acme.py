@@ -177,10 +177,11 @@ def obtain(stack: Stack, request: AcmeRequest, progress: Progress = lambda _m: N
     domain = tls.validate_domain(request.domain, allow_test_tlds=request.allow_test_domain)
     if request.ca_bundle is not None and not request.ca_bundle.is_file():
         raise BadInput(f"no CA bundle at {request.ca_bundle}")
-    _proxy(stack)
+    # Every input is checked (the e-mail too) before the stack is asked anything.
     args = tls.certbot_certonly_args(
         domain, email=request.email, webroot=WEBROOT, staging=request.staging, server=request.server, **_dirs()
     )
+    _proxy(stack)
     authority = request.server or ("Let's Encrypt staging" if request.staging else "Let's Encrypt")
     progress(f"requesting a certificate for {domain} from {authority}")
     result = _certbot(stack, args, request.ca_bundle)

@@ -467,6 +467,8 @@ def validate_domain(domain: str, *, allow_test_tlds: bool = False) -> str:
         raise BadInput("the domain is empty; pass the public DNS name the proxy serves, e.g. bot.example.com")
     if name.startswith("*."):
         raise BadInput(f"{domain!r} is a wildcard; HTTP-01 validation cannot issue wildcards, name one host")
+    if any(character.isspace() for character in name):
+        raise BadInput(f"{domain!r} contains white space; a DNS name is letters, digits, hyphens and dots")
     if _parse_ip(name) is not None:
         raise BadInput(f"{domain!r} is an IP address; ACME needs a DNS name (use `invoke ssl-dev` for local use)")
     if name == "localhost" or name.endswith(".localhost"):

@@ -29,7 +29,8 @@ def env_check(c: Any, env: str = "dev", json: bool = False) -> None:
     if json:
         print_json({key: {"value": value, "source": source} for key, (value, source) in settings.items()})
         return
-    table = Table("setting", "value", "from", title=f"{env}: project {compose.PROJECTS[env]}", title_justify="left")
+    project = compose.load_stack(env).project  # COMPOSE_PROJECT_NAME, when set, names it
+    table = Table("setting", "value", "from", title=f"{env}: project {project}", title_justify="left")
     for key, (value, source) in sorted(settings.items()):
         table.add_row(key, value, source)
     out.print(table)

@@ -37,7 +37,8 @@ def _sweep(env: str, json: bool, verbose: bool, services: tuple[str, ...] = ()) 
     else:
         print_sweep(result, verbose)
     if result.exit_code:
-        raise Exit(code=result.exit_code)
+        # The table is on stdout; stderr gets the one line a script or a person reads first.
+        raise Exit(f"error: {result.project} is {result.verdict}", code=result.exit_code)
 
 
 @ops_task(help={"env": ENV, "json": JSON})

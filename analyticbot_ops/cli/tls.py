@@ -94,6 +94,8 @@ def ssl_prod(
     allow_test_domain: bool = False,
 ) -> None:
     """Obtain a certificate with certbot through the running proxy's ACME webroot; install and reload."""
+    if env == "dev":
+        raise Exit("error: ssl-prod is for staging and prod; dev uses the local CA (`invoke ssl-dev`)", code=2)
     request = acme.AcmeRequest(
         domain, email, staging, server, Path(ca_bundle) if ca_bundle else None, allow_test_domain=allow_test_domain
     )

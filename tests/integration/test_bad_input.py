@@ -444,7 +444,7 @@ CASES: tuple[Case, ...] = (
         "ssl-prod-domain-with-space",
         ("ssl-prod", "--domain", "bad domain"),
         EXIT_BAD_INPUT,
-        r"'bad domain' is a single-label name",
+        r"'bad domain' contains white space",
     ),
     # 14. ssl-prod with no proxy running
     Case(
@@ -499,6 +499,24 @@ CASES: tuple[Case, ...] = (
         EXIT_BAD_INPUT,
         r"HTTPS_PORT must be a port number, got 'notaport'",
         env={"HTTPS_PORT": "notaport"},
+    ),
+    Case(
+        "ssl-prod-for-dev",
+        ("ssl-prod", "--env", "dev", "--domain", "bot.example.org"),
+        EXIT_BAD_INPUT,
+        r"ssl-prod is for staging and prod; dev uses the local CA",
+    ),
+    Case(
+        "ssl-prod-bad-email-before-any-proxy",
+        ("ssl-prod", "--domain", "bot.example.org", "--email", "not-an-address"),
+        EXIT_BAD_INPUT,
+        r"'not-an-address' is not an email address",
+    ),
+    Case(
+        "health-check-nothing-running",
+        ("health-check",),
+        2,
+        r"error: {project} is missing",
     ),
     Case(
         "env-check-port-in-another-script",
