@@ -31,7 +31,12 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Unit tests: no Docker, fast."""
     session.install("-e", ".[test]")
-    session.run("pytest", "tests/unit", "-q", *session.posargs, success_codes=PYTEST_OK if session.posargs else [0])
+    # Coverage of the toolkit from unit tests alone, module by module (the services' code is proven by the
+    # integration suite against real containers).
+    coverage = ["--cov=analyticbot_ops", "--cov-report=term-missing:skip-covered"]
+    session.run(
+        "pytest", "tests/unit", "-q", *coverage, *session.posargs, success_codes=PYTEST_OK if session.posargs else [0]
+    )
 
 
 @nox.session
