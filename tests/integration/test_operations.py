@@ -43,46 +43,35 @@ def _psql(stack: RunningStack, sql: str) -> str:
     return result.stdout.strip()
 
 
-def test_a_deploy_with_a_broken_service_fails_fast_naming_it_with_its_logs(prod_stack: RunningStack) -> None:
-    # The API's image in the collector's place: it refuses to start without the
-    # API's secrets (one log line, a non-zero exit), as a misconfigured service would.
-    broken = compose.load_stack(
-        "prod",
-        project=prod_stack.project,
-        overrides={**prod_stack.stack.settings, "MTPROTO_IMAGE": "analyticbot/api:latest"},
-    )
+def _broken_deploy(stack: RunningStack, overrides: dict[str, str]) -> str:
+    """Deploy the stack with `overrides`, which must fail fast (well inside its timeout); its message.
+    The stack is deployed as it was afterwards, whatever happened."""
+    broken = compose.load_stack("prod", project=stack.project, overrides={**stack.stack.settings, **overrides})
     started = time.monotonic()
     try:
         with pytest.raises(OpsError) as failure:
             deploy.up(broken, timeout=120)
         elapsed = time.monotonic() - started
-        message = str(failure.value)
-        assert message.startswith("mtproto did not become healthy")
-        assert "REDIS_PASSWORD_FILE" in message  # its own log line explains why
         assert elapsed < 60, f"took {elapsed:.0f} s: it should fail fast, not wait out the timeout"
+        return str(failure.value)
     finally:
-        deploy.up(prod_stack.stack, timeout=180)
+        deploy.up(stack.stack, timeout=180)
+
+
+def test_a_deploy_with_a_broken_service_fails_fast_naming_it_with_its_logs(prod_stack: RunningStack) -> None:
+    # The API's image in the collector's place: it refuses to start without the
+    # API's secrets (one log line, a non-zero exit), as a misconfigured service would.
+    message = _broken_deploy(prod_stack, {"MTPROTO_IMAGE": "analyticbot/api:latest"})
+    assert message.startswith("mtproto did not become healthy")
+    assert "REDIS_PASSWORD_FILE" in message  # its own log line explains why
 
 
 def test_a_failing_migrate_job_stops_the_deploy_naming_it_with_its_logs(prod_stack: RunningStack) -> None:
     # A release whose image cannot migrate (the bot's image has no analyticbot_api): the API and the
     # collector, which need the schema, must not start on it, and the deploy must say why.
-    broken = compose.load_stack(
-        "prod",
-        project=prod_stack.project,
-        overrides={**prod_stack.stack.settings, "API_IMAGE": "analyticbot/bot:latest"},
-    )
-    started = time.monotonic()
-    try:
-        with pytest.raises(OpsError) as failure:
-            deploy.up(broken, timeout=120)
-        elapsed = time.monotonic() - started
-        message = str(failure.value)
-        assert message.startswith("the migrate job failed"), message
-        assert "analyticbot_api" in message  # its own log line: No module named analyticbot_api
-        assert elapsed < 60, f"took {elapsed:.0f} s: it should fail fast, not wait out the timeout"
-    finally:
-        deploy.up(prod_stack.stack, timeout=180)
+    message = _broken_deploy(prod_stack, {"API_IMAGE": "analyticbot/bot:latest"})
+    assert message.startswith("the migrate job failed"), message
+    assert "analyticbot_api" in message  # its own log line: No module named analyticbot_api
 
 
 def _seed(stack: RunningStack, posts: int = 20_000) -> str:

@@ -37,6 +37,20 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+# What `populate` writes with no input: every generated secret and what derives from them, in registry order.
+MADE_WITHOUT_INPUT = (
+    "postgres_password",
+    "postgres_api_password",
+    "postgres_collector_password",
+    "redis_password",
+    "redis_admin_password",
+    "redis_acl",
+    "jwt_secret_key",
+    "api_read_token",
+    "telegram_webhook_secret",
+)
+
+
 def write_raw(directory: Path, name: str, value: str, file_mode: int = 0o600) -> Path:
     """Put a secret file in place by hand, as an operator would."""
     directory.mkdir(mode=0o700, exist_ok=True)
@@ -583,20 +597,7 @@ def test_files_are_chowned_to_the_consumer_uid_as_root(sdir: Path, monkeypatch: 
     populate(sdir)
     # The chown happens on the temporary file, before it appears under its name.
     owners = {(re.sub(r"^\.(.+?)\..*\.tmp$", r"\1", name), uid, gid) for name, uid, gid in chowned}
-    assert owners == {
-        (name, 10001, 10001)
-        for name in (
-            "postgres_password",
-            "postgres_api_password",
-            "postgres_collector_password",
-            "redis_password",
-            "redis_admin_password",
-            "redis_acl",
-            "jwt_secret_key",
-            "api_read_token",
-            "telegram_webhook_secret",
-        )
-    }
+    assert owners == {(name, 10001, 10001) for name in MADE_WITHOUT_INPUT}
 
 
 def test_files_are_not_chowned_when_not_root(sdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -820,19 +821,7 @@ def test_list_shows_names_sizes_consumers_and_strays_never_values(sdir: Path) ->
     write_raw(sdir, "leftover", SENSITIVE)
     infos = sec.list_secrets(sdir)
     names = [i.name for i in infos]
-    assert names == [
-        "postgres_password",
-        "postgres_api_password",
-        "postgres_collector_password",
-        "redis_password",
-        "redis_admin_password",
-        "redis_acl",
-        "jwt_secret_key",
-        "api_read_token",
-        "telegram_webhook_secret",
-        "openai_api_key",
-        "leftover",
-    ]
+    assert names == [*MADE_WITHOUT_INPUT, "openai_api_key", "leftover"]
     by_name = {i.name: i for i in infos}
     assert by_name["openai_api_key"].size == len(OPENAI)
     assert by_name["openai_api_key"].consumers == ("api",)
