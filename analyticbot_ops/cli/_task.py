@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,7 +14,7 @@ from typing import Any
 from invoke import Exit, task
 from rich.console import Console
 
-from ..errors import OpsError
+from ..errors import EXIT_BAD_INPUT, OpsError
 
 # Tables and results on stdout; progress and warnings on stderr, so `--json`
 # output stays machine-readable.
@@ -22,13 +24,46 @@ out = Console(highlight=False, width=_WIDTH)
 err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
+_NUMBERS = {"int": int, "float": float}
+
+
+def _numbers_as_text(body: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, type]]:
+    """The task's signature with its numeric options taken as text. Invoke would convert them itself,
+    and `--timeout abc` would end in int()'s traceback; converted here, a bad number is one line."""
+    signature = inspect.signature(body)
+    numeric = {
+        name: _NUMBERS[str(p.annotation)]
+        for name, p in signature.parameters.items()
+        if str(p.annotation) in _NUMBERS and p.default is not inspect.Parameter.empty
+    }
+    params = [p.replace(default=str(p.default)) if p.name in numeric else p for p in signature.parameters.values()]
+    return signature.replace(parameters=params), numeric
+
+
+def _number(name: str, kind: type, text: Any) -> Any:
+    if not isinstance(text, str):
+        return text  # called from Python with a number already
+    option = "--" + name.replace("_", "-")
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise OpsError(f"{option} must be {what}, got {text!r}", code=EXIT_BAD_INPUT) from None
+    if not math.isfinite(value):
+        raise OpsError(f"{option} must be a finite number, got {text!r}", code=EXIT_BAD_INPUT)
+    return value
+
+
 def ops_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
     """`invoke.task` that turns an OpsError into one clear line and its exit code."""
 
     def decorate(body: Callable[..., Any]) -> Any:
+        signature, numeric = _numbers_as_text(body)
+
         @functools.wraps(body)
         def run(c: Any, *a: Any, **kw: Any) -> Any:
             try:
+                kw = {k: _number(k, numeric[k], v) if k in numeric else v for k, v in kw.items()}
                 return body(c, *a, **kw)
             except OpsError as exc:
                 raise Exit(f"error: {exc}", code=exc.code) from None
@@ -39,6 +74,7 @@ def ops_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=130) from None
 
+        run.__signature__ = signature  # type: ignore[attr-defined]
         return task(*args, **kwargs)(run)
 
     return decorate

@@ -532,6 +532,18 @@ CASES: tuple[Case, ...] = (
         r"--timeout must be more than 0 seconds, got 0",
     ),
     Case(
+        "up-timeout-not-a-number",
+        ("up", "--env", "dev", "--timeout", "abc"),
+        EXIT_BAD_INPUT,
+        r"--timeout must be a number, got 'abc'",
+    ),
+    Case(
+        "backup-keep-not-whole",
+        ("backup", "--keep", "1.5"),
+        EXIT_BAD_INPUT,
+        r"--keep must be a whole number, got '1.5'",
+    ),
+    Case(
         "restart-timeout-negative",
         ("restart", "--timeout", "-5"),
         EXIT_BAD_INPUT,

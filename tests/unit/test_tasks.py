@@ -55,3 +55,21 @@ def test_make_variables_become_options() -> None:
         text=True,
     )
     assert '--service "api"' in dry.stdout and "--follow" in dry.stdout and '--env "prod"' in dry.stdout
+
+
+def test_numeric_options_arrive_as_text_and_a_bad_number_is_one_line() -> None:
+    import pytest
+    from invoke import Exit
+
+    from analyticbot_ops.cli import stack as stack_cli
+    from analyticbot_ops.cli._task import _number
+
+    # Invoke sees text (so it never runs int() itself); the task body gets the number.
+    assert next(a for a in stack_cli.up.get_arguments() if a.name == "timeout").kind is str
+    assert _number("timeout", float, "1.5") == 1.5 and _number("keep", int, 3) == 3
+    for bad in ("abc", "nan", "1e999"):
+        with pytest.raises(Exception, match="--timeout must be a"):
+            _number("timeout", float, bad)
+    with pytest.raises(Exit) as caught:
+        stack_cli.restart.body(object(), timeout="soon")
+    assert caught.value.code == 2 and "--timeout must be a number, got 'soon'" in str(caught.value.message)
