@@ -9,7 +9,15 @@ Override any of them in invoke.yaml (or ~/.invoke.yaml) at the project root, e.g
 
 from __future__ import annotations
 
-from typing import Any
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from .errors import EXIT_BAD_INPUT, BadInput
 
 DEFAULTS: dict[str, Any] = {
     "ops": {
@@ -68,6 +76,60 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Docker's rule for a repository path (lower case; parts joined by . _ - and /).
+_NAMESPACE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+
+
+def validate(section: Any) -> None:
+    """Refuse an `ops` section a task would trip over later, with one line naming the key (BadInput)."""
+    # Invoke's config sections are mapping-like proxies, not Mapping subclasses.
+    if not hasattr(section, "keys"):
+        raise BadInput("invoke.yaml: `ops` must be a mapping of settings")
+    unknown = sorted(set(section.keys()) - set(DEFAULTS["ops"]))
+    if unknown:
+        raise BadInput(f"invoke.yaml: unknown ops setting {unknown[0]!r}; known: {', '.join(DEFAULTS['ops'])}")
+    namespace = section.get("namespace")
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+        raise BadInput(f"invoke.yaml: ops.namespace {namespace!r} is not an image repository path like analyticbot")
+    if section.get("base_source") not in ("debian", "official"):
+        raise BadInput(f"invoke.yaml: ops.base_source must be debian or official, got {section.get('base_source')!r}")
+    for key in ("backup_keep", "release_keep"):
+        value = section.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BadInput(f"invoke.yaml: ops.{key} must be a whole number of at least 1, got {value!r}")
+    budgets = section.get("budgets_mb")
+    if not hasattr(budgets, "values") or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in budgets.values()
+    ):
+        raise BadInput("invoke.yaml: ops.budgets_mb must map image names to sizes in MB above 0")
+    if not isinstance(section.get("audit_exceptions"), list):
+        raise BadInput("invoke.yaml: ops.audit_exceptions must be a list")
+
+
+def check_project_file(directory: Path) -> None:
+    """Invoke parses invoke.yaml after loading tasks.py, and a YAML error there is its traceback, even for
+    `invoke --list`: read the file first and stop with one line instead (exit 2)."""
+    path = directory / "invoke.yaml"
+    if not path.is_file():
+        return
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        _stop(f"{path.name} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}")
+    if not isinstance(data, Mapping):
+        _stop(f"{path.name} must be a mapping (like `ops: {{namespace: analyticbot}}`)")
+
+
+def _stop(message: str) -> NoReturn:
+    """One line and exit 2, before Invoke (and its traceback) gets to the file."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
 def ops(config: Any) -> Any:
-    """The `ops` section of an Invoke config (or a plain dict in tests)."""
-    return config["ops"]
+    """The `ops` section of an Invoke config (or a plain dict in tests), checked."""
+    section = config["ops"]
+    validate(section)
+    return section

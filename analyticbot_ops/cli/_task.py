@@ -14,6 +14,7 @@ from typing import Any
 from invoke import Exit, task
 from rich.console import Console
 
+from ..config import validate
 from ..errors import EXIT_BAD_INPUT, OpsError
 
 # Tables and results on stdout; progress and warnings on stderr, so `--json`
@@ -63,6 +64,9 @@ def ops_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
         @functools.wraps(body)
         def run(c: Any, *a: Any, **kw: Any) -> Any:
             try:
+                config = getattr(c, "config", None)
+                if config is not None and "ops" in config:
+                    validate(config["ops"])  # invoke.yaml's settings, before any task acts on them
                 kw = {k: _number(k, numeric[k], v) if k in numeric else v for k, v in kw.items()}
                 return body(c, *a, **kw)
             except OpsError as exc:

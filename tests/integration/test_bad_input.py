@@ -237,6 +237,20 @@ def foreign_dump(run: Run) -> None:
     (run.root / "foreign.dump.json").write_text(json.dumps(record))
 
 
+def _project_invoke_yaml(text: str) -> Callable[[Run], None]:
+    """The repository's invoke.yaml holding `text` for the case (a user's own file is never touched:
+    the case is skipped where one exists)."""
+
+    def setup(run: Run) -> None:
+        path = REPO_ROOT / "invoke.yaml"
+        if path.exists():
+            pytest.skip("the repository has its own invoke.yaml, which no test may change")
+        path.write_text(text)
+        run.cleanup.callback(path.unlink, missing_ok=True)
+
+    return setup
+
+
 def existing_staging_env_file(run: Run) -> None:
     """env-template --write must refuse an existing .env.staging. The repository's own
     file, if there is one, is left alone (and watched); otherwise one with the template's
@@ -688,6 +702,28 @@ CASES: tuple[Case, ...] = (
         r"project {project} runs from another checkout \(/srv/other-checkout/compose\)",
         setup=running_from_another_checkout,
         guard_env="dev",
+    ),
+    # 26. the toolkit's settings file
+    Case(
+        "invoke-yaml-unknown-setting",
+        ("env-check",),
+        EXIT_BAD_INPUT,
+        r"invoke\.yaml: unknown ops setting 'nmespace'",
+        setup=_project_invoke_yaml("ops:\n  nmespace: other\n"),
+    ),
+    Case(
+        "invoke-yaml-bad-namespace",
+        ("build-optimized",),
+        EXIT_BAD_INPUT,
+        r"ops\.namespace 'Bad Namespace!' is not an image repository path",
+        setup=_project_invoke_yaml('ops: {namespace: "Bad Namespace!"}\n'),
+    ),
+    Case(
+        "invoke-yaml-not-yaml",
+        ("--list",),
+        EXIT_BAD_INPUT,
+        r"invoke\.yaml is not valid YAML \(line 2\)",
+        setup=_project_invoke_yaml("ops: [unclosed\n"),
     ),
     # 24. API tokens
     Case(
