@@ -65,3 +65,12 @@ def _stat_owned_by(uid: int):  # type: ignore[no-untyped-def]
         return Owned()
 
     return fake
+
+
+def test_the_template_validates_and_a_folder_setting_is_no_secret(tmp_path: Path) -> None:
+    written = tmp_path / "template.env"
+    written.write_text(environment.template("dev") + "SECRETS_DIR=/srv/secrets\n")
+    assert [f for f in environment.validate_file("dev", written) if f.level == "error"] == []
+    leaked = tmp_path / "leaked.env"
+    leaked.write_text("POSTGRES_PASSWORD=Hunter2-and-more\n")
+    assert any("looks like a secret" in f.message for f in environment.validate_file("dev", leaked))
