@@ -1006,7 +1006,9 @@ def _check_one(
         value = _decode(spec.name, _read_bytes(path))
     except BadInput as exc:
         problems.append(str(exc))
-        row = SecretStatus(spec.name, spec.kind, required, True, mode_ok, readable, False, "-", None, age, False)
+        row = SecretStatus(
+            spec.name, spec.kind, required, True, mode_ok, readable, False, "-", None, age, False, tuple(problems)
+        )
         return row, None
     if not value and spec.kind == "user" and not required:
         # An empty placeholder for an optional secret means "not set".

@@ -1187,3 +1187,10 @@ def test_rotating_the_redis_admin_password_changes_the_ops_user_and_restarts_not
     new = sec.read_secret("redis_admin_password", sdir)
     assert calls == [("ops", new)] and stack.calls == []
     assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(sec.read_secret("redis_password", sdir), new)
+
+
+def test_an_unreadable_value_is_invalid_with_its_reason(sdir: Path) -> None:
+    populate(sdir)
+    (sdir / "jwt_secret_key").write_bytes(b"\xff\xfe not utf-8")
+    (row,) = [r for r in sec.check("dev", sdir) if r.name == "jwt_secret_key"]
+    assert row.valid is False and row.problems == ("secret jwt_secret_key is not UTF-8 text",)
