@@ -8,7 +8,7 @@
   a failure rolls back to the database as it was.
 
 Every command runs inside the stack's postgres container, as the bootstrap superuser over the local socket.
-`Database` is the one door to that container, so unit tests drive the logic with a fake."""
+`Database` is what the logic needs of that container (compose.InContainer runs it), so unit tests fake it."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import deploy, docker
-from .compose import Stack, service_states
+from . import deploy
+from .compose import Stack, in_service
 from .errors import BadInput, OpsError
 from .files import fsync_dir
 from .paths import REPO_ROOT
@@ -44,35 +44,8 @@ class Database(Protocol):
     def run(self, command: Sequence[str], stdin: bytes | None = None) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class ContainerDatabase:
-    """The postgres container of a running Compose project, reached with `docker exec`."""
-
-    container: str
-    timeout: float = 600.0
-
-    def run(self, command: Sequence[str], stdin: bytes | None = None) -> bytes:
-        import subprocess
-
-        result = subprocess.run(
-            [docker.client().path, "exec", "-i", self.container, *command],
-            input=stdin,
-            capture_output=True,
-            timeout=self.timeout,
-        )
-        if result.returncode != 0:
-            raise OpsError(f"{command[0]} failed: {docker.first_line(result.stderr.decode(errors='replace'))}")
-        return result.stdout
-
-
-def database_of(stack: Stack) -> ContainerDatabase:
-    docker.require_daemon()
-    state = service_states(stack.project).get("postgres")
-    if state is None or state.status != "running":
-        raise OpsError(
-            f"postgres of {stack.project} is not running; start the stack first (`invoke up --env {stack.env}`)"
-        )
-    return ContainerDatabase(state.container)
+def database_of(stack: Stack) -> Database:
+    return in_service(stack, "postgres")
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,37 @@ def service_states(project: str) -> dict[str, ServiceState]:
     return states
 
 
+@dataclass(frozen=True)
+class InContainer:
+    """Commands run in one of the stack's containers with `docker exec`; anything secret goes on stdin."""
+
+    container: str
+    timeout: float = 600.0
+
+    def run(self, command: Sequence[str], stdin: bytes | None = None) -> bytes:
+        result = subprocess.run(
+            [docker.client().path, "exec", "-i", self.container, *command],
+            input=stdin,
+            capture_output=True,
+            timeout=self.timeout,
+        )
+        if result.returncode != 0:
+            detail = docker.first_line(result.stderr.decode(errors="replace"))
+            raise OpsError(f"{command[0]} in {self.container} failed: {detail}")
+        return result.stdout
+
+
+def in_service(stack: Stack, service: str) -> InContainer:
+    """The service's running container, or OpsError saying how to start it."""
+    docker.require_daemon()
+    state = service_states(stack.project).get(service)
+    if state is None or state.status != "running":
+        raise OpsError(
+            f"{service} of {stack.project} is not running; start the stack first (`invoke up --env {stack.env}`)"
+        )
+    return InContainer(state.container)
+
+
 def service_logs(project: str, service: str, tail: int = 40) -> str:
     state = service_states(project).get(service)
     if state is None:

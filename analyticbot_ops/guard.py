@@ -26,7 +26,7 @@ from .paths import COMPOSE_DIR
 
 Progress = Callable[[str], None]
 NETWORKS = {"frontend": "FRONTEND_SUBNET", "backend": "BACKEND_SUBNET", "database": "DATABASE_SUBNET"}
-PORTS = {"8080/tcp": "HTTP_PORT", "8443/tcp": "HTTPS_PORT"}
+PORTS = ("HTTP_PORT", "HTTPS_PORT")  # the settings of the ports the proxy publishes
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def ports_free(stack: Stack, containers: Iterable[dict[str, Any]]) -> Check:
     """Each port the stack would publish is free, or published by this stack's own proxy now."""
     ours = _published(containers)
     bind = stack.settings["PROXY_BIND"]
-    for key in PORTS.values():
+    for key in PORTS:
         port = int(stack.settings[key])
         if (bind, port) in ours:
             continue

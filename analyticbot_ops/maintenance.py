@@ -5,36 +5,14 @@ Every value that is secret travels on a process's stdin, never in its arguments.
 from __future__ import annotations
 
 import hashlib
-import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import docker, rollout, secrets
-from .compose import Stack, service_states, wait_healthy
+from .backups import DB_NAME, DB_USER
+from .compose import Stack, in_service, wait_healthy
 from .errors import OpsError
-
-DB_USER = DB_NAME = "analyticbot"
-
-
-def _container(stack: Stack, service: str) -> str:
-    state = service_states(stack.project).get(service)
-    if state is None or state.status != "running":
-        raise OpsError(
-            f"{service} of {stack.project} is not running; start the stack first (`invoke up --env {stack.env}`)"
-        )
-    return state.container
-
-
-def _exec(container: str, command: Sequence[str], stdin: bytes | None = None, timeout: float = 600) -> bytes:
-    result = subprocess.run(
-        [docker.client().path, "exec", "-i", container, *command], input=stdin, capture_output=True, timeout=timeout
-    )
-    if result.returncode != 0:
-        raise OpsError(
-            f"{command[0]} in {container} failed: {docker.first_line(result.stderr.decode(errors='replace'))}"
-        )
-    return result.stdout
 
 
 @dataclass
@@ -49,10 +27,8 @@ class LiveStack:
 
     def exec_postgres_sql(self, sql: str) -> None:
         self.progress("  applying the change in PostgreSQL")
-        _exec(
-            _container(self.stack, "postgres"),
-            ["psql", "-v", "ON_ERROR_STOP=1", "-U", DB_USER, "-d", DB_NAME, "-q"],
-            sql.encode(),
+        in_service(self.stack, "postgres").run(
+            ["psql", "-v", "ON_ERROR_STOP=1", "-U", DB_USER, "-d", DB_NAME, "-q"], sql.encode()
         )
 
     def redis_acl_setpass(self, user: str, new_password: str) -> None:
@@ -64,7 +40,7 @@ class LiveStack:
         digest = hashlib.sha256(new_password.encode()).hexdigest()
         # AUTH and the new hash go in on stdin; redis-cli's arguments hold neither.
         script = f"AUTH ops {admin}\nACL SETUSER {user} resetpass #{digest}\n".encode()
-        out = _exec(_container(self.stack, "redis"), ["redis-cli", "-h", "127.0.0.1"], stdin=script).decode()
+        out = in_service(self.stack, "redis").run(["redis-cli", "-h", "127.0.0.1"], stdin=script).decode()
         if out.split() != ["OK", "OK"]:
             raise OpsError(f"Redis refused the ACL change ({docker.first_line(out)})")
         if user == "ops":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +33,6 @@ IMAGE_VARS: Mapping[str, str] = {
     "mtproto": "MTPROTO_IMAGE",
     "proxy": "PROXY_IMAGE",
 }
-_ID_TAG = re.compile(r"[0-9a-f]{12}")
 
 
 def id_tag(repository: str, image_id: str) -> str:

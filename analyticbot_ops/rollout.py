@@ -33,7 +33,7 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class Outcome:
     service: str
-    action: str  # unchanged, rolled, rolled back
+    action: str  # "rolled" (a failed roll raises, and the old container keeps serving)
     seconds: float = 0.0
     detail: str = ""
 
@@ -52,19 +52,6 @@ def containers(stack: Stack, service: str) -> list[dict[str, Any]]:
 
 def name_of(info: dict[str, Any]) -> str:
     return str(info["Name"]).lstrip("/")
-
-
-def wanted_image(stack: Stack, service: str, tag: str) -> str | None:
-    """The image ID the stack's settings name for the service now; None when no such image exists."""
-    image = docker.inspect("image", tag)
-    return None if image is None else str(image["Id"])
-
-
-def needs_roll(stack: Stack, service: str, tag: str) -> bool:
-    """Whether the running container runs another image than the settings name (a new release)."""
-    running = containers(stack, service)
-    wanted = wanted_image(stack, service, tag)
-    return bool(running) and wanted is not None and any(info["Image"] != wanted for info in running)
 
 
 def can_roll(stack: Stack, service: str) -> bool:

@@ -157,7 +157,7 @@ def test_a_restore_that_fails_midway_is_rolled_back_whole(prod_stack: RunningSta
     scratch = f"scratch_{uuid.uuid4().hex[:6]}"
     _psql(prod_stack, f"CREATE DATABASE {scratch};")
     container = compose.service_states(prod_stack.project)["postgres"].container
-    database = backups.ContainerDatabase(container)
+    database = compose.InContainer(container)
     try:
         database.run(
             ["psql", "-v", "ON_ERROR_STOP=1", "-U", "analyticbot", "-d", scratch, "-q"],
