@@ -9,6 +9,51 @@ INVOKE ?= .venv/bin/invoke
 
 help:
 	@$(INVOKE) --list
+	@echo 'Old names, each also a make target (make NAME or make docker-NAME):'
+	@echo '  analyze-layers          invoke images.layers'
+	@echo '  api-token               invoke secrets.token'
+	@echo '  audit                   invoke audit.run'
+	@echo '  backup                  invoke stack.backup'
+	@echo '  base-images             invoke images.base'
+	@echo '  build-optimized         invoke images.build'
+	@echo '  deploy-dev              invoke stack.deploy --env dev --build'
+	@echo '  deploy-prod             invoke stack.deploy --env prod'
+	@echo '  deploy-prod-secrets     invoke stack.deploy --env prod'
+	@echo '  deploy-with-secrets     invoke stack.deploy (--env staging by default)'
+	@echo '  down                    invoke stack.down'
+	@echo '  env-check               invoke env.check'
+	@echo '  env-template            invoke env.template'
+	@echo '  env-validate            invoke env.validate'
+	@echo '  health-check            invoke health.check'
+	@echo '  health-check-api        invoke health.check --service api'
+	@echo '  health-check-services   invoke health.check --service api --service bot --service mtproto'
+	@echo '  health-check-verbose    invoke health.check --verbose'
+	@echo '  health-status           invoke stack.ps --check'
+	@echo '  logs                    invoke stack.logs'
+	@echo '  ps                      invoke stack.ps'
+	@echo '  releases                invoke stack.releases'
+	@echo '  restart                 invoke stack.restart'
+	@echo '  restore                 invoke stack.restore'
+	@echo '  rollback                invoke stack.rollback'
+	@echo '  secrets-check           invoke secrets.check'
+	@echo '  secrets-from-env        invoke secrets.from-env'
+	@echo '  secrets-init            invoke secrets.init'
+	@echo '  secrets-list            invoke secrets.list'
+	@echo '  secrets-rotate          invoke secrets.rotate'
+	@echo '  service-logs            invoke stack.logs --service SERVICE'
+	@echo '  service-status          invoke stack.ps'
+	@echo '  setup-dev               invoke stack.setup --env dev'
+	@echo '  setup-dev-with-secrets  invoke stack.setup --env dev --secrets'
+	@echo '  setup-prod              invoke stack.setup --env prod'
+	@echo '  ssl-dev                 invoke tls.dev'
+	@echo '  ssl-prod                invoke tls.prod'
+	@echo '  ssl-renew               invoke tls.renew'
+	@echo '  ssl-setup               invoke tls.setup'
+	@echo '  ssl-status              invoke tls.status'
+	@echo '  test-environment        invoke env.preflight'
+	@echo '  test-health-endpoints   invoke health.endpoints'
+	@echo '  up                      invoke stack.up'
+	@echo '  validate-configuration  invoke env.configuration'
 
 analyze-layers:
 	$(INVOKE) analyze-layers $(if $(SERVICE),--service "$(SERVICE)") $(if $(JSON),--json)
@@ -32,13 +77,13 @@ deploy-dev:
 	$(INVOKE) deploy-dev $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 deploy-prod:
-	$(INVOKE) deploy-prod $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) deploy-prod $(if $(BUILD),--build) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 deploy-prod-secrets:
-	$(INVOKE) deploy-prod-secrets $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) deploy-prod-secrets $(if $(BUILD),--build) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 deploy-with-secrets:
-	$(INVOKE) deploy-with-secrets $(if $(ENV),--env "$(ENV)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) deploy-with-secrets $(if $(ENV),--env "$(ENV)") $(if $(BUILD),--build) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 down:
 	$(INVOKE) down $(if $(ENV),--env "$(ENV)") $(if $(VOLUMES),--volumes)
@@ -53,16 +98,16 @@ env-validate:
 	$(INVOKE) env-validate $(if $(ENV),--env "$(ENV)") $(if $(FILE),--file "$(FILE)")
 
 health-check:
-	$(INVOKE) health-check $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+	$(INVOKE) health-check $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json) $(if $(VERBOSE),--verbose) $(if $(SERVICE),--service "$(SERVICE)")
 
 health-check-api:
-	$(INVOKE) health-check-api $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+	$(INVOKE) health-check-api $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json) $(if $(VERBOSE),--verbose)
 
 health-check-services:
-	$(INVOKE) health-check-services $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+	$(INVOKE) health-check-services $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json) $(if $(VERBOSE),--verbose)
 
 health-check-verbose:
-	$(INVOKE) health-check-verbose $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+	$(INVOKE) health-check-verbose $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json) $(if $(SERVICE),--service "$(SERVICE)")
 
 health-status:
 	$(INVOKE) health-status $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
@@ -71,7 +116,7 @@ logs:
 	$(INVOKE) logs $(if $(ENV),--env "$(ENV)") $(if $(SERVICE),--service "$(SERVICE)") $(if $(FOLLOW),--follow) $(if $(TAIL),--tail "$(TAIL)")
 
 ps:
-	$(INVOKE) ps $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+	$(INVOKE) ps $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json) $(if $(CHECK),--check)
 
 releases:
 	$(INVOKE) releases $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
@@ -104,16 +149,16 @@ service-logs:
 	$(INVOKE) service-logs $(if $(SERVICE),--service "$(SERVICE)") $(if $(ENV),--env "$(ENV)") $(if $(FOLLOW),--follow) $(if $(TAIL),--tail "$(TAIL)")
 
 service-status:
-	$(INVOKE) service-status $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+	$(INVOKE) service-status $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json) $(if $(CHECK),--check)
 
 setup-dev:
-	$(INVOKE) setup-dev $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) setup-dev $(if $(SECRETS),--secrets) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 setup-dev-with-secrets:
 	$(INVOKE) setup-dev-with-secrets $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 setup-prod:
-	$(INVOKE) setup-prod
+	$(INVOKE) setup-prod $(if $(SECRETS),--secrets) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
 
 ssl-dev:
 	$(INVOKE) ssl-dev $(if $(NAME),--name "$(NAME)") $(if $(DAYS),--days "$(DAYS)") $(if $(ENV),--env "$(ENV)")

@@ -1,21 +1,18 @@
-"""AnalyticBot Ops tasks: `invoke --list` shows them all, `invoke --help TASK` their options.
+"""AnalyticBot Ops tasks: `invoke --list` shows them by namespace, `invoke --help TASK` their options.
 
-Each concern's tasks live in analyticbot_ops/cli/; this file only assembles them
-into one flat namespace (the names the legacy Makefile targets map to) and sets
-the defaults, which invoke.yaml can override."""
+Each namespace is a module of analyticbot_ops/cli/; this file only assembles them and sets the defaults,
+which invoke.yaml can override. The first release's flat names (`invoke deploy-prod`, `invoke
+secrets-check`) still work: cli/legacy.py maps each to its namespaced task, and `make help` lists them."""
 
 from pathlib import Path
 
-from invoke import Collection
-
-from analyticbot_ops.cli import audit, environment, health, images, secrets, stack, tls
+from analyticbot_ops.cli import audit, environment, health, images, legacy, secrets, stack, tls
 from analyticbot_ops.config import DEFAULTS, check_project_file
 
 # Invoke reads invoke.yaml after this module: a broken one is stopped here with one line, not its traceback.
 check_project_file(Path(__file__).resolve().parent)
+legacy.install()
 
-ns = Collection()
-for module in (images, secrets, tls, stack, health, environment, audit):
-    for name, task_object in module.ns.tasks.items():
-        ns.add_task(task_object, name=name)
+MODULES = (stack, images, secrets, tls, health, environment, audit)
+ns = legacy.TaskTree(*(m.ns for m in MODULES), legacy={k: v for m in MODULES for k, v in m.LEGACY.items()})
 ns.configure(DEFAULTS)

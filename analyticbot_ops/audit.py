@@ -17,6 +17,7 @@ from typing import Any
 from . import build
 from .compose import ENVIRONMENTS
 from .errors import BadInput
+from .model import Labels
 from .paths import REPO_ROOT
 
 DB_SERVICES = ("postgres", "redis")
@@ -176,7 +177,7 @@ def from_inspect(info: Mapping[str, Any]) -> Container:
     policy, logs = host.get("RestartPolicy") or {}, host.get("LogConfig") or {}
     shares = host.get("CpuShares") or 0  # 0 and 1024 both mean the default weight
     return Container(
-        service=(config.get("Labels") or {}).get("com.docker.compose.service") or str(info.get("Name", "")).lstrip("/"),
+        service=(config.get("Labels") or {}).get(Labels.SERVICE) or str(info.get("Name", "")).lstrip("/"),
         cap_add=list(host.get("CapAdd") or []),
         cap_drop=list(host.get("CapDrop") or []),
         privileged=bool(host.get("Privileged")),

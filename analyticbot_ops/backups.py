@@ -15,17 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import deploy
+from . import deploy, files
 from .compose import Stack, in_service
-from .errors import BadInput, OpsError
-from .files import fsync_dir
+from .errors import BadInput, Interrupted, OpsError
 from .paths import REPO_ROOT
 
 BACKUP_DIR = REPO_ROOT / "backups"
@@ -118,21 +116,6 @@ def check_writable(directory: Path) -> None:
         raise BadInput(f"cannot write backups to {directory}: {exc.strerror or exc}; nothing was dumped") from None
 
 
-def _write_new(path: Path, content: bytes) -> None:
-    """Write `content` to `path`, which must not exist, so that it is whole or absent after a crash."""
-    partial = path.with_name(f".{path.name}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # link() fails when the target exists: a backup never replaces another file.
-        os.link(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def _archive_path(directory: Path, project: str, stamp: str, label: str) -> Path:
     suffix = f"-{label}" if label else ""
     path = directory / f"{project}-{stamp}{suffix}{DUMP_SUFFIX}"
@@ -183,22 +166,23 @@ def backup(
     except OpsError as exc:
         raise OpsError(f"the fresh dump does not read back ({exc}); nothing was written") from None
     except KeyboardInterrupt:
-        raise OpsError("interrupted while dumping; nothing was written", code=130) from None
+        raise Interrupted("interrupted while dumping; nothing was written") from None
     moment = now or dt.datetime.now(dt.UTC)
     path = _archive_path(directory, stack.project, moment.strftime("%Y%m%dT%H%M%SZ"), label)
     origin = Origin(
         FORMAT, stack.project, stack.env, moment.isoformat(), hashlib.sha256(data).hexdigest(), len(data), entries
     )
+    record = (json.dumps(asdict(origin), indent=2) + "\n").encode()
     try:
-        _write_new(path, data)
-        _write_new(origin_path(path), (json.dumps(asdict(origin), indent=2) + "\n").encode())
-        fsync_dir(directory)
+        # Each appears whole or not at all, 0600, and never over an existing file.
+        files.create_exclusive(path, data, files.PRIVATE_FILE)
+        files.create_exclusive(origin_path(path), record, files.PRIVATE_FILE)
     except BaseException as exc:
         # An archive without its record would be refused later: all or nothing.
         path.unlink(missing_ok=True)
         origin_path(path).unlink(missing_ok=True)
         if isinstance(exc, KeyboardInterrupt):
-            raise OpsError("interrupted while writing the backup; nothing was written", code=130) from None
+            raise Interrupted("interrupted while writing the backup; nothing was written") from None
         raise
     try:
         pruned = prune(directory, stack.project, keep, protect)

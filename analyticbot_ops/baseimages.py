@@ -20,14 +20,13 @@ from pathlib import Path
 
 from . import docker
 from .errors import BadInput, OpsError
+from .model import APP_UID, DEFAULT_NAMESPACE
 
 HOOKS_DIR = Path(__file__).resolve().parent / "baseimages_hooks"
 MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 INPUTS_LABEL = "org.analyticbot.base.inputs"
 # Bump when the way images are assembled changes in a way the hashed inputs miss.
 RECIPE_FORMAT = 1
-DEFAULT_NAMESPACE = "analyticbot"
-APP_UID = 10001
 
 
 @dataclass(frozen=True)

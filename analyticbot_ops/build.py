@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, docker
-from .baseimages import DEFAULT_NAMESPACE
+from . import __version__, docker, model
 from .errors import BadInput, OpsError
+from .model import DEFAULT_NAMESPACE
 from .paths import NGINX_DIR, REPO_ROOT, SERVICES_DIR, WHEELS_DIR
 
 IMAGE_PYTHON = (3, 11)
@@ -38,7 +38,7 @@ class ImageSpec:
 
 
 _PYTHON_BASES = (("PYTHON_BUILD_IMAGE", "python-build"), ("PYTHON_RUNTIME_IMAGE", "python-runtime"))
-PYTHON_SERVICES: tuple[str, ...] = ("api", "bot", "mtproto")
+PYTHON_SERVICES: tuple[str, ...] = model.APPS
 IMAGES: dict[str, ImageSpec] = {
     **{
         name: ImageSpec(

@@ -13,19 +13,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import docker
+from . import docker, model
 from .errors import BadInput, OpsError
+from .model import Labels
 from .paths import COMPOSE_DIR, REPO_ROOT, SECRETS_DIR
 from .secrets import read_env_file
 
-ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "prod")
+ENVIRONMENTS = model.ENVIRONMENTS
 BASE_FILES = ("docker-compose.yml", "docker-compose.secrets.yml", "docker-compose.proxy.yml")
 OVERLAYS = {
     "dev": ("docker-compose.dev.yml",),
     "staging": ("docker-compose.prod.yml",),
     "prod": ("docker-compose.prod.yml",),
 }
-PROJECTS = {"dev": "analyticbot-dev", "staging": "analyticbot-staging", "prod": "analyticbot"}
+PROJECTS = model.PROJECTS
 # Defaults per environment; the environment's .env file and the process
 # environment override them. Staging runs beside the others on its own ports
 # and subnets; dev and prod use the documented subnets.
@@ -66,21 +67,19 @@ SETTINGS: dict[str, str] = {
     "DOMAIN": "public DNS name: the proxy's primary name, redirect target and ssl-prod's domain",
     "EXTRA_SERVER_NAMES": "more names the proxy serves, space-separated (dev: localhost 127.0.0.1); others get nothing",
     "ACME_EMAIL": "contact address for the ACME account (prod only)",
-    "POSTGRES_IMAGE": "PostgreSQL image (default: the offline Debian build)",
-    "REDIS_IMAGE": "Redis image",
-    "API_IMAGE": "API image",
-    "BOT_IMAGE": "bot image",
-    "MTPROTO_IMAGE": "collector image",
-    "PROXY_IMAGE": "proxy image",
+    **{
+        variable: f"image of {image} (default: NAMESPACE/{image}, NAMESPACE from invoke.yaml's ops.namespace)"
+        for image, variable in model.IMAGE_VARIABLES.items()
+    },
     "TELEGRAM_API_BASE": "Telegram Bot API server for the bot (default: Telegram's own)",
     "COMPOSE_PROJECT_NAME": "project name (default: analyticbot-dev, analyticbot-staging, analyticbot)",
 }
-PYTHON_SERVICES = ("api", "bot", "mtproto")
+PYTHON_SERVICES = model.APPS
 # What nginx's server_name takes from us (the proxy's entrypoint applies the same rule).
 _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*", re.ASCII)
 # The services that run and get healthy; JOBS run once per deploy and exit (0 is success).
-ALL_SERVICES = ("postgres", "redis", "api", "bot", "mtproto", "proxy")
-JOBS = ("migrate",)
+ALL_SERVICES = model.RUNNING
+JOBS = model.JOBS
 
 
 def check_env(env: str) -> str:
@@ -157,11 +156,18 @@ def _process_env() -> dict[str, str]:
     return dict(os.environ)
 
 
-def settings_with_sources(env: str, overrides: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
-    """Each setting with where it came from: defaults, then the environment's .env
-    file, then the process environment, then explicit overrides."""
+# Where an image setting came from when nothing named it: releases pin exactly these.
+NAMESPACE_SOURCE = "ops.namespace"
+
+
+def settings_with_sources(
+    env: str, overrides: Mapping[str, str] | None = None, namespace: str = model.DEFAULT_NAMESPACE
+) -> dict[str, tuple[str, str]]:
+    """Each setting with where it came from: defaults (image names from the namespace), then the
+    environment's .env file, then the process environment, then explicit overrides."""
     check_env(env)
     settings = {k: (v, "default") for k, v in {**COMMON_DEFAULTS, **DEFAULTS[env]}.items()}
+    settings.update({k: (v, NAMESPACE_SOURCE) for k, v in model.default_images(namespace).items()})
     path = env_file(env)
     if path.exists():
         from_file = read_env_file(path)
@@ -192,15 +198,22 @@ def proxy_address(subnet: str) -> str:
 
 
 def load_stack(
-    env: str, project: str | None = None, overrides: Mapping[str, str] | None = None, *, pinned: bool = False
+    env: str,
+    project: str | None = None,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    pinned: bool = False,
+    namespace: str = model.DEFAULT_NAMESPACE,
 ) -> Stack:
     """The stack of an environment, its settings resolved by settings_with_sources. `pinned`: the images
     this checkout built, by their immutable tags (what deploys run), where no setting names an image."""
-    settings = {k: v for k, (v, _source) in settings_with_sources(env, overrides).items()}
+    with_sources = settings_with_sources(env, overrides, namespace)
+    settings = {k: v for k, (v, _source) in with_sources.items()}
     if pinned:
         from . import releases  # images are pinned only where stacks run, not where files are read
 
-        settings.update(releases.pinned_settings(settings, _process_env()))
+        unnamed = {k for k, (_v, source) in with_sources.items() if source == NAMESPACE_SOURCE}
+        settings.update(releases.pinned_settings(unnamed))
     project = project or settings.pop("COMPOSE_PROJECT_NAME", None) or PROJECTS[env]
     settings.pop("COMPOSE_PROJECT_NAME", None)
     files = [COMPOSE_DIR / name for name in (*BASE_FILES, *OVERLAYS[env])]
@@ -270,7 +283,7 @@ class ServiceState:
 
 def project_containers(project: str) -> list[dict[str, object]]:
     """`docker inspect` of every container of a Compose project."""
-    return docker.containers_by_label(f"com.docker.compose.project={project}")
+    return docker.containers_by_label(f"{Labels.PROJECT}={project}")
 
 
 def service_states(project: str) -> dict[str, ServiceState]:
@@ -279,12 +292,12 @@ def service_states(project: str) -> dict[str, ServiceState]:
     # renamed) still carries the service label and must not be mistaken for it.
     for info in sorted(project_containers(project), key=lambda i: str(i.get("Created", "")), reverse=True):
         labels = info["Config"]["Labels"] or {}  # type: ignore[index]
-        if labels.get("com.docker.compose.oneoff") == "True":
+        if labels.get(Labels.ONEOFF) == "True":
             continue
-        if labels.get("com.docker.compose.service") in states:
+        if labels.get(Labels.SERVICE) in states:
             continue
         state = info["State"]  # type: ignore[index]
-        service = labels.get("com.docker.compose.service", info["Name"])
+        service = labels.get(Labels.SERVICE, info["Name"])
         states[service] = ServiceState(
             service=service,
             container=str(info["Name"]).lstrip("/"),

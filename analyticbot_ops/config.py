@@ -12,17 +12,19 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 
 from .errors import EXIT_BAD_INPUT, BadInput
+from .model import DEFAULT_NAMESPACE
 
 DEFAULTS: dict[str, Any] = {
     "ops": {
         # Image names are NAMESPACE/NAME:TAG; change it to push to your own registry.
-        "namespace": "analyticbot",
+        "namespace": DEFAULT_NAMESPACE,
         # debian: build bases from the host's apt mirror (works with no registry);
         # official: pull python:3.11-slim-bookworm etc., falling back to debian.
         "base_source": "debian",
@@ -128,8 +130,28 @@ def _stop(message: str) -> NoReturn:
     raise SystemExit(EXIT_BAD_INPUT)
 
 
-def ops(config: Any) -> Any:
-    """The `ops` section of an Invoke config (or a plain dict in tests), checked."""
+@dataclass(frozen=True)
+class OpsSettings:
+    """The toolkit's settings, typed: Invoke's `ops` section (DEFAULTS, then invoke.yaml, then
+    ~/.invoke.yaml and INVOKE_OPS_* as Invoke merges them), validated once by `ops()`."""
+
+    namespace: str
+    base_source: str
+    backup_keep: int
+    release_keep: int
+    budgets_mb: dict[str, float]
+    audit_exceptions: list[dict[str, Any]]
+
+
+def ops(config: Any) -> OpsSettings:
+    """The `ops` section of an Invoke config (or a plain dict in tests), checked and typed."""
     section = config["ops"]
     validate(section)
-    return section
+    return OpsSettings(
+        namespace=section["namespace"],
+        base_source=section["base_source"],
+        backup_keep=section["backup_keep"],
+        release_keep=section["release_keep"],
+        budgets_mb=dict(section["budgets_mb"]),
+        audit_exceptions=[dict(e) for e in section["audit_exceptions"]],
+    )

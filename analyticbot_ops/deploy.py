@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import build, docker, guard, releases, rollout, secrets, tls
+from . import build, docker, guard, model, releases, rollout, secrets, tls
 from .compose import (
     ALL_SERVICES,
     Stack,
@@ -23,17 +23,14 @@ from .compose import (
     wait_healthy,
 )
 from .errors import BadInput, OpsError
+from .model import Labels
 
 Progress = Callable[[str], None]
-IMAGE_VARS = releases.IMAGE_VARS
-BASE_VARS = {"postgres": "POSTGRES_IMAGE", "redis": "REDIS_IMAGE"}
 
 
-def required_images(stack: Stack, namespace: str = "analyticbot") -> dict[str, str]:
-    """Image of each service, as the stack's settings name them."""
-    images = {s: stack.settings.get(var, build.service_tag(s, namespace)) for s, var in IMAGE_VARS.items()}
-    images.update({s: stack.settings.get(var, f"{namespace}/{s}:bookworm") for s, var in BASE_VARS.items()})
-    return images
+def required_images(stack: Stack) -> dict[str, str]:
+    """The image of each service, as the stack's settings name them (load_stack fills in every one)."""
+    return {s.name: stack.settings[s.image_variable] for s in model.SERVICES}
 
 
 def missing_images(stack: Stack) -> list[str]:
@@ -97,8 +94,8 @@ def plan(stack: Stack) -> dict[str, str]:
     running: dict[str, str] = {}
     for info in project_containers(stack.project):
         labels = info["Config"]["Labels"]
-        if labels.get("com.docker.compose.oneoff") != "True" and info["State"]["Running"]:
-            running[labels.get("com.docker.compose.service", "")] = labels.get("com.docker.compose.config-hash", "")
+        if labels.get(Labels.ONEOFF) != "True" and info["State"]["Running"]:
+            running[labels.get(Labels.SERVICE, "")] = labels.get(Labels.CONFIG_HASH, "")
     return {
         service: "start" if service not in running else "unchanged" if running[service] == wanted else "change"
         for service, wanted in hashes.items()

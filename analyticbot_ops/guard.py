@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import docker, secrets
+from . import docker, files, secrets
 from .compose import Stack, port_in_use, project_containers
 from .errors import BadInput
+from .model import Labels
 from .paths import COMPOSE_DIR
 
 Progress = Callable[[str], None]
@@ -45,7 +46,7 @@ def same_checkout(stack: Stack, containers: Iterable[dict[str, Any]]) -> Check:
     here, secrets_dir = COMPOSE_DIR.resolve(), Path(stack.settings["SECRETS_DIR"]).resolve()
     for info in containers:
         labels = info["Config"]["Labels"]
-        working_dir = labels.get("com.docker.compose.project.working_dir", "")
+        working_dir = labels.get(Labels.WORKING_DIR, "")
         if working_dir and Path(working_dir).resolve() != here:
             return Check(
                 "checkout",
@@ -162,8 +163,7 @@ def secrets_readable(stack: Stack, fix: bool | None = None) -> Check:
                 f"{path} cannot be read by uid {uid} ({', '.join(spec.consumers)}): owner {info.st_uid}, mode "
                 f"{stat.S_IMODE(info.st_mode):04o}; run the task as root, or `chown {uid}:{uid}` and `chmod 600` it",
             )
-        os.chown(path, uid, uid)
-        os.chmod(path, 0o600)
+        files.fix_mode(path, files.PRIVATE_FILE, (uid, uid))
         fixed.append(spec.name)
     detail = f"fixed owner and mode of {', '.join(fixed)}" if fixed else "each readable by its consumer"
     return Check("secret owners", True, detail)

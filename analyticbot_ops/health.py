@@ -17,9 +17,12 @@ from typing import Any
 
 from . import docker
 from .compose import JOBS, PYTHON_SERVICES, project_containers
+from .errors import EXIT_DEGRADED, EXIT_OK, EXIT_UNHEALTHY
+from .model import Labels
 
 APP_PORT = 8000
-EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNHEALTHY = 0, 1, 2
+# The verdict of a sweep as the exit code of the tasks that run it (errors.EXIT_CODES).
+EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNHEALTHY = EXIT_OK, EXIT_DEGRADED, EXIT_UNHEALTHY
 RANK = {"healthy": 0, "degraded": 1, "disabled": 1, "unhealthy": 2, "unreachable": 2, "missing": 2}
 
 
@@ -119,7 +122,7 @@ def _probe(info: dict[str, Any], path: str, timeout: float) -> ServiceHealth:
     labels = info["Config"].get("Labels") or {}
     state = info["State"]
     result = ServiceHealth(
-        service=labels.get("com.docker.compose.service", info["Name"].lstrip("/")),
+        service=labels.get(Labels.SERVICE, info["Name"].lstrip("/")),
         container=info["Name"].lstrip("/"),
         docker_state=state.get("Status", "missing"),
         docker_health=(state.get("Health") or {}).get("Status", "none"),
@@ -148,8 +151,8 @@ def sweep(project: str, services: Sequence[str] = (), path: str = "/health", tim
     infos = [
         i
         for i in project_containers(project)
-        if i["Config"]["Labels"].get("com.docker.compose.service") not in JOBS
-        and (not services or i["Config"]["Labels"].get("com.docker.compose.service") in services)
+        if i["Config"]["Labels"].get(Labels.SERVICE) not in JOBS
+        and (not services or i["Config"]["Labels"].get(Labels.SERVICE) in services)
     ]
     with ThreadPoolExecutor(max_workers=max(1, len(infos))) as pool:
         results = list(pool.map(lambda info: _probe(info, path, timeout), infos))
@@ -175,7 +178,7 @@ def call_endpoints(project: str, timeout: float = 2.0) -> list[EndpointCall]:
     """Every health and performance endpoint of every Python service, with status and latency."""
     targets = []
     for info in project_containers(project):
-        service = (info["Config"].get("Labels") or {}).get("com.docker.compose.service")
+        service = (info["Config"].get("Labels") or {}).get(Labels.SERVICE)
         address = _address(info) if service in PYTHON_SERVICES else None
         if address:
             targets += [(service, path, f"http://{address}:{APP_PORT}{path}") for path in ENDPOINTS]
@@ -212,6 +215,7 @@ def uptimes(project: str) -> list[dict[str, Any]]:
         rows.append(
             {
                 "service": state.service,
+                "container": state.container,
                 "state": state.status,
                 "health": state.health,
                 "restarts": state.restarts,

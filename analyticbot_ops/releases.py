@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import docker
+from . import docker, model
 from .errors import BadInput
 from .paths import REPO_ROOT
 
@@ -26,13 +26,8 @@ if TYPE_CHECKING:  # compose pins images through this module: no import cycle at
 
 STATE_DIR = REPO_ROOT / ".state"
 DEFAULT_KEEP = 5
-# The image variable of each service we build (compose reads them; the base images are pinned by tag).
-IMAGE_VARS: Mapping[str, str] = {
-    "api": "API_IMAGE",
-    "bot": "BOT_IMAGE",
-    "mtproto": "MTPROTO_IMAGE",
-    "proxy": "PROXY_IMAGE",
-}
+# The image variable of each image we build (compose reads them; the base images are pinned by tag).
+IMAGE_VARS: Mapping[str, str] = {image: model.IMAGE_VARIABLES[image] for image in model.BUILT}
 
 
 def id_tag(repository: str, image_id: str) -> str:
@@ -74,15 +69,13 @@ def record_build(tags: Mapping[str, str], state_dir: Path = STATE_DIR) -> dict[s
     return pinned
 
 
-def pinned_settings(
-    settings: Mapping[str, str], environ: Mapping[str, str], state_dir: Path = STATE_DIR
-) -> dict[str, str]:
-    """The image variables to set so that the stack runs this checkout's build: only for images the
-    settings do not name themselves, and only where the recorded image still exists."""
+def pinned_settings(unnamed: Collection[str], state_dir: Path = STATE_DIR) -> dict[str, str]:
+    """The image variables to set so that the stack runs this checkout's build: only for the `unnamed`
+    ones (no .env, environment or override names them), and only where the recorded image still exists."""
     builds = _read(state_dir / "builds.json") or {}
     pins = {}
     for service, variable in IMAGE_VARS.items():
-        if variable in settings or variable in environ or service not in builds:
+        if variable not in unnamed or service not in builds:
             continue
         if docker.inspect("image", builds[service]) is not None:
             pins[variable] = builds[service]

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import docker
+from . import docker, model
 from .compose import Stack, project_containers
 from .errors import OpsError
+from .model import Labels
 
 # The services that may run twice for a while: stateless HTTP behind the proxy. The bot runs in webhook
 # mode here (Telegram calls it through the proxy); the collector keeps one MTProto session: a singleton.
-ROLLING = ("api", "bot")
+ROLLING = model.ROLLING
 PORT = 8000
 DRAIN_SECONDS = 15.0
 Progress = Callable[[str], None]
@@ -43,8 +44,8 @@ def containers(stack: Stack, service: str) -> list[dict[str, Any]]:
     found = [
         info
         for info in project_containers(stack.project)
-        if info["Config"]["Labels"].get("com.docker.compose.service") == service
-        and info["Config"]["Labels"].get("com.docker.compose.oneoff") != "True"
+        if info["Config"]["Labels"].get(Labels.SERVICE) == service
+        and info["Config"]["Labels"].get(Labels.ONEOFF) != "True"
         and info["State"]["Running"]
     ]
     return sorted(found, key=lambda info: str(info.get("Created", "")))

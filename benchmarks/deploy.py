@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console
 from rich.table import Table
 
-from analyticbot_ops import acme, compose, deploy, docker, rollout, sandbox
+from analyticbot_ops import acme, compose, deploy, docker, rollout
 from analyticbot_ops.errors import OpsError
+from tests import sandbox
 
 console = Console(width=140)
 

@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console
 from rich.table import Table
 
-from analyticbot_ops import compose, deploy, docker, health, sandbox
+from analyticbot_ops import compose, deploy, docker, health
+from tests import sandbox
 
 console = Console(width=140)
 OLD_SLEEP = 30.0  # the old deploy scripts' `sleep 30`

@@ -14,8 +14,9 @@ from typing import Any
 from invoke import Exit, task
 from rich.console import Console
 
-from ..config import validate
-from ..errors import EXIT_BAD_INPUT, OpsError
+from .. import compose
+from ..config import ops, validate
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, BadInput, OpsError
 
 # Tables and results on stdout; progress and warnings on stderr, so `--json`
 # output stays machine-readable.
@@ -49,9 +50,9 @@ def _number(name: str, kind: type, text: Any) -> Any:
         value = kind(text.strip())
     except ValueError:
         what = "a whole number" if kind is int else "a number"
-        raise OpsError(f"{option} must be {what}, got {text!r}", code=EXIT_BAD_INPUT) from None
+        raise BadInput(f"{option} must be {what}, got {text!r}") from None
     if not math.isfinite(value):
-        raise OpsError(f"{option} must be a finite number, got {text!r}", code=EXIT_BAD_INPUT)
+        raise BadInput(f"{option} must be a finite number, got {text!r}")
     return value
 
 
@@ -74,14 +75,20 @@ def ops_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
             except (OSError, subprocess.SubprocessError) as exc:
                 # The filesystem or a child process said no (a full disk, a path
                 # that is a file, a hung command): still one line, never a traceback.
-                raise Exit(f"error: {exc}", code=1) from None
+                raise Exit(f"error: {exc}", code=EXIT_FAILED) from None
             except KeyboardInterrupt:
-                raise Exit("interrupted", code=130) from None
+                raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
 
         run.__signature__ = signature  # type: ignore[attr-defined]
         return task(*args, **kwargs)(run)
 
     return decorate
+
+
+def stack_of(c: Any, env: str, *, pinned: bool = False, **kwargs: Any) -> compose.Stack:
+    """The environment's stack, its image names under invoke.yaml's namespace. `pinned`: what runs is this
+    checkout's build, by immutable tags, whatever another checkout built."""
+    return compose.load_stack(env, pinned=pinned, namespace=ops(c.config).namespace, **kwargs)
 
 
 def progress(message: str) -> None:

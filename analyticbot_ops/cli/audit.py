@@ -6,16 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Exit
+from invoke import Collection
 from rich.table import Table
 from rich.text import Text
 
 from .. import access_audit, baseimages, build, compose, docker, secrets
 from .. import audit as rules
 from ..config import ops
-from ..errors import BadInput
+from ..errors import BadInput, CheckFailed
+from ..model import Labels
 from ..paths import REPO_ROOT
-from ._task import ops_task, out, print_json, progress
+from ._task import ops_task, out, print_json, progress, stack_of
+from .legacy import Legacy
 
 SETUID_HOOK = baseimages.HOOKS_DIR / "common.sh"  # every base recipe runs it first
 STYLES = {"pass": "green", "FAIL": "bold red", "excepted": "yellow"}
@@ -36,15 +38,15 @@ def running_containers(env: str) -> list[dict[str, Any]]:
     running = []
     for info in compose.project_containers(compose.load_stack(env).project):
         labels = (info.get("Config") or {}).get("Labels") or {}
-        if (info.get("State") or {}).get("Running") and labels.get("com.docker.compose.oneoff") != "True":
+        if (info.get("State") or {}).get("Running") and labels.get(Labels.ONEOFF) != "True":
             running.append(info)
-    return sorted(running, key=lambda i: (i["Config"]["Labels"].get("com.docker.compose.service", ""), i["Name"]))
+    return sorted(running, key=lambda i: (i["Config"]["Labels"].get(Labels.SERVICE, ""), i["Name"]))
 
 
 def live_access_findings(stack: compose.Stack, infos: list[dict[str, Any]]) -> list[rules.Finding]:
     """AB-DBROLE and AB-REDISACL as the running stack answers them: the role each database client logs in
     as, and whether PostgreSQL calls it a superuser; the rules Redis holds for the API's user."""
-    by_service = {i["Config"]["Labels"].get("com.docker.compose.service"): i for i in infos}
+    by_service = {i["Config"]["Labels"].get(Labels.SERVICE): i for i in infos}
     findings: list[rules.Finding] = []
     postgres, redis = by_service.get("postgres"), by_service.get("redis")
     users = {
@@ -108,11 +110,11 @@ def print_report(report: rules.Report, title: str) -> None:
 def audit(c: Any, env: str | None = None, running: bool = False, json: bool = False) -> None:
     """Audit the stack against the CIS Docker Benchmark (compose, Dockerfiles, hadolint); exit 1 on a failure."""
     cfg = ops(c.config)
-    exceptions = rules.parse_exceptions(cfg.get("audit_exceptions") or [])
+    exceptions = rules.parse_exceptions(cfg.audit_exceptions)
     envs = [compose.check_env(env)] if env else list(compose.ENVIRONMENTS)
     reports: list[tuple[str, rules.Report]] = []
     for name in envs:
-        stack = compose.load_stack(name)
+        stack = stack_of(c, name)
         project = stack.project
         if running:
             infos = running_containers(name)
@@ -124,7 +126,7 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
             findings = rules.audit_containers(infos) + live_access_findings(stack, infos)
         else:
             config = compose.merged_config(stack)
-            findings = rules.audit_compose(config, known_images(cfg["namespace"]))
+            findings = rules.audit_compose(config, known_images(cfg.namespace))
             findings += access_audit.static_findings(config, secrets.REDIS_APP_RULES)
         # The proxy's configuration is the image's, whichever way the stack is audited.
         findings += access_audit.nginx_findings(access_audit.proxy_configuration())
@@ -152,7 +154,9 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
             out.print(report.summary(), markup=False)
     failed = [r.name for _, r in reports if r.failed]
     if failed:
-        raise Exit(f"error: the audit failed for {', '.join(failed)}", code=1)
+        raise CheckFailed(f"the audit failed for {', '.join(failed)}")
 
 
-ns = Collection(audit)
+ns = Collection("audit")
+ns.add_task(audit, name="run", default=True)
+LEGACY = {"audit": Legacy("audit.run")}

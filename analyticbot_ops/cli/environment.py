@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Exit
+from invoke import Collection
 from rich.table import Table
 
 from .. import compose, environment
-from ._task import ops_task, out, print_json
+from ..errors import BadInput, CheckFailed
+from ._task import ops_task, out, print_json, stack_of
+from .legacy import Legacy
 
 ENV = "Environment: dev, staging or prod."
 
@@ -29,7 +31,7 @@ def env_check(c: Any, env: str = "dev", json: bool = False) -> None:
     if json:
         print_json({key: {"value": value, "source": source} for key, (value, source) in settings.items()})
         return
-    project = compose.load_stack(env).project  # COMPOSE_PROJECT_NAME, when set, names it
+    project = stack_of(c, env).project  # COMPOSE_PROJECT_NAME, when set, names it
     table = Table("setting", "value", "from", title=f"{env}: project {project}", title_justify="left")
     for key, (value, source) in sorted(settings.items()):
         table.add_row(key, value, source)
@@ -53,7 +55,7 @@ def env_validate(c: Any, env: str = "dev", file: str | None = None) -> None:
         out.print(f"{finding.level}: {finding.message}", markup=False)
     errors = [f for f in findings if f.level == "error"]
     if errors:
-        raise Exit(f"error: {len(errors)} problem(s) in the {env} settings", code=2)
+        raise BadInput(f"{len(errors)} problem(s) in the {env} settings")
     out.print(f"{env} settings are valid")
 
 
@@ -64,7 +66,7 @@ def validate_configuration(c: Any, env: list[str] | None = None) -> None:
     checks = environment.validate_configuration(envs)
     _print_checks(checks, "configuration")
     if not all(check.ok for check in checks):
-        raise Exit("error: the configuration does not validate (see above)", code=1)
+        raise CheckFailed("the configuration does not validate (see above)")
 
 
 @ops_task(help={"env": ENV})
@@ -73,7 +75,19 @@ def test_environment(c: Any, env: str = "dev") -> None:
     checks = environment.test_environment(env)
     _print_checks(checks, f"{env} deployability")
     if not all(check.ok for check in checks):
-        raise Exit(f"error: {env} is not deployable now (see above)", code=1)
+        raise CheckFailed(f"{env} is not deployable now (see above)")
 
 
-ns = Collection(env_check, env_template, env_validate, validate_configuration, test_environment)
+ns = Collection("env")
+ns.add_task(env_check, name="check", default=True)
+ns.add_task(env_template, name="template")
+ns.add_task(env_validate, name="validate")
+ns.add_task(validate_configuration, name="configuration")
+ns.add_task(test_environment, name="preflight")
+LEGACY = {
+    "env-check": Legacy("env.check"),
+    "env-template": Legacy("env.template"),
+    "env-validate": Legacy("env.validate"),
+    "validate-configuration": Legacy("env.configuration"),
+    "test-environment": Legacy("env.preflight"),
+}

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke import Collection, Exit
+from invoke import Collection
 from rich.table import Table
 
 from .. import baseimages, build, layers
 from ..config import ops
+from ..errors import CheckFailed
 from ._task import mb, ops_task, out, print_json, progress
+from .legacy import Legacy
 
 
 def _base_refs(c: Any, source: str | None = None) -> dict[str, str]:
     """Build or keep the bases and return their references for build args."""
     cfg = ops(c.config)
-    results = baseimages.build_base_images(
-        source=source or cfg["base_source"], namespace=cfg["namespace"], progress=progress
-    )
+    results = baseimages.build_base_images(source=source or cfg.base_source, namespace=cfg.namespace, progress=progress)
     return baseimages.image_refs(results)
 
 
@@ -33,7 +33,7 @@ def base_images(c: Any, name: list[str] | None = None, source: str | None = None
     """Build the base images from the host's Debian mirror (skips unchanged ones)."""
     cfg = ops(c.config)
     results = baseimages.build_base_images(
-        name or None, source=source or cfg["base_source"], namespace=cfg["namespace"], force=force, progress=progress
+        name or None, source=source or cfg.base_source, namespace=cfg.namespace, force=force, progress=progress
     )
     table = Table("base image", "action", "image", "size", "seconds")
     for r in results:
@@ -58,7 +58,7 @@ def build_optimized(
         build.check_service(name)
     refs = _base_refs(c, source)
     results = build.build_services(
-        services, base_images=refs, namespace=ops(c.config)["namespace"], no_cache=no_cache, progress=progress
+        services, base_images=refs, namespace=ops(c.config).namespace, no_cache=no_cache, progress=progress
     )
     table = Table("service", "image", "seconds", "size", "cached steps")
     for r in results:
@@ -69,9 +69,9 @@ def build_optimized(
 def stack_images(c: Any, services: list[str] | None) -> dict[str, str]:
     cfg = ops(c.config)
     if services:
-        return {build.check_service(s): build.service_tag(s, cfg["namespace"]) for s in services}
-    images = {r.name: r.tag(cfg["namespace"]) for r in baseimages.RECIPES}
-    images.update({s: build.service_tag(s, cfg["namespace"]) for s in build.SERVICES})
+        return {build.check_service(s): build.service_tag(s, cfg.namespace) for s in services}
+    images = {r.name: r.tag(cfg.namespace) for r in baseimages.RECIPES}
+    images.update({s: build.service_tag(s, cfg.namespace) for s in build.SERVICES})
     return images
 
 
@@ -84,7 +84,7 @@ def stack_images(c: Any, services: list[str] | None) -> dict[str, str]:
 )
 def analyze_layers(c: Any, service: list[str] | None = None, json: bool = False) -> None:
     """Show each image's layers, shared and unique bytes; fail when over a size budget."""
-    stack = layers.analyze(stack_images(c, service), ops(c.config)["budgets_mb"])
+    stack = layers.analyze(stack_images(c, service), ops(c.config).budgets_mb)
     if json:
         print_json(stack.to_dict())
     else:
@@ -102,7 +102,15 @@ def analyze_layers(c: Any, service: list[str] | None = None, json: bool = False)
         )
     failures = list(layers.budget_failures(stack))
     if failures:
-        raise Exit("error: " + "; ".join(failures), code=1)
+        raise CheckFailed("; ".join(failures))
 
 
-ns = Collection(base_images, build_optimized, analyze_layers)
+ns = Collection("images")
+ns.add_task(build_optimized, name="build", default=True)
+ns.add_task(base_images, name="base")
+ns.add_task(analyze_layers, name="layers")
+LEGACY = {
+    "build-optimized": Legacy("images.build"),
+    "base-images": Legacy("images.base"),
+    "analyze-layers": Legacy("images.layers"),
+}

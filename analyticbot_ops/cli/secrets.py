@@ -1,18 +1,18 @@
-"""Tasks for Docker file secrets: secrets-init, secrets-from-env, secrets-check, secrets-list, and api-token,
-which mints a bearer token with the stack's jwt_secret_key. (secrets-rotate lives with the stack tasks: it
-needs the running services.)"""
+"""The `secrets` namespace: check, init, from-env, list, rotate (on the running stack), and token, which
+mints an API bearer token with the stack's jwt_secret_key."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Exit
+from invoke import Collection
 from rich.table import Table
 
-from .. import compose, guard, secrets, tokens
-from ..errors import BadInput, DockerUnavailable
-from ._task import ops_task, out, print_json, progress
+from .. import compose, docker, guard, maintenance, secrets, tokens
+from ..errors import BadInput, CheckFailed, DockerUnavailable
+from ._task import ops_task, out, print_json, progress, stack_of
+from .legacy import Legacy
 
 ENV_HELP = "Environment: dev, staging or prod (decides which secrets are required)."
 
@@ -88,7 +88,7 @@ def secrets_check(c: Any, env: str = "dev", json: bool = False) -> None:
             for problem in r.problems:
                 out.print(f"  {r.name}: {problem}", markup=False)
     if secrets.check_failed(rows, env):
-        raise Exit("error: a required secret is missing or a secret is invalid (see above)", code=1)
+        raise CheckFailed("a required secret is missing or a secret is invalid (see above)")
 
 
 @ops_task(help={"json": "Print the list as JSON.", "env": ENV_HELP})
@@ -128,4 +128,32 @@ def api_token(
     print(token.value)
 
 
-ns = Collection(secrets_init, secrets_from_env, secrets_check, secrets_list, api_token)
+@ops_task(
+    help={"name": "The secret to rotate (a generated one).", "env": ENV_HELP, "timeout": "Seconds to wait for health."}
+)
+def rotate(c: Any, name: str, env: str = "dev", timeout: float = 120) -> None:
+    """Rotate a secret on the running stack, in order, rolling back on failure."""
+    docker.require_daemon()  # before any file is touched: a rotation needs the running services
+    stack = stack_of(c, env, pinned=True)
+    secrets.get_spec(name)
+    result = secrets.rotate(
+        name, Path(stack.settings["SECRETS_DIR"]), maintenance.LiveStack(stack, progress), timeout=timeout
+    )
+    out.print(f"rotated {result.name}; restarted {', '.join(result.restarted) or 'nothing'}; backups kept")
+
+
+ns = Collection("secrets")
+ns.add_task(secrets_check, name="check", default=True)
+ns.add_task(secrets_init, name="init")
+ns.add_task(secrets_from_env, name="from-env")
+ns.add_task(secrets_list, name="list")
+ns.add_task(rotate)
+ns.add_task(api_token, name="token")
+LEGACY = {
+    "secrets-check": Legacy("secrets.check"),
+    "secrets-init": Legacy("secrets.init"),
+    "secrets-from-env": Legacy("secrets.from-env"),
+    "secrets-list": Legacy("secrets.list"),
+    "secrets-rotate": Legacy("secrets.rotate"),
+    "api-token": Legacy("secrets.token"),
+}

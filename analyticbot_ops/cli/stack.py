@@ -1,33 +1,23 @@
-"""Tasks that run the stack: up, down, ps, logs, restart, the deploy-* and setup-*
-jobs, backup, restore and secrets-rotate."""
+"""The `stack` namespace: up, down, ps, logs, restart, deploy, setup, backup, restore, releases, rollback."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Exit
+from invoke import Collection
 from rich.table import Table
 
-from .. import (
-    acme,
-    backups,
-    baseimages,
-    build,
-    compose,
-    deploy,
-    docker,
-    guard,
-    health,
-    maintenance,
-    rollout,
-    secrets,
-    tls,
-)
+from .. import acme, backups, baseimages, compose, docker, guard, health, rollout, tls
+from .. import build as building
+from .. import deploy as deploy_module
 from .. import releases as release_log
+from .. import secrets as secrets_module
 from ..config import ops
-from ._task import ops_task, out, print_json, progress
+from ..errors import BadInput, CheckFailed, Unhealthy
+from ._task import ops_task, out, print_json, progress, stack_of
 from .health import print_sweep
+from .legacy import Legacy
 
 ENV = "Environment: dev, staging or prod (picks the compose files, project name and .env file)."
 TIMEOUT = "Seconds to wait for every service to be healthy."
@@ -35,33 +25,35 @@ DOWNTIME = "Accept recreating the proxy (a new image, ports or settings): refuse
 SERVICE = "A service: postgres, redis, api, bot, mtproto or proxy (repeatable). Default: all."
 
 
-def _stack(env: str) -> compose.Stack:
+def _stack(c: Any, env: str) -> compose.Stack:
     # Pinned: what runs is this checkout's build, by immutable tags, whatever another checkout built.
-    return compose.load_stack(env, pinned=True)
+    return stack_of(c, env, pinned=True)
 
 
 def _build_all(c: Any) -> None:
     cfg = ops(c.config)
-    refs = baseimages.image_refs(baseimages.build_base_images(namespace=cfg["namespace"], progress=progress))
-    build.build_services(build.SERVICES, base_images=refs, namespace=cfg["namespace"], progress=progress)
+    refs = baseimages.image_refs(
+        baseimages.build_base_images(source=cfg.base_source, namespace=cfg.namespace, progress=progress)
+    )
+    building.build_services(building.SERVICES, base_images=refs, namespace=cfg.namespace, progress=progress)
 
 
 def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True, allow_downtime: bool = False) -> None:
-    stack = _stack(env)
+    stack = _stack(c, env)
     progress(f"deploying {stack.project} ({env}) from {', '.join(f.name for f in stack.files)}")
-    seconds = deploy.up(
+    seconds = deploy_module.up(
         stack,
         timeout=timeout,
         progress=progress,
         allow_downtime=allow_downtime,
-        release_keep=ops(c.config)["release_keep"],
+        release_keep=ops(c.config).release_keep,
     )
     out.print(f"{stack.project}: every service healthy after {seconds:.1f} s")
     if sweep:
         result = health.sweep(stack.project)
         print_sweep(result, verbose=False)
         if result.exit_code == health.EXIT_UNHEALTHY:
-            raise Exit(f"error: {stack.project} is {result.verdict} after the deploy", code=2)
+            raise Unhealthy(f"{stack.project} is {result.verdict} after the deploy")
         if result.exit_code == health.EXIT_DEGRADED:
             out.print("degraded: optional dependencies are down or disabled (see the table); the stack serves.")
 
@@ -71,14 +63,14 @@ def up(
     c: Any, env: str = "dev", service: list[str] | None = None, timeout: float = 180, allow_downtime: bool = False
 ) -> None:
     """Start the stack or roll out what changed (api and bot without a gap); wait until healthy."""
-    stack = _stack(env)
-    seconds = deploy.up(
+    stack = _stack(c, env)
+    seconds = deploy_module.up(
         stack,
         services=compose.check_services(service or []),
         timeout=timeout,
         progress=progress,
         allow_downtime=allow_downtime,
-        release_keep=ops(c.config)["release_keep"],
+        release_keep=ops(c.config).release_keep,
     )
     out.print(f"{stack.project}: healthy after {seconds:.1f} s")
 
@@ -86,7 +78,7 @@ def up(
 @ops_task(help={"env": ENV, "json": "Print the releases as JSON."})
 def releases(c: Any, env: str = "dev", json: bool = False) -> None:
     """List the releases recorded for an environment's stack, newest first, with their images."""
-    stack = compose.load_stack(env)  # only its project name: no daemon needed to read the log
+    stack = stack_of(c, env)  # only its project name: no daemon needed to read the log
     past = list(reversed(release_log.history(stack.project)))
     if json:
         print_json([r.__dict__ for r in past])
@@ -114,19 +106,19 @@ def rollback(
     c: Any, env: str = "dev", to: str | None = None, timeout: float = 180, allow_downtime: bool = False
 ) -> None:
     """Deploy an earlier recorded release again, rolled like any release (api and bot without a gap)."""
-    stack = _stack(env)
+    stack = _stack(c, env)
     release = release_log.choose(stack.project, to)
     missing = release_log.missing_images(release)
     if missing:
-        raise Exit(f"error: release #{release.number} needs images no longer here: {', '.join(missing)}", code=2)
-    target = compose.load_stack(env, project=stack.project, overrides={**stack.settings, **release.images})
+        raise BadInput(f"release #{release.number} needs images no longer here: {', '.join(missing)}")
+    target = stack_of(c, env, project=stack.project, overrides={**stack.settings, **release.images})
     progress(f"rolling {stack.project} back to release #{release.number} ({release.revision})")
-    seconds = deploy.up(
+    seconds = deploy_module.up(
         target,
         timeout=timeout,
         progress=progress,
         allow_downtime=allow_downtime,
-        release_keep=ops(c.config)["release_keep"],
+        release_keep=ops(c.config).release_keep,
     )
     out.print(f"{stack.project}: release #{release.number} ({release.revision}) serving, healthy after {seconds:.1f} s")
 
@@ -134,20 +126,30 @@ def rollback(
 @ops_task(help={"env": ENV, "volumes": "Also delete the data volumes (PostgreSQL, Redis): destroys data."})
 def down(c: Any, env: str = "dev", volumes: bool = False) -> None:
     """Stop and remove the stack's containers and networks (data volumes are kept)."""
-    deploy.down(_stack(env), volumes=volumes)
+    deploy_module.down(_stack(c, env), volumes=volumes)
 
 
-@ops_task(help={"env": ENV, "json": "Print the states as JSON."})
-def ps(c: Any, env: str = "dev", json: bool = False) -> None:
-    """Show each service's container state, health and restart count."""
-    states = compose.service_states(_stack(env).project)
+@ops_task(
+    help={
+        "env": ENV,
+        "json": "Print the states as JSON.",
+        "check": "Exit 5 unless every service is running and healthy (or has no healthcheck).",
+    }
+)
+def ps(c: Any, env: str = "dev", json: bool = False, check: bool = False) -> None:
+    """Show each service's container, state, health, restarts and uptime."""
+    project = compose.load_stack(env).project
+    rows = health.uptimes(project)
     if json:
-        print_json([s.__dict__ for s in states.values()])
-        return
-    table = Table("service", "container", "state", "health", "restarts", "started")
-    for s in sorted(states.values(), key=lambda s: s.service):
-        table.add_row(s.service, s.container, s.status, s.health, str(s.restarts), s.started_at[:19])
-    out.print(table)
+        print_json(rows)
+    else:
+        table = Table("service", "container", "state", "health", "restarts", "uptime", title=project)
+        for row in rows:
+            table.add_row(*(str(row[k]) for k in ("service", "container", "state", "health", "restarts", "uptime")))
+        out.print(table)
+    bad = [row["service"] for row in rows if row["state"] != "running" or row["health"] not in ("healthy", "none")]
+    if check and (bad or not rows):
+        raise Unhealthy(f"{project}: {', '.join(bad) + ' not healthy' if bad else 'no container'}")
 
 
 @ops_task(
@@ -158,16 +160,24 @@ def logs(c: Any, env: str = "dev", service: list[str] | None = None, follow: boo
     """Show the logs of the stack's services."""
     docker.require_daemon()
     args = ["logs", "--tail", str(tail), *(["--follow"] if follow else []), *compose.check_services(service or [])]
-    _stack(env).compose(*args, capture=False)
+    _stack(c, env).compose(*args, capture=False)
+
+
+@ops_task(
+    help={"service": "The service whose logs to show.", "env": ENV, "follow": "Keep following.", "tail": "Lines."}
+)
+def service_logs(c: Any, service: str, env: str = "dev", follow: bool = False, tail: int = 100) -> None:
+    """Old name of `invoke stack.logs --service SERVICE`, which took the service as its first argument."""
+    logs.body(c, env=env, service=[service], follow=follow, tail=tail)
 
 
 @ops_task(help={"env": ENV, "service": SERVICE, "timeout": TIMEOUT}, iterable=["service"])
 def restart(c: Any, env: str = "dev", service: list[str] | None = None, timeout: float = 120) -> None:
     """Restart services: api and bot rolled without a gap, the proxy reloaded, the rest restarted."""
-    stack = _stack(env)
+    stack = _stack(c, env)
     names = compose.check_services(service or []) or list(compose.ALL_SERVICES)
     if not timeout > 0:
-        raise Exit(f"error: --timeout must be more than 0 seconds, got {timeout:g}", code=2)
+        raise BadInput(f"--timeout must be more than 0 seconds, got {timeout:g}")
     docker.require_daemon()
     rolled = [n for n in names if rollout.can_roll(stack, n)]
     reload_proxy = "proxy" in names and bool(rollout.containers(stack, "proxy"))
@@ -184,80 +194,73 @@ def restart(c: Any, env: str = "dev", service: list[str] | None = None, timeout:
         out.print("proxy: configuration tested and reloaded")
 
 
-@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
-def deploy_dev(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
-    """Deploy the dev stack: build what changed, start, wait on health, sweep."""
-    _build_all(c)
-    _deploy(c, "dev", timeout, allow_downtime=allow_downtime)
-
-
-@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
-def deploy_prod(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
-    """Deploy prod with its secrets and the TLS proxy; waits on health, then sweeps."""
-    _deploy(c, "prod", timeout, allow_downtime=allow_downtime)
-
-
-@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
-def deploy_prod_secrets(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
-    """Check prod's secrets and certificate first, then deploy prod (secrets and proxy overlays)."""
-    stack = _stack("prod")
-    rows = secrets.check("prod", Path(stack.settings["SECRETS_DIR"]))
-    if secrets.check_failed(rows, "prod"):
-        raise Exit("error: prod secrets are not ready; run `invoke secrets-check --env prod`", code=2)
-    status = tls.certificate_status(Path(stack.settings["TLS_DIR"]))
-    if not status.ok:
-        raise Exit(f"error: prod certificate: {'; '.join(status.problems)}", code=2)
-    _deploy(c, "prod", timeout, allow_downtime=allow_downtime)
-
-
-@ops_task(help={"env": ENV, "timeout": TIMEOUT, "allow_downtime": DOWNTIME})
-def deploy_with_secrets(c: Any, env: str = "staging", timeout: float = 180, allow_downtime: bool = False) -> None:
-    """Deploy an environment after checking its secrets (the secrets overlay is always in)."""
-    stack = _stack(env)
-    if secrets.check_failed(secrets.check(env, Path(stack.settings["SECRETS_DIR"])), env):
-        raise Exit(f"error: {env} secrets are not ready; run `invoke secrets-check --env {env}`", code=2)
+@ops_task(
+    help={
+        "env": ENV,
+        "build": "Build the images first (what changed; unchanged images are kept).",
+        "timeout": TIMEOUT,
+        "allow_downtime": DOWNTIME,
+    }
+)
+def deploy(c: Any, env: str = "dev", build: bool = False, timeout: float = 180, allow_downtime: bool = False) -> None:
+    """Deploy an environment: check secrets and certificate, start or roll what changed, wait, sweep."""
+    stack = _stack(c, env)
+    docker.require_daemon()  # first: a deploy with no daemon says so, whatever else is missing
+    if secrets_module.check_failed(secrets_module.check(env, Path(stack.settings["SECRETS_DIR"])), env):
+        raise BadInput(f"{env} secrets are not ready; run `invoke secrets.check --env {env}`")
+    if not deploy_module.needs_bootstrap_certificate(stack):
+        status = tls.certificate_status(Path(stack.settings["TLS_DIR"]))
+        if not status.ok:
+            raise BadInput(f"{env} certificate: {'; '.join(status.problems)}")
+    if build:
+        _build_all(c)
     _deploy(c, env, timeout, allow_downtime=allow_downtime)
 
 
-@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
-def setup_dev(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
-    """Dev certificates if missing, build, bring the dev stack up, wait, sweep (secrets must exist)."""
+@ops_task(
+    help={
+        "env": "dev (certificates, build, stack up) or prod (build, then check secrets and certificate).",
+        "secrets": "dev: generate the secrets that are missing first (the README's main job).",
+        "timeout": TIMEOUT,
+        "allow_downtime": DOWNTIME,
+    }
+)
+def setup(c: Any, env: str = "dev", secrets: bool = False, timeout: float = 180, allow_downtime: bool = False) -> None:
+    """Set up an environment: dev gets certificates, images and a healthy stack; prod is built and checked."""
+    if compose.check_env(env) != "dev":
+        if secrets:
+            raise BadInput("--secrets is for dev; make prod's with `invoke secrets.from-env --env prod`")
+        _check_ready(c, env)
+        return
+    stack = _stack(c, "dev")
     # What runs is protected before anything is written or built: checkout, ports, subnets.
-    guard.protect(_stack("dev"), progress=progress)
-    result = tls.ensure_dev_certificates(Path(_stack("dev").settings["TLS_DIR"]))
+    guard.protect(stack, generating=secrets, progress=progress)
+    if secrets:
+        report = secrets_module.from_env("dev", Path(stack.settings["SECRETS_DIR"]), environ={})
+        created = [o.name for o in report.outcomes if o.status == "created"]
+        progress(f"dev secrets: {'created ' + ', '.join(created) if created else 'all present, kept'}")
+    result = tls.ensure_dev_certificates(Path(stack.settings["TLS_DIR"]))
     progress(f"dev certificate: {result.reason}")
     _build_all(c)
     _deploy(c, "dev", timeout, allow_downtime=allow_downtime)
 
 
-@ops_task(help={"timeout": TIMEOUT, "allow_downtime": DOWNTIME})
-def setup_dev_with_secrets(c: Any, timeout: float = 180, allow_downtime: bool = False) -> None:
-    """The main job: dev secrets and certificates if missing, build, dev stack up, wait, sweep."""
-    stack = _stack("dev")
-    guard.protect(stack, generating=True, progress=progress)
-    report = secrets.from_env("dev", Path(stack.settings["SECRETS_DIR"]), environ={})
-    created = [o.name for o in report.outcomes if o.status == "created"]
-    progress(f"dev secrets: {'created ' + ', '.join(created) if created else 'all present, kept'}")
-    setup_dev.body(c, timeout=timeout, allow_downtime=allow_downtime)
-
-
-@ops_task()
-def setup_prod(c: Any) -> None:
-    """Prepare prod: build images, then check its secrets and certificate (deploys nothing)."""
+def _check_ready(c: Any, env: str) -> None:
+    """Build, then say whether the environment's secrets and certificate are ready (deploys nothing)."""
     _build_all(c)
-    stack = _stack("prod")
-    rows = secrets.check("prod", Path(stack.settings["SECRETS_DIR"]))
+    stack = _stack(c, env)
+    rows = secrets_module.check(env, Path(stack.settings["SECRETS_DIR"]))
     problems = [f"secret {r.name}" for r in rows if (r.required and not r.present) or r.valid is False]
     if problems:
-        raise Exit("error: prod is not ready: " + ", ".join(problems), code=1)
-    if deploy.needs_bootstrap_certificate(stack):
-        # ssl-prod needs the proxy running; deploy-prod starts it on a bootstrap certificate.
-        out.print("prod is ready: run `invoke deploy-prod`, then `invoke ssl-prod --domain D`")
+        raise CheckFailed(f"{env} is not ready: " + ", ".join(problems))
+    if deploy_module.needs_bootstrap_certificate(stack):
+        # tls.prod needs the proxy running; the deploy starts it on a bootstrap certificate.
+        out.print(f"{env} is ready: run `invoke stack.deploy --env {env}`, then `invoke tls.prod --domain D`")
         return
     status = tls.certificate_status(Path(stack.settings["TLS_DIR"]))
     if not status.ok:
-        raise Exit(f"error: prod certificate: {'; '.join(status.problems)}; run `invoke ssl-prod --domain D`", code=1)
-    out.print("prod is ready: run `invoke deploy-prod-secrets`")
+        raise CheckFailed(f"{env} certificate: {'; '.join(status.problems)}; run `invoke tls.prod --domain D`")
+    out.print(f"{env} is ready: run `invoke stack.deploy --env {env}`")
 
 
 @ops_task(
@@ -270,17 +273,17 @@ def setup_prod(c: Any) -> None:
 )
 def backup(c: Any, env: str = "dev", output: str | None = None, verify: str | None = None, keep: int = 0) -> None:
     """Write a timestamped pg_dump, verified in full, and prune the oldest; or --verify a dump."""
-    stack = _stack(env)
+    stack = _stack(c, env)
     if verify:
         entries = backups.verify(stack, Path(verify))
         out.print(f"{verify}: whole, {entries} entries, every data block read back")
         return
     result = backups.backup(
-        stack, Path(output) if output else backups.BACKUP_DIR, keep=keep or ops(c.config)["backup_keep"]
+        stack, Path(output) if output else backups.BACKUP_DIR, keep=keep or ops(c.config).backup_keep
     )
     out.print(f"backup {result.path}: {result.size} bytes, {result.entries} entries, every data block read back")
     for path in result.pruned:
-        progress(f"pruned {path.name} (keeping the newest {keep or ops(c.config)['backup_keep']})")
+        progress(f"pruned {path.name} (keeping the newest {keep or ops(c.config).backup_keep})")
 
 
 @ops_task(
@@ -294,44 +297,39 @@ def backup(c: Any, env: str = "dev", output: str | None = None, verify: str | No
 def restore(c: Any, file: str, env: str = "dev", force: bool = False, allow_foreign: bool = False) -> None:
     """Restore a pg_dump in one transaction, after checking all of it; refuses a non-empty database without --force."""
     result = backups.restore(
-        _stack(env),
+        _stack(c, env),
         Path(file),
         force=force,
         allow_foreign=allow_foreign,
-        keep=ops(c.config)["backup_keep"],
+        keep=ops(c.config).backup_keep,
         progress=progress,
     )
     saved = f"; the database as it was is in {result.safety_backup.path}" if result.safety_backup else ""
     out.print(f"restored {file}: {result.entries} entries, {result.tables} tables{saved}")
 
 
-@ops_task(help={"name": "The secret to rotate (a generated one).", "env": ENV, "timeout": TIMEOUT})
-def secrets_rotate(c: Any, name: str, env: str = "dev", timeout: float = 120) -> None:
-    """Rotate a secret on the running stack, in order, rolling back on failure."""
-    stack = _stack(env)
-    secrets.get_spec(name)
-    result = secrets.rotate(
-        name, Path(stack.settings["SECRETS_DIR"]), maintenance.LiveStack(stack, progress), timeout=timeout
-    )
-    out.print(f"rotated {result.name}; restarted {', '.join(result.restarted) or 'nothing'}; backups kept")
-
-
-ns = Collection(
-    up,
-    down,
-    ps,
-    logs,
-    restart,
-    deploy_dev,
-    deploy_prod,
-    deploy_prod_secrets,
-    deploy_with_secrets,
-    setup_dev,
-    setup_dev_with_secrets,
-    setup_prod,
-    backup,
-    restore,
-    secrets_rotate,
-    releases,
-    rollback,
-)
+ns = Collection("stack")
+for _task in (up, down, ps, logs, restart, deploy, setup, backup, restore, releases, rollback):
+    ns.add_task(_task, default=_task is up)
+# Old flat names (cli/legacy.py): the deploy and setup variants are options of one task each now.
+LEGACY: dict[str, Legacy | Any] = {
+    "up": Legacy("stack.up"),
+    "down": Legacy("stack.down"),
+    "ps": Legacy("stack.ps"),
+    "service-status": Legacy("stack.ps"),
+    "health-status": Legacy("stack.ps", {"check": True}),
+    "logs": Legacy("stack.logs"),
+    "service-logs": service_logs,
+    "restart": Legacy("stack.restart"),
+    "deploy-dev": Legacy("stack.deploy", {"env": "dev", "build": True}),
+    "deploy-prod": Legacy("stack.deploy", {"env": "prod"}),
+    "deploy-prod-secrets": Legacy("stack.deploy", {"env": "prod"}),
+    "deploy-with-secrets": Legacy("stack.deploy", defaults={"env": "staging"}),
+    "setup-dev": Legacy("stack.setup", {"env": "dev"}),
+    "setup-dev-with-secrets": Legacy("stack.setup", {"env": "dev", "secrets": True}),
+    "setup-prod": Legacy("stack.setup", {"env": "prod"}),
+    "backup": Legacy("stack.backup"),
+    "restore": Legacy("stack.restore"),
+    "releases": Legacy("stack.releases"),
+    "rollback": Legacy("stack.rollback"),
+}

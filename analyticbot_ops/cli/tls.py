@@ -1,16 +1,18 @@
-"""Tasks for certificates: ssl-dev and ssl-status need no stack; ssl-prod, ssl-renew
-and ssl-setup drive certbot beside the running proxy."""
+"""The `tls` namespace: dev and status need no stack; prod, renew and setup drive certbot beside the
+running proxy."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Exit
+from invoke import Collection
 from rich.table import Table
 
 from .. import acme, compose, tls
-from ._task import ops_task, out, print_json, progress
+from ..errors import BadInput, CheckFailed
+from ._task import ops_task, out, print_json, progress, stack_of
+from .legacy import Legacy
 
 ENV = "Environment whose proxy serves the certificate: staging or prod (dev uses ssl-dev)."
 SERVER = "ACME directory URL (default: Let's Encrypt; --staging for its staging server)."
@@ -61,7 +63,7 @@ def ssl_status(c: Any, json: bool = False, warn_days: int = 30, env: str = "dev"
             table.add_row(label, value)
         out.print(table)
     if not status.ok:
-        raise Exit("error: " + "; ".join(status.problems), code=1)
+        raise CheckFailed("; ".join(status.problems))
 
 
 def _print_status(status: tls.CertStatus) -> None:
@@ -95,11 +97,11 @@ def ssl_prod(
 ) -> None:
     """Obtain a certificate with certbot through the running proxy's ACME webroot; install and reload."""
     if env == "dev":
-        raise Exit("error: ssl-prod is for staging and prod; dev uses the local CA (`invoke ssl-dev`)", code=2)
+        raise BadInput("ssl-prod is for staging and prod; dev uses the local CA (`invoke tls.dev`)")
     request = acme.AcmeRequest(
         domain, email, staging, server, Path(ca_bundle) if ca_bundle else None, allow_test_domain=allow_test_domain
     )
-    _print_status(acme.obtain(compose.load_stack(env), request, progress))
+    _print_status(acme.obtain(stack_of(c, env), request, progress))
 
 
 @ops_task(
@@ -121,7 +123,7 @@ def ssl_renew(
 ) -> None:
     """Renew certificates that are due; reload the proxy only when one was renewed."""
     report = acme.renew(
-        compose.load_stack(env), force=force_renewal, server=server, ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        stack_of(c, env), force=force_renewal, server=server, ca_bundle=Path(ca_bundle) if ca_bundle else None,
         progress=progress,
     )  # fmt: skip
     verdict = "renewed" if report.outcome.renewed else "nothing due"
@@ -144,14 +146,20 @@ def ssl_renew(
 )
 def ssl_setup(c: Any, env: str = "dev", domain: str | None = None, email: str | None = None) -> None:
     """Pick the certificate path by environment: ssl-dev for dev, ssl-prod for staging and prod."""
-    stack = compose.load_stack(env)
+    stack = stack_of(c, env)
     if env == "dev":
         ssl_dev.body(c, env=env)
         return
     name = domain or stack.settings.get("DOMAIN")
     if not name:
-        raise Exit(f"error: no domain for {env}: pass --domain or set DOMAIN in .env.{env}", code=2)
+        raise BadInput(f"no domain for {env}: pass --domain or set DOMAIN in .env.{env}")
     ssl_prod.body(c, domain=name, email=email or stack.settings.get("ACME_EMAIL"), env=env)
 
 
-ns = Collection(ssl_dev, ssl_status, ssl_prod, ssl_renew, ssl_setup)
+ns = Collection("tls")
+ns.add_task(ssl_status, name="status", default=True)
+ns.add_task(ssl_dev, name="dev")
+ns.add_task(ssl_prod, name="prod")
+ns.add_task(ssl_renew, name="renew")
+ns.add_task(ssl_setup, name="setup")
+LEGACY = {f"ssl-{name}": Legacy(f"tls.{name}") for name in ("status", "dev", "prod", "renew", "setup")}

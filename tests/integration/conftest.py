@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from analyticbot_ops import baseimages, build, deploy, docker
-from analyticbot_ops.sandbox import RunningStack, make_stack
+from tests.sandbox import RunningStack, make_stack
 
 # Ryuk's image cannot be pulled here; every test removes what it starts.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")

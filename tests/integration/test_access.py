@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from analyticbot_ops import compose, docker, tokens
-from analyticbot_ops.sandbox import TEST_DOMAIN, RunningStack
+from tests.sandbox import TEST_DOMAIN, RunningStack
 
 
 def _https(

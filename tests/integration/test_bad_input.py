@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from analyticbot_ops import compose, deploy, docker, environment, secrets, tls
-from analyticbot_ops.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NO_DOCKER
+from analyticbot_ops.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NO_DOCKER, EXIT_UNHEALTHY
 from analyticbot_ops.paths import REPO_ROOT
 
 pytestmark = pytest.mark.docker
@@ -438,7 +438,7 @@ CASES: tuple[Case, ...] = (
         "deploy-prod-secrets-not-ready",
         ("deploy-prod-secrets", "--timeout", "5"),
         EXIT_BAD_INPUT,
-        r"prod secrets are not ready; run `invoke secrets-check --env prod`",
+        r"prod secrets are not ready; run `invoke secrets\.check --env prod`",
         guard_env="prod",
     ),
     # 13. domains no ACME CA issues for
@@ -529,7 +529,7 @@ CASES: tuple[Case, ...] = (
     Case(
         "health-check-nothing-running",
         ("health-check",),
-        2,
+        EXIT_UNHEALTHY,
         r"error: {project} is missing",
     ),
     Case(
@@ -702,6 +702,49 @@ CASES: tuple[Case, ...] = (
         r"project {project} runs from another checkout \(/srv/other-checkout/compose\)",
         setup=running_from_another_checkout,
         guard_env="dev",
+    ),
+    # 27. the namespaced tasks, the old names, and Invoke's own parse errors (one line, exit 2, not its exit 1)
+    Case(
+        "missing-positional-argument",
+        ("service-logs",),
+        EXIT_BAD_INPUT,
+        r"^error: 'service-logs' did not receive required positional arguments: 'service'$",
+    ),
+    Case("unknown-option", ("stack.ps", "--bogus"), EXIT_BAD_INPUT, r"^error: No idea what '--bogus' is!$"),
+    Case("unknown-task", ("stack.nope",), EXIT_BAD_INPUT, r"^error: No idea what 'stack\.nope' is!$"),
+    Case("health-check-namespaced", ("health.check",), EXIT_UNHEALTHY, r"^error: {project} is missing$"),
+    Case("health-status-nothing-running", ("health-status",), EXIT_UNHEALTHY, r"^error: {project}: no container$"),
+    Case(
+        "setup-prod-with-dev-secrets-option",
+        ("stack.setup", "--env", "prod", "--secrets"),
+        EXIT_BAD_INPUT,
+        r"--secrets is for dev",
+    ),
+    # 28. no daemon: every task that needs one says so first, before it writes anything
+    Case("no-daemon-down", ("down",), EXIT_NO_DOCKER, r"Docker daemon", env={"DOCKER_HOST": NO_DAEMON}),
+    Case("no-daemon-restart", ("restart",), EXIT_NO_DOCKER, r"Docker daemon", env={"DOCKER_HOST": NO_DAEMON}),
+    Case("no-daemon-logs", ("logs",), EXIT_NO_DOCKER, r"Docker daemon", env={"DOCKER_HOST": NO_DAEMON}),
+    Case(
+        "no-daemon-secrets-rotate",
+        ("secrets-rotate", "--name", "jwt_secret_key"),
+        EXIT_NO_DOCKER,
+        r"Docker daemon",
+        env={"DOCKER_HOST": NO_DAEMON},
+        setup=dev_secrets_and_certificates,
+    ),
+    Case(
+        "no-daemon-setup-dev-with-secrets",
+        ("setup-dev-with-secrets", "--timeout", "5"),
+        EXIT_NO_DOCKER,
+        r"Docker daemon",
+        env={"DOCKER_HOST": NO_DAEMON},
+    ),
+    Case(
+        "no-daemon-stack-deploy",
+        ("stack.deploy", "--env", "dev", "--timeout", "5"),
+        EXIT_NO_DOCKER,
+        r"Docker daemon",
+        env={"DOCKER_HOST": NO_DAEMON},
     ),
     # 26. the toolkit's settings file
     Case(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from analyticbot_ops import compose, deploy, docker
-from analyticbot_ops.sandbox import RunningStack
+from tests.sandbox import RunningStack
 
 READY_WITHIN = 5.0  # seconds for /health/ready to turn 503 once a dependency is gone
 RECOVER_WITHIN = 10.0  # seconds for it to turn 200 once the dependency is back

@@ -17,7 +17,7 @@ import pytest
 
 from analyticbot_ops import backups, compose, deploy, docker
 from analyticbot_ops.errors import BadInput, OpsError
-from analyticbot_ops.sandbox import RunningStack
+from tests.sandbox import RunningStack
 
 
 def _api(stack: RunningStack, path: str, body: bytes | None = None) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 from analyticbot_ops import acme, compose, deploy, docker, releases, rollout
 from analyticbot_ops.errors import BadInput, OpsError
-from analyticbot_ops.sandbox import RunningStack, SteadyClient, create_channel
+from tests.sandbox import RunningStack, SteadyClient, create_channel
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from analyticbot_ops import compose, docker, maintenance, secrets
-from analyticbot_ops.sandbox import RunningStack
+from tests.sandbox import RunningStack
 
 SERVICES = ("postgres", "redis", "api", "bot", "mtproto", "proxy")
 

@@ -12,7 +12,7 @@ from testcontainers.core.network import Network
 
 from analyticbot_ops import docker, secrets
 from analyticbot_ops.paths import COMPOSE_DIR
-from analyticbot_ops.sandbox import FAKE_BOT_TOKEN
+from tests.sandbox import FAKE_BOT_TOKEN
 
 from .containers import PostgresContainer, RedisContainer, ServiceContainer, get_json, post_json, run_migrate
 

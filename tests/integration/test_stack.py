@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from analyticbot_ops import compose, docker
-from analyticbot_ops.sandbox import TEST_DOMAIN, RunningStack
+from tests.sandbox import TEST_DOMAIN, RunningStack
 
 EXPECTED_NETWORKS = {
     "proxy": {"frontend", "backend"},

@@ -22,7 +22,7 @@ from cryptography import x509
 
 from analyticbot_ops import acme, docker, tls
 from analyticbot_ops.errors import BadInput, OpsError
-from analyticbot_ops.sandbox import TEST_DOMAIN, RunningStack
+from tests.sandbox import TEST_DOMAIN, RunningStack
 
 MOZILLA_HSTS = 63072000
 

@@ -60,7 +60,7 @@ def test_a_backup_is_verified_in_full_written_whole_and_records_its_origin(tmp_p
     assert ("pg_restore", "--file=/dev/null", "--exit-on-error") in db.calls
     origin = json.loads(backups.origin_path(result.path).read_text())
     assert (origin["project"], origin["env"], origin["size"]) == ("abtest", "prod", len(GOOD))
-    assert not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_a_backup_into_a_folder_it_cannot_write_fails_before_dumping(tmp_path: Path) -> None:

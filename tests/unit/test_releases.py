@@ -47,11 +47,12 @@ def test_a_build_is_tagged_by_its_id_and_pinned_where_no_setting_names_an_image(
         {"api": "analyticbot/api:latest", "bot": "analyticbot/bot:latest"}, state_dir=tmp_path
     )
     assert pinned == {"api": "analyticbot/api:" + "a" * 12, "bot": "analyticbot/bot:" + "b" * 12}
-    assert releases.pinned_settings({}, {}, tmp_path) == {"API_IMAGE": pinned["api"], "BOT_IMAGE": pinned["bot"]}
-    # An image the settings or the environment name wins; a recorded image that is gone is not pinned.
-    assert releases.pinned_settings({"API_IMAGE": "mine:1"}, {"BOT_IMAGE": "x"}, tmp_path) == {}
+    unnamed = {"API_IMAGE", "BOT_IMAGE", "MTPROTO_IMAGE"}
+    assert releases.pinned_settings(unnamed, tmp_path) == {"API_IMAGE": pinned["api"], "BOT_IMAGE": pinned["bot"]}
+    # An image the settings or the environment name (not unnamed) wins; a recorded image that is gone is not pinned.
+    assert releases.pinned_settings({"MTPROTO_IMAGE"}, tmp_path) == {}
     del fake.images[pinned["bot"]]
-    assert releases.pinned_settings({}, {}, tmp_path) == {"API_IMAGE": pinned["api"]}
+    assert releases.pinned_settings(unnamed, tmp_path) == {"API_IMAGE": pinned["api"]}
 
 
 def _stack(api: str) -> Stack:

@@ -248,13 +248,13 @@ def test_collector_is_disabled_without_telegram_credentials(tmp_path: Path, monk
         monkeypatch,
         tmp_path,
         {
-            "TELEGRAM_API_ID_FILE": ("telegram_api_id", "123456"),
+            "TELEGRAM_API_ID_FILE": ("telegram_api_id", "2040731"),
             "TELEGRAM_API_HASH_FILE": ("telegram_api_hash", "0123456789abcdef0123456789abcdef"),
             "TELEGRAM_SESSION_FILE": ("telegram_session", "1AbCdEf-Kf83-session"),
         },
     )
     secrets = load_secrets(load_settings(MtprotoSettings))
-    assert secrets.telegram is not None and secrets.telegram.api_id == 123456
+    assert secrets.telegram is not None and secrets.telegram.api_id == 2040731
     assert "Kf83" not in repr(secrets)
 
 

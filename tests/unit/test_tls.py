@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from analyticbot_ops import tls
+from analyticbot_ops import files, tls
 from analyticbot_ops.errors import BadInput, OpsError
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -740,3 +740,40 @@ def test_install_refuses_missing_source(dev: tls.DevCertResult, tmp_path: Path, 
     with pytest.raises(BadInput, match="no certificate at"):
         tls.install_certificate(tmp_path / "nope.pem", tmp_path / "nokey.pem", tls_dir, now=T0)
     assert snapshot(tls_dir) == before
+
+
+def failing_second_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key is renamed into place, then renaming the chain fails (a full disk, a read-only remount)."""
+    real = files.commit
+    calls = {"n": 0}
+
+    def commit(staged: Path, path: Path, *, sync: bool = True) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            staged.unlink()
+            raise OSError(30, "Read-only file system")
+        real(staged, path, sync=sync)
+
+    monkeypatch.setattr(files, "commit", commit)
+
+
+def test_install_puts_the_old_key_back_when_the_chain_cannot_be_replaced(
+    dev: tls.DevCertResult, other_pair: Path, tls_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = snapshot(tls_dir)
+    failing_second_commit(monkeypatch)
+    message = r"could not replace .*fullchain\.pem \(Read-only file system\); the previous pair was kept"
+    with pytest.raises(OpsError, match=message):
+        tls.install_certificate(other_pair / "fullchain.pem", other_pair / "privkey.pem", tls_dir, now=T0)
+    assert snapshot(tls_dir) == before
+    assert mode(tls_dir / "privkey.pem") == 0o600
+    assert not [p for p in tls_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_install_into_empty_dir_removes_the_new_key_when_the_chain_cannot_be_placed(
+    other_pair: Path, tls_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing_second_commit(monkeypatch)
+    with pytest.raises(OpsError, match="the previous pair was kept"):
+        tls.install_certificate(other_pair / "fullchain.pem", other_pair / "privkey.pem", tls_dir, now=T0)
+    assert sorted(p.name for p in tls_dir.iterdir()) == []

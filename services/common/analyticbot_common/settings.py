@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -16,25 +15,15 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import __version__
+from .placeholders import is_placeholder
 
 Environment = Literal["development", "staging", "production"]
 SECRETS_DIR = "/run/secrets"
 log = logging.getLogger(__name__)
 
-# Words of six letters or more: a random secret (even a 350-character Telethon session) contains one by chance
-# with negligible probability, so a substring match is safe. Shorter ones only count as the whole value:
-# a 43-character random token contains "xxx" about once in a thousand.
-_PLACEHOLDER_WORDS = ("changeme", "change_me", "change-me", "placeholder", "example", "password", "secret")
-_PLACEHOLDER_WHOLE = re.compile(r"(todo|tbd|fixme|dummy|x{3,}|\*+|<[^>]*>|\.\.\.)\d*", re.IGNORECASE)
-
 
 class SettingsError(Exception):
     """A setting or secret is missing or unusable; the message names the variable, never a secret value."""
-
-
-def is_placeholder(value: str) -> bool:
-    lowered = value.strip().lower()
-    return any(word in lowered for word in _PLACEHOLDER_WORDS) or bool(_PLACEHOLDER_WHOLE.fullmatch(lowered))
 
 
 def read_secret(

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import compose, deploy, secrets, tls, tokens
+from analyticbot_ops import compose, deploy, secrets, tls, tokens
 
 # A token of the right shape. The bot is pointed at a closed local port instead
 # of Telegram (TELEGRAM_API_BASE), so no test sends anything off this machine.

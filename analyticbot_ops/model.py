@@ -1,0 +1,111 @@
+"""The stack as one model: its environments, its services (what each is, who it runs as, the secrets it
+reads, its image, whether two may run at once) and the Compose label names. Everything else in the
+toolkit derives from here; files that cannot import it (compose files, the Makefile) are held to it
+by tests (tests/unit/test_model.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "prod")
+# The Compose project of each environment, unless COMPOSE_PROJECT_NAME says otherwise.
+PROJECTS: dict[str, str] = {"dev": "analyticbot-dev", "staging": "analyticbot-staging", "prod": "analyticbot"}
+DEFAULT_NAMESPACE = "analyticbot"
+# Every container of ours runs as this uid:gid (the images create the user; secrets are owned by it).
+APP_UID = 10001
+
+Kind = Literal["data", "app", "proxy", "job"]
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service of the stack."""
+
+    name: str
+    kind: Kind  # data: state on a volume; app: our Python code; proxy: the TLS front; job: runs once and exits
+    image: str  # the image's repository name under the namespace: NAMESPACE/image:tag
+    tag: str  # latest for what we build from source, the Debian codename for the base images
+    secrets: tuple[str, ...]  # the Docker secrets it mounts (the compose secrets overlay must agree)
+    rolling: bool = False  # may briefly run twice, behind the proxy, during an update; else a singleton
+    uid: int = APP_UID
+
+    @property
+    def image_variable(self) -> str:
+        """The setting that names its image (API_IMAGE); a job shares the image of the app it belongs to."""
+        return f"{self.image.upper()}_IMAGE"
+
+    def default_image(self, namespace: str = DEFAULT_NAMESPACE) -> str:
+        return f"{namespace}/{self.image}:{self.tag}"
+
+    @property
+    def built_here(self) -> bool:
+        """Built from this repository's services/ (a release tags it); else a base image."""
+        return self.tag == "latest"
+
+
+SERVICES: tuple[Service, ...] = (
+    Service("postgres", "data", "postgres", "bookworm", ("postgres_password",)),
+    Service("redis", "data", "redis", "bookworm", ("redis_acl",)),
+    Service(
+        "migrate",
+        "job",
+        "api",
+        "latest",
+        ("postgres_password", "postgres_api_password", "postgres_collector_password"),
+    ),
+    Service(
+        "api",
+        "app",
+        "api",
+        "latest",
+        ("postgres_api_password", "redis_password", "jwt_secret_key", "stripe_secret_key", "openai_api_key"),
+        rolling=True,
+    ),
+    Service(
+        "bot",
+        "app",
+        "bot",
+        "latest",
+        ("bot_token", "telegram_webhook_secret", "api_read_token"),
+        rolling=True,
+    ),
+    # The collector holds one MTProto session: two at once would fight over it.
+    Service(
+        "mtproto",
+        "app",
+        "mtproto",
+        "latest",
+        ("postgres_collector_password", "telegram_api_id", "telegram_api_hash", "telegram_session"),
+    ),
+    Service("proxy", "proxy", "proxy", "latest", ()),
+)
+BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}
+# The services that run and get healthy, in start order; jobs run once per deploy and exit (0 is success).
+RUNNING: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind != "job")
+JOBS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "job")
+APPS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "app")
+ROLLING: tuple[str, ...] = tuple(s.name for s in SERVICES if s.rolling)
+# What `invoke build-optimized` builds from services/, and the setting naming each image.
+BUILT: tuple[str, ...] = tuple(dict.fromkeys(s.image for s in SERVICES if s.built_here))
+IMAGE_VARIABLES: dict[str, str] = {s.image: s.image_variable for s in SERVICES}
+
+
+def readers(secret: str) -> tuple[str, ...]:
+    """The services that mount a secret."""
+    return tuple(s.name for s in SERVICES if secret in s.secrets)
+
+
+def default_images(namespace: str = DEFAULT_NAMESPACE) -> dict[str, str]:
+    """Each image setting's value when nothing overrides it (API_IMAGE: analyticbot/api:latest)."""
+    return {s.image_variable: s.default_image(namespace) for s in SERVICES}
+
+
+class Labels:
+    """The labels Compose puts on what it creates, which the toolkit reads to find a stack's containers."""
+
+    PROJECT = "com.docker.compose.project"
+    SERVICE = "com.docker.compose.service"
+    ONEOFF = "com.docker.compose.oneoff"
+    CONFIG_HASH = "com.docker.compose.config-hash"
+    WORKING_DIR = "com.docker.compose.project.working_dir"

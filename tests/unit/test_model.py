@@ -1,0 +1,101 @@
+"""The stack model against the files that cannot import it: the compose files, the Dockerfiles' user and the
+services' own placeholder rule. A change on one side without the other fails here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from analyticbot_common import placeholders
+
+from analyticbot_ops import compose, model, secrets
+from analyticbot_ops.paths import COMPOSE_DIR
+
+
+def _services(name: str) -> dict[str, dict]:
+    return yaml.safe_load((COMPOSE_DIR / name).read_text())["services"]
+
+
+def _merged_base() -> dict[str, dict]:
+    merged: dict[str, dict] = {}
+    for name in compose.BASE_FILES:
+        for service, body in _services(name).items():
+            merged.setdefault(service, {}).update(body)
+    return merged
+
+
+def test_every_service_of_the_compose_files_is_in_the_model_and_back() -> None:
+    assert set(_merged_base()) == {s.name for s in model.SERVICES}
+
+
+def test_the_secrets_overlay_mounts_exactly_what_the_model_says_each_service_reads() -> None:
+    overlay = _services("docker-compose.secrets.yml")
+    for service in model.SERVICES:
+        mounted = [s if isinstance(s, str) else s["source"] for s in overlay.get(service.name, {}).get("secrets", [])]
+        assert sorted(mounted) == sorted(service.secrets), service.name
+
+
+def test_every_secret_a_service_reads_is_in_the_registry_and_has_its_readers_as_consumers() -> None:
+    for service in model.SERVICES:
+        for name in service.secrets:
+            assert service.name in secrets.get_spec(name).consumers, (service.name, name)
+
+
+def test_each_compose_image_comes_from_the_model_variable_and_is_required() -> None:
+    for service, body in _merged_base().items():
+        variable = model.BY_NAME[service].image_variable
+        # ${API_IMAGE:?...}: the toolkit always sets it, so a default written here would be a second source.
+        assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", body["image"]), (service, body["image"])
+
+
+def test_each_compose_user_is_the_model_uid() -> None:
+    for service, body in _merged_base().items():
+        if "user" in body:
+            assert body["user"] == f"{model.BY_NAME[service].uid}:{model.BY_NAME[service].uid}", service
+
+
+def test_image_defaults_follow_the_namespace_and_the_settings_say_where_they_came_from() -> None:
+    settings = compose.settings_with_sources("dev", namespace="acme/ab")
+    assert settings["API_IMAGE"] == ("acme/ab/api:latest", compose.NAMESPACE_SOURCE)
+    assert settings["POSTGRES_IMAGE"] == ("acme/ab/postgres:bookworm", compose.NAMESPACE_SOURCE)
+    assert compose.settings_with_sources("dev", {"API_IMAGE": "mine:1"})["API_IMAGE"] == ("mine:1", "override")
+
+
+def test_derived_sets() -> None:
+    assert model.RUNNING == ("postgres", "redis", "api", "bot", "mtproto", "proxy")
+    assert model.JOBS == ("migrate",)
+    assert model.ROLLING == ("api", "bot")
+    assert model.BUILT == ("api", "bot", "mtproto", "proxy")
+    assert model.readers("postgres_password") == ("postgres", "migrate")
+
+
+# Values the services refuse at start outside development (their rule's every branch), in the shapes
+# an operator would paste.
+SERVICE_REFUSED = [
+    "change_me",
+    "CHANGEME",
+    "Example-Strong-Passw0rd-2024",
+    "my-Secret-Q7",
+    "placeholder-Q7",
+    "todo",
+    "TBD1",
+    "fixme",
+    "dummy",
+    "xxxxx",
+    "***",
+    "<your token>",
+    "...",
+]
+
+
+@pytest.mark.parametrize("value", SERVICE_REFUSED)
+def test_the_toolkit_refuses_every_value_the_services_refuse(value: str) -> None:
+    assert placeholders.is_placeholder(value)
+    assert secrets.is_placeholder(value)
+
+
+def test_the_toolkit_reads_the_services_placeholder_file_itself() -> None:
+    # One rule: the toolkit's function is the services' module's, not a copy.
+    assert Path(secrets.is_placeholder.__code__.co_filename).samefile(Path(placeholders.__file__))

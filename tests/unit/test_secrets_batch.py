@@ -1,0 +1,467 @@
+"""Unit tests of secret batches: secrets-from-env and secrets-init, all-or-nothing writes, force, backups, owners."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from analyticbot_ops import secrets as sec
+from analyticbot_ops.errors import BadInput, OpsError
+from analyticbot_ops.secrets import folder
+
+from .secrets_support import (
+    API_ID,
+    BOT_TOKEN,
+    MADE_WITHOUT_INPUT,
+    OPENAI,
+    SENSITIVE,
+    STRIPE,
+    STRONG_PW,
+    mode,
+    populate,
+    write_raw,
+)
+
+
+@pytest.fixture
+def sdir(tmp_path: Path) -> Path:
+    """A secrets folder that does not exist yet, as on a fresh checkout."""
+    return tmp_path / "secrets"
+
+
+# --- from_env: creation, modes, derived --------------------------------------------------------------------------
+
+
+def test_from_env_creates_files_with_strict_modes(sdir: Path) -> None:
+    report = populate(sdir, "prod", BOT_TOKEN=BOT_TOKEN)
+    statuses = {o.name: o.status for o in report.outcomes}
+    assert statuses["postgres_password"] == "created"
+    assert statuses["redis_acl"] == "created"
+    assert statuses["bot_token"] == "created"
+    assert statuses["stripe_secret_key"] == "missing"
+    assert report.outcome("stripe_secret_key").detail.startswith("optional")
+    assert mode(sdir) == 0o700
+    for name in ("postgres_password", "redis_password", "redis_acl", "jwt_secret_key", "bot_token"):
+        assert mode(sdir / name) == 0o600, name
+    assert not (sdir / "stripe_secret_key").exists()
+    assert (sdir / "bot_token").read_text() == BOT_TOKEN
+    assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
+    # No temporary files are left behind.
+    assert sorted(p.name for p in sdir.iterdir() if p.name.startswith(".")) == []
+
+
+def test_from_env_tightens_an_existing_open_folder(sdir: Path) -> None:
+    sdir.mkdir(mode=0o755)
+    sdir.chmod(0o755)
+    populate(sdir)
+    assert mode(sdir) == 0o700
+
+
+def test_redis_acl_holds_the_sha256_never_the_password(sdir: Path) -> None:
+    populate(sdir)
+    password = sec.read_secret("redis_password", sdir)
+    acl = (sdir / "redis_acl").read_text()
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    assert acl == (
+        f"user default on nopass resetchannels -@all +ping\nuser analyticbot on #{digest} "
+        "resetkeys ~summary:* ~health:* resetchannels -@all -@dangerous +get +set +del +ping +client|setname\n"
+        f"user ops on #{hashlib.sha256(sec.read_secret('redis_admin_password', sdir).encode()).hexdigest()} "
+        "~* &* +@all\n"
+    )
+    assert password not in acl
+    assert sec.validate_value("redis_acl", sec.read_secret("redis_acl", sdir)) == ()
+
+
+def test_redis_acl_is_derived_from_a_supplied_redis_password(sdir: Path) -> None:
+    populate(sdir, REDIS_PASSWORD=STRONG_PW)
+    assert sec.read_secret("redis_password", sdir) == STRONG_PW
+    assert hashlib.sha256(STRONG_PW.encode()).hexdigest() in (sdir / "redis_acl").read_text()
+
+
+def test_missing_redis_acl_is_recreated_from_the_kept_password(sdir: Path) -> None:
+    populate(sdir)
+    password = sec.read_secret("redis_password", sdir)
+    (sdir / "redis_acl").unlink()
+    report = populate(sdir)
+    assert report.outcome("redis_password").status == "kept"
+    assert report.outcome("redis_acl").status == "created"
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        password, sec.read_secret("redis_admin_password", sdir)
+    )
+
+
+def test_environ_wins_over_env_file_and_empty_means_unset(sdir: Path, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"BOT_TOKEN=111:{'B' * 34}x\nTELEGRAM_API_ID={API_ID}\nOPENAI_API_KEY={OPENAI}\n")
+    sec.from_env("prod", sdir, env_file=env_file, environ={"BOT_TOKEN": BOT_TOKEN, "OPENAI_API_KEY": ""})
+    assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
+    assert sec.read_secret("telegram_api_id", sdir) == API_ID
+    assert sec.read_secret("openai_api_key", sdir) == OPENAI
+
+
+def test_env_file_quoting_and_comments_are_understood(sdir: Path, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f'# Telegram\nexport BOT_TOKEN="{BOT_TOKEN}"\n\nSTRIPE_SECRET_KEY={STRIPE} # test key\n')
+    sec.from_env("prod", sdir, env_file=env_file, environ={})
+    assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
+    assert sec.read_secret("stripe_secret_key", sdir) == STRIPE
+
+
+def test_derived_secret_is_never_taken_from_input(sdir: Path) -> None:
+    populate(sdir, REDIS_ACL="user default on nopass ~* +@all")
+    assert "~* +@all\n" not in (sdir / "redis_acl").read_text()
+    assert (sdir / "redis_acl").read_text().endswith(f"{sec.REDIS_ADMIN_RULES}\n")
+
+
+# --- refusal: nothing changed ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        (f'BOT_TOKEN={BOT_TOKEN}\nOK=1\n"broken {SENSITIVE}\nLATER=2\n', 3),
+        (f"A=1\n\n\n\nSTRIPE_SECRET_KEY='{SENSITIVE}\n", 5),  # blank lines before the bad line still count
+        (f'A=1\nB = {SENSITIVE} junk\nC="unterminated\n', 3),
+    ],
+)
+def test_malformed_env_line_is_named_by_number_and_nothing_is_written(
+    sdir: Path, tmp_path: Path, content: str, line: int
+) -> None:
+    env_file = tmp_path / "prod.env"
+    env_file.write_text(content)
+    with pytest.raises(BadInput) as info:
+        sec.from_env("prod", sdir, env_file=env_file, environ={})
+    message = str(info.value)
+    assert f"{env_file}:{line}:" in message
+    assert SENSITIVE not in message
+    assert not sdir.exists()
+
+
+def test_missing_env_file_is_bad_input(sdir: Path, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="not found"):
+        sec.from_env("dev", sdir, env_file=tmp_path / "absent.env", environ={})
+    assert not sdir.exists()
+
+
+def test_invalid_value_rejects_the_whole_batch(sdir: Path) -> None:
+    bad_key = "sk_test_" + SENSITIVE[:5]  # too short for the rule
+    with pytest.raises(sec.SecretsRejected) as info:
+        populate(sdir, "prod", BOT_TOKEN=BOT_TOKEN, STRIPE_SECRET_KEY=bad_key)
+    message = str(info.value)
+    assert "stripe_secret_key" in message and "nothing was written" in message
+    assert bad_key not in message
+    assert {o.name: o.status for o in info.value.outcomes}["stripe_secret_key"] == "invalid"
+    assert not sdir.exists()
+
+
+def test_placeholder_and_weak_values_are_rejected_by_name(sdir: Path) -> None:
+    with pytest.raises(sec.SecretsRejected) as info:
+        populate(sdir, "dev", POSTGRES_PASSWORD="change_me", JWT_SECRET_KEY="Wq3rtyuiop")
+    message = str(info.value)
+    assert "postgres_password (looks like a placeholder" in message
+    assert "jwt_secret_key (is too weak" in message
+    assert "change_me" not in message and "Wq3rtyuiop" not in message
+    assert not sdir.exists()
+
+
+def test_required_user_secret_missing_in_prod(sdir: Path) -> None:
+    with pytest.raises(sec.SecretsRejected) as info:
+        populate(sdir, "prod")
+    assert "missing but required in prod: bot_token" in str(info.value)
+    assert not sdir.exists()
+
+
+def test_bot_token_is_optional_in_dev(sdir: Path) -> None:
+    report = populate(sdir, "dev")
+    assert report.outcome("bot_token").status == "missing"
+    assert "degraded" in report.outcome("bot_token").detail
+    assert report.outcome("telegram_session").detail == "optional: the mtproto collector is disabled"
+
+
+def test_unknown_environment_is_refused(sdir: Path) -> None:
+    with pytest.raises(BadInput, match="unknown environment 'qa'"):
+        populate(sdir, "qa")
+
+
+def test_directory_in_place_of_a_secret_is_refused(sdir: Path) -> None:
+    (sdir / "postgres_password").mkdir(parents=True)
+    with pytest.raises(BadInput, match="is a directory"):
+        populate(sdir)
+    assert sorted(p.name for p in sdir.iterdir()) == ["postgres_password"]
+    with pytest.raises(BadInput, match="is a directory"):
+        sec.read_secret("postgres_password", sdir)
+
+
+def test_symlink_leading_outside_is_refused(sdir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.write_text("do not touch")
+    sdir.mkdir()
+    (sdir / "bot_token").symlink_to(outside)
+    with pytest.raises(BadInput, match="outside"):
+        populate(sdir, "prod", BOT_TOKEN=BOT_TOKEN)
+    with pytest.raises(BadInput, match="outside"):
+        sec.read_secret("bot_token", sdir)
+    assert outside.read_text() == "do not touch"
+    assert sorted(p.name for p in sdir.iterdir()) == ["bot_token"]
+
+
+def test_symlink_inside_the_folder_is_followed(sdir: Path) -> None:
+    write_raw(sdir, "token.real", BOT_TOKEN)
+    (sdir / "bot_token").symlink_to(sdir / "token.real")
+    assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
+
+
+def test_unwritable_folder_is_refused_by_mode(sdir: Path) -> None:
+    # Works as root too: root passes os.access, so the mode bits are checked as well.
+    sdir.mkdir()
+    sdir.chmod(0o500)
+    try:
+        with pytest.raises(BadInput, match="not writable"):
+            populate(sdir)
+        assert list(sdir.iterdir()) == []
+        assert mode(sdir) == 0o500
+    finally:
+        sdir.chmod(0o700)
+
+
+def test_unwritable_folder_is_refused_by_os_access(sdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sdir.mkdir(mode=0o700)
+    calls: list[str] = []
+
+    def no_access(path: object, flags: int) -> bool:
+        calls.append(str(path))
+        return False
+
+    monkeypatch.setattr(os, "access", no_access)
+    with pytest.raises(BadInput, match="not writable"):
+        populate(sdir)
+    assert calls == [str(sdir)]
+    assert list(sdir.iterdir()) == []
+
+
+def test_root_honours_a_read_only_mode(sdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sdir.mkdir()
+    sdir.chmod(0o500)
+    monkeypatch.setattr(os, "access", lambda path, flags: True)  # what root sees
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    try:
+        with pytest.raises(BadInput, match="not writable"):
+            populate(sdir)
+    finally:
+        sdir.chmod(0o700)
+    assert list(sdir.iterdir()) == []
+
+
+def test_a_failed_write_undoes_the_batch(sdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = folder.create
+    count = {"n": 0}
+
+    def flaky(secrets_dir: Path, spec: sec.SecretSpec, content: bytes) -> None:
+        count["n"] += 1
+        if count["n"] == 3:
+            raise OSError(28, "No space left on device")
+        real(secrets_dir, spec, content)
+
+    monkeypatch.setattr(folder, "create", flaky)
+    with pytest.raises(OpsError, match=r"No space left on device.*undone"):
+        populate(sdir)
+    assert [p.name for p in sdir.iterdir()] == []
+
+
+# --- no overwrite, force and backups -----------------------------------------------------------------------------
+
+
+def test_existing_secrets_are_never_overwritten(sdir: Path) -> None:
+    write_raw(sdir, "bot_token", BOT_TOKEN)
+    populate(sdir, "prod")
+    first = sec.read_secret("postgres_password", sdir)
+    other = "987654321:ZyXwVuTsRqPoNmLkJiHgFeDcBa987654321"
+    report = populate(sdir, "prod", BOT_TOKEN=other, POSTGRES_PASSWORD=STRONG_PW)
+    assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
+    assert sec.read_secret("postgres_password", sdir) == first
+    assert report.outcome("bot_token").status == "kept"
+    assert "differs" in report.outcome("bot_token").detail
+    assert report.outcome("postgres_password").status == "kept"
+    assert not (sdir / ".backup").exists()
+
+
+def test_force_backs_up_the_old_value_then_replaces(sdir: Path) -> None:
+    write_raw(sdir, "bot_token", BOT_TOKEN)
+    other = "987654321:ZyXwVuTsRqPoNmLkJiHgFeDcBa987654321"
+    report = sec.from_env("prod", sdir, env_file=None, environ={"BOT_TOKEN": other}, force=True)
+    outcome = report.outcome("bot_token")
+    assert outcome.status == "created"
+    assert outcome.backup is not None
+    assert outcome.backup.parent == sdir / ".backup"
+    assert re.fullmatch(r"bot_token\.\d{8}T\d{6}Z", outcome.backup.name)
+    assert outcome.backup.read_text() == BOT_TOKEN
+    assert mode(outcome.backup) == 0o600
+    assert mode(sdir / ".backup") == 0o700
+    assert sec.read_secret("bot_token", sdir) == other
+    assert mode(sdir / "bot_token") == 0o600
+
+
+def test_force_without_a_new_value_keeps_generated_secrets(sdir: Path) -> None:
+    populate(sdir)
+    before = sec.read_secret("jwt_secret_key", sdir)
+    report = sec.from_env("dev", sdir, env_file=None, environ={}, force=True)
+    assert report.outcome("jwt_secret_key").status == "kept"
+    assert sec.read_secret("jwt_secret_key", sdir) == before
+
+
+def test_force_with_a_new_redis_password_rewrites_the_acl(sdir: Path) -> None:
+    populate(sdir)
+    old_acl = (sdir / "redis_acl").read_text()
+    report = sec.from_env("dev", sdir, env_file=None, environ={"REDIS_PASSWORD": STRONG_PW}, force=True)
+    assert report.outcome("redis_acl").status == "created"
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        STRONG_PW, sec.read_secret("redis_admin_password", sdir)
+    )
+    assert report.outcome("redis_acl").backup is not None
+    assert report.outcome("redis_acl").backup.read_text() == old_acl
+
+
+def test_force_replacing_postgres_password_warns_about_the_database(sdir: Path) -> None:
+    populate(sdir)
+    report = sec.from_env("dev", sdir, env_file=None, environ={"POSTGRES_PASSWORD": STRONG_PW}, force=True)
+    assert "secrets-rotate" in report.outcome("postgres_password").detail
+
+
+def test_two_backups_in_one_second_are_both_kept(sdir: Path) -> None:
+    sdir.mkdir(mode=0o700)
+    first = folder.backup(sdir, "jwt_secret_key", b"one")
+    second = folder.backup(sdir, "jwt_secret_key", b"two")
+    assert first != second
+    assert first.parent == second.parent == sdir / ".backup"
+    assert (first.read_bytes(), second.read_bytes()) == (b"one", b"two")
+
+
+# --- ownership ---------------------------------------------------------------------------------------------------
+
+
+def test_files_are_chowned_to_the_consumer_uid_as_root(sdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chowned: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "chown", lambda path, uid, gid: chowned.append((Path(path).name, uid, gid)))
+    populate(sdir)
+    # The chown happens on the temporary file, before it appears under its name.
+    owners = {(re.sub(r"^\.(.+?)\..*\.tmp$", r"\1", name), uid, gid) for name, uid, gid in chowned}
+    assert owners == {(name, 10001, 10001) for name in MADE_WITHOUT_INPUT}
+
+
+def test_files_are_not_chowned_when_not_root(sdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chowned: list[object] = []
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "chown", lambda *args: chowned.append(args))
+    populate(sdir)
+    assert chowned == []
+    assert (sdir / "postgres_password").is_file()
+
+
+# --- init_interactive --------------------------------------------------------------------------------------------
+
+
+class ScriptedPrompt:
+    """A getpass stand-in: answers per secret name, records every prompt text."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.prompts: list[str] = []
+
+    def __call__(self, text: str) -> str:
+        self.prompts.append(text)
+        for name, queue in self.answers.items():
+            if f"{name} - " in text:
+                return queue.pop(0)
+        return ""
+
+
+def test_init_refuses_without_a_terminal(sdir: Path) -> None:
+    prompt = ScriptedPrompt({})
+    with pytest.raises(BadInput, match=r"needs a terminal; use `invoke secrets-from-env`"):
+        sec.init_interactive("dev", sdir, prompt=prompt, is_tty=lambda: False)
+    assert prompt.prompts == []
+    assert not sdir.exists()
+
+
+def test_init_asks_for_user_secrets_and_generates_the_rest(sdir: Path) -> None:
+    prompt = ScriptedPrompt({"bot_token": [BOT_TOKEN], "telegram_api_id": [API_ID]})
+    report = sec.init_interactive("prod", sdir, prompt=prompt, is_tty=lambda: True)
+    asked = [re.match(r"(\w+) - ", p).group(1) for p in prompt.prompts]
+    assert asked == [
+        "bot_token",
+        "stripe_secret_key",
+        "openai_api_key",
+        "telegram_api_id",
+        "telegram_api_hash",
+        "telegram_session",
+    ]
+    assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
+    assert sec.read_secret("telegram_api_id", sdir) == API_ID
+    assert report.outcome("openai_api_key").status == "missing"
+    assert report.outcome("postgres_password").status == "created"
+    assert (sdir / "redis_acl").is_file()
+
+
+def test_init_does_not_ask_for_present_secrets(sdir: Path) -> None:
+    write_raw(sdir, "bot_token", BOT_TOKEN)
+    prompt = ScriptedPrompt({})
+    report = sec.init_interactive("prod", sdir, prompt=prompt, is_tty=lambda: True)
+    assert not any(p.startswith("bot_token") for p in prompt.prompts)
+    assert report.outcome("bot_token").status == "kept"
+
+
+def test_init_asks_again_after_an_invalid_value_without_echoing_it(sdir: Path) -> None:
+    prompt = ScriptedPrompt({"bot_token": [SENSITIVE, "", BOT_TOKEN]})
+    sec.init_interactive("prod", sdir, prompt=prompt, is_tty=lambda: True)
+    bot_prompts = [p for p in prompt.prompts if "bot_token - " in p]
+    assert len(bot_prompts) == 3
+    assert bot_prompts[1].startswith("That bot_token does not match")
+    assert bot_prompts[2].startswith("bot_token is required in prod.")
+    assert all(SENSITIVE not in p for p in prompt.prompts)
+    assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
+
+
+def test_init_gives_up_after_three_bad_values_and_writes_nothing(sdir: Path) -> None:
+    prompt = ScriptedPrompt({"bot_token": [SENSITIVE, SENSITIVE, SENSITIVE]})
+    with pytest.raises(BadInput, match="no valid bot_token after 3 attempts") as info:
+        sec.init_interactive("prod", sdir, prompt=prompt, is_tty=lambda: True)
+    assert SENSITIVE not in str(info.value)
+    assert not sdir.exists()
+
+
+def test_init_checks_the_folder_before_asking(sdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sdir.mkdir(mode=0o700)
+    monkeypatch.setattr(os, "access", lambda path, flags: False)
+    prompt = ScriptedPrompt({})
+    with pytest.raises(BadInput, match="not writable"):
+        sec.init_interactive("dev", sdir, prompt=prompt, is_tty=lambda: True)
+    assert prompt.prompts == []
+
+
+def test_init_force_replaces_a_typed_value_and_keeps_on_enter(sdir: Path) -> None:
+    write_raw(sdir, "bot_token", BOT_TOKEN)
+    write_raw(sdir, "openai_api_key", OPENAI)
+    other = "987654321:ZyXwVuTsRqPoNmLkJiHgFeDcBa987654321"
+    prompt = ScriptedPrompt({"bot_token": [other], "openai_api_key": [""]})
+    report = sec.init_interactive("prod", sdir, prompt=prompt, is_tty=lambda: True, force=True)
+    assert sec.read_secret("bot_token", sdir) == other
+    assert report.outcome("bot_token").backup.read_text() == BOT_TOKEN
+    assert sec.read_secret("openai_api_key", sdir) == OPENAI
+    assert report.outcome("openai_api_key").status == "kept"
+
+
+# --- empty placeholders for optional secrets ---------------------------------------------------------------------
+
+
+def test_a_placeholder_is_filled_without_force_and_without_a_backup(sdir: Path) -> None:
+    sec.from_env("dev", sdir, environ={})
+    sec.ensure_optional_placeholders(sdir)
+    report = sec.from_env("dev", sdir, environ={"BOT_TOKEN": BOT_TOKEN})
+    assert report.outcome("bot_token").status == "created"
+    assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
+    assert not (sdir / ".backup").exists() or not list((sdir / ".backup").glob("bot_token*"))

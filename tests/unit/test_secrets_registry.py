@@ -1,0 +1,79 @@
+"""Unit tests of the secrets registry: names, kinds, where each is required, who reads it (from the model), uids."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from analyticbot_ops import model
+from analyticbot_ops import secrets as sec
+from analyticbot_ops.errors import EXIT_BAD_INPUT, BadInput
+
+# --- registry ----------------------------------------------------------------------------------------------------
+
+
+def test_registry_declares_the_expected_secrets_and_kinds() -> None:
+    kinds = {spec.name: spec.kind for spec in sec.SECRETS}
+    assert kinds == {
+        "postgres_password": "generated",
+        "postgres_api_password": "generated",
+        "postgres_collector_password": "generated",
+        "redis_password": "generated",
+        "redis_admin_password": "generated",
+        "redis_acl": "derived",
+        "jwt_secret_key": "generated",
+        "api_read_token": "derived",
+        "telegram_webhook_secret": "generated",
+        "bot_token": "user",
+        "stripe_secret_key": "user",
+        "openai_api_key": "user",
+        "telegram_api_id": "user",
+        "telegram_api_hash": "user",
+        "telegram_session": "user",
+    }
+    assert sec.get_spec("bot_token").required_in == frozenset({"staging", "prod"})
+    assert sec.get_spec("postgres_password").required_in == frozenset({"dev", "staging", "prod"})
+    assert sec.get_spec("stripe_secret_key").required_in == frozenset()
+    assert sec.get_spec("postgres_password").consumers == ("postgres", "migrate")
+    assert sec.get_spec("postgres_api_password").consumers == ("migrate", "api")  # the model's service order
+    assert sec.get_spec("redis_acl").consumers == ("redis",)
+    assert sec.get_spec("telegram_session").consumers == ("mtproto",)
+
+
+def test_consumers_are_the_services_that_mount_the_secret_in_the_model() -> None:
+    for spec in sec.SECRETS:
+        if model.readers(spec.name):
+            assert spec.consumers == model.readers(spec.name), spec.name
+    # No container mounts the Redis admin password: its file is owned for redis, which reads its hash in redis_acl.
+    assert model.readers("redis_admin_password") == ()
+    assert sec.get_spec("redis_admin_password").consumers == ("redis",)
+    assert all(spec.consumers for spec in sec.SECRETS)
+
+
+def test_environments_and_uids_come_from_the_model() -> None:
+    assert sec.ENVS == model.ENVIRONMENTS
+    assert sec.APP_UID == model.APP_UID
+    assert dict(sec.SERVICE_UIDS) == {service.name: service.uid for service in model.SERVICES}
+
+
+def test_swarm_names_match_registry_and_docker_rules() -> None:
+    names = sec.swarm_secret_names()
+    assert names == tuple(spec.name for spec in sec.SECRETS)
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert re.fullmatch(r"[a-z0-9_]{1,63}", name), name
+
+
+def test_every_consumer_has_a_uid_and_shares_it() -> None:
+    assert set(sec.SERVICE_UIDS) == {"api", "bot", "mtproto", "migrate", "postgres", "redis", "proxy"}
+    for spec in sec.SECRETS:
+        assert sec.consumer_uid(spec) == 10001
+
+
+def test_unknown_name_lists_known_names() -> None:
+    with pytest.raises(BadInput) as info:
+        sec.get_spec("nope")
+    assert "nope" in str(info.value)
+    assert "postgres_password" in str(info.value) and "telegram_session" in str(info.value)
+    assert info.value.code == EXIT_BAD_INPUT
