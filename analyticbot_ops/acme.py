@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from . import build, docker, tls
+from . import build, docker, runner, tls
 from .compose import Stack, service_states
 from .errors import BadInput, OpsError
 
@@ -52,7 +52,7 @@ def _certbot(
         command += ["-v", f"{ca_bundle.resolve()}:/run/acme-ca.pem:ro", "-e", "REQUESTS_CA_BUNDLE=/run/acme-ca.pem"]
     if entrypoint:
         command += ["--entrypoint", entrypoint]
-    return subprocess.run([*command, build.service_tag("certbot"), *args], capture_output=True, text=True)
+    return runner.run([*command, build.service_tag("certbot"), *args], check=False, what="certbot")
 
 
 def _dirs() -> dict[str, str]:

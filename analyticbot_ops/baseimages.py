@@ -12,13 +12,12 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import docker
+from . import docker, runner
 from .errors import BadInput, OpsError
 from .model import APP_UID, DEFAULT_NAMESPACE
 
@@ -292,11 +291,9 @@ def build_from_debian(base: BaseRecipe, namespace: str, mirrors: list[str], code
         f'LABEL {INPUTS_LABEL}={wanted} org.opencontainers.image.description="{base.description}"',
     ]
     importer = [docker.client().path, "import", *[arg for c in changes for arg in ("--change", c)], "-", tag]
-    with subprocess.Popen(
-        mmdebstrap_command(base, codename, mirrors), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    ) as debstrap:
-        imported = subprocess.run(importer, stdin=debstrap.stdout, capture_output=True, text=True)
-        assert debstrap.stdout is not None
+    # mmdebstrap writes the root filesystem as a tar stream straight into `docker import`: no copy on disk.
+    with runner.start(mmdebstrap_command(base, codename, mirrors), text=False) as debstrap:
+        imported = runner.run(importer, check=False, stdin=debstrap.stdout, what="docker import")
         debstrap.stdout.close()
         errors = debstrap.stderr.read().decode(errors="replace") if debstrap.stderr else ""
         debstrap.wait()

@@ -4,16 +4,14 @@ what each build cost (time, size, cached steps)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, docker, model
+from . import __version__, docker, model, runner
 from .errors import BadInput, OpsError
 from .model import DEFAULT_NAMESPACE
 from .paths import NGINX_DIR, REPO_ROOT, SERVICES_DIR, WHEELS_DIR
@@ -92,15 +90,14 @@ def build_wheelhouse(service: str, python: str = sys.executable, progress: Calla
     stamp = target / WHEELHOUSE_STAMP
     if stamp.is_file() and stamp.read_text() == digest:
         return target
-    version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+    version = runner.run([python, "-c", "import sys; print(sys.version_info[:2])"], check=False)
     if version.stdout.strip() != str(IMAGE_PYTHON):
         raise OpsError(f"wheels must be built with Python {IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}; {python} is not")
     progress(f"  wheelhouse for {service}: building wheels from {requirements.relative_to(REPO_ROOT)}")
     target.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
+    result = runner.run(
         [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(target), "-r", str(requirements)],
-        capture_output=True,
-        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise OpsError(f"building the {service} wheelhouse failed: {docker.first_line(result.stderr)}")
@@ -141,18 +138,16 @@ UNKNOWN_SOURCE = SourceRevision("unknown", "1970-01-01T00:00:00Z")
 def source_revision(paths: Iterable[str]) -> SourceRevision:
     """The last commit that touched `paths`, and whether they differ from it now."""
     paths = list(paths)
-    result = subprocess.run(
-        ["git", "log", "-1", "--format=%h %cI", "--abbrev=12", "--", *paths],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
+    try:
+        result = runner.run(
+            ["git", "log", "-1", "--format=%h %cI", "--abbrev=12", "--", *paths], check=False, cwd=REPO_ROOT
+        )
+    except OpsError:  # no git installed
+        return UNKNOWN_SOURCE
     fields = result.stdout.split()
     if result.returncode != 0 or len(fields) != 2:
         return UNKNOWN_SOURCE  # not a git checkout (an unpacked tarball): constant labels, still reproducible
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", *paths], cwd=REPO_ROOT, capture_output=True, text=True
-    )
+    dirty = runner.run(["git", "status", "--porcelain", "--", *paths], check=False, cwd=REPO_ROOT)
     return SourceRevision(fields[0] + ("-dirty" if dirty.stdout.strip() else ""), fields[1])
 
 
@@ -205,11 +200,8 @@ def build_service(
         build_wheelhouse(service, progress=progress)
     tag = service_tag(service, namespace)
     started = time.monotonic()
-    result = subprocess.run(
-        [client.path, *build_command(service, tag, base_images, no_cache)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+    result = runner.run(
+        [client.path, *build_command(service, tag, base_images, no_cache)], check=False, env={"DOCKER_BUILDKIT": "1"}
     )
     seconds = time.monotonic() - started
     if result.returncode != 0:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import docker, model
+from . import docker, engine, model, runner
 from .errors import BadInput, OpsError
 from .model import Labels
 from .paths import COMPOSE_DIR, REPO_ROOT, SECRETS_DIR
@@ -142,12 +142,18 @@ class Stack:
     files: list[Path] = field(default_factory=list)
 
     def compose(self, *args: str, capture: bool = True, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = [*compose_command(), "-p", self.project, *[a for f in self.files for a in ("-f", str(f))], *args]
-        env = {**_process_env(), **self.settings}
-        result = subprocess.run(command, capture_output=capture, text=True, env=env, cwd=REPO_ROOT)
-        if check and result.returncode != 0:
-            raise OpsError(f"compose {args[0]} failed: {docker.first_line(result.stderr or result.stdout)}")
-        return result
+        return runner.run(
+            self.command(*args),
+            check=check,
+            what=f"compose {args[0]}",
+            env=self.settings,
+            cwd=REPO_ROOT,
+            capture=capture,
+        )
+
+    def command(self, *args: str) -> list[str]:
+        """The compose command line for this stack: its project, its files, then `args`."""
+        return [*compose_command(), "-p", self.project, *[a for f in self.files for a in ("-f", str(f))], *args]
 
 
 def _process_env() -> dict[str, str]:
@@ -318,16 +324,16 @@ class InContainer:
     timeout: float = 600.0
 
     def run(self, command: Sequence[str], stdin: bytes | None = None) -> bytes:
-        result = subprocess.run(
+        # The CLI, not the SDK: a secret goes in on the exec's stdin, which the CLI streams and closes cleanly.
+        result = runner.run(
             [docker.client().path, "exec", "-i", self.container, *command],
-            input=stdin,
-            capture_output=True,
+            check=False,
+            input=stdin if stdin is not None else b"",
             timeout=self.timeout,
         )
         if result.returncode != 0:
-            detail = docker.first_line(result.stderr.decode(errors="replace"))
-            raise OpsError(f"{command[0]} in {self.container} failed: {detail}")
-        return result.stdout
+            raise OpsError(f"{command[0]} in {self.container} failed: {runner.first_line(result.stderr)}")
+        return bytes(result.stdout)
 
 
 def in_service(stack: Stack, service: str) -> InContainer:
@@ -345,8 +351,7 @@ def service_logs(project: str, service: str, tail: int = 40) -> str:
     state = service_states(project).get(service)
     if state is None:
         return "(no container)"
-    result = docker.docker(["logs", "--tail", str(tail), state.container], check=False)
-    return (result.stdout + result.stderr).strip()
+    return engine.logs(state.container, tail).strip()
 
 
 def _compose_failed(

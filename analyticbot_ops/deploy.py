@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import build, docker, guard, model, releases, rollout, secrets, tls
+from . import build, docker, guard, model, releases, rollout, runner, secrets, tls
 from .compose import (
     ALL_SERVICES,
     Stack,
@@ -24,6 +24,7 @@ from .compose import (
 )
 from .errors import BadInput, OpsError
 from .model import Labels
+from .paths import REPO_ROOT
 
 Progress = Callable[[str], None]
 
@@ -172,12 +173,11 @@ def up(
     scope = ["--no-deps", *wanted] if running else list(services)
     # --no-build: images come from build-optimized; Compose v1 would use the
     # classic builder. Started in the background so progress shows meanwhile.
-    process = subprocess.Popen(
+    process = runner.start(
         [*command, "up", "-d", "--no-build", "--remove-orphans", *scope],
-        env={**_environ(), **stack.settings},
+        env=stack.settings,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        cwd=REPO_ROOT,
     )
     try:
         seconds = wait_healthy(stack, wanted, timeout, progress, compose_process=process)

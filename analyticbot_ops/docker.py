@@ -1,20 +1,18 @@
-"""The Docker CLI as this project uses it: finding a client that builds with BuildKit,
-checking the daemon, and reading images and containers as data."""
+"""Docker as this project uses it: the CLI (found once; the one that builds with BuildKit) for builds,
+Compose and exec, run through the runner; the Engine API (engine.py, the Docker SDK) for everything read
+as data: the daemon, images, containers."""
 
 from __future__ import annotations
 
 import functools
-import http.client
-import json
 import os
 import shutil
-import socket
 import subprocess
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import engine, runner
 from .errors import DockerUnavailable, OpsError
 
 # Clients from 23.0 on route BuildKit builds through the buildx plugin and refuse
@@ -56,12 +54,11 @@ def _candidate_paths() -> list[str]:
 
 def _probe(path: str) -> DockerClient | None:
     try:
-        version = subprocess.run(
-            [path, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, timeout=20
-        ).stdout.strip()
-        buildx = subprocess.run([path, "buildx", "version"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
+        version = runner.run([path, "version", "--format", "{{.Client.Version}}"], check=False, timeout=20)
+        buildx = runner.run([path, "buildx", "version"], check=False, timeout=20)
+    except OpsError:  # not installed, or hung: not a client we can use
         return None
+    version = version.stdout.strip()
     if not version:
         return None
     return DockerClient(path=path, version=version, has_buildx=buildx.returncode == 0)
@@ -99,19 +96,10 @@ def docker(
     input_bytes: bytes | None = None,
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `docker ARGS`; on failure raise OpsError with the first line docker printed."""
-    full_env = {**os.environ, **(env or {})}
-    try:
-        result = subprocess.run(
-            [client().path, *args],
-            capture_output=capture,
-            text=input_bytes is None,
-            input=input_bytes,
-            env=full_env,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise OpsError(f"docker {args[0]} timed out after {timeout:.0f} s") from exc
+    """Run `docker ARGS` through the runner; on failure raise OpsError with the first line docker printed."""
+    result = runner.run(
+        [client().path, *args], check=check, input=input_bytes, env=env, timeout=timeout, capture=capture
+    )
     if isinstance(result.stdout, bytes):  # only when input_bytes was given
         result = subprocess.CompletedProcess(
             result.args,
@@ -119,48 +107,21 @@ def docker(
             result.stdout.decode(errors="replace"),
             (result.stderr or b"").decode(errors="replace"),
         )
-    if result.returncode != 0 and _daemon_unreachable(result.stderr):
-        where = os.environ.get("DOCKER_HOST", "the default socket")
-        raise DockerUnavailable(f"Docker daemon is not reachable at {where}: {first_line(result.stderr)}")
-    if check and result.returncode != 0:
-        raise OpsError(f"docker {' '.join(args[:2])} failed: {first_line(result.stderr or result.stdout)}")
     return result
 
 
-def _daemon_unreachable(stderr: str | None) -> bool:
-    """Whether a failed docker call failed for want of a daemon, whatever the command."""
-    text = (stderr or "").lower()
-    return "cannot connect to the docker daemon" in text or "is the docker daemon running" in text
-
-
-def first_line(text: str | None) -> str:
-    """The first non-empty line of a command's output, for a one-line error."""
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return "(no output)"
+first_line = runner.first_line
 
 
 @functools.lru_cache(maxsize=1)
 def require_daemon() -> str:
-    """The daemon's version; a one-line DockerUnavailable when none answers."""
-    try:
-        result = docker(["version", "--format", "{{.Server.Version}}"], check=False, timeout=20)
-    except OpsError as exc:
-        raise DockerUnavailable(f"Docker daemon is not reachable: {exc}") from exc
-    if result.returncode != 0 or not result.stdout.strip():
-        where = os.environ.get("DOCKER_HOST", "the default socket")
-        raise DockerUnavailable(f"Docker daemon is not reachable at {where}: {first_line(result.stderr)}")
-    return result.stdout.strip()
+    """The daemon's version; a one-line DockerUnavailable when none answers (checked once per process)."""
+    return engine.server_version()
 
 
 def inspect(kind: str, name: str) -> dict[str, Any] | None:
-    """`docker KIND inspect NAME` as a dict, or None when it does not exist."""
-    result = docker([kind, "inspect", name], check=False)
-    if result.returncode != 0:
-        return None
-    data = json.loads(result.stdout or "[]")
-    return data[0] if data else None
+    """`docker KIND inspect NAME` as a dict (through the Engine API), or None when it does not exist."""
+    return engine.inspect(kind, name)
 
 
 def image_labels(tag: str) -> dict[str, str] | None:
@@ -180,69 +141,10 @@ def image_size(tag: str) -> int:
 
 
 def image_history(tag: str) -> list[dict[str, Any]]:
-    """Each layer of an image, newest first: its size and the step that created it."""
-    out = docker(["image", "history", "--no-trunc", "--human=false", "--format", "{{json .}}", tag]).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-# --- the Engine API over its Unix socket -------------------------------------------------
-# Each `docker` CLI call costs ~100 ms of process start-up; the same question asked of
-# the daemon's socket takes a few ms. Health sweeps and deploy waits poll often.
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
-
-
-def _socket_path() -> str | None:
-    """The daemon's Unix socket; None for a TCP or SSH daemon (the CLI reaches those)."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://"):
-        return None
-    path = host.removeprefix("unix://")
-    if not os.path.exists(path):
-        raise DockerUnavailable(f"Docker daemon is not reachable at {host}: no such socket")
-    return path
-
-
-def engine_get(path: str, query: dict[str, str] | None = None, timeout: float = 10.0) -> Any:
-    """GET an Engine API path as JSON; None when the daemon has no local socket (use the CLI)."""
-    socket_path = _socket_path()
-    if socket_path is None:
-        return None
-    url = f"/v1.41{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    connection = _UnixConnection(socket_path, timeout)
-    try:
-        connection.request("GET", url)
-        response = connection.getresponse()
-        body = response.read()
-    except OSError as exc:
-        raise DockerUnavailable(f"Docker daemon is not reachable at {socket_path}: {exc}") from exc
-    finally:
-        connection.close()
-    if response.status == 404:
-        return {}
-    if response.status >= 400:
-        raise OpsError(f"Docker API {path} answered {response.status}: {body[:200].decode(errors='replace')}")
-    return json.loads(body)
+    """Each layer of an image, newest first: its size in bytes and the step that created it."""
+    return engine.history(tag)
 
 
 def containers_by_label(label: str) -> list[dict[str, Any]]:
     """`docker inspect` of every container (running or not) carrying a label."""
-    listed = engine_get("/containers/json", {"all": "1", "filters": json.dumps({"label": [label]})})
-    if listed is None:  # a remote daemon: the CLI knows how to reach it
-        ids = docker(["ps", "-aq", "--filter", f"label={label}"]).stdout.split()
-        return json.loads(docker(["inspect", *ids]).stdout) if ids else []
-    found = []
-    for summary in listed:
-        info = engine_get(f"/containers/{summary['Id']}/json")
-        if info:  # gone between the two calls
-            found.append(info)
-    return found
+    return engine.containers(label)

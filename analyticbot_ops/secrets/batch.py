@@ -262,6 +262,12 @@ def read_env_file(env_file: Path) -> dict[str, str]:
             leading = original[: len(original) - len(original.lstrip())]
             line = binding.original.line + len(re.findall(r"\r\n|\n|\r", leading))
             raise BadInput(f"{env_file}:{line}: malformed line (expected NAME=value); nothing was written")
+        if binding.key is not None and binding.value is None:
+            # python-dotenv reads a bare `NAME` as "no value" and moves on: a typo would vanish silently.
+            original = binding.original.string
+            leading = original[: len(original) - len(original.lstrip())]
+            line = binding.original.line + len(re.findall(r"\r\n|\n|\r", leading))
+            raise BadInput(f"{env_file}:{line}: {binding.key} has no '=' (expected NAME=value); nothing was written")
         if binding.key is not None and binding.value is not None:
             values[binding.key] = binding.value
     return values

@@ -120,6 +120,11 @@ def bad_env_file(run: Run) -> None:
     write(run.root / "bad.env", f"HTTP_PORT=8080\n# a comment\nthis line has no equals sign {BAD_LINE_TEXT}\nA=1\n")
 
 
+def env_file_with_a_bare_name(run: Run) -> None:
+    """Line 4 names a variable with no `=`: python-dotenv skips it, and a typo would vanish."""
+    write(run.root / "bare.env", "HTTP_PORT=8080\n\n# a comment\nHTTPS_PORT\n")
+
+
 def secret_in_settings_file(run: Run) -> None:
     write(run.root / "settings.env", f"HTTP_PORT=8080\nPOSTGRES_PASSWORD={SETTINGS_FILE_SECRET}\n")
 
@@ -326,6 +331,13 @@ CASES: tuple[Case, ...] = (
         r"bad\.env:3: malformed line .*nothing was written",
         setup=bad_env_file,
         hidden=(BAD_LINE_TEXT,),
+    ),
+    Case(
+        "env-validate-line-without-equals",
+        ("env-validate", "--file", "{tmp}/bare.env"),
+        EXIT_BAD_INPUT,
+        r"bare\.env:4: HTTPS_PORT has no '=' \(expected NAME=value\)",
+        setup=env_file_with_a_bare_name,
     ),
     Case(
         "secrets-from-env-missing-env-file",

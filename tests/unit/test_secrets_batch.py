@@ -465,3 +465,13 @@ def test_a_placeholder_is_filled_without_force_and_without_a_backup(sdir: Path) 
     assert report.outcome("bot_token").status == "created"
     assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
     assert not (sdir / ".backup").exists() or not list((sdir / ".backup").glob("bot_token*"))
+
+
+def test_a_name_without_equals_is_refused_by_its_line_not_skipped(tmp_path: Path) -> None:
+    env_file = tmp_path / "bare.env"
+    env_file.write_text("A=1\n\n# a comment\nBOT_TOKEN\nB=2\n")
+    with pytest.raises(BadInput, match=r"bare\.env:4: BOT_TOKEN has no '=' \(expected NAME=value\)"):
+        sec.read_env_file(env_file)
+    # An empty value is a value: NAME= stays allowed (it means "unset" for optional secrets).
+    env_file.write_text("A=\n")
+    assert sec.read_env_file(env_file) == {"A": ""}
