@@ -221,6 +221,12 @@ def renew(
         "if os.path.exists(p):\n    sys.stdout.write(open(p).read())\n    os.remove(p)\n"
     )
     recorded = _certbot(stack, ["-c", take], None, entrypoint="python3")
+    if recorded.returncode != 0:
+        # Renewed but unread: say so, or the proxy would keep serving the old certificate while we said "renewed".
+        raise OpsError(
+            f"certificates were renewed, but their record could not be read: {_reason(recorded.stderr)}; "
+            "run `invoke tls.renew --force-renewal` once the certbot volume is readable"
+        )
     lineages = {Path(line.strip()).name for line in recorded.stdout.splitlines() if line.strip()}
     installed = []
     current = _installed_names(Path(stack.settings["TLS_DIR"]))

@@ -298,6 +298,10 @@ def build_from_debian(base: BaseRecipe, namespace: str, mirrors: list[str], code
         errors = debstrap.stderr.read().decode(errors="replace") if debstrap.stderr else ""
         debstrap.wait()
     if debstrap.returncode != 0:
+        if imported.returncode == 0:
+            # docker import took a stream that was cut short: never leave it tagged (and labelled as
+            # built from these inputs), or the next run would keep it.
+            docker.docker(["rmi", tag], check=False)
         raise OpsError(f"mmdebstrap failed for {base.name}: {_last_error(errors)}")
     if imported.returncode != 0:
         raise OpsError(f"docker import failed for {base.name}: {docker.first_line(imported.stderr)}")
@@ -306,11 +310,14 @@ def build_from_debian(base: BaseRecipe, namespace: str, mirrors: list[str], code
 
 def _last_error(stderr: str) -> str:
     """The line that explains a failed mmdebstrap run: the last one that is not
-    mmdebstrap's own I:/E: bookkeeping (a hook's or apt's message), else the first E:."""
+    mmdebstrap's own I:/E: bookkeeping (a hook's or apt's message), else the first E:
+    (the cause; later ones are mmdebstrap giving up)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     own = [line for line in lines if not line.startswith(("I:", "W:", "E:"))]
     errors = [line for line in lines if line.startswith("E:")]
-    return (own or errors or ["(no output)"])[-1]
+    if own:
+        return own[-1]
+    return errors[0] if errors else "(no output)"
 
 
 def use_official(base: BaseRecipe) -> bool:

@@ -35,7 +35,8 @@ def required_images(stack: Stack) -> dict[str, str]:
 
 
 def missing_images(stack: Stack) -> list[str]:
-    return [tag for tag in required_images(stack).values() if docker.inspect("image", tag) is None]
+    # dict.fromkeys: the migrate job runs the api's image, which is named (and looked up) once.
+    return [tag for tag in dict.fromkeys(required_images(stack).values()) if docker.inspect("image", tag) is None]
 
 
 def preflight(stack: Stack, progress: Progress) -> None:
@@ -183,7 +184,12 @@ def up(
         seconds = wait_healthy(stack, wanted, timeout, progress, compose_process=process)
     finally:
         if process.poll() is None:
-            process.wait(timeout=60)
+            # Compose still working after our wait ended: give it a minute, then stop it, never letting
+            # its timeout hide why the wait ended.
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
     if not services:  # the whole stack runs this release now: remember it, forget what no release needs
         release = releases.record_release(stack, build.source_revision(["."]).revision, keep=release_keep)
         progress(f"release #{release.number} ({release.revision}) recorded for {stack.project}")

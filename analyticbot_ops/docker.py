@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -53,15 +54,17 @@ def _candidate_paths() -> list[str]:
 
 
 def _probe(path: str) -> DockerClient | None:
+    # `docker --version` and `buildx version` never ask the daemon: a client is found (and compose config
+    # runs) while the daemon is down, which is then said as such, not as "no client".
     try:
-        version = runner.run([path, "version", "--format", "{{.Client.Version}}"], check=False, timeout=20)
+        said = runner.run([path, "--version"], check=False, timeout=20)
         buildx = runner.run([path, "buildx", "version"], check=False, timeout=20)
-    except OpsError:  # not installed, or hung: not a client we can use
+    except OpsError:  # not installed, not executable, or hung: not a client we can use
         return None
-    version = version.stdout.strip()
-    if not version:
+    found = re.match(r"Docker version ([0-9][^\s,]*)", said.stdout.strip())
+    if said.returncode != 0 or found is None:
         return None
-    return DockerClient(path=path, version=version, has_buildx=buildx.returncode == 0)
+    return DockerClient(path=path, version=found.group(1), has_buildx=buildx.returncode == 0)
 
 
 @functools.lru_cache(maxsize=1)

@@ -93,9 +93,7 @@ _INTERNAL_CACHE: dict[str, bool] = {}
 
 def _is_internal(network: str) -> bool:
     if network not in _INTERNAL_CACHE:
-        info = docker.engine_get(f"/networks/{network}")
-        if info is None:
-            info = docker.inspect("network", network) or {}
+        info = docker.inspect("network", network) or {}
         _INTERNAL_CACHE[network] = bool(info.get("Internal"))
     return _INTERNAL_CACHE[network]
 

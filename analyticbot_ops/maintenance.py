@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import docker, rollout, secrets
+from . import rollout, secrets
 from .backups import DB_NAME, DB_USER
 from .compose import Stack, in_service, wait_healthy
 from .errors import OpsError
@@ -42,7 +42,9 @@ class LiveStack:
         script = f"AUTH ops {admin}\nACL SETUSER {user} resetpass #{digest}\n".encode()
         out = in_service(self.stack, "redis").run(["redis-cli", "-h", "127.0.0.1"], stdin=script).decode()
         if out.split() != ["OK", "OK"]:
-            raise OpsError(f"Redis refused the ACL change ({docker.first_line(out)})")
+            # Say Redis's reason: the first answer that is not AUTH's or the change's OK.
+            said = next((line.strip() for line in out.splitlines() if line.strip() not in ("", "OK")), out.strip())
+            raise OpsError(f"Redis refused the ACL change ({said or 'no answer'})")
         if user == "ops":
             self._redis_admin_live = new_password
 

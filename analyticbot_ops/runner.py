@@ -107,9 +107,19 @@ class FakeRunner:
         for prefix in sorted(self.answers, key=len, reverse=True):
             if words[: len(prefix)] == prefix:
                 found = self.answers[prefix]
-                result = found(call) if callable(found) else found
-                return Completed(list(call.argv), result.returncode, result.stdout, result.stderr)
-        return Completed(list(call.argv), self.default.returncode, self.default.stdout, self.default.stderr)
+                return self._shaped(call, found(call) if callable(found) else found, text)
+        return self._shaped(call, self.default, text)
+
+    @staticmethod
+    def _shaped(call: Call, result: Completed[Any], text: bool) -> Completed[Any]:
+        """The answer as the real runner would give it: bytes when no text was asked for."""
+
+        def shape(value: Any) -> Any:
+            if text or value is None or isinstance(value, bytes):
+                return value
+            return str(value).encode()
+
+        return Completed(list(call.argv), result.returncode, shape(result.stdout), shape(result.stderr))
 
     def start(self, call: Call, *, stdout: Any, stderr: Any, text: bool) -> Any:
         result = self.run(call, capture=True, text=text)
@@ -182,11 +192,15 @@ def run(
     try:
         result = _active.run(call, capture=capture, text=not isinstance(input, bytes) if text is None else text)
     except FileNotFoundError:
+        if cwd is not None and not Path(cwd).is_dir():
+            raise OpsError(f"{name}: the working directory {cwd} does not exist") from None
         if _is_docker(call.argv):
             raise DockerUnavailable(f"{call.argv[0]} is not installed; install docker.io") from None
         raise OpsError(f"{call.argv[0]} is not installed") from None
+    except PermissionError:
+        raise OpsError(f"{call.argv[0]} cannot be run: permission denied") from None
     except subprocess.TimeoutExpired:
-        raise OpsError(f"{name} timed out after {timeout:.0f} s") from None
+        raise OpsError(f"{name} timed out after {timeout:g} s") from None
     if result.returncode != 0 and daemon_unreachable(call.argv, result.stderr):
         raise _no_daemon(result.stderr)
     if check and result.returncode != 0:
@@ -210,6 +224,8 @@ def start(
         return _active.start(call, stdout=stdout, stderr=stderr, text=text)
     except FileNotFoundError:
         raise OpsError(f"{call.argv[0]} is not installed") from None
+    except PermissionError:
+        raise OpsError(f"{call.argv[0]} cannot be run: permission denied") from None
 
 
 def failed(argv: Sequence[str], returncode: int, stderr: str | bytes | None, what: str | None = None) -> OpsError:

@@ -10,6 +10,7 @@ from invoke import Collection
 from rich.table import Table
 
 from .. import compose, environment
+from ..config import ops
 from ..errors import BadInput, CheckFailed
 from ._task import ops_task, out, print_json, stack_of
 from .legacy import Legacy
@@ -27,7 +28,7 @@ def _print_checks(checks: list[environment.Check], title: str) -> None:
 @ops_task(help={"env": ENV, "json": "Print the settings as JSON."})
 def env_check(c: Any, env: str = "dev", json: bool = False) -> None:
     """Show an environment's effective settings and where each one comes from."""
-    settings = compose.settings_with_sources(env)
+    settings = compose.settings_with_sources(env, namespace=ops(c.config).namespace)
     if json:
         print_json({key: {"value": value, "source": source} for key, (value, source) in settings.items()})
         return

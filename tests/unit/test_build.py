@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
 
-from analyticbot_ops import build
-from analyticbot_ops.errors import BadInput
+from analyticbot_ops import __version__, build, docker, releases, runner
+from analyticbot_ops.errors import EXIT_NO_DOCKER, BadInput, DockerUnavailable, OpsError
+from analyticbot_ops.paths import REPO_ROOT
 
 PLAIN = """#1 [internal] load build definition from Dockerfile
 #1 DONE 0.0s
@@ -79,3 +83,362 @@ def test_an_image_is_built_from_its_own_inputs_only() -> None:
     assert build.IMAGES["api"].inputs == ("services/Dockerfile", "services/common", "services/api")
     assert build.IMAGES["proxy"].inputs == ("nginx",)
     assert all(spec.inputs for spec in build.IMAGES.values())
+
+
+# --- with a FakeRunner: no git, pip or docker runs -----------------------------------------------------------------
+
+DOCKER = "/usr/bin/docker"
+GIT_LOG = ("git", "log", "-1", "--format=%h %cI", "--abbrev=12", "--")
+PY311 = "/opt/python3.11/bin/python3"
+
+
+@pytest.fixture
+def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    client = docker.DockerClient(DOCKER, "20.10.24", False)
+    monkeypatch.setattr(docker, "client", lambda: client)
+    monkeypatch.setattr(docker, "buildkit_client", lambda: client)
+    monkeypatch.setattr(docker, "require_daemon", lambda: pytest.fail("the daemon was asked"))
+    monkeypatch.setattr(docker, "image_size", lambda tag: pytest.fail(f"size of {tag} asked"))
+    monkeypatch.setattr(docker, "inspect", lambda kind, name: pytest.fail(f"{kind} {name} inspected"))
+
+
+def git_fake(log: str = "0123456789ab 2026-02-03T04:05:06+01:00\n", status: str = "") -> runner.FakeRunner:
+    fake = runner.FakeRunner()
+    fake.answer("git", "log", stdout=log)
+    fake.answer("git", "status", stdout=status)
+    return fake
+
+
+def test_source_revision_is_the_inputs_last_commit_and_its_time() -> None:
+    fake = git_fake()
+    with runner.use(fake):
+        assert build.source_revision(["services/api", "services/common"]) == build.SourceRevision(
+            "0123456789ab", "2026-02-03T04:05:06+01:00"
+        )
+    assert [c.argv for c in fake.calls] == [
+        (*GIT_LOG, "services/api", "services/common"),
+        ("git", "status", "--porcelain", "--", "services/api", "services/common"),
+    ]
+    assert {c.cwd for c in fake.calls} == {REPO_ROOT}  # the repository, whatever the current directory
+
+
+def test_uncommitted_changes_to_the_inputs_mark_the_revision_dirty() -> None:
+    with runner.use(git_fake(status=" M services/api/src/app.py\n")):
+        revision = build.source_revision(["services/api"])
+    assert revision == build.SourceRevision("0123456789ab-dirty", "2026-02-03T04:05:06+01:00")
+
+
+@pytest.mark.parametrize(
+    ("log", "returncode"),
+    [
+        ("", 0),  # no commit touched the inputs
+        ("fatal: not a git repository (or any of the parent directories): .git\n", 128),  # an unpacked tarball
+        ("0123456789ab\n", 0),  # no time: not what was asked for
+    ],
+    ids=["no-commit", "not-a-checkout", "malformed"],
+)
+def test_without_a_usable_commit_the_labels_are_constant(log: str, returncode: int) -> None:
+    fake = runner.FakeRunner()
+    fake.answer("git", "log", stdout=log, returncode=returncode)
+    with runner.use(fake):
+        assert build.source_revision(["nginx"]) is build.UNKNOWN_SOURCE
+    assert [c.argv[1] for c in fake.calls] == ["log"]  # status is not asked
+
+
+def test_without_git_the_labels_are_constant() -> None:
+    def missing(call: runner.Call) -> runner.Completed[str]:
+        raise FileNotFoundError(call.argv[0])
+
+    fake = runner.FakeRunner()
+    fake.answers[("git",)] = missing
+    with runner.use(fake):
+        assert build.source_revision(["nginx"]) == build.SourceRevision("unknown", "1970-01-01T00:00:00Z")
+
+
+def test_build_command_in_full() -> None:
+    with runner.use(git_fake()):
+        command = build.build_command("bot", "ns/bot:latest", {"python-build": "bd:1", "nginx": "ngx:1"}, False)
+    assert command == [
+        "build",
+        "--progress=plain",
+        "--network=none",
+        "-f",
+        str(build.IMAGES["bot"].dockerfile),
+        "--build-arg",
+        "SERVICE=bot",
+        "--label",
+        f"org.opencontainers.image.version={__version__}",
+        "--label",
+        "org.opencontainers.image.revision=0123456789ab",
+        "--label",
+        "org.opencontainers.image.created=2026-02-03T04:05:06+01:00",
+        "--label",
+        "org.opencontainers.image.title=analyticbot-bot",
+        "-t",
+        "ns/bot:latest",
+        # only the bases this image takes, and only those given
+        "--build-arg",
+        "PYTHON_BUILD_IMAGE=bd:1",
+        str(REPO_ROOT),  # the context is the repository (the wheelhouse under .cache/ is in it)
+    ]
+
+
+def test_build_command_labels_the_revision_of_the_services_own_inputs() -> None:
+    fake = git_fake(status="?? services/certbot/new-file\n")
+    with runner.use(fake):
+        command = build.build_command("certbot", "t", {}, True)
+    assert fake.calls[0].argv == (*GIT_LOG, "services/certbot")
+    assert "org.opencontainers.image.revision=0123456789ab-dirty" in command
+    assert command[-2:] == ["--no-cache", str(REPO_ROOT)]
+
+
+def test_build_command_refuses_an_unknown_service_before_asking_git() -> None:
+    fake = runner.FakeRunner()
+    with runner.use(fake), pytest.raises(BadInput, match="unknown service 'web'"):
+        build.build_command("web", "t", {}, False)
+    assert fake.calls == []
+
+
+def test_service_tag_is_namespaced_latest() -> None:
+    assert build.service_tag("api") == "analyticbot/api:latest"
+    assert build.service_tag("proxy", "registry.example/team") == "registry.example/team/proxy:latest"
+    assert build.check_service("certbot") == "certbot"
+
+
+def test_count_steps_ignores_internal_steps_and_counts_each_step_once() -> None:
+    output = (
+        "#2 [internal] load metadata for docker.io/library/python:3.11\n"
+        "#4 [1/2] FROM analyticbot/python-runtime:bookworm\n"
+        "#4 CACHED\n"
+        "#4 [1/2] FROM analyticbot/python-runtime:bookworm\n"  # BuildKit repeats a step's header
+        "#9 [2/2] RUN python3 -m compileall\n"
+        "#9 0.512 Listing '/opt/app'...\n"
+        "#9 DONE 0.9s\n"
+        "#2 CACHED\n"  # an internal step's CACHED is no step of ours
+    )
+    assert build.count_steps(output) == (2, 1)
+    assert build.count_steps("") == (0, 0)
+
+
+# --- the wheelhouse ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wheels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setattr(build, "WHEELS_DIR", tmp_path / "wheels")
+    return tmp_path / "wheels"
+
+
+def python_fake(version: str = "(3, 11)", pip_returncode: int = 0, pip_stderr: str = "") -> runner.FakeRunner:
+    fake = runner.FakeRunner()
+    fake.answer(Path(PY311).name, "-c", stdout=version + "\n")
+    fake.answer(Path(PY311).name, "-m", "pip", "wheel", stderr=pip_stderr, returncode=pip_returncode)
+    return fake
+
+
+def lock_digest(service: str) -> str:
+    return hashlib.sha256(build.requirements_file(service).read_bytes()).hexdigest()
+
+
+def test_wheelhouse_builds_every_locked_wheel_without_dependencies_then_stamps(wheels: Path) -> None:
+    fake = python_fake()
+    messages: list[str] = []
+    with runner.use(fake):
+        target = build.build_wheelhouse("api", python=PY311, progress=messages.append)
+    assert target == wheels / "api"
+    assert [c.argv for c in fake.calls] == [
+        (PY311, "-c", "import sys; print(sys.version_info[:2])"),
+        (
+            PY311,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheels / "api"),
+            "-r",
+            str(build.requirements_file("api")),
+        ),
+    ]
+    assert (target / build.WHEELHOUSE_STAMP).read_text() == lock_digest("api")
+    assert messages[-1] == "  wheelhouse for api: building wheels from services/api/requirements.txt"
+
+
+def test_an_unchanged_lock_skips_the_wheelhouse(wheels: Path) -> None:
+    (wheels / "bot").mkdir(parents=True)
+    (wheels / "bot" / build.WHEELHOUSE_STAMP).write_text(lock_digest("bot"))
+    fake = python_fake()
+    with runner.use(fake):
+        assert build.build_wheelhouse("bot", python=PY311, progress=pytest.fail) == wheels / "bot"
+    assert fake.calls == []
+
+
+def test_a_changed_lock_rebuilds_the_wheelhouse(wheels: Path) -> None:
+    (wheels / "bot").mkdir(parents=True)
+    (wheels / "bot" / build.WHEELHOUSE_STAMP).write_text("digest of an older lock")
+    fake = python_fake()
+    with runner.use(fake):
+        build.build_wheelhouse("bot", python=PY311, progress=lambda _m: None)
+    assert [c.argv[1:4] for c in fake.calls] == [
+        ("-c", "import sys; print(sys.version_info[:2])"),
+        ("-m", "pip", "wheel"),
+    ]
+    assert (wheels / "bot" / build.WHEELHOUSE_STAMP).read_text() == lock_digest("bot")
+
+
+@pytest.mark.parametrize("version", ["(3, 12)", "(3, 1)", ""], ids=["3.12", "3.1", "no-answer"])
+def test_wheels_are_built_only_with_the_images_python(wheels: Path, version: str) -> None:
+    fake = python_fake(version=version)
+    with runner.use(fake), pytest.raises(OpsError) as e:
+        build.build_wheelhouse("api", python=PY311, progress=pytest.fail)
+    assert str(e.value) == f"wheels must be built with Python 3.11; {PY311} is not"
+    assert len(fake.calls) == 1  # pip never ran
+    assert not (wheels / "api").exists()
+
+
+def test_a_failed_pip_is_one_line_and_leaves_no_stamp(wheels: Path) -> None:
+    fake = python_fake(
+        pip_returncode=1,
+        pip_stderr="\nERROR: Could not find a version that satisfies the requirement anyio==4.16.0\nmore\n",
+    )
+    with runner.use(fake), pytest.raises(OpsError) as e:
+        build.build_wheelhouse("api", python=PY311, progress=lambda _m: None)
+    assert str(e.value) == (
+        "building the api wheelhouse failed: ERROR: Could not find a version that satisfies the requirement "
+        "anyio==4.16.0"
+    )
+    assert not (wheels / "api" / build.WHEELHOUSE_STAMP).exists()  # the next build tries again
+
+
+# --- building a service --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch, no_docker: None) -> list[str]:
+    """Wheelhouses are recorded, not built; every image is 123 MB."""
+    wheelhouses: list[str] = []
+    monkeypatch.setattr(build, "build_wheelhouse", lambda service, progress: wheelhouses.append(service))
+    monkeypatch.setattr(docker, "image_size", lambda tag: 123_000_000)
+    return wheelhouses
+
+
+def docker_build_fake(stderr: str = PLAIN, returncode: int = 0) -> runner.FakeRunner:
+    fake = git_fake()
+    fake.answer("docker", "build", stderr=stderr, returncode=returncode)
+    return fake
+
+
+def test_build_service_runs_buildkit_and_reports_its_cost(built: list[str]) -> None:
+    fake = docker_build_fake()
+    messages: list[str] = []
+    with runner.use(fake):
+        result = build.build_service(
+            "api", base_images={"python-build": "bd:1"}, namespace="ns", progress=messages.append
+        )
+    assert built == ["api"]  # the wheelhouse first
+    docker_call = fake.calls[-1]
+    assert docker_call.argv[:2] == (DOCKER, "build")
+    with runner.use(git_fake()):
+        expected = build.build_command("api", "ns/api:latest", {"python-build": "bd:1"}, False)
+    assert list(docker_call.argv[1:]) == expected
+    assert docker_call.env == {"DOCKER_BUILDKIT": "1"}
+    assert (result.service, result.tag, result.size, result.steps, result.cached) == (
+        "api",
+        "ns/api:latest",
+        123_000_000,
+        4,
+        3,
+    )
+    assert result.seconds >= 0
+    assert messages == []
+
+
+def test_the_proxy_needs_no_wheelhouse(built: list[str]) -> None:
+    fake = docker_build_fake(stderr="")
+    with runner.use(fake):
+        result = build.build_service("proxy", base_images={"nginx": "ngx:1"}, no_cache=True)
+    assert built == []
+    assert "--no-cache" in fake.calls[-1].argv and "NGINX_IMAGE=ngx:1" in fake.calls[-1].argv
+    assert (result.steps, result.cached) == (0, 0)
+
+
+def test_a_failed_build_shows_the_last_twelve_lines_and_names_the_last(built: list[str]) -> None:
+    log = "\n".join(f"#{n} step {n}" for n in range(1, 21)) + "\n\nERROR: failed to solve: process did not complete\n"
+    messages: list[str] = []
+    with runner.use(docker_build_fake(stderr=log, returncode=1)), pytest.raises(OpsError) as e:
+        build.build_service("bot", base_images={}, progress=messages.append)
+    assert str(e.value) == "building bot failed: ERROR: failed to solve: process did not complete"
+    assert messages == [
+        *(f"  | #{n} step {n}" for n in range(10, 21)),
+        "  | ERROR: failed to solve: process did not complete",
+    ]
+
+
+def test_a_silent_failed_build_says_no_output(built: list[str]) -> None:
+    with runner.use(docker_build_fake(stderr="", returncode=1)), pytest.raises(OpsError, match=r"failed: no output$"):
+        build.build_service("mtproto", base_images={})
+
+
+def test_a_build_without_a_daemon_is_docker_unavailable(built: list[str]) -> None:
+    fake = docker_build_fake(stderr="Cannot connect to the Docker daemon at unix:///x.sock.", returncode=1)
+    with runner.use(fake), pytest.raises(DockerUnavailable, match="Docker daemon is not reachable"):
+        build.build_service("proxy", base_images={})
+
+
+def test_a_client_without_buildkit_is_refused_before_the_wheelhouse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(docker, "client", lambda: docker.DockerClient("/usr/local/bin/docker", "24.0.7", False))
+    monkeypatch.setattr(build, "build_wheelhouse", lambda service, progress: pytest.fail("wheelhouse built"))
+    fake = runner.FakeRunner()
+    with runner.use(fake), pytest.raises(DockerUnavailable, match="needs the buildx plugin") as e:
+        build.build_service("api", base_images={})
+    assert e.value.code == EXIT_NO_DOCKER
+    assert fake.calls == []
+
+
+def test_build_services_checks_names_then_builds_each_and_records_them(
+    monkeypatch: pytest.MonkeyPatch, built: list[str]
+) -> None:
+    daemon: list[bool] = []
+    monkeypatch.setattr(docker, "require_daemon", lambda: daemon.append(True) or "20.10.24")
+    recorded: list[dict[str, str]] = []
+
+    def record_build(tags: dict[str, str]) -> dict[str, str]:
+        recorded.append(dict(tags))
+        return {service: f"{tag.rsplit(':', 1)[0]}:id-0123" for service, tag in tags.items()}
+
+    monkeypatch.setattr(releases, "record_build", record_build)
+    messages: list[str] = []
+    fake = docker_build_fake()
+    with runner.use(fake):
+        results = build.build_services(["proxy", "api"], base_images={}, namespace="ns", progress=messages.append)
+    assert daemon == [True]
+    assert [r.tag for r in results] == ["ns/proxy:latest", "ns/api:latest"]
+    assert [c.argv[c.argv.index("-t") + 1] for c in fake.calls if c.argv[1:2] == ("build",)] == [
+        "ns/proxy:latest",
+        "ns/api:latest",
+    ]
+    assert recorded == [{"proxy": "ns/proxy:latest", "api": "ns/api:latest"}]
+    assert messages == [
+        "[1/2] building proxy",
+        "[2/2] building api",
+        "  proxy: ns/proxy:id-0123 (what this checkout's deploys run)",
+        "  api: ns/api:id-0123 (what this checkout's deploys run)",
+    ]
+
+
+def test_build_services_refuses_an_unknown_service_before_asking_the_daemon(no_docker: None) -> None:
+    fake = runner.FakeRunner()
+    with runner.use(fake), pytest.raises(BadInput, match="unknown service 'worker'"):
+        build.build_services(["api", "worker"], base_images={})
+    assert fake.calls == []
+
+
+def test_a_failed_build_stops_the_rest_and_records_nothing(monkeypatch: pytest.MonkeyPatch, built: list[str]) -> None:
+    monkeypatch.setattr(docker, "require_daemon", lambda: "20.10.24")
+    monkeypatch.setattr(releases, "record_build", lambda tags: pytest.fail("recorded"))
+    fake = docker_build_fake(stderr="ERROR: boom", returncode=1)
+    with runner.use(fake), pytest.raises(OpsError, match="building api failed: ERROR: boom"):
+        build.build_services(["api", "bot"], base_images={}, progress=lambda _m: None)
+    assert built == ["api"]

@@ -1,0 +1,194 @@
+"""The `env` tasks (cli/environment.py): effective settings and their sources, .env templates and validation
+against a .env file in tmp_path, and the configuration and preflight checks (replaced: they need Docker)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke import Config, Context, Exit
+
+from analyticbot_ops import compose, environment, runner
+from analyticbot_ops.cli import environment as env_cli
+from analyticbot_ops.config import DEFAULTS
+
+NAMESPACE = "registry.example/team"
+
+
+class NoCommands(runner.FakeRunner):
+    """Any command a unit test would run is a bug in the test: fail it loudly."""
+
+    def run(self, call: runner.Call, *, capture: bool, text: bool) -> Any:
+        raise AssertionError(f"a unit test tried to run {' '.join(call.argv)}")
+
+
+@pytest.fixture(autouse=True)
+def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    for key in compose.SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "secrets"))
+    # Each environment's .env file is read (and written) in tmp_path, never the checkout's.
+    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
+    with runner.use(NoCommands()):
+        yield
+
+
+def context(**ops: Any) -> Context:
+    settings = copy.deepcopy(DEFAULTS)
+    settings["ops"].update(ops)
+    return Context(Config(overrides=settings))
+
+
+def fails(code: int, task: Any, *args: Any, **kwargs: Any) -> str:
+    with pytest.raises(Exit) as caught:
+        task(*args, **kwargs)
+    message = str(caught.value.message)
+    assert caught.value.code == code, message
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+# --- check ------------------------------------------------------------------------------------------------
+
+
+def test_check_as_json_gives_each_setting_with_its_source(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / ".env.staging").write_text("HTTP_PORT=9443\n")
+    env_cli.env_check(context(), env="staging", json=True)
+    data = json.loads(capsys.readouterr().out)
+    assert data["HTTP_PORT"] == {"value": "9443", "source": ".env.staging"}
+    assert data["SECRETS_DIR"] == {"value": str(tmp_path / "secrets"), "source": "environment"}
+    assert data["PROXY_BIND"]["source"] == "default"
+    assert data["API_IMAGE"]["source"] == "ops.namespace"
+
+
+def test_check_as_a_table_titled_with_the_project(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / ".env.dev").write_text("COMPOSE_PROJECT_NAME=mybot\n")
+    env_cli.env_check(context())
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].strip() == "dev: project mybot"
+    assert any("COMPOSE_PROJECT_NAME" in line and "mybot" in line and ".env.dev" in line for line in lines)
+    keys = [line.split()[1] for line in lines if line.startswith("│")]
+    assert keys == sorted(keys)
+
+
+@pytest.mark.parametrize("json_output", [True, False])
+def test_check_shows_images_under_the_configured_namespace(json_output: bool, capsys: Any) -> None:
+    env_cli.env_check(context(namespace=NAMESPACE), json=json_output)
+    out = capsys.readouterr().out
+    deployed = env_cli.stack_of(context(namespace=NAMESPACE), "dev").settings["API_IMAGE"]
+    assert deployed == f"{NAMESPACE}/api:latest"
+    if json_output:
+        assert json.loads(out)["API_IMAGE"]["value"] == deployed
+    else:
+        assert deployed in out
+
+
+def test_check_refuses_an_unknown_environment_or_a_bad_setting(tmp_path: Path) -> None:
+    assert "unknown environment 'local'" in fails(2, env_cli.env_check, context(), env="local")
+    (tmp_path / ".env.dev").write_text("HTTP_PORT=eighty\n")
+    assert fails(2, env_cli.env_check, context()) == "error: .env.dev: HTTP_PORT must be a port number, got 'eighty'"
+
+
+# --- template --------------------------------------------------------------------------------------------
+
+
+def test_template_prints_the_environment_defaults(capsys: Any) -> None:
+    env_cli.env_template(context(), env="prod")
+    text = capsys.readouterr().out
+    assert text == environment.template("prod")
+    assert "# Settings for the prod stack" in text and "\nHTTPS_PORT=" in text
+
+
+def test_template_write_creates_the_file_once(tmp_path: Path, capsys: Any) -> None:
+    env_cli.env_template(context(), env="staging", write=True)
+    path = tmp_path / ".env.staging"
+    assert capsys.readouterr().out.strip() == f"wrote {path}"
+    assert path.read_text() == environment.template("staging")
+    path.write_text("HTTP_PORT=1\n")
+    message = fails(2, env_cli.env_template, context(), env="staging", write=True)
+    assert message == "error: .env.staging exists and is never overwritten; edit it, or remove it first"
+    assert path.read_text() == "HTTP_PORT=1\n"
+
+
+# --- validate ---------------------------------------------------------------------------------------------
+
+
+def test_validate_without_a_file_warns_that_defaults_apply(capsys: Any) -> None:
+    env_cli.env_validate(context())
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("warning: .env.dev does not exist: the defaults apply")
+    assert lines[-1] == "dev settings are valid"
+
+
+def test_validate_prints_every_finding_and_exits_2_on_an_error(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / ".env.prod").write_text("HTTP_PORT=99999\nDB_PASSWORD=hunter2\nFAVOURITE_COLOUR=blue\n")
+    assert fails(2, env_cli.env_validate, context(), env="prod") == "error: 2 problem(s) in the prod settings"
+    lines = capsys.readouterr().out.splitlines()
+    assert "error: .env.prod: HTTP_PORT must be a port number, got '99999'" in lines
+    assert any(line.startswith("error: DB_PASSWORD looks like a secret") for line in lines)
+    assert "warning: FAVOURITE_COLOUR is not a setting the compose files read" in lines
+    assert "hunter2" not in "".join(lines)
+
+
+def test_validate_of_a_given_file_with_only_warnings_passes(tmp_path: Path, capsys: Any) -> None:
+    other = tmp_path / "candidate.env"
+    other.write_text("HTTP_PORT=8081\nEDITOR=vi\n")
+    env_cli.env_validate(context(), file=str(other))
+    assert capsys.readouterr().out.splitlines() == [
+        "warning: EDITOR is not a setting the compose files read",
+        "dev settings are valid",
+    ]
+
+
+def test_validate_refuses_a_missing_or_malformed_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.env"
+    assert fails(2, env_cli.env_validate, context(), file=str(missing)) == f"error: no settings file at {missing}"
+    bad = tmp_path / "bad.env"
+    bad.write_text("HTTP_PORT=8081\nJUST_A_NAME\n")
+    assert fails(2, env_cli.env_validate, context(), file=str(bad)).startswith(f"error: {bad}:2: JUST_A_NAME")
+
+
+# --- configuration, preflight (checks that need Docker, replaced) -----------------------------------------
+
+GOOD = [environment.Check("compose dev", True, "7 services merge"), environment.Check("hadolint", True, "clean")]
+
+
+def test_configuration_validates_every_environment_by_default(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    asked: list[list[str]] = []
+    monkeypatch.setattr(env_cli.environment, "validate_configuration", lambda envs: asked.append(envs) or GOOD)
+    env_cli.validate_configuration(context())
+    env_cli.validate_configuration(context(), env=["prod", "dev"])
+    assert asked == [list(compose.ENVIRONMENTS), ["prod", "dev"]]
+    text = capsys.readouterr().out
+    assert "configuration" in text and "7 services merge" in text and "FAIL" not in text
+
+
+def test_configuration_exits_1_when_a_check_fails(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    checks = [*GOOD, environment.Check("nginx -t", False, "analyticbot/proxy:latest is missing")]
+    monkeypatch.setattr(env_cli.environment, "validate_configuration", lambda envs: checks)
+    message = fails(1, env_cli.validate_configuration, context())
+    assert message == "error: the configuration does not validate (see above)"
+    line = next(line for line in capsys.readouterr().out.splitlines() if "nginx -t" in line)
+    assert "FAIL" in line and "is missing" in line
+
+
+def test_configuration_refuses_an_unknown_environment_before_checking(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[Any] = []
+    monkeypatch.setattr(env_cli.environment, "validate_configuration", lambda envs: asked.append(envs) or GOOD)
+    assert "unknown environment 'qa'" in fails(2, env_cli.validate_configuration, context(), env=["dev", "qa"])
+    assert asked == []
+
+
+def test_preflight_shows_each_check_and_exits_1_unless_all_pass(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    asked: list[str] = []
+    answers = [GOOD, [*GOOD, environment.Check("docker daemon", False, "no Docker daemon answers")]]
+    monkeypatch.setattr(env_cli.environment, "test_environment", lambda env: asked.append(env) or answers.pop(0))
+    env_cli.test_environment(context(), env="staging")
+    assert "staging deployability" in capsys.readouterr().out
+    assert fails(1, env_cli.test_environment, context()) == "error: dev is not deployable now (see above)"
+    assert "no Docker daemon answers" in capsys.readouterr().out
+    assert asked == ["staging", "dev"]
