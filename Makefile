@@ -5,7 +5,7 @@ INVOKE ?= .venv/bin/invoke
 
 .DEFAULT_GOAL := help
 
-.PHONY: help analyze-layers api-token audit backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps releases restart restore rollback secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-prod ssl-renew ssl-setup ssl-status test-environment test-health-endpoints up validate-configuration
+.PHONY: help analyze-layers api-token audit backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps releases restart restore rollback secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-prod ssl-renew ssl-setup ssl-status swarm-deploy swarm-lab-down swarm-lab-up swarm-remove swarm-rollback swarm-status test-environment test-health-endpoints up validate-configuration
 
 help:
 	@$(INVOKE) --list
@@ -50,6 +50,12 @@ help:
 	@echo '  ssl-renew               invoke tls.renew'
 	@echo '  ssl-setup               invoke tls.setup'
 	@echo '  ssl-status              invoke tls.status'
+	@echo '  swarm-deploy            invoke swarm.deploy'
+	@echo '  swarm-lab-down          invoke swarm.lab-down'
+	@echo '  swarm-lab-up            invoke swarm.lab-up'
+	@echo '  swarm-remove            invoke swarm.remove'
+	@echo '  swarm-rollback          invoke swarm.rollback'
+	@echo '  swarm-status            invoke swarm.status'
 	@echo '  test-environment        invoke env.preflight'
 	@echo '  test-health-endpoints   invoke health.endpoints'
 	@echo '  up                      invoke stack.up'
@@ -174,6 +180,24 @@ ssl-setup:
 
 ssl-status:
 	$(INVOKE) ssl-status $(if $(JSON),--json) $(if $(WARN_DAYS),--warn-days "$(WARN_DAYS)") $(if $(ENV),--env "$(ENV)")
+
+swarm-deploy:
+	$(INVOKE) swarm-deploy $(if $(ENV),--env "$(ENV)") $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+
+swarm-lab-down:
+	$(INVOKE) swarm-lab-down $(if $(NAME),--name "$(NAME)")
+
+swarm-lab-up:
+	$(INVOKE) swarm-lab-up $(if $(NODES),--nodes "$(NODES)") $(if $(NAME),--name "$(NAME)")
+
+swarm-remove:
+	$(INVOKE) swarm-remove $(if $(ENV),--env "$(ENV)") $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(VOLUMES),--volumes)
+
+swarm-rollback:
+	$(INVOKE) swarm-rollback $(if $(ENV),--env "$(ENV)") $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+
+swarm-status:
+	$(INVOKE) swarm-status $(if $(ENV),--env "$(ENV)") $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(JSON),--json)
 
 test-environment:
 	$(INVOKE) test-environment $(if $(ENV),--env "$(ENV)")

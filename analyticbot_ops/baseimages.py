@@ -40,6 +40,9 @@ class BaseRecipe:
     official_image: str
     # Files the hooks copy into the image: hashed with the hooks.
     extra_files: tuple[str, ...] = ()
+    # extract unpacks packages without running their maintainer scripts (the smallest images); minbase
+    # runs them, for what needs them (an engine's groups and iptables alternatives).
+    variant: str = "extract"
 
     def tag(self, namespace: str = DEFAULT_NAMESPACE) -> str:
         return f"{namespace}/{self.name}:bookworm"
@@ -137,11 +140,39 @@ RECIPES: tuple[BaseRecipe, ...] = (
 )
 
 
+# The Swarm lab's images (`invoke swarm.lab-up` builds them; `images.base` builds them only by name):
+# Docker Engine nodes and the registry they pull from.
+LAB_RECIPES: tuple[BaseRecipe, ...] = (
+    BaseRecipe(
+        name="swarm-node",
+        description="a Docker Engine (Debian's docker.io 20.10) to run as one node of the Swarm lab",
+        packages=("docker.io", "iptables", "ca-certificates", "procps", "iproute2"),
+        hooks=(("swarm-node.sh",),),
+        changes=('CMD ["dockerd"]',),
+        official_image="docker:20.10-dind",
+        variant="minbase",
+    ),
+    BaseRecipe(
+        name="registry",
+        description="Debian's docker-registry 2.8, the Swarm lab's image registry",
+        packages=("docker-registry", "ca-certificates"),
+        hooks=(("common.sh",), ("registry.sh",)),
+        changes=(
+            f"USER {APP_UID}:{APP_UID}",
+            "EXPOSE 5000",
+            'VOLUME ["/var/lib/docker-registry"]',
+            'CMD ["/usr/bin/docker-registry", "serve", "/etc/docker/registry/config.yml"]',
+        ),
+        official_image="registry:2.8",
+    ),
+)
+
+
 def recipe(name: str) -> BaseRecipe:
-    for candidate in RECIPES:
+    for candidate in (*RECIPES, *LAB_RECIPES):
         if candidate.name == name:
             return candidate
-    known = ", ".join(r.name for r in RECIPES)
+    known = ", ".join(r.name for r in (*RECIPES, *LAB_RECIPES))
     raise BadInput(f"unknown base image {name!r}; known: {known}")
 
 
@@ -236,7 +267,10 @@ def mirror_lines(sources: Iterable[AptSource], codename: str) -> list[str]:
 def inputs_hash(base: BaseRecipe, mirrors: list[str], codename: str) -> str:
     """Everything that decides an image's content, hashed; stored in its label."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([RECIPE_FORMAT, base.packages, base.hooks, base.changes, mirrors, codename]).encode())
+    content = [RECIPE_FORMAT, base.packages, base.hooks, base.changes, mirrors, codename]
+    if base.variant != "extract":  # the images built before variants existed keep their hash
+        content.append(base.variant)
+    digest.update(json.dumps(content).encode())
     for hook in sorted({h[0] for h in base.hooks} | set(base.extra_files)):
         digest.update((HOOKS_DIR / hook).read_bytes())
     return digest.hexdigest()[:16]
@@ -247,15 +281,16 @@ def mmdebstrap_command(base: BaseRecipe, codename: str, mirrors: list[str]) -> l
         "mmdebstrap",
         "--quiet",
         "--mode=root",
-        "--variant=extract",
+        f"--variant={base.variant}",
         # Without the merged-usr hook, usrmerge drags Perl in (+50 MB).
         f"--hook-dir={MERGED_USR_HOOKS}",
         "--include=" + ",".join(base.packages),
     ]
+    # Extract-hooks are the only hooks mmdebstrap runs for the extract variant; the others customize.
+    kind = "--extract-hook" if base.variant == "extract" else "--customize-hook"
     for script, *args in base.hooks:
         quoted = " ".join(f"'{a}'" for a in args)
-        # Extract-hooks are the only hooks mmdebstrap runs for the extract variant.
-        command.append(f"--extract-hook=sh '{HOOKS_DIR / script}' \"$1\" {quoted}")
+        command.append(f"{kind}=sh '{HOOKS_DIR / script}' \"$1\" {quoted}")
     return [*command, codename, "-", *mirrors]
 
 

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import build, docker, guard, model, releases, rollout, runner, secrets, tls
+from . import build, docker, model, preflight, releases, rollout, runner, secrets, tls
 from .compose import (
     ALL_SERVICES,
     Stack,
@@ -32,61 +32,6 @@ Progress = Callable[[str], None]
 def required_images(stack: Stack) -> dict[str, str]:
     """The image of each service, as the stack's settings name them (load_stack fills in every one)."""
     return {s.name: stack.settings[s.image_variable] for s in model.SERVICES}
-
-
-def missing_images(stack: Stack) -> list[str]:
-    # dict.fromkeys: the migrate job runs the api's image, which is named (and looked up) once.
-    return [tag for tag in dict.fromkeys(required_images(stack).values()) if docker.inspect("image", tag) is None]
-
-
-def preflight(stack: Stack, progress: Progress) -> None:
-    """Everything a deploy needs, checked before anything starts."""
-    docker.require_daemon()
-    compose_command()
-    missing = missing_images(stack)
-    if missing:
-        raise OpsError(f"images missing: {', '.join(missing)}; run `invoke base-images build-optimized`")
-    secrets_dir = Path(stack.settings["SECRETS_DIR"])
-    rows = secrets.check(stack.env, secrets_dir)
-    if secrets.check_failed(rows, stack.env):
-        bad = [r.name for r in rows if (r.required and not r.present) or r.valid is False]
-        raise BadInput(
-            f"secrets not ready for {stack.env}: {', '.join(bad)}; run `invoke secrets-check --env {stack.env}`"
-        )
-    tls_dir = Path(stack.settings["TLS_DIR"])
-    if needs_bootstrap_certificate(stack):
-        certificate = "none yet (a bootstrap certificate will let nginx start)"
-    else:
-        status = tls.certificate_status(tls_dir, warn_days=0)
-        if not status.key_matches or not status.chain_ok:
-            raise BadInput(f"the proxy's certificate is unusable: {'; '.join(status.problems)}")
-        certificate = f"{status.days_left} days left"
-    check_ownership(stack)
-    guard.protect(stack, progress=progress)
-    progress(f"preflight ok: images, secrets ({stack.env}), certificate ({certificate}), checkout, ports, subnets")
-
-
-def check_ownership(stack: Stack) -> None:
-    """Compose bind-mounts secrets and keys with their host owner: the containers (uid
-    10001) can read only files owned by 10001. Run as root, the toolkit chowns them;
-    as another user it cannot, so say how, before a container fails on them."""
-    if os.geteuid() == 0:
-        return
-    candidates = [p for p in Path(stack.settings["SECRETS_DIR"]).glob("*") if p.is_file()]
-    candidates += [Path(stack.settings["TLS_DIR"]) / name for name in (tls.FULLCHAIN, tls.PRIVKEY)]
-    foreign = [p for p in candidates if p.exists() and p.stat().st_uid != secrets.SERVICE_UIDS["api"]]
-    if foreign:
-        raise BadInput(
-            f"{foreign[0]} is owned by uid {foreign[0].stat().st_uid}, but the containers run as uid 10001: "
-            f"run the tasks as root (sudo), or `sudo chown 10001:10001` the files in {foreign[0].parent}"
-        )
-
-
-def needs_bootstrap_certificate(stack: Stack) -> bool:
-    """Staging and prod get their certificate from ssl-prod, through the running proxy:
-    before that exists, nginx starts on a short-lived self-signed one."""
-    tls_dir = Path(stack.settings["TLS_DIR"])
-    return stack.env != "dev" and not (tls_dir / tls.FULLCHAIN).exists() and not (tls_dir / tls.PRIVKEY).exists()
 
 
 def plan(stack: Stack) -> dict[str, str]:
@@ -147,11 +92,11 @@ def up(
     configuration did not change are left alone and said so."""
     if not timeout > 0:
         raise BadInput(f"--timeout must be more than 0 seconds, got {timeout:g}")
-    preflight(stack, progress)
+    preflight.require(stack, progress)
     changes = plan(stack)
     check_downtime(changes, allow_downtime)
     # Changes only after every check passed.
-    if needs_bootstrap_certificate(stack):
+    if preflight.needs_bootstrap_certificate(stack):
         tls.write_bootstrap_certificate(Path(stack.settings["TLS_DIR"]), stack.settings.get("DOMAIN", "localhost"))
         progress("wrote a 1-day bootstrap certificate; run `invoke ssl-prod --domain D` once the stack is up")
     secrets.ensure_optional_placeholders(Path(stack.settings["SECRETS_DIR"]))
@@ -210,7 +155,6 @@ _SAID = {
 
 
 def _environ() -> dict[str, str]:
-    import os
 
     return dict(os.environ)
 

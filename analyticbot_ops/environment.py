@@ -7,8 +7,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audit, build, compose, deploy, docker, guard, secrets, tls
-from .errors import BadInput, OpsError
+from . import audit, build, compose, docker, secrets, tls
+from .errors import BadInput
 
 SECRET_LOOKING = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "API_HASH")
 
@@ -121,49 +121,3 @@ def validate_configuration(envs: list[str]) -> list[Check]:
     checks.append(_nginx_test())
     checks.append(_hadolint())
     return checks
-
-
-def test_environment(env: str) -> list[Check]:
-    """Whether `env` could be deployed now: each preflight check on its own, nothing started."""
-    stack = compose.load_stack(env)
-    checks: list[Check] = []
-
-    def attempt(name: str, step) -> None:  # type: ignore[no-untyped-def]
-        try:
-            checks.append(Check(name, True, step() or "ok"))
-        except (BadInput, Exception) as exc:  # each check reports its own failure
-            checks.append(Check(name, False, str(exc).splitlines()[0]))
-
-    attempt("docker daemon", lambda: f"engine {docker.require_daemon()}")
-    attempt("compose", lambda: " ".join(compose.compose_command()))
-    attempt("images", lambda: _images(stack))
-    attempt("secrets", lambda: _secrets(stack))
-    attempt("certificate", lambda: _certificate(stack))
-    try:
-        checks += [Check(row.name, row.ok, row.detail) for row in guard.rows(stack, fix=False)]
-    except OpsError as exc:
-        checks.append(Check("running stack", False, str(exc).splitlines()[0]))
-    return checks
-
-
-def _images(stack: compose.Stack) -> str:
-    missing = deploy.missing_images(stack)
-    if missing:
-        raise BadInput(f"missing {', '.join(missing)}")
-    return "all present"
-
-
-def _secrets(stack: compose.Stack) -> str:
-    rows = secrets.check(stack.env, Path(stack.settings["SECRETS_DIR"]))
-    if secrets.check_failed(rows, stack.env):
-        raise BadInput(
-            f"not ready: {', '.join(r.name for r in rows if r.valid is False or (r.required and not r.present))}"
-        )
-    return f"{sum(r.present for r in rows)} present, required ones valid"
-
-
-def _certificate(stack: compose.Stack) -> str:
-    status = tls.certificate_status(Path(stack.settings["TLS_DIR"]))
-    if not status.ok:
-        raise BadInput("; ".join(status.problems))
-    return f"{status.subject}, {status.days_left} days left"

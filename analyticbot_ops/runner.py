@@ -43,8 +43,8 @@ def daemon_unreachable(argv: Sequence[str], stderr: str | bytes | None) -> bool:
     return any(marker in text.lower() for marker in _NO_DAEMON)
 
 
-def _no_daemon(stderr: str | bytes | None) -> DockerUnavailable:
-    where = os.environ.get("DOCKER_HOST", "the default socket")
+def _no_daemon(stderr: str | bytes | None, env: Mapping[str, str] | None = None) -> DockerUnavailable:
+    where = (env or {}).get("DOCKER_HOST") or os.environ.get("DOCKER_HOST", "the default socket")
     return DockerUnavailable(f"Docker daemon is not reachable at {where}: {first_line(stderr)}")
 
 
@@ -202,7 +202,7 @@ def run(
     except subprocess.TimeoutExpired:
         raise OpsError(f"{name} timed out after {timeout:g} s") from None
     if result.returncode != 0 and daemon_unreachable(call.argv, result.stderr):
-        raise _no_daemon(result.stderr)
+        raise _no_daemon(result.stderr, env)
     if check and result.returncode != 0:
         raise OpsError(f"{name} failed: {first_line(result.stderr or result.stdout)}")
     return result

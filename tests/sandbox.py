@@ -33,6 +33,13 @@ class RunningStack:
     tls_dir: Path
     http_port: int
     https_port: int
+    # Where the proxy listens: loopback for a Compose stack, a node's address for a Swarm lab's. The TLS
+    # name (SNI, Host) stays localhost either way.
+    address: str = "127.0.0.1"
+
+    def connection(self, timeout: float = 10) -> http.client.HTTPSConnection:
+        """An HTTPS connection to the proxy, verified against the stack's dev CA."""
+        return _Connection(self.address, self.https_port, self.ca_file, timeout)
 
     @property
     def project(self) -> str:
@@ -85,6 +92,18 @@ def make_stack(root: Path, project: str, env: str = "prod") -> RunningStack:
     return RunningStack(stack, secrets_dir, tls_dir, http_port, https_port)
 
 
+class _Connection(http.client.HTTPSConnection):
+    """HTTPS to an address, presenting and verifying the name localhost (what the proxy serves)."""
+
+    def __init__(self, address: str, port: int, ca_file: str, timeout: float) -> None:
+        super().__init__("localhost", port, context=ssl.create_default_context(cafile=ca_file), timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname="localhost")  # type: ignore[attr-defined]
+
+
 @dataclass(eq=False)  # a Thread must stay hashable
 class SteadyClient(threading.Thread):
     """GET a channel summary through the proxy every 40 ms (about 25/s), each on a new connection;
@@ -104,10 +123,9 @@ class SteadyClient(threading.Thread):
         self.token = self.stack.token("read")
 
     def run(self) -> None:
-        context = ssl.create_default_context(cafile=self.stack.ca_file)
         while not self.stop.is_set():
             started = time.monotonic()
-            connection = http.client.HTTPSConnection("localhost", self.stack.https_port, context=context, timeout=10)
+            connection = self.stack.connection()
             try:
                 path = self.path or f"/api/channels/{self.channel}/summary"
                 connection.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
@@ -131,8 +149,7 @@ class SteadyClient(threading.Thread):
 
 def create_channel(stack: RunningStack, username: str) -> None:
     """A channel to read, through the proxy with a write token."""
-    context = ssl.create_default_context(cafile=stack.ca_file)
-    connection = http.client.HTTPSConnection("localhost", stack.https_port, context=context, timeout=10)
+    connection = stack.connection()
     try:
         connection.request(
             "POST",

@@ -9,7 +9,7 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import compose, environment
+from .. import compose, environment, preflight
 from ..config import ops
 from ..errors import BadInput, CheckFailed
 from ._task import ops_task, out, print_json, stack_of
@@ -18,7 +18,7 @@ from .legacy import Legacy
 ENV = "Environment: dev, staging or prod."
 
 
-def _print_checks(checks: list[environment.Check], title: str) -> None:
+def _print_checks(checks: list[environment.Check] | list[preflight.Check], title: str) -> None:
     table = Table("check", "result", "detail", title=title, title_justify="left")
     for check in checks:
         table.add_row(check.name, "ok" if check.ok else "FAIL", check.detail)
@@ -73,7 +73,7 @@ def validate_configuration(c: Any, env: list[str] | None = None) -> None:
 @ops_task(help={"env": ENV})
 def test_environment(c: Any, env: str = "dev") -> None:
     """Check that an environment could be deployed now (daemon, images, secrets, certificate, ports)."""
-    checks = environment.test_environment(env)
+    checks = preflight.rows(stack_of(c, env, pinned=True))  # the very checks a deploy stops on
     _print_checks(checks, f"{env} deployability")
     if not all(check.ok for check in checks):
         raise CheckFailed(f"{env} is not deployable now (see above)")

@@ -8,7 +8,7 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import acme, backups, baseimages, compose, docker, guard, health, rollout, tls
+from .. import acme, backups, baseimages, compose, docker, guard, health, preflight, rollout, tls
 from .. import build as building
 from .. import deploy as deploy_module
 from .. import releases as release_log
@@ -208,7 +208,7 @@ def deploy(c: Any, env: str = "dev", build: bool = False, timeout: float = 180, 
     docker.require_daemon()  # first: a deploy with no daemon says so, whatever else is missing
     if secrets_module.check_failed(secrets_module.check(env, Path(stack.settings["SECRETS_DIR"])), env):
         raise BadInput(f"{env} secrets are not ready; run `invoke secrets.check --env {env}`")
-    if not deploy_module.needs_bootstrap_certificate(stack):
+    if not preflight.needs_bootstrap_certificate(stack):
         status = tls.certificate_status(Path(stack.settings["TLS_DIR"]))
         if not status.ok:
             raise BadInput(f"{env} certificate: {'; '.join(status.problems)}")
@@ -253,7 +253,7 @@ def _check_ready(c: Any, env: str) -> None:
     problems = [f"secret {r.name}" for r in rows if (r.required and not r.present) or r.valid is False]
     if problems:
         raise CheckFailed(f"{env} is not ready: " + ", ".join(problems))
-    if deploy_module.needs_bootstrap_certificate(stack):
+    if preflight.needs_bootstrap_certificate(stack):
         # tls.prod needs the proxy running; the deploy starts it on a bootstrap certificate.
         out.print(f"{env} is ready: run `invoke stack.deploy --env {env}`, then `invoke tls.prod --domain D`")
         return

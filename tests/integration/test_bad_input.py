@@ -38,7 +38,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from analyticbot_ops import compose, deploy, docker, environment, secrets, tls
+from analyticbot_ops import compose, deploy, docker, environment, preflight, secrets, tls
 from analyticbot_ops.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NO_DOCKER, EXIT_UNHEALTHY
 from analyticbot_ops.paths import REPO_ROOT
 
@@ -146,7 +146,7 @@ def dev_secrets_and_certificates(run: Run) -> None:
 def https_port_taken(run: Run) -> None:
     """Valid dev secrets and certificates, every image present, HTTPS_PORT held by a listener."""
     dev_secrets_and_certificates(run)
-    missing = deploy.missing_images(compose.load_stack("dev", project=run.project))
+    missing = preflight.missing_images(compose.load_stack("dev", project=run.project))
     if missing:
         pytest.fail(f"images missing: {', '.join(missing)}; run `invoke base-images build-optimized`")
     listener = run.cleanup.enter_context(socket.socket())
@@ -159,7 +159,7 @@ def _deployable(run: Run) -> None:
     """Valid dev secrets and certificates, every image present, free loopback ports and subnets: a dev
     deploy of the case's project would start, but for what the case adds."""
     dev_secrets_and_certificates(run)
-    missing = deploy.missing_images(compose.load_stack("dev", project=run.project))
+    missing = preflight.missing_images(compose.load_stack("dev", project=run.project))
     if missing:
         pytest.fail(f"images missing: {', '.join(missing)}; run `invoke base-images build-optimized`")
     frontend, backend, database = deploy.free_subnets(3)

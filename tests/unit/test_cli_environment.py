@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from invoke import Config, Context, Exit
 
-from analyticbot_ops import compose, environment, runner
+from analyticbot_ops import compose, environment, preflight, releases, runner
 from analyticbot_ops.cli import environment as env_cli
 from analyticbot_ops.config import DEFAULTS
 
@@ -183,12 +183,28 @@ def test_configuration_refuses_an_unknown_environment_before_checking(monkeypatc
     assert asked == []
 
 
+PASSING = [preflight.Check("docker daemon", True, "engine 24.0.7"), preflight.Check("images", True, "all present")]
+
+
 def test_preflight_shows_each_check_and_exits_1_unless_all_pass(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    asked: list[str] = []
-    answers = [GOOD, [*GOOD, environment.Check("docker daemon", False, "no Docker daemon answers")]]
-    monkeypatch.setattr(env_cli.environment, "test_environment", lambda env: asked.append(env) or answers.pop(0))
-    env_cli.test_environment(context(), env="staging")
-    assert "staging deployability" in capsys.readouterr().out
-    assert fails(1, env_cli.test_environment, context()) == "error: dev is not deployable now (see above)"
-    assert "no Docker daemon answers" in capsys.readouterr().out
-    assert asked == ["staging", "dev"]
+    pinned = f"{NAMESPACE}/api:build-1"
+
+    def pinned_settings(unnamed: Any, state_dir: Any = None) -> dict[str, str]:
+        return {"API_IMAGE": pinned} if "API_IMAGE" in unnamed else {}
+
+    monkeypatch.setattr(releases, "pinned_settings", pinned_settings)
+    asked: list[compose.Stack] = []
+    answers = [PASSING, [*PASSING, preflight.Check("docker daemon", False, "no Docker daemon answers")]]
+    monkeypatch.setattr(env_cli.preflight, "rows", lambda stack: asked.append(stack) or answers.pop(0))
+    env_cli.test_environment(context(namespace=NAMESPACE), env="staging")
+    out = capsys.readouterr().out
+    assert "staging deployability" in out and "engine 24.0.7" in out and "FAIL" not in out
+    assert fails(1, env_cli.test_environment, context(namespace=NAMESPACE)) == (
+        "error: dev is not deployable now (see above)"
+    )
+    line = next(line for line in capsys.readouterr().out.splitlines() if "no Docker daemon answers" in line)
+    assert "FAIL" in line
+    # The very stack a deploy would run: this checkout's build by its pinned tag, the others under the namespace.
+    assert [stack.env for stack in asked] == ["staging", "dev"]
+    assert all(stack.settings["API_IMAGE"] == pinned for stack in asked)
+    assert all(stack.settings["BOT_IMAGE"] == f"{NAMESPACE}/bot:latest" for stack in asked)

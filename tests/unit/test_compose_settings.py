@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analyticbot_ops import compose, deploy, environment
+from analyticbot_ops import compose, environment, preflight
 from analyticbot_ops.errors import BadInput
 from analyticbot_ops.paths import REPO_ROOT
 
@@ -46,10 +46,10 @@ def test_deploy_refuses_files_the_containers_could_not_read_when_not_root(
     secrets_dir.mkdir()
     (secrets_dir / "postgres_password").write_text("x")  # owned by whoever runs the test, not 10001
     stack = compose.load_stack("dev", overrides={"SECRETS_DIR": str(secrets_dir), "TLS_DIR": str(tmp_path / "tls")})
-    monkeypatch.setattr(deploy.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
     monkeypatch.setattr(Path, "stat", _stat_owned_by(1000))
     with pytest.raises(BadInput, match="uid 10001"):
-        deploy.check_ownership(stack)
+        preflight.ownership(stack)
 
 
 def _stat_owned_by(uid: int):  # type: ignore[no-untyped-def]

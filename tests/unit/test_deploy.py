@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import compose, deploy, docker, engine, releases, rollout, runner, secrets, tls
+from analyticbot_ops import compose, deploy, docker, engine, preflight, releases, rollout, runner, secrets, tls
 from analyticbot_ops.errors import BadInput, OpsError
 from analyticbot_ops.model import Labels
 from analyticbot_ops.paths import REPO_ROOT
@@ -79,6 +79,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
         monkeypatch.setattr(engine, name, _no_engine)
     monkeypatch.setattr(compose, "compose_command", lambda: ["docker-compose"])
     monkeypatch.setattr(deploy, "compose_command", lambda: ["docker-compose"])
+    monkeypatch.setattr(preflight, "compose_command", lambda: ["docker-compose"])
     return state
 
 
@@ -125,23 +126,23 @@ def test_each_service_needs_the_image_its_setting_names_and_the_job_shares_the_a
 def test_missing_images_are_the_ones_the_daemon_does_not_have(world: World, tmp_path: Path) -> None:
     stack = _stack(tmp_path)
     _all_images(world, stack)
-    assert deploy.missing_images(stack) == []
+    assert preflight.missing_images(stack) == []
     world.images.discard(stack.settings["BOT_IMAGE"])
-    assert deploy.missing_images(stack) == [stack.settings["BOT_IMAGE"]]
+    assert preflight.missing_images(stack) == [stack.settings["BOT_IMAGE"]]
 
 
 def test_a_missing_image_shared_by_two_services_is_named_once(world: World, tmp_path: Path) -> None:
     stack = _stack(tmp_path)
     _all_images(world, stack)
     world.images.discard(stack.settings["API_IMAGE"])
-    assert deploy.missing_images(stack) == [stack.settings["API_IMAGE"]]
+    assert preflight.missing_images(stack) == [stack.settings["API_IMAGE"]]
 
 
 @pytest.fixture
 def protected(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """guard.protect (tested in test_guard.py), recorded."""
     calls: list[tuple[str, Any]] = []
-    monkeypatch.setattr(deploy.guard, "protect", lambda stack, progress: calls.append((stack.project, progress)))
+    monkeypatch.setattr(preflight.guard, "protect", lambda stack, progress: calls.append((stack.project, progress)))
     return calls
 
 
@@ -153,11 +154,11 @@ def test_preflight_passes_with_images_valid_secrets_and_a_certificate_that_fits(
     populate(tmp_path / "secrets", "dev")
     tls.ensure_dev_certificates(tmp_path / "tls")
     said: list[str] = []
-    deploy.preflight(stack, said.append)
+    preflight.require(stack, said.append)
     assert world.daemon_checked == 1
     assert protected == [(PROJECT, said.append)]
     assert said == [
-        "preflight ok: images, secrets (dev), certificate (364 days left), checkout, ports, subnets",
+        "preflight ok: images, secrets (dev), certificate (CN=localhost, 364 days left), checkout, ports, subnets",
     ]
     assert fake.commands() == []  # checks only: nothing started, nothing created
 
@@ -168,24 +169,28 @@ def test_preflight_refuses_missing_images_before_looking_at_secrets(
     stack = _stack(tmp_path)
     _all_images(world, stack)
     world.images.discard(stack.settings["PROXY_IMAGE"])
-    monkeypatch.setattr(deploy.secrets, "check", _no_engine)
+    monkeypatch.setattr(preflight.secrets, "check", _no_engine)  # the secrets check is never reached
     with pytest.raises(OpsError) as caught:
-        deploy.preflight(stack, lambda _m: None)
+        preflight.require(stack, lambda _m: None)
+    assert type(caught.value) is OpsError and caught.value.code == 1
     assert str(caught.value) == (
-        f"images missing: {stack.settings['PROXY_IMAGE']}; run `invoke base-images build-optimized`"
+        f"images missing: {stack.settings['PROXY_IMAGE']}; run `invoke images.base images.build`"
     )
     assert protected == []
 
 
-def test_preflight_names_every_secret_that_is_missing_or_invalid(world: World, protected: list, tmp_path: Path) -> None:
+def test_preflight_names_every_secret_that_is_missing_or_invalid(
+    world: World, protected: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack = _stack(tmp_path)
     _all_images(world, stack)
     populate(tmp_path / "secrets", "dev")  # no bot_token: prod needs one
     (tmp_path / "secrets" / "telegram_webhook_secret").write_text("short")
+    monkeypatch.setattr(preflight, "needs_bootstrap_certificate", _no_engine)  # the certificate is never looked at
     with pytest.raises(BadInput) as caught:
-        deploy.preflight(stack, lambda _m: None)
+        preflight.require(stack, lambda _m: None)
     assert str(caught.value) == (
-        "secrets not ready for prod: telegram_webhook_secret, bot_token; run `invoke secrets-check --env prod`"
+        "secrets not ready for prod: telegram_webhook_secret, bot_token; run `invoke secrets.check --env prod`"
     )
     assert caught.value.code == 2
     assert protected == []
@@ -201,7 +206,7 @@ def test_preflight_refuses_a_certificate_whose_key_does_not_match(
     tls.ensure_dev_certificates(tmp_path / "other")
     (tmp_path / "tls" / tls.PRIVKEY).write_bytes((tmp_path / "other" / tls.PRIVKEY).read_bytes())
     with pytest.raises(BadInput, match=r"^the proxy's certificate is unusable: privkey.pem does not match"):
-        deploy.preflight(stack, lambda _m: None)
+        preflight.require(stack, lambda _m: None)
     assert protected == []
 
 
@@ -212,7 +217,7 @@ def test_preflight_of_prod_without_a_certificate_counts_on_a_bootstrap_one(
     _all_images(world, stack)
     populate(tmp_path / "secrets", "prod", BOT_TOKEN=BOT_TOKEN)
     said: list[str] = []
-    deploy.preflight(stack, said.append)
+    preflight.require(stack, said.append)
     assert said == [
         "preflight ok: images, secrets (prod), certificate (none yet (a bootstrap certificate will let nginx "
         "start)), checkout, ports, subnets"
@@ -222,13 +227,13 @@ def test_preflight_of_prod_without_a_certificate_counts_on_a_bootstrap_one(
 
 
 def test_only_staging_and_prod_without_any_certificate_file_need_a_bootstrap_one(tmp_path: Path) -> None:
-    assert not deploy.needs_bootstrap_certificate(_stack(tmp_path, env="dev"))
+    assert not preflight.needs_bootstrap_certificate(_stack(tmp_path, env="dev"))
     prod = _stack(tmp_path)
-    assert deploy.needs_bootstrap_certificate(prod)
-    assert deploy.needs_bootstrap_certificate(_stack(tmp_path, env="staging"))
+    assert preflight.needs_bootstrap_certificate(prod)
+    assert preflight.needs_bootstrap_certificate(_stack(tmp_path, env="staging"))
     (tmp_path / "tls").mkdir()
     (tmp_path / "tls" / tls.PRIVKEY).write_text("a key without its certificate")
-    assert not deploy.needs_bootstrap_certificate(prod)  # half a pair is for a person to sort out
+    assert not preflight.needs_bootstrap_certificate(prod)  # half a pair is for a person to sort out
 
 
 def _owned_files(tmp_path: Path) -> compose.Stack:
@@ -242,27 +247,27 @@ def _owned_files(tmp_path: Path) -> compose.Stack:
 
 def test_ownership_is_not_checked_as_root_who_chowns_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stack = _owned_files(tmp_path)
-    monkeypatch.setattr(deploy.os, "geteuid", lambda: 0)
-    deploy.check_ownership(stack)
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 0)
+    preflight.ownership(stack)
 
 
 def test_a_user_other_than_root_is_told_which_file_the_containers_cannot_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = _owned_files(tmp_path)
-    monkeypatch.setattr(deploy.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
     owner = (tmp_path / "secrets" / "jwt_secret_key").stat().st_uid
     if owner == secrets.SERVICE_UIDS["api"]:
         pytest.skip("the test runs as the containers' uid")
     with pytest.raises(BadInput) as caught:
-        deploy.check_ownership(stack)
+        preflight.ownership(stack)
     assert str(caught.value) == (
         f"{tmp_path / 'secrets' / 'jwt_secret_key'} is owned by uid {owner}, but the containers run as uid 10001: "
         f"run the tasks as root (sudo), or `sudo chown 10001:10001` the files in {tmp_path / 'secrets'}"
     )
     # Files the containers' uid owns pass (the privkey is absent: nothing to check).
-    monkeypatch.setattr(deploy.secrets, "SERVICE_UIDS", {"api": owner})
-    deploy.check_ownership(stack)
+    monkeypatch.setattr(preflight.model, "APP_UID", owner)
+    preflight.ownership(stack)
 
 
 def test_preflight_checks_ownership_as_a_user_other_than_root(
@@ -272,10 +277,18 @@ def test_preflight_checks_ownership_as_a_user_other_than_root(
     _all_images(world, stack)
     populate(tmp_path / "secrets", "dev")
     tls.ensure_dev_certificates(tmp_path / "tls")
-    monkeypatch.setattr(deploy.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(deploy.secrets, "SERVICE_UIDS", {"api": 4242})  # nobody's files
-    with pytest.raises(BadInput, match="but the containers run as uid 10001"):
-        deploy.preflight(stack, lambda _m: None)
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(preflight.model, "APP_UID", 4242)  # nobody's files
+    with pytest.raises(BadInput) as caught:
+        preflight.require(stack, lambda _m: None)
+    # The first foreign file in the folder's listing is named, with its real owner.
+    named = Path(str(caught.value).split(" is owned by uid ")[0])
+    assert named.parent == tmp_path / "secrets" and named.is_file()
+    assert str(caught.value) == (
+        f"{named} is owned by uid {named.stat().st_uid}, but the containers run as uid 4242: "
+        f"run the tasks as root (sudo), or `sudo chown 4242:4242` the files in {tmp_path / 'secrets'}"
+    )
+    assert caught.value.code == 2
     assert protected == []
 
 
@@ -359,7 +372,7 @@ class Recorder:
 @pytest.fixture
 def rec(fake: runner.FakeRunner, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     recorder = Recorder(fake)
-    monkeypatch.setattr(deploy, "preflight", recorder.preflight)
+    monkeypatch.setattr(deploy.preflight, "require", recorder.preflight)
     monkeypatch.setattr(deploy.rollout, "roll", recorder.roll)
     monkeypatch.setattr(deploy, "wait_healthy", recorder.wait_healthy)
     monkeypatch.setattr(deploy.tls, "write_bootstrap_certificate", recorder.bootstrap)

@@ -1,18 +1,17 @@
-"""Environment files and the checks that change nothing: the `.env.ENV` template, its validation, the merged
-configuration of each environment (nginx -t in the proxy image, hadolint) and whether an environment could be
-deployed now. No Docker: commands go to a FakeRunner, engine and stack reads are monkeypatched."""
+"""Environment files and the checks that change nothing: the `.env.ENV` template, its validation and the merged
+configuration of each environment (nginx -t in the proxy image, hadolint); whether an environment could be deployed
+now is test_preflight.py's. No Docker: commands go to a FakeRunner, engine and stack reads are monkeypatched."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from analyticbot_ops import audit, compose, deploy, docker, environment, guard, runner, secrets, tls
-from analyticbot_ops.errors import BadInput, DockerUnavailable, OpsError
+from analyticbot_ops import audit, compose, docker, environment, runner, secrets, tls
+from analyticbot_ops.errors import BadInput
 
 DOCKER = "/usr/bin/docker"
 
@@ -323,133 +322,3 @@ def test_validate_configuration_of_a_file_without_services(monkeypatch: pytest.M
     checks = environment.validate_configuration(["dev"])
     assert checks[0] == environment.Check("compose dev", True, "0 services merge")
     assert [c.ok for c in checks] == [True, False, False]
-
-
-# --- test_environment: each preflight check on its own -------------------------------------------------------------
-
-
-def row(name: str, *, present: bool = True, valid: bool | None = True) -> secrets.SecretStatus:
-    spec = secrets.get_spec(name)
-    return secrets.SecretStatus(
-        name, spec.kind, spec.required("prod"), present, True, "yes", valid, "ok", False, 1, valid if present else None
-    )
-
-
-ALL_VALID = [row(spec.name) for spec in secrets.SECRETS]
-
-
-@pytest.fixture
-def deployable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> compose.Stack:
-    """A prod stack every check passes: daemon, compose, images, secrets, a valid certificate, the guard."""
-    stack = compose.Stack(
-        "prod", "abtest", {"SECRETS_DIR": str(tmp_path / "secrets"), "TLS_DIR": str(tmp_path / "tls")}, []
-    )
-    tls.ensure_dev_certificates(tmp_path / "tls", ["bot.example.com"])
-    monkeypatch.setattr(compose, "load_stack", lambda env: stack if env == "prod" else pytest.fail(env))
-    monkeypatch.setattr(docker, "require_daemon", lambda: "24.0.7")
-    monkeypatch.setattr(compose, "compose_command", lambda: [DOCKER, "compose"])
-    monkeypatch.setattr(deploy, "missing_images", lambda s: [])
-    monkeypatch.setattr(secrets, "check", lambda env, folder: ALL_VALID)
-    monkeypatch.setattr(
-        guard,
-        "rows",
-        lambda s, fix: [guard.Check("checkout", True, "this checkout"), guard.Check("ports", True, "80, 443 free")],
-    )
-    return stack
-
-
-def test_a_deployable_environment_passes_every_check(deployable: compose.Stack, tmp_path: Path) -> None:
-    checks = environment.test_environment("prod")
-    assert [(c.name, c.ok) for c in checks] == [
-        ("docker daemon", True),
-        ("compose", True),
-        ("images", True),
-        ("secrets", True),
-        ("certificate", True),
-        ("checkout", True),
-        ("ports", True),
-    ]
-    details = {c.name: c.detail for c in checks}
-    assert details["docker daemon"] == "engine 24.0.7"
-    assert details["compose"] == f"{DOCKER} compose"
-    assert details["images"] == "all present"
-    assert details["secrets"] == f"{len(secrets.SECRETS)} present, required ones valid"
-    assert details["certificate"].startswith("CN=") and details["certificate"].endswith(" days left")
-    assert "364 days left" in details["certificate"] or "365 days left" in details["certificate"]
-    assert details["ports"] == "80, 443 free"
-
-
-def test_each_check_fails_on_its_own_and_all_are_shown(
-    monkeypatch: pytest.MonkeyPatch, deployable: compose.Stack, tmp_path: Path
-) -> None:
-    def no_daemon() -> str:
-        raise DockerUnavailable("Docker daemon is not reachable at unix:///x: refused\nsecond line")
-
-    monkeypatch.setattr(docker, "require_daemon", no_daemon)
-    monkeypatch.setattr(
-        compose, "compose_command", lambda: (_ for _ in ()).throw(OpsError("neither `docker compose` nor ..."))
-    )
-    monkeypatch.setattr(deploy, "missing_images", lambda s: ["analyticbot/api:latest", "analyticbot/bot:latest"])
-    special = {
-        "postgres_password": row("postgres_password", present=False),  # required, missing
-        "jwt_secret_key": row("jwt_secret_key", valid=False),  # present, invalid
-        "stripe_secret_key": row("stripe_secret_key", present=False),  # optional, missing: fine
-    }
-    rows = [special.get(spec.name) or row(spec.name) for spec in secrets.SECRETS]
-    monkeypatch.setattr(secrets, "check", lambda env, folder: rows)
-    (tmp_path / "tls" / "privkey.pem").unlink()
-
-    def guard_down(stack: compose.Stack, fix: bool) -> list[guard.Check]:
-        raise DockerUnavailable("Docker daemon is not reachable\nmore")
-
-    monkeypatch.setattr(guard, "rows", guard_down)
-    checks = environment.test_environment("prod")
-    assert checks == [
-        environment.Check("docker daemon", False, "Docker daemon is not reachable at unix:///x: refused"),
-        environment.Check("compose", False, "neither `docker compose` nor ..."),
-        environment.Check("images", False, "missing analyticbot/api:latest, analyticbot/bot:latest"),
-        environment.Check("secrets", False, "not ready: postgres_password, jwt_secret_key"),
-        environment.Check(
-            "certificate",
-            False,
-            f"no private key at {tmp_path / 'tls' / 'privkey.pem'}; run `invoke ssl-dev` or `invoke ssl-prod`",
-        ),
-        environment.Check("running stack", False, "Docker daemon is not reachable"),
-    ]
-
-
-def test_a_certificate_about_to_expire_fails_with_its_problem(
-    monkeypatch: pytest.MonkeyPatch, deployable: compose.Stack, tmp_path: Path
-) -> None:
-    tls_dir = tmp_path / "tls"
-    for name in ("ca.crt", "ca.key", "fullchain.pem", "privkey.pem"):
-        (tls_dir / name).unlink()
-    tls.ensure_dev_certificates(tls_dir, now=datetime.now(UTC) - timedelta(days=350))  # 15 days left
-    checks = {c.name: c for c in environment.test_environment("prod")}
-    assert not checks["certificate"].ok
-    assert checks["certificate"].detail.startswith("expires in 1")
-    assert checks["certificate"].detail.endswith(" days (warning below 30)")
-
-
-def test_guard_rows_are_read_without_fixing_anything(
-    monkeypatch: pytest.MonkeyPatch, deployable: compose.Stack
-) -> None:
-    asked: list[tuple[compose.Stack, bool]] = []
-
-    def rows(stack: compose.Stack, fix: bool) -> list[guard.Check]:
-        asked.append((stack, fix))
-        return [guard.Check("secret owners", False, "api cannot read jwt_secret_key")]
-
-    monkeypatch.setattr(guard, "rows", rows)
-    checks = environment.test_environment("prod")
-    assert asked == [(deployable, False)]
-    assert checks[-1] == environment.Check("secret owners", False, "api cannot read jwt_secret_key")
-
-
-def test_secrets_are_checked_in_the_stacks_own_folder(
-    monkeypatch: pytest.MonkeyPatch, deployable: compose.Stack, tmp_path: Path
-) -> None:
-    checked: list[tuple[str, Path]] = []
-    monkeypatch.setattr(secrets, "check", lambda env, folder: checked.append((env, folder)) or ALL_VALID)
-    environment.test_environment("prod")
-    assert checked == [("prod", tmp_path / "secrets")]

@@ -1,0 +1,111 @@
+"""The `swarm` namespace: the same stack on a Docker Swarm, and a simulated cluster to try it on.
+
+`lab-up` starts N Docker Engines as containers (never touching the host's own engine's swarm state),
+`deploy` pushes the images to the cluster's registry, pinned by digest, and waits until every service
+has converged; `status`, `rollback` and `remove` act on what runs. `--context` names the swarm: the lab
+(default) or any manager a Docker context reaches, with `--registry`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Collection
+from rich.table import Table
+
+from .. import docker
+from ..config import ops
+from ..errors import BadInput
+from ..swarm import deploy as swarm_deploy
+from ..swarm import lab as swarm_lab
+from ._task import ops_task, out, print_json, progress, stack_of
+from .legacy import Legacy
+
+CONTEXT = "The swarm: the lab of this name, or a Docker context reaching a manager (default: analyticbot-lab)."
+REGISTRY = "HOST:PORT of the registry the nodes pull from (needed for a swarm that is not the lab)."
+ENV = "Environment whose settings, secrets and certificate the stack uses: staging or prod."
+
+
+def _cluster(context: str, registry: str | None) -> swarm_lab.Lab:
+    docker.require_daemon()
+    return swarm_lab.target(context, registry)
+
+
+def _project(c: Any, env: str) -> str:
+    return stack_of(c, env).project
+
+
+@ops_task(help={"nodes": "How many nodes (1-9); the first is the manager.", "name": "The lab's name and context."})
+def lab_up(c: Any, nodes: int = 3, name: str = swarm_lab.DEFAULT_NAME) -> None:
+    """Start a simulated Swarm: N Docker Engines in containers, their registry, and a Docker context."""
+    lab = swarm_lab.up(nodes, name, namespace=ops(c.config).namespace, progress=progress)
+    table = Table("node", "address", "role", title=f"{lab.name}: registry {lab.registry} (local {lab.registry_local})")
+    for index, node in enumerate(lab.nodes):
+        table.add_row(node.hostname, node.address, "manager" if index == 0 else "worker")
+    out.print(table)
+
+
+@ops_task(help={"name": "The lab to remove."})
+def lab_down(c: Any, name: str = swarm_lab.DEFAULT_NAME) -> None:
+    """Remove the simulated Swarm: nodes, registry, network, context and the nodes' cgroups."""
+    removed = swarm_lab.down(name, progress=progress)
+    out.print(f"{name}: {', '.join(removed) or 'nothing was there'}")
+
+
+@ops_task(help={"env": ENV, "context": CONTEXT, "registry": REGISTRY, "timeout": "Seconds to wait for convergence."})
+def deploy(
+    c: Any, env: str = "prod", context: str = swarm_lab.DEFAULT_NAME, registry: str | None = None, timeout: float = 300
+) -> None:
+    """Deploy the stack on a swarm (images pinned by digest, versioned secrets); wait until it converges."""
+    if env == "dev":
+        raise BadInput("the swarm stack is for staging and prod (dev runs on Compose: `invoke stack.up`)")
+    cluster = _cluster(context, registry)
+    stack = stack_of(c, env, pinned=True)
+    seconds = swarm_deploy.deploy(stack, cluster, timeout=timeout, progress=progress)
+    out.print(f"{stack.project} converged on {cluster.name} in {seconds:.1f} s")
+
+
+@ops_task(help={"env": ENV, "context": CONTEXT, "registry": REGISTRY, "json": "Print the services as JSON."})
+def status(
+    c: Any, env: str = "prod", context: str = swarm_lab.DEFAULT_NAME, registry: str | None = None, json: bool = False
+) -> None:
+    """Each service on the swarm: replicas running/desired, the nodes, the image digest it runs."""
+    project = _project(c, env)
+    rows = swarm_deploy.status(_cluster(context, registry), project)
+    if json:
+        print_json(rows)
+        return
+    table = Table("service", "replicas", "nodes", "image", "update", title=project)
+    for row in rows:
+        image = row["image"].rsplit("/", 1)[-1]
+        table.add_row(row["name"], f"{row['running']}/{row['desired']}", " ".join(row["nodes"]), image, row["update"])
+    out.print(table)
+
+
+@ops_task(help={"env": ENV, "context": CONTEXT, "registry": REGISTRY, "timeout": "Seconds to wait for convergence."})
+def rollback(
+    c: Any, env: str = "prod", context: str = swarm_lab.DEFAULT_NAME, registry: str | None = None, timeout: float = 300
+) -> None:
+    """Roll every service that changed back to its previous spec, and wait until it converges."""
+    cluster, project = _cluster(context, registry), _project(c, env)
+    rolled = swarm_deploy.rollback(cluster, project, timeout=timeout, progress=progress)
+    out.print(f"{project}: rolled back {', '.join(rolled) or 'nothing (no service has a previous spec)'}")
+
+
+@ops_task(help={"env": ENV, "context": CONTEXT, "registry": REGISTRY, "volumes": "Also remove the data volumes."})
+def remove(
+    c: Any, env: str = "prod", context: str = swarm_lab.DEFAULT_NAME, registry: str | None = None, volumes: bool = False
+) -> None:
+    """Remove the stack from the swarm (its secrets and networks too; data volumes only with --volumes)."""
+    project = _project(c, env)
+    swarm_deploy.remove(_cluster(context, registry), project, volumes=volumes, progress=progress)
+    out.print(f"{project}: removed")
+
+
+ns = Collection("swarm")
+for _task in (deploy, status, rollback, remove, lab_up, lab_down):
+    ns.add_task(_task, default=_task is status)
+# The names the Swarm issue gave them, as flat names too.
+LEGACY = {
+    f"swarm-{name}": Legacy(f"swarm.{name}")
+    for name in ("deploy", "status", "rollback", "remove", "lab-up", "lab-down")
+}

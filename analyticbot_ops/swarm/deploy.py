@@ -1,0 +1,217 @@
+"""Deploy the stack on a swarm: push the images to the lab's registry and pin them by digest, render the
+stack with versioned secrets, `docker stack deploy`, and wait until every service has converged (Engine
+20.10's `stack deploy` returns at once). A service that fails, or that Swarm rolled back, fails the
+deploy with its tasks' error and its last log lines."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import compose, docker, model, preflight, secrets
+from ..errors import OpsError
+from ..paths import COMPOSE_DIR
+from . import render
+from .lab import Lab
+
+Progress = Callable[[str], None]
+STACK_FILES = Path(__file__).resolve().parents[2] / ".state" / "swarm"
+
+
+@dataclass
+class ServiceState:
+    name: str
+    running: int
+    desired: int
+    image: str
+    update: str = ""  # Swarm's UpdateStatus.State: updating, completed, rollback_completed, ...
+    errors: list[str] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+
+    @property
+    def converged(self) -> bool:
+        return self.running == self.desired and self.update not in ("updating", "rollback_started")
+
+
+def push_images(stack: compose.Stack, lab: Lab, progress: Progress) -> dict[str, str]:
+    """Each image variable's reference for the nodes: the lab's registry, pinned by digest (every node runs
+    the same bytes). Pushed from this host through the registry's loopback port."""
+    refs = {}
+    for variable in dict.fromkeys(s.image_variable for s in model.SERVICES):
+        tag = stack.settings[variable]
+        info = docker.inspect("image", tag)
+        if info is None:
+            raise OpsError(f"image {tag} is missing; run `invoke images.base images.build`")
+        repository = tag.rsplit(":", 1)[0].split("@")[0]
+        local = f"{lab.registry_local}/{repository}:{str(info['Id']).removeprefix('sha256:')[:12]}"
+        docker.docker(["tag", tag, local])
+        docker.docker(["push", local], timeout=600)
+        pushed = docker.inspect("image", local) or {}
+        digests = [d for d in pushed.get("RepoDigests") or [] if d.startswith(f"{lab.registry_local}/{repository}@")]
+        if not digests:
+            raise OpsError(f"the registry gave no digest for {local}")
+        refs[variable] = f"{lab.registry}/{repository}@{digests[0].rsplit('@', 1)[1]}"
+        progress(f"  {variable}: {refs[variable]}")
+    return refs
+
+
+def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
+    """The rendered stack, written under .state/swarm/ (file paths and names only, never a secret's value)."""
+    secrets_dir = Path(stack.settings["SECRETS_DIR"])
+    secrets.ensure_optional_placeholders(secrets_dir)  # an absent optional secret is an empty file, as on Compose
+    # Swarm refuses an empty secret: an optional one left empty is not mounted, which the services read the
+    # same way (absent or empty: not configured).
+    secret_files = {
+        p.name: p
+        for p in secrets_dir.iterdir()
+        if p.is_file() and p.name not in ("README.md", ".gitignore") and p.stat().st_size > 0
+    }
+    rendered = render.render(
+        compose.merged_config(stack),
+        project=stack.project,
+        images=images,
+        secret_files=secret_files,
+        tls_dir=Path(stack.settings["TLS_DIR"]),
+        redis_conf=COMPOSE_DIR / "redis" / "redis.conf",
+        http_port=int(stack.settings["HTTP_PORT"]),
+        https_port=int(stack.settings["HTTPS_PORT"]),
+    )
+    STACK_FILES.mkdir(parents=True, exist_ok=True)
+    path = STACK_FILES / f"{stack.project}.yml"
+    path.write_text(yaml.safe_dump(rendered, sort_keys=False))
+    return path
+
+
+def states(lab: Lab, project: str) -> dict[str, ServiceState]:
+    """Each service of the stack: replicas running/desired, the image it runs, its update state, task errors."""
+    listed = lab.manage(["service", "ls", "--filter", f"label=com.docker.stack.namespace={project}", "-q"])
+    found = {}
+    for service_id in listed.stdout.split():
+        info = json.loads(lab.manage(["service", "inspect", service_id]).stdout)[0]
+        name = info["Spec"]["Name"].removeprefix(f"{project}_")
+        tasks = lab.manage(
+            ["service", "ps", service_id, "--no-trunc", "--format", "{{json .}}", "--filter", "desired-state=running"]
+        ).stdout
+        rows = [json.loads(line) for line in tasks.splitlines() if line.strip()]
+        running = [r for r in rows if str(r.get("CurrentState", "")).startswith("Running")]
+        replicated = (info["Spec"].get("Mode") or {}).get("Replicated") or {}
+        state = ServiceState(
+            name=name,
+            running=len(running),
+            desired=int(replicated.get("Replicas", 1)),
+            image=info["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+            update=((info.get("UpdateStatus") or {}).get("State") or ""),
+            errors=[r["Error"] for r in rows if r.get("Error")],
+            nodes=sorted({r.get("Node", "") for r in running}),
+        )
+        found[name] = state
+    return found
+
+
+def _job_done(lab: Lab, project: str, name: str) -> bool:
+    said = lab.manage(["service", "ps", f"{project}_{name}", "--format", "{{.CurrentState}}"], check=False).stdout
+    return any(line.startswith("Complete") for line in said.splitlines())
+
+
+def wait_converged(
+    lab: Lab, project: str, timeout: float, progress: Progress, *, rolled_back_ok: bool = False
+) -> float:
+    """Poll until every service runs its desired replicas (jobs: completed); fail on a rollback (unless
+    a rollback is what was asked for)."""
+    started, last = time.monotonic(), ""
+    while True:
+        found = states(lab, project)
+        jobs = [name for name in model.JOBS if name in found]
+        pending = [s.name for s in found.values() if s.name not in jobs and not s.converged]
+        pending += [name for name in jobs if not _job_done(lab, project, name)]
+        rolled = [s.name for s in found.values() if s.update.startswith("rollback")]
+        shown = ", ".join(f"{s.name} {s.running}/{s.desired}" for s in sorted(found.values(), key=lambda s: s.name))
+        if shown != last:
+            progress(f"  {time.monotonic() - started:5.1f}s  {shown}")
+            last = shown
+        if rolled and not pending and not rolled_back_ok:
+            raise OpsError(f"Swarm rolled back {', '.join(rolled)}: {_why(lab, project, rolled[0], found)}")
+        if found and not pending:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            waiting = pending or ["(no service)"]
+            why = _why(lab, project, waiting[0], found)
+            raise OpsError(f"timed out after {timeout:.0f} s waiting for {', '.join(waiting)}: {why}")
+        time.sleep(1)
+
+
+def _why(lab: Lab, project: str, name: str, found: dict[str, ServiceState]) -> str:
+    state = found.get(name)
+    said = lab.manage(["service", "ps", f"{project}_{name}", "--no-trunc", "--format", "{{.Error}}"], check=False)
+    errors = [line for line in said.stdout.splitlines() if line.strip()] or (state.errors if state else [])
+    logs = lab.manage(["service", "logs", "--tail", "10", "--raw", f"{project}_{name}"], check=False, timeout=30)
+    tail = (logs.stdout + logs.stderr).strip()
+    return f"{errors[0] if errors else 'no task error'}; its last log lines:\n{tail or '(none)'}"
+
+
+def deploy(stack: compose.Stack, lab: Lab, *, timeout: float = 300, progress: Progress = lambda _m: None) -> float:
+    """Push, render, deploy, wait: the seconds from `stack deploy` to converged."""
+    preflight.secrets_ready(stack)
+    progress(f"pushing images to {lab.registry} (pinned by digest)")
+    images = push_images(stack, lab, progress)
+    path = stack_file(stack, lab, images)
+    progress(f"deploying {stack.project} on {lab.name} ({len(lab.nodes)} nodes) from {path.name}")
+    lab.manage(["stack", "deploy", "--prune", "--resolve-image", "never", "-c", str(path), stack.project])
+    seconds = wait_converged(lab, stack.project, timeout, progress)
+    _remove_unused_secrets(lab, stack.project, path)
+    return seconds
+
+
+def _remove_unused_secrets(lab: Lab, project: str, path: Path) -> None:
+    """Versions of the stack's secrets that no service uses any more (a rotation's old ones)."""
+    wanted = {s["name"] for s in (yaml.safe_load(path.read_text()).get("secrets") or {}).values()}
+    listed = lab.manage(["secret", "ls", "--format", "{{.Name}}"]).stdout.split()
+    for name in listed:
+        if name.startswith(f"{project}_") and name not in wanted:
+            lab.manage(["secret", "rm", name], check=False)  # refused while a task still holds it: kept
+
+
+def rollback(lab: Lab, project: str, *, timeout: float = 300, progress: Progress = lambda _m: None) -> list[str]:
+    """`docker service rollback` for each service that has a previous spec; then wait until converged."""
+    rolled = []
+    for name in states(lab, project):
+        info = json.loads(lab.manage(["service", "inspect", f"{project}_{name}"]).stdout)[0]
+        if info.get("PreviousSpec"):
+            progress(f"  rolling {name} back")
+            lab.manage(["service", "rollback", "--detach", f"{project}_{name}"])
+            rolled.append(name)
+    if rolled:
+        wait_converged(lab, project, timeout, progress, rolled_back_ok=True)
+    return rolled
+
+
+def remove(lab: Lab, project: str, *, volumes: bool = False, progress: Progress = lambda _m: None) -> None:
+    """`docker stack rm`, then wait until its containers and networks are gone (a redeploy at once would
+    find the old networks still being removed); with `volumes`, the data volumes on every node too."""
+    lab.manage(["stack", "rm", project])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        left = lab.manage(["network", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={project}"]).stdout
+        if not left.split():
+            break
+        time.sleep(1)
+    if not volumes:
+        return
+    for node in lab.nodes:
+        for _ in range(30):  # a task's container goes away a moment after its service
+            listed = lab.on(node, ["volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={project}"])
+            names = listed.stdout.split()
+            if not names or lab.on(node, ["volume", "rm", *names], check=False).returncode == 0:
+                break
+            time.sleep(1)
+        progress(f"  {node.hostname}: data volumes removed")
+
+
+def status(lab: Lab, project: str) -> list[dict[str, Any]]:
+    return [s.__dict__ for s in sorted(states(lab, project).values(), key=lambda s: s.name)]

@@ -1,0 +1,165 @@
+"""The stack for `docker stack deploy`, rendered from the same compose files Compose runs.
+
+What Swarm on Engine 20.10 does differently, and what each becomes here (checked on the lab):
+- `depends_on` with conditions is refused: dropped; the api and the collector wait for the schema
+  themselves, and Swarm restarts what starts too early.
+- service-level `pids_limit` is refused: `deploy.resources.limits.pids`.
+- service `tmpfs` is dropped silently: a `type: tmpfs` mount.
+- `security_opt` is ignored, so no-new-privileges cannot be set per service: every container already
+  runs as uid 10001 with every capability dropped (`cap_drop: ALL`), which is what no-new-privileges
+  protects against; the audit reports it as its own finding, AB-SWARM-NNP.
+- `container_name`, `build` and `restart` are ignored: `deploy.restart_policy` instead.
+- a host IP in `ports` is dropped: long-form ports in `mode: host` (no ingress routing mesh here: no
+  IPVS), which also keeps the client's address.
+- bind mounts name host paths a node does not have: the TLS pair becomes secrets mounted where nginx
+  reads them, redis.conf a config.
+- no IPVS: every service is `endpoint_mode: dnsrr`; nginx re-resolves its upstreams every second."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import model
+
+STACK_VERSION = "3.9"
+# The overlays' subnets: fixed, so that the services can trust X-Forwarded-* from the frontend tier
+# (the proxy has no fixed address in Swarm).
+OVERLAYS = {"frontend": "10.120.0.0/24", "backend": "10.121.0.0/24", "database": "10.122.0.0/24"}
+API_REPLICAS = 2
+# Longer than a health interval times its retries (1 s x 3), so a release that turns unhealthy is seen.
+MONITOR = "15s"
+TLS_TARGET = "/etc/nginx/tls"
+DATA_CONSTRAINT = "node.labels.analyticbot.data == true"
+
+
+def versioned(project: str, name: str, content: bytes) -> str:
+    """A Swarm secret's name: secrets are immutable, so a new value is a new name (rotation)."""
+    return f"{project}_{name}_{hashlib.sha256(content).hexdigest()[:12]}"
+
+
+def _tmpfs(entry: str) -> dict[str, Any] | None:
+    """A compose tmpfs entry as a Swarm mount, or None for one Swarm cannot give: 20.10's stack loader keeps
+    only a tmpfs' size, and mounts it root-owned 0755, so a folder compose gives to uid 10001 would be
+    unwritable (postgres' socket folder: the stack moves the socket to /tmp instead)."""
+    target, _, options = entry.partition(":")
+    settings = dict(o.split("=", 1) for o in options.split(",") if "=" in o)
+    if "uid" in settings or "mode" in settings:
+        return None
+    return {"type": "tmpfs", "target": target}
+
+
+def _limits(service: Mapping[str, Any]) -> dict[str, Any]:
+    limits = dict(((service.get("deploy") or {}).get("resources") or {}).get("limits") or {})
+    if "cpus" in limits:
+        limits["cpus"] = str(limits["cpus"])
+    if service.get("pids_limit"):
+        limits["pids"] = int(service["pids_limit"])
+    return limits
+
+
+def _deploy(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
+    spec = model.BY_NAME[name]
+    deploy: dict[str, Any] = {
+        "endpoint_mode": "dnsrr",
+        "resources": {"limits": _limits(service)},
+        "replicas": API_REPLICAS if name == "api" else 1,
+    }
+    if spec.kind == "job":
+        # Runs to completion once per deploy; a failure is retried, a success is not restarted.
+        deploy["restart_policy"] = {"condition": "on-failure", "delay": "2s", "max_attempts": 10}
+    else:
+        deploy["restart_policy"] = {"condition": "any", "delay": "1s"}
+    if spec.kind == "data":
+        deploy["placement"] = {"constraints": [DATA_CONSTRAINT]}  # their volumes live on that node
+    if spec.rolling or name == "api":
+        update = {"parallelism": 1, "order": "start-first", "failure_action": "rollback", "monitor": MONITOR}
+        deploy["update_config"] = update
+        deploy["rollback_config"] = {"parallelism": 1, "order": "start-first"}
+    else:
+        # A singleton (the collector's session, a database): the old one stops before the new one starts.
+        deploy["update_config"] = {"order": "stop-first", "failure_action": "rollback", "monitor": MONITOR}
+    return deploy
+
+
+def render(
+    merged: Mapping[str, Any],
+    *,
+    project: str,
+    images: Mapping[str, str],
+    secret_files: Mapping[str, Path],
+    tls_dir: Path,
+    redis_conf: Path,
+    http_port: int,
+    https_port: int,
+) -> dict[str, Any]:
+    """The stack file as data. `images`: each image variable's registry reference (pinned by digest);
+    `secret_files`: each secret's file (its versioned name comes from its content)."""
+    services: dict[str, Any] = {}
+    for name, source in merged["services"].items():
+        service = copy.deepcopy(dict(source))
+        for dropped in ("depends_on", "container_name", "build", "restart", "security_opt", "pids_limit"):
+            service.pop(dropped, None)
+        service["image"] = images[model.BY_NAME[name].image_variable]
+        mounts = [m for m in map(_tmpfs, service.pop("tmpfs", [])) if m is not None]
+        volumes = [v for v in service.pop("volumes", []) if not str(v).startswith("/")]
+        service["volumes"] = [*volumes, *mounts] if (volumes or mounts) else []
+        if not service["volumes"]:
+            service.pop("volumes")
+        service["networks"] = sorted(service.get("networks") or {})
+        # Swarm mounts a secret as root:root 0444 unless told: each is the service user's alone, as on Compose.
+        service["secrets"] = [
+            {"source": name, "uid": str(model.APP_UID), "gid": str(model.APP_UID), "mode": 0o400}
+            for name in sorted(_sources(service))
+            if name in secret_files
+        ]
+        if not service["secrets"]:
+            service.pop("secrets")
+        service["deploy"] = _deploy(name, source)
+        environment = dict(service.get("environment") or {})
+        if "FORWARDED_ALLOW_IPS" in environment:
+            environment["FORWARDED_ALLOW_IPS"] = OVERLAYS["frontend"]
+        service["environment"] = environment
+        services[name] = service
+    # The socket folder it would use is not writable in Swarm (see _tmpfs); the last -c wins.
+    services["postgres"]["command"] = ["postgres", "-c", "unix_socket_directories=/tmp"]
+    proxy = services["proxy"]
+    proxy["ports"] = [
+        {"target": 8080, "published": http_port, "protocol": "tcp", "mode": "host"},
+        {"target": 8443, "published": https_port, "protocol": "tcp", "mode": "host"},
+    ]
+    proxy["secrets"] = [
+        {"source": "tls_fullchain", "target": f"{TLS_TARGET}/fullchain.pem", "uid": "10001", "mode": 0o444},
+        {"source": "tls_privkey", "target": f"{TLS_TARGET}/privkey.pem", "uid": "10001", "mode": 0o400},
+    ]
+    services["redis"]["configs"] = [
+        {"source": "redis_conf", "target": "/usr/local/etc/redis/redis.conf", "uid": "10001", "mode": 0o444}
+    ]
+    files = {**secret_files, "tls_fullchain": tls_dir / "fullchain.pem", "tls_privkey": tls_dir / "privkey.pem"}
+    secrets = {
+        name: {"file": str(path), "name": versioned(project, name, path.read_bytes())}
+        for name, path in sorted(files.items())
+        if any(name in _sources(s) for s in services.values())
+    }
+    configs = {
+        "redis_conf": {"file": str(redis_conf), "name": versioned(project, "redis_conf", redis_conf.read_bytes())}
+    }
+    networks = {
+        name: {"driver": "overlay", "internal": name == "database", "ipam": {"config": [{"subnet": subnet}]}}
+        for name, subnet in OVERLAYS.items()
+    }
+    return {
+        "version": STACK_VERSION,
+        "services": services,
+        "networks": networks,
+        "secrets": secrets,
+        "configs": configs,
+        "volumes": {name: {} for name in merged.get("volumes") or {}},
+    }
+
+
+def _sources(service: Mapping[str, Any]) -> set[str]:
+    return {s if isinstance(s, str) else s["source"] for s in service.get("secrets") or []}

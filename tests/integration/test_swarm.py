@@ -1,0 +1,173 @@
+"""The stack on Docker Swarm, proven on a simulated 3-node cluster (Docker Engines in containers, their own
+registry), never on the host's engine. Each test names the claim it proves."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from analyticbot_ops import docker
+from analyticbot_ops.errors import OpsError
+from analyticbot_ops.swarm import deploy as swarm_deploy
+from analyticbot_ops.swarm import lab as swarm_lab
+from tests.sandbox import RunningStack, SteadyClient, create_channel, make_stack
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[swarm_lab.Lab]:
+    name = f"ablab-{uuid.uuid4().hex[:6]}"  # its own lab: a developer's analyticbot-lab is left alone
+    try:
+        yield swarm_lab.up(3, name)
+    finally:
+        swarm_lab.down(name)
+
+
+@pytest.fixture(scope="module")
+def swarm_stack(lab: swarm_lab.Lab, tmp_path_factory: pytest.TempPathFactory) -> RunningStack:
+    running = make_stack(tmp_path_factory.mktemp("swarm"), f"abswarm-{uuid.uuid4().hex[:6]}")
+    swarm_deploy.deploy(running.stack, lab, timeout=300)
+    running.address = _node_of(lab, running.project, "proxy").address
+    return running
+
+
+def _state(lab: swarm_lab.Lab, project: str, service: str) -> swarm_deploy.ServiceState:
+    return swarm_deploy.states(lab, project)[service]
+
+
+def _node_of(lab: swarm_lab.Lab, project: str, service: str) -> swarm_lab.Node:
+    hostname = _state(lab, project, service).nodes[0]
+    return next(n for n in lab.nodes if n.hostname == hostname)
+
+
+def _container_on(lab: swarm_lab.Lab, node: swarm_lab.Node, project: str, service: str) -> str:
+    listed = lab.on(node, ["ps", "-q", "--filter", f"label=com.docker.swarm.service.name={project}_{service}"])
+    return listed.stdout.split()[0]
+
+
+def _get(stack: RunningStack, path: str) -> int:
+    connection = stack.connection()
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {stack.token('read')}"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_the_api_runs_two_replicas_on_two_nodes(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+    api = _state(lab, swarm_stack.project, "api")
+    assert api.running == api.desired == 2
+    assert len(api.nodes) == 2, api.nodes
+    # Every node runs the same bytes: the image is pinned by digest in the lab's registry.
+    assert api.image.startswith(f"{lab.registry}/") and "@sha256:" in api.image
+
+
+def test_the_proxy_answers_200_on_a_nodes_address(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+    assert swarm_stack.address in {n.address for n in lab.nodes}  # published in host mode, on its node
+    assert _get(swarm_stack, "/api/health/ready") == 200
+
+
+def test_data_services_run_on_the_labelled_node(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+    for service in ("postgres", "redis"):
+        assert _state(lab, swarm_stack.project, service).nodes == [lab.manager.hostname], service
+
+
+def test_a_secret_is_only_a_file_under_run_secrets(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+    node = _node_of(lab, swarm_stack.project, "api")
+    container = _container_on(lab, node, swarm_stack.project, "api")
+    value = swarm_stack.secret("jwt_secret_key")
+    script = "import os; print(sorted(os.listdir('/run/secrets'))); print(open('/run/secrets/jwt_secret_key').read())"
+    said = lab.on(node, ["exec", container, "python3", "-c", script]).stdout.splitlines()
+    assert "jwt_secret_key" in said[0] and said[1] == value  # readable by the service, as a file
+    inspected = lab.on(node, ["inspect", container]).stdout
+    assert value not in inspected  # not in its environment, labels or command
+    secret_names = lab.manage(["secret", "ls", "--format", "{{.Name}}"]).stdout.split()
+    jwt = next(n for n in secret_names if n.startswith(f"{swarm_stack.project}_jwt_secret_key_"))
+    shown = json.loads(lab.manage(["secret", "inspect", jwt]).stdout)[0]
+    assert "Data" not in shown["Spec"] and value not in json.dumps(shown)
+
+
+def test_the_database_network_is_unreachable_from_the_frontend_tier(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack
+) -> None:
+    # The bot is on the frontend and backend overlays, not on the internal database one.
+    node = _node_of(lab, swarm_stack.project, "bot")
+    container = _container_on(lab, node, swarm_stack.project, "bot")
+    probe = (
+        "import socket\ntry:\n    socket.create_connection(('postgres', 5432), timeout=3)\n    print('reached')\n"
+        "except OSError as exc:\n    print('refused', type(exc).__name__)"
+    )
+    said = lab.on(node, ["exec", container, "python3", "-c", probe]).stdout.strip()
+    assert said.startswith("refused"), said
+
+
+def test_a_rolling_update_of_the_api_drops_no_request(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+    create_channel(swarm_stack, "swarmroll")
+    client = SteadyClient(swarm_stack, "swarmroll")
+    client.start()
+    time.sleep(2)
+    lab.manage(["service", "update", "--force", "--detach", f"{swarm_stack.project}_api"])
+    time.sleep(3)  # the update has begun
+    swarm_deploy.wait_converged(lab, swarm_stack.project, 180, lambda _m: None)
+    time.sleep(2)
+    ok, failures = client.finish()
+    assert ok > 50 and failures == [], failures[:5]
+
+
+def test_a_broken_release_is_rolled_back_by_swarm_and_the_deploy_says_so(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack, tmp_path: Path
+) -> None:
+    before = _state(lab, swarm_stack.project, "api").image
+    # An api image whose process exits at once (a release that cannot start).
+    broken = f"abtest/api-broken:{uuid.uuid4().hex[:6]}"
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        f"FROM {swarm_stack.stack.settings['API_IMAGE']}\n"
+        'CMD ["python3", "-c", "raise SystemExit(\'this release cannot start\')"]\n'
+    )
+    docker.docker(["build", "-q", "-t", broken, str(tmp_path)], env={"DOCKER_BUILDKIT": "0"}, timeout=300)
+    try:
+        swarm_stack.stack.settings["API_IMAGE"] = broken
+        with pytest.raises(OpsError, match=r"Swarm rolled back api"):
+            swarm_deploy.deploy(swarm_stack.stack, lab, timeout=300)
+    finally:
+        swarm_stack.stack.settings["API_IMAGE"] = before.split("@")[0]
+        docker.docker(["rmi", "-f", broken], check=False)
+    after = _state(lab, swarm_stack.project, "api")
+    assert after.image == before and after.running == 2
+    assert _get(swarm_stack, "/api/health/ready") == 200
+
+
+def test_a_lost_worker_nodes_tasks_run_again_elsewhere_within_60_s(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack
+) -> None:
+    proxy_node = _node_of(lab, swarm_stack.project, "proxy")
+    api_nodes = _state(lab, swarm_stack.project, "api").nodes
+    # A worker that runs an api replica but not the proxy (the client's entry point) nor the data.
+    lost = next(n for n in lab.nodes[1:] if n.hostname in api_nodes and n != proxy_node)
+    create_channel(swarm_stack, "swarmloss")
+    client = SteadyClient(swarm_stack, "swarmloss")
+    client.start()
+    docker.docker(["stop", "-t", "0", lost.name])
+    try:
+        started = time.monotonic()
+        while True:
+            api = _state(lab, swarm_stack.project, "api")
+            if api.running == 2 and lost.hostname not in api.nodes:
+                break
+            assert time.monotonic() - started < 60, f"api still {api.running}/2 on {api.nodes}"
+            time.sleep(1)
+        recovered = time.monotonic() - started
+        time.sleep(2)
+    finally:
+        ok, failures = client.finish()
+        docker.docker(["start", lost.name])
+    assert recovered < 60
+    # At most the requests in flight on the lost node; nginx retries a refused connection on the next replica.
+    assert ok > 50 and len(failures) <= 3, failures[:5]
