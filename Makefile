@@ -5,7 +5,7 @@ INVOKE ?= .venv/bin/invoke
 
 .DEFAULT_GOAL := help
 
-.PHONY: help analyze-layers api-token audit backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps releases restart restore rollback secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-prod ssl-renew ssl-setup ssl-status swarm-deploy swarm-lab-down swarm-lab-up swarm-remove swarm-rollback swarm-status test-environment test-health-endpoints up validate-configuration
+.PHONY: help analyze-layers api-token audit backup base-images build-optimized deploy-dev deploy-prod deploy-prod-secrets deploy-with-secrets down env-check env-template env-validate health-check health-check-api health-check-services health-check-verbose health-status logs ps releases restart restore rollback secrets-check secrets-from-env secrets-init secrets-list secrets-rotate service-logs service-status setup-dev setup-dev-with-secrets setup-prod ssl-dev ssl-prod ssl-renew ssl-setup ssl-status swarm-deploy swarm-lab-down swarm-lab-up swarm-remove swarm-rollback swarm-rotate swarm-status test-environment test-health-endpoints up validate-configuration
 
 help:
 	@$(INVOKE) --list
@@ -55,6 +55,7 @@ help:
 	@echo '  swarm-lab-up            invoke swarm.lab-up'
 	@echo '  swarm-remove            invoke swarm.remove'
 	@echo '  swarm-rollback          invoke swarm.rollback'
+	@echo '  swarm-rotate            invoke swarm.rotate'
 	@echo '  swarm-status            invoke swarm.status'
 	@echo '  test-environment        invoke env.preflight'
 	@echo '  test-health-endpoints   invoke health.endpoints'
@@ -195,6 +196,9 @@ swarm-remove:
 
 swarm-rollback:
 	$(INVOKE) swarm-rollback $(if $(ENV),--env "$(ENV)") $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+
+swarm-rotate:
+	$(INVOKE) swarm-rotate $(if $(NAME),--name "$(NAME)") $(if $(ENV),--env "$(ENV)") $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
 
 swarm-status:
 	$(INVOKE) swarm-status $(if $(ENV),--env "$(ENV)") $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(JSON),--json)

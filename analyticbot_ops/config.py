@@ -60,6 +60,38 @@ DEFAULTS: dict[str, Any] = {
                 "(service_completed_successfully), and a healthcheck would have nothing to probe",
             },
             {
+                "check": "5.26",
+                "service": "*",
+                "env": "swarm",
+                "reason": "docker stack deploy on Engine 20.10 ignores security_opt, so no-new-privileges cannot be "
+                "set; every task runs as uid 10001 with every capability dropped, which is what it guards",
+            },
+            {
+                "check": "5.15",
+                "service": "*",
+                "env": "swarm",
+                "reason": "on Swarm the orchestrator keeps the replicas: a task that stops is replaced "
+                "(condition any, with a delay), not retried a bounded number of times on one host",
+            },
+            {
+                "check": "5.27",
+                "service": "migrate",
+                "env": "swarm",
+                "reason": "the one-shot migrate job runs to completion and exits: there is nothing to probe",
+            },
+            {
+                "check": "5.8",
+                "service": "proxy",
+                "env": "swarm",
+                "reason": "the public entry point publishes 80/443 on its node (host mode: no routing mesh here)",
+            },
+            {
+                "check": "5.14",
+                "service": "proxy",
+                "env": "swarm",
+                "reason": "the public entry point accepts traffic on its node's every address (Swarm drops a host IP)",
+            },
+            {
                 "check": "5.8",
                 "service": "proxy",
                 "env": "prod",

@@ -117,6 +117,13 @@ def _health(test: Any, disabled: bool = False) -> bool | None:
     return True if test else None
 
 
+def _swarm_restart(policy: Mapping[str, Any]) -> str:
+    condition = policy.get("condition")
+    if condition == "on-failure":
+        return f"on-failure:{policy.get('max_attempts') or 0}"
+    return {"any": "always", "none": "no"}.get(str(condition), "")
+
+
 def from_compose(service: str, svc: Mapping[str, Any], images: Mapping[str, ImageFacts]) -> Container:
     limits = ((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}
     facts = images.get(str(svc.get("image", "")))
@@ -127,8 +134,11 @@ def from_compose(service: str, svc: Mapping[str, Any], images: Mapping[str, Imag
         else _volume(str(v))
         for v in svc.get("volumes") or []
     ]
-    # Compose v1 ignores deploy.restart_policy outside Swarm: only `restart` counts.
-    policy, _, retries = str(svc.get("restart") or "no").partition(":")
+    # Compose v1 ignores deploy.restart_policy outside Swarm: only `restart` counts there; a Swarm stack
+    # has only the deploy policy (condition any: always).
+    swarm_policy = (svc.get("deploy") or {}).get("restart_policy") or {}
+    restart = svc.get("restart") or _swarm_restart(swarm_policy)
+    policy, _, retries = str(restart or "no").partition(":")
     logging = svc.get("logging") or {}
     healthcheck = _health(health.get("test"), bool(health.get("disable")))
     return Container(

@@ -16,6 +16,7 @@ from ..config import ops
 from ..errors import BadInput, CheckFailed
 from ..model import Labels
 from ..paths import REPO_ROOT
+from ..swarm import audit as swarm_audit
 from ._task import ops_task, out, print_json, progress, stack_of
 from .legacy import Legacy
 
@@ -135,6 +136,14 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
                 f"{name}: {project}, {'running containers' if running else 'compose files'}",
                 rules.make_report(name, findings, exceptions),
             )
+        )
+    if not running and env in (None, "prod"):
+        # The stack swarm.deploy would run, from prod's settings.
+        swarm_stack = swarm_audit.rendered(stack_of(c, "prod"))
+        findings = rules.audit_compose(swarm_stack, known_images(cfg.namespace))
+        findings += swarm_audit.swarm_findings(swarm_stack)
+        reports.append(
+            ("swarm: the prod stack rendered for docker stack deploy", rules.make_report("swarm", findings, exceptions))
         )
     if running and not reports:
         raise BadInput("no running containers for any environment; start one with `invoke up --env dev`")

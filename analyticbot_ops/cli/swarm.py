@@ -7,16 +7,18 @@ has converged; `status`, `rollback` and `remove` act on what runs. `--context` n
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from invoke import Collection
 from rich.table import Table
 
-from .. import docker
+from .. import docker, secrets
 from ..config import ops
 from ..errors import BadInput
 from ..swarm import deploy as swarm_deploy
 from ..swarm import lab as swarm_lab
+from ..swarm import rotation as swarm_rotation
 from ._task import ops_task, out, print_json, progress, stack_of
 from .legacy import Legacy
 
@@ -101,11 +103,37 @@ def remove(
     out.print(f"{project}: removed")
 
 
+@ops_task(
+    help={
+        "name": "The secret to rotate (a generated one).",
+        "env": ENV,
+        "context": CONTEXT,
+        "registry": REGISTRY,
+        "timeout": "Seconds to wait for convergence.",
+    }
+)
+def rotate(
+    c: Any,
+    name: str,
+    env: str = "prod",
+    context: str = swarm_lab.DEFAULT_NAME,
+    registry: str | None = None,
+    timeout: float = 300,
+) -> None:
+    """Rotate a secret on the swarm: the live change, a new secret version, the services rolled to it."""
+    cluster = _cluster(context, registry)
+    stack = stack_of(c, env, pinned=True)
+    secrets.get_spec(name)
+    control = swarm_rotation.SwarmStack(stack, cluster, progress)
+    result = secrets.rotate(name, Path(stack.settings["SECRETS_DIR"]), control, timeout=timeout)
+    out.print(f"rotated {result.name} on {cluster.name}; the old version is removed, backups kept")
+
+
 ns = Collection("swarm")
-for _task in (deploy, status, rollback, remove, lab_up, lab_down):
+for _task in (deploy, status, rollback, remove, rotate, lab_up, lab_down):
     ns.add_task(_task, default=_task is status)
 # The names the Swarm issue gave them, as flat names too.
 LEGACY = {
     f"swarm-{name}": Legacy(f"swarm.{name}")
-    for name in ("deploy", "status", "rollback", "remove", "lab-up", "lab-down")
+    for name in ("deploy", "status", "rollback", "remove", "rotate", "lab-up", "lab-down")
 }

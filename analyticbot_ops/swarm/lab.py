@@ -67,9 +67,11 @@ class Lab:
     def manager(self) -> Node:
         return self.nodes[0]
 
-    def on(self, node: Node, args: list[str], *, check: bool = True, timeout: float = 120) -> runner.Completed[str]:
-        """`docker ARGS` against one node's engine."""
-        return docker.docker(args, env={"DOCKER_HOST": node.host}, check=check, timeout=timeout)
+    def on(
+        self, node: Node, args: list[str], *, check: bool = True, timeout: float = 120, stdin: bytes | None = None
+    ) -> runner.Completed[str]:
+        """`docker ARGS` against one node's engine (a secret goes on `stdin`, never in ARGS)."""
+        return docker.docker(args, env={"DOCKER_HOST": node.host}, check=check, timeout=timeout, input_bytes=stdin)
 
     def manage(self, args: list[str], *, check: bool = True, timeout: float = 300) -> runner.Completed[str]:
         """`docker ARGS` against the swarm's manager."""

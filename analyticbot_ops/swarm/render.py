@@ -132,7 +132,7 @@ def render(
         {"target": 8443, "published": https_port, "protocol": "tcp", "mode": "host"},
     ]
     proxy["secrets"] = [
-        {"source": "tls_fullchain", "target": f"{TLS_TARGET}/fullchain.pem", "uid": "10001", "mode": 0o444},
+        {"source": "tls_fullchain", "target": f"{TLS_TARGET}/fullchain.pem", "uid": "10001", "mode": 0o400},
         {"source": "tls_privkey", "target": f"{TLS_TARGET}/privkey.pem", "uid": "10001", "mode": 0o400},
     ]
     services["redis"]["configs"] = [

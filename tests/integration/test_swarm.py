@@ -171,3 +171,39 @@ def test_a_lost_worker_nodes_tasks_run_again_elsewhere_within_60_s(
     assert recovered < 60
     # At most the requests in flight on the lost node; nginx retries a refused connection on the next replica.
     assert ok > 50 and len(failures) <= 3, failures[:5]
+
+
+def _login(lab: swarm_lab.Lab, stack: RunningStack, password: str) -> str:
+    """Log in to PostgreSQL as the owner role from an api container, the password on stdin."""
+    node = _node_of(lab, stack.project, "api")
+    container = _container_on(lab, node, stack.project, "api")
+    script = (
+        "import asyncio, sys\nimport asyncpg\n"
+        "async def main():\n"
+        "    try:\n"
+        "        c = await asyncpg.connect(host='postgres', user='analyticbot', database='analyticbot',"
+        " password=sys.stdin.read())\n"
+        "        await c.close(); print('accepted')\n"
+        "    except asyncpg.InvalidPasswordError:\n"
+        "        print('refused')\n"
+        "asyncio.run(main())\n"
+    )
+    return lab.on(node, ["exec", "-i", container, "python3", "-c", script], stdin=password.encode()).stdout.strip()
+
+
+def test_rotating_postgres_password_on_swarm_refuses_the_old_one(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+    from analyticbot_ops import secrets
+    from analyticbot_ops.swarm.rotation import SwarmStack
+
+    old = swarm_stack.secret("postgres_password")
+    assert _login(lab, swarm_stack, old) == "accepted"
+    secrets.rotate("postgres_password", swarm_stack.secrets_dir, SwarmStack(swarm_stack.stack, lab), timeout=180)
+    new = swarm_stack.secret("postgres_password")
+    assert new != old
+    assert _login(lab, swarm_stack, old) == "refused"
+    assert _login(lab, swarm_stack, new) == "accepted"
+    # One version of the secret is left on the swarm: the new one.
+    names = lab.manage(["secret", "ls", "--format", "{{.Name}}"]).stdout.split()
+    versions = [n for n in names if n.startswith(f"{swarm_stack.project}_postgres_password_")]
+    assert len(versions) == 1, versions
+    assert _get(swarm_stack, "/api/health/ready") == 200
