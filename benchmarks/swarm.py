@@ -68,7 +68,13 @@ def swarm_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
 
         results["rolling update of the api"] = under_client(stack, update)
         api_nodes = swarm_deploy.states(lab, stack.project)["api"].nodes
-        lost = next(n for n in lab.nodes[1:] if n.hostname in api_nodes and n.hostname != proxy_host)
+        # A worker that runs an api replica and not the proxy; else move a replica there first.
+        workers = [n for n in lab.nodes[1:] if n.hostname != proxy_host]
+        lost = next((n for n in workers if n.hostname in api_nodes), workers[0])
+        if lost.hostname not in api_nodes:
+            lab.manage(["service", "update", "--detach", "--constraint-add", f"node.hostname!={api_nodes[0]}",
+                        f"{stack.project}_api"])  # fmt: skip
+            swarm_deploy.wait_converged(lab, stack.project, 180, lambda _m: None)
 
         def lose_a_node() -> None:
             docker.docker(["stop", "-t", "0", lost.name])

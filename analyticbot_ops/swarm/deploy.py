@@ -48,7 +48,7 @@ def push_images(stack: compose.Stack, lab: Lab, progress: Progress) -> dict[str,
         info = docker.inspect("image", tag)
         if info is None:
             raise OpsError(f"image {tag} is missing; run `invoke images.base images.build`")
-        repository = tag.rsplit(":", 1)[0].split("@")[0]
+        repository = _path_of(tag)
         local = f"{lab.registry_local}/{repository}:{str(info['Id']).removeprefix('sha256:')[:12]}"
         docker.docker(["tag", tag, local])
         docker.docker(["push", local], timeout=600)
@@ -59,6 +59,19 @@ def push_images(stack: compose.Stack, lab: Lab, progress: Progress) -> dict[str,
         refs[variable] = f"{lab.registry}/{repository}@{digests[0].rsplit('@', 1)[1]}"
         progress(f"  {variable}: {refs[variable]}")
     return refs
+
+
+def _path_of(reference: str) -> str:
+    """An image reference's repository path without its registry, tag or digest:
+    registry.internal:5000/ab/api:1.4 -> ab/api (Docker's rule: a first part with '.' or ':' is a host)."""
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return rest
+    return name
 
 
 def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
@@ -115,8 +128,15 @@ def states(lab: Lab, project: str) -> dict[str, ServiceState]:
 
 
 def _job_done(lab: Lab, project: str, name: str) -> bool:
-    said = lab.manage(["service", "ps", f"{project}_{name}", "--format", "{{.CurrentState}}"], check=False).stdout
-    return any(line.startswith("Complete") for line in said.splitlines())
+    """Whether the job's current task completed; `service ps` also lists earlier tasks (named "\\_ ..."),
+    and one that completed in an earlier deploy says nothing about this one."""
+    said = lab.manage(["service", "ps", f"{project}_{name}", "--format", "{{.Name}}|{{.CurrentState}}"], check=False)
+    current = [
+        line.split("|", 1)[1]
+        for line in said.stdout.splitlines()
+        if "|" in line and not line.lstrip().startswith("\\_")
+    ]
+    return bool(current) and all(state.startswith("Complete") for state in current)
 
 
 def wait_converged(
@@ -210,6 +230,8 @@ def remove(lab: Lab, project: str, *, volumes: bool = False, progress: Progress 
             if not names or lab.on(node, ["volume", "rm", *names], check=False).returncode == 0:
                 break
             time.sleep(1)
+        else:
+            raise OpsError(f"the data volumes of {project} on {node.hostname} are still in use: {', '.join(names)}")
         progress(f"  {node.hostname}: data volumes removed")
 
 

@@ -70,7 +70,10 @@ class Lab:
     def on(
         self, node: Node, args: list[str], *, check: bool = True, timeout: float = 120, stdin: bytes | None = None
     ) -> runner.Completed[str]:
-        """`docker ARGS` against one node's engine (a secret goes on `stdin`, never in ARGS)."""
+        """`docker ARGS` against one node's engine (a secret goes on `stdin`, never in ARGS). A swarm reached
+        through a Docker context is reached only through it (its manager), with the context's own TLS."""
+        if self.context:
+            return docker.docker(["--context", self.context, *args], check=check, timeout=timeout, input_bytes=stdin)
         return docker.docker(args, env={"DOCKER_HOST": node.host}, check=check, timeout=timeout, input_bytes=stdin)
 
     def manage(self, args: list[str], *, check: bool = True, timeout: float = 300) -> runner.Completed[str]:
@@ -146,7 +149,16 @@ def up(
     docker.require_daemon()
     if _state_file(name).is_file():
         lab = load(name)
-        if len(lab.nodes) == nodes and all(docker.inspect("container", n.name) for n in lab.nodes):
+        infos = [docker.inspect("container", n.name) for n in lab.nodes]
+        if len(lab.nodes) == nodes and all(infos):
+            # Stopped (a host reboot: the nodes have no restart policy): start them again, swarm state kept.
+            stopped = [
+                n for n, info in zip(lab.nodes, infos, strict=True) if not (info or {}).get("State", {}).get("Running")
+            ]
+            if stopped:
+                docker.docker(["start", f"{name}-registry", *(n.name for n in stopped)])
+                for node in stopped:
+                    progress(f"{node.hostname}: started again, engine {_wait_engine(lab, node)}")
             progress(f"{name} is up: {len(lab.nodes)} nodes, registry {lab.registry}")
             return lab
         raise BadInput(f"a different lab {name!r} is recorded here; `invoke swarm.lab-down` first")

@@ -34,7 +34,8 @@ class SwarmStack:
         state = swarm_deploy.states(self.lab, self.stack.project).get(service)
         if state is None or not state.nodes:
             raise OpsError(f"{service} of {self.stack.project} is not running on {self.lab.name}")
-        node = next(n for n in self.lab.nodes if n.hostname == state.nodes[0])
+        # A swarm reached through a context: only its manager, where the task must then run.
+        node = next((n for n in self.lab.nodes if n.hostname == state.nodes[0]), self.lab.manager)
         label = f"label=com.docker.swarm.service.name={self.stack.project}_{service}"
         found = self.lab.on(node, ["ps", "-q", "--filter", label]).stdout.split()
         if not found:

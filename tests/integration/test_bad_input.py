@@ -758,6 +758,33 @@ CASES: tuple[Case, ...] = (
         r"Docker daemon",
         env={"DOCKER_HOST": NO_DAEMON},
     ),
+    # 29. Swarm: refused before any engine is started or any image pushed
+    Case(
+        "swarm-deploy-dev",
+        ("swarm.deploy", "--env", "dev"),
+        EXIT_BAD_INPUT,
+        r"the swarm stack is for staging and prod",
+    ),
+    Case("swarm-lab-up-no-nodes", ("swarm.lab-up", "--nodes", "0"), EXIT_BAD_INPUT, r"--nodes must be between 1 and 9"),
+    Case(
+        "swarm-status-unknown-swarm",
+        ("swarm.status", "--context", "abnowhere"),
+        EXIT_BAD_INPUT,
+        r"'abnowhere' is not a lab started here: name the registry",
+    ),
+    Case(
+        "swarm-deploy-unknown-context",
+        ("swarm.deploy", "--context", "abnowhere", "--registry", "127.0.0.1:1"),
+        EXIT_BAD_INPUT,
+        r"no Docker context 'abnowhere'",
+    ),
+    Case(
+        "no-daemon-swarm-lab-up",
+        ("swarm.lab-up",),
+        EXIT_NO_DOCKER,
+        r"Docker daemon",
+        env={"DOCKER_HOST": NO_DAEMON},
+    ),
     # 26. the toolkit's settings file
     Case(
         "invoke-yaml-unknown-setting",

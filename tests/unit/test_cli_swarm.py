@@ -1,0 +1,320 @@
+"""The `swarm` tasks (cli/swarm.py): which library call each makes with which stack, project and cluster, what
+it prints, and the exit code and one `error:` line of each failure. No Docker: every library call that would
+reach the daemon is replaced, and a command that would still run fails the test."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke import Config, Context, Exit
+
+from analyticbot_ops import compose, releases, runner
+from analyticbot_ops import secrets as secrets_module
+from analyticbot_ops.cli import swarm as swarm_cli
+from analyticbot_ops.config import DEFAULTS
+from analyticbot_ops.errors import DockerUnavailable, OpsError
+from analyticbot_ops.swarm import lab as swarm_lab
+from analyticbot_ops.swarm import rotation as swarm_rotation
+from tests.unit import swarm_support as support
+
+NAMESPACE = "registry.example/team"
+LAB = support.three_nodes("analyticbot-lab")
+
+
+class NoCommands(runner.FakeRunner):
+    """Any command a unit test would run is a bug in the test: fail it loudly."""
+
+    def run(self, call: runner.Call, *, capture: bool, text: bool) -> Any:
+        raise AssertionError(f"a unit test tried to run {' '.join(call.argv)}")
+
+
+@pytest.fixture(autouse=True)
+def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    for key in compose.SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "secrets"))
+    monkeypatch.setenv("TLS_DIR", str(tmp_path / "tls"))
+    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
+    monkeypatch.setattr(swarm_lab, "STATE_DIR", tmp_path / ".state")
+    with runner.use(NoCommands()):
+        yield
+
+
+@pytest.fixture
+def pins(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """releases.pinned_settings asks docker for images: answer with one pinned API image, and record the asks."""
+    asked: list[set[str]] = []
+
+    def pinned(unnamed: Any, state_dir: Any = None) -> dict[str, str]:
+        asked.append(set(unnamed))
+        return {"API_IMAGE": f"{NAMESPACE}/api:build-1"} if "API_IMAGE" in unnamed else {}
+
+    monkeypatch.setattr(releases, "pinned_settings", pinned)
+    return asked
+
+
+@pytest.fixture
+def clusters(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The daemon check and the swarm a task targets: recorded, the lab answered."""
+    asked: list[Any] = []
+    monkeypatch.setattr(swarm_cli.docker, "require_daemon", lambda: asked.append("daemon") or "20.10.24")
+
+    def target(context: str, registry: str | None = None) -> swarm_lab.Lab:
+        asked.append((context, registry))
+        return LAB
+
+    monkeypatch.setattr(swarm_lab, "target", target)
+    return asked
+
+
+def context(**ops: Any) -> Context:
+    settings = copy.deepcopy(DEFAULTS)
+    settings["ops"].update({"namespace": NAMESPACE, **ops})
+    return Context(Config(overrides=settings))
+
+
+def record(calls: list[tuple[tuple[Any, ...], dict[str, Any]]], result: Any = None) -> Any:
+    def fake(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    return fake
+
+
+def fails(code: int, task: Any, *args: Any, **kwargs: Any) -> str:
+    """Run a task expecting its one `error:` line and exit code; return the line."""
+    with pytest.raises(Exit) as caught:
+        task(*args, **kwargs)
+    message = str(caught.value.message)
+    assert caught.value.code == code, message
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+def rows(text: str) -> list[list[str]]:
+    """A rich table's header and rows, cell by cell."""
+    return [
+        [cell.strip() for cell in line.split(line[0])[1:-1]] for line in text.splitlines() if line and line[0] in "┃│"
+    ]
+
+
+ROWS = [
+    {"name": "api", "running": 2, "desired": 2, "image": "172.29.7.2:5000/team/api@sha256:aaaa", "update": "completed",
+     "errors": [], "nodes": ["node2", "node3"]},
+    {"name": "postgres", "running": 0, "desired": 1, "image": "172.29.7.2:5000/team/postgres@sha256:bbbb",
+     "update": "", "errors": ["no suitable node"], "nodes": []},
+]  # fmt: skip
+
+
+# --- deploy --------------------------------------------------------------------------------------------
+
+
+def test_deploy_refuses_dev_before_touching_any_swarm(
+    monkeypatch: pytest.MonkeyPatch, clusters: list[Any], pins: list[set[str]]
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "deploy", record(calls, 1.0))
+    message = fails(2, swarm_cli.deploy, context(), env="dev")
+    assert message == "error: the swarm stack is for staging and prod (dev runs on Compose: `invoke stack.up`)"
+    assert calls == [] and clusters == [] and pins == []
+
+
+def test_deploy_pushes_the_pinned_stack_to_the_named_swarm(
+    monkeypatch: pytest.MonkeyPatch, clusters: list[Any], pins: list[set[str]], capsys: Any
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "deploy", record(calls, 12.34))
+    swarm_cli.deploy(context(), env="staging", context="prod-swarm", registry="registry.internal:5000", timeout="90")
+    assert clusters == ["daemon", ("prod-swarm", "registry.internal:5000")]
+    ((stack, cluster), kwargs), *_ = calls
+    assert (stack.env, stack.project, cluster) == ("staging", "analyticbot-staging", LAB)
+    # This checkout's build, pinned; the other images under invoke.yaml's namespace.
+    assert stack.settings["API_IMAGE"] == f"{NAMESPACE}/api:build-1" and "API_IMAGE" in pins[0]
+    assert stack.settings["BOT_IMAGE"] == f"{NAMESPACE}/bot:latest"
+    assert kwargs == {"timeout": 90.0, "progress": swarm_cli.progress}
+    assert capsys.readouterr().out == "analyticbot-staging converged on analyticbot-lab in 12.3 s\n"
+
+
+def test_deploy_defaults_to_prod_on_the_lab(
+    monkeypatch: pytest.MonkeyPatch, clusters: list[Any], pins: list[set[str]]
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "deploy", record(calls, 1.0))
+    swarm_cli.deploy(context())
+    assert clusters == ["daemon", ("analyticbot-lab", None)]
+    assert calls[0][0][0].project == "analyticbot" and calls[0][1]["timeout"] == 300
+
+
+def test_deploy_to_a_swarm_that_is_not_the_lab_needs_the_registry(
+    monkeypatch: pytest.MonkeyPatch, pins: list[set[str]]
+) -> None:
+    monkeypatch.setattr(swarm_cli.docker, "require_daemon", lambda: "20.10.24")
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "deploy", record(calls, 1.0))
+    message = fails(2, swarm_cli.deploy, context(), context="prod-swarm")
+    assert "'prod-swarm' is not a lab started here" in message and "--registry HOST:PORT" in message
+    assert calls == []
+
+
+def test_no_daemon_or_a_failed_deploy_is_one_line(monkeypatch: pytest.MonkeyPatch, pins: list[set[str]]) -> None:
+    def no_daemon() -> str:
+        raise DockerUnavailable("Docker daemon is not reachable at unix:///nonexistent/docker.sock")
+
+    monkeypatch.setattr(swarm_cli.docker, "require_daemon", no_daemon)
+    assert "not reachable" in fails(3, swarm_cli.deploy, context())
+    assert "not reachable" in fails(3, swarm_cli.status, context())
+    monkeypatch.setattr(swarm_cli.docker, "require_daemon", lambda: "20.10.24")
+    monkeypatch.setattr(swarm_lab, "target", lambda context, registry: LAB)
+    monkeypatch.setattr(
+        swarm_cli.swarm_deploy, "deploy", record([], OpsError("Swarm rolled back api: boom; its\nlogs"))
+    )
+    with pytest.raises(Exit) as caught:
+        swarm_cli.deploy(context())
+    assert caught.value.code == 1 and str(caught.value.message).startswith("error: Swarm rolled back api: boom")
+    assert fails(2, swarm_cli.deploy, context(), timeout="soon") == "error: --timeout must be a number, got 'soon'"
+
+
+# --- status --------------------------------------------------------------------------------------------
+
+
+def test_status_is_a_table_of_the_services(monkeypatch: pytest.MonkeyPatch, clusters: list[Any], capsys: Any) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "status", record(calls, ROWS))
+    swarm_cli.status(context(), env="staging", context="analyticbot-lab")
+    assert calls == [((LAB, "analyticbot-staging"), {})]
+    assert clusters == ["daemon", ("analyticbot-lab", None)]
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].strip() == "analyticbot-staging"
+    # The image without its registry: the digest is what tells two releases apart.
+    assert rows(text) == [
+        ["service", "replicas", "nodes", "image", "update"],
+        ["api", "2/2", "node2 node3", "api@sha256:aaaa", "completed"],
+        ["postgres", "0/1", "", "postgres@sha256:bbbb", ""],
+    ]
+
+
+def test_status_as_json(monkeypatch: pytest.MonkeyPatch, clusters: list[Any], capsys: Any) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "status", record(calls, ROWS))
+    swarm_cli.status(context(), json=True)
+    assert json.loads(capsys.readouterr().out) == ROWS
+    assert calls == [((LAB, "analyticbot"), {})]
+
+
+# --- rollback, remove ----------------------------------------------------------------------------------
+
+
+def test_rollback_says_what_it_rolled_back(monkeypatch: pytest.MonkeyPatch, clusters: list[Any], capsys: Any) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "rollback", record(calls, ["api", "bot"]))
+    swarm_cli.rollback(context(), env="staging", timeout="45")
+    assert calls == [((LAB, "analyticbot-staging"), {"timeout": 45.0, "progress": swarm_cli.progress})]
+    assert capsys.readouterr().out == "analyticbot-staging: rolled back api, bot\n"
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "rollback", record([], []))
+    swarm_cli.rollback(context())
+    assert capsys.readouterr().out == "analyticbot: rolled back nothing (no service has a previous spec)\n"
+
+
+def test_remove_keeps_the_volumes_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, clusters: list[Any], capsys: Any
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "remove", record(calls))
+    swarm_cli.remove(context())
+    swarm_cli.remove(context(), env="staging", context="prod-swarm", registry="r:5000", volumes=True)
+    assert calls == [
+        ((LAB, "analyticbot"), {"volumes": False, "progress": swarm_cli.progress}),
+        ((LAB, "analyticbot-staging"), {"volumes": True, "progress": swarm_cli.progress}),
+    ]
+    assert clusters == ["daemon", ("analyticbot-lab", None), "daemon", ("prod-swarm", "r:5000")]
+    assert capsys.readouterr().out == "analyticbot: removed\nanalyticbot-staging: removed\n"
+
+
+# --- rotate --------------------------------------------------------------------------------------------
+
+
+def test_rotate_rotates_through_the_swarm_stack(
+    monkeypatch: pytest.MonkeyPatch, clusters: list[Any], pins: list[set[str]], tmp_path: Path, capsys: Any
+) -> None:
+    calls: list[Any] = []
+
+    class Result:
+        name = "jwt_secret_key"
+
+    monkeypatch.setattr(secrets_module, "rotate", record(calls, Result()))
+    swarm_cli.rotate(context(), "jwt_secret_key", env="staging", timeout="60")
+    ((name, folder, control), kwargs), *_ = calls
+    assert (name, folder, kwargs) == ("jwt_secret_key", tmp_path / "secrets", {"timeout": 60.0})
+    assert isinstance(control, swarm_rotation.SwarmStack)
+    assert control.lab is LAB and control.progress is swarm_cli.progress
+    assert control.stack.project == "analyticbot-staging" and control.stack.settings["API_IMAGE"].endswith(":build-1")
+    assert (
+        capsys.readouterr().out
+        == "rotated jwt_secret_key on analyticbot-lab; the old version is removed, backups kept\n"
+    )
+
+
+def test_rotate_refuses_an_unknown_secret(
+    monkeypatch: pytest.MonkeyPatch, clusters: list[Any], pins: list[set[str]]
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(secrets_module, "rotate", record(calls))
+    assert "unknown secret 'jwt'" in fails(2, swarm_cli.rotate, context(), "jwt")
+    assert calls == []
+
+
+# --- lab-up, lab-down ----------------------------------------------------------------------------------
+
+
+def test_lab_up_starts_the_lab_under_the_namespace_and_shows_its_nodes(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_lab, "up", record(calls, LAB))
+    swarm_cli.lab_up(context(), nodes="3", name="analyticbot-lab")
+    assert calls == [((3, "analyticbot-lab"), {"namespace": NAMESPACE, "progress": swarm_cli.progress})]
+    text = capsys.readouterr().out
+    title = " ".join(text.split("┏")[0].split())  # the title, however rich wraps it
+    assert title == "analyticbot-lab: registry 172.29.7.2:5000 (local 127.0.0.1:49153)"
+    assert rows(text) == [
+        ["node", "address", "role"],
+        ["node1", "172.29.7.11", "manager"],
+        ["node2", "172.29.7.12", "worker"],
+        ["node3", "172.29.7.13", "worker"],
+    ]
+
+
+def test_lab_up_refuses_a_node_count_that_is_not_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_lab, "up", record(calls, LAB))
+    assert fails(2, swarm_cli.lab_up, context(), nodes="three") == "error: --nodes must be a whole number, got 'three'"
+    assert calls == []
+
+
+def test_lab_down_says_what_it_removed(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_lab, "down", record(calls, ["4 containers", "network analyticbot-lab-net"]))
+    swarm_cli.lab_down(context())
+    assert calls == [(("analyticbot-lab",), {"progress": swarm_cli.progress})]
+    assert capsys.readouterr().out == "analyticbot-lab: 4 containers, network analyticbot-lab-net\n"
+    monkeypatch.setattr(swarm_lab, "down", record([], []))
+    swarm_cli.lab_down(context(), name="ablab")
+    assert capsys.readouterr().out == "ablab: nothing was there\n"
+
+
+# --- the namespace -------------------------------------------------------------------------------------
+
+
+def test_the_namespace_and_its_flat_names() -> None:
+    assert set(swarm_cli.ns.tasks) == {"deploy", "status", "rollback", "remove", "rotate", "lab-up", "lab-down"}
+    assert swarm_cli.ns.default == "status"
+    assert {name: legacy.target for name, legacy in swarm_cli.LEGACY.items()} == {
+        f"swarm-{t}": f"swarm.{t}" for t in ("deploy", "status", "rollback", "remove", "rotate", "lab-up", "lab-down")
+    }

@@ -1,0 +1,315 @@
+"""The stack file for `docker stack deploy` (swarm/render.py), rendered from the real compose files merged as
+`docker-compose config` prints them (tests/unit/swarm_support.py): what Swarm refuses or ignores is dropped or
+translated, the api rolls start-first, the data stays on the labelled node, secrets are versioned and 0400."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from analyticbot_ops import model
+from analyticbot_ops.paths import COMPOSE_DIR
+from analyticbot_ops.swarm import render
+from tests.unit import swarm_support as support
+
+REFS = {variable: f"172.29.7.2:5000/ns/{variable.lower()}@sha256:{'ab' * 32}" for variable in support.IMAGES}
+ALL_SECRETS = sorted({name for s in model.SERVICES for name in s.secrets})
+
+
+def _secret_files(tmp_path: Path, names: list[str] | None = None) -> dict[str, Path]:
+    folder = tmp_path / "secrets"
+    folder.mkdir(exist_ok=True)
+    files = {}
+    for name in ALL_SECRETS if names is None else names:
+        files[name] = folder / name
+        files[name].write_text(f"value of {name}")
+    return files
+
+
+def _tls(tmp_path: Path) -> Path:
+    tls = tmp_path / "tls"
+    tls.mkdir(exist_ok=True)
+    (tls / "fullchain.pem").write_text("CHAIN")
+    (tls / "privkey.pem").write_text("KEY")
+    return tls
+
+
+def _render(tmp_path: Path, merged: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "project": support.PROJECT,
+        "images": REFS,
+        "secret_files": _secret_files(tmp_path),
+        "tls_dir": _tls(tmp_path),
+        "redis_conf": COMPOSE_DIR / "redis" / "redis.conf",
+        "http_port": 80,
+        "https_port": 443,
+        **kwargs,
+    }
+    return render.render(merged or support.merged_config(support.settings(tmp_path)), **arguments)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> dict[str, Any]:
+    return _render(tmp_path)
+
+
+def test_the_input_is_shaped_like_compose_config() -> None:
+    # The translation below is only meaningful on what Compose gives: bind mounts as absolute host paths.
+    merged = support.merged_config(support.settings(Path("/srv/ab")))
+    assert (
+        f"{COMPOSE_DIR}/redis/redis.conf:/usr/local/etc/redis/redis.conf:ro" in merged["services"]["redis"]["volumes"]
+    )
+    assert "/srv/ab/tls:/etc/nginx/tls:ro" in merged["services"]["proxy"]["volumes"]
+    assert merged["services"]["api"]["pids_limit"] == 256 and merged["services"]["api"]["depends_on"]
+
+
+def test_every_service_of_the_model_is_in_the_stack_with_its_pinned_image(stack: dict[str, Any]) -> None:
+    assert stack["version"] == "3.9"
+    assert set(stack["services"]) == {s.name for s in model.SERVICES}
+    for name, service in stack["services"].items():
+        assert service["image"] == REFS[model.BY_NAME[name].image_variable], name
+    assert stack["services"]["migrate"]["image"] == stack["services"]["api"]["image"]  # a job shares its app's image
+
+
+def test_what_swarm_refuses_or_ignores_is_dropped(tmp_path: Path) -> None:
+    merged = support.merged_config(support.settings(tmp_path))
+    merged["services"]["bot"].update(container_name="ab-bot", build={"context": "../services/bot"})
+    stack = _render(tmp_path, merged)
+    for name, service in stack["services"].items():
+        for key in ("depends_on", "container_name", "build", "restart", "security_opt", "pids_limit", "tmpfs"):
+            assert key not in service, (name, key)
+        # What Swarm does apply stays as Compose has it.
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
+        assert service["logging"]["options"] == {"max-size": "10m", "max-file": "3"}, name
+    assert stack["services"]["postgres"]["stop_signal"] == "SIGINT"
+    assert stack["services"]["postgres"]["user"] == f"{model.APP_UID}:{model.APP_UID}"
+
+
+def test_the_input_is_left_as_it_was(tmp_path: Path) -> None:
+    merged = support.merged_config(support.settings(tmp_path))
+    before = copy.deepcopy(merged)
+    _render(tmp_path, merged)
+    assert merged == before
+
+
+def test_limits_carry_pids_and_cpus_as_text(stack: dict[str, Any]) -> None:
+    limits = {name: s["deploy"]["resources"]["limits"] for name, s in stack["services"].items()}
+    assert limits["api"] == {"cpus": "1.5", "memory": "512M", "pids": 256}  # the prod overlay's limits
+    assert limits["postgres"] == {"cpus": "1.5", "memory": "1G", "pids": 256}
+    assert limits["redis"] == {"cpus": "0.5", "memory": "256M", "pids": 256}
+    assert all(isinstance(limit["cpus"], str) and limit["pids"] == 256 for limit in limits.values())
+
+
+def test_a_service_without_limits_or_pids_gets_empty_limits(tmp_path: Path) -> None:
+    merged = support.merged_config(support.settings(tmp_path))
+    del merged["services"]["bot"]["deploy"]
+    del merged["services"]["bot"]["pids_limit"]
+    assert _render(tmp_path, merged)["services"]["bot"]["deploy"]["resources"] == {"limits": {}}
+
+
+def test_tmpfs_becomes_a_mount_and_one_owned_for_the_service_user_is_dropped(stack: dict[str, Any]) -> None:
+    tmp = {"type": "tmpfs", "target": "/tmp"}
+    for name, service in stack["services"].items():
+        assert tmp in service["volumes"], name
+    # /var/run/postgresql:uid=10001,... would be a root-owned 0755 folder in Swarm: gone, the socket moves.
+    postgres = stack["services"]["postgres"]
+    assert not any("postgresql" in str(v) and "data" not in str(v) for v in postgres["volumes"])
+    assert postgres["command"] == ["postgres", "-c", "unix_socket_directories=/tmp"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "mount"),
+    [
+        ("/tmp", {"type": "tmpfs", "target": "/tmp"}),
+        ("/cache:size=64m", {"type": "tmpfs", "target": "/cache"}),
+        ("/run/app:uid=10001,gid=10001", None),
+        ("/var/run/postgresql:mode=0700", None),
+    ],
+)
+def test_a_tmpfs_entry(entry: str, mount: dict[str, str] | None) -> None:
+    assert render._tmpfs(entry) == mount
+
+
+def test_bind_mounts_are_dropped_and_named_volumes_kept(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    assert services["postgres"]["volumes"] == [
+        "pgdata:/var/lib/postgresql/data:rw",
+        {"type": "tmpfs", "target": "/tmp"},
+    ]
+    assert services["redis"]["volumes"] == ["redisdata:/data:rw", {"type": "tmpfs", "target": "/tmp"}]
+    assert services["proxy"]["volumes"] == ["acme-webroot:/var/www/acme:ro", {"type": "tmpfs", "target": "/tmp"}]
+    for name, service in services.items():
+        assert not any(str(v).startswith("/") for v in service["volumes"]), name
+    assert stack["volumes"] == {"pgdata": {}, "redisdata": {}, "acme-webroot": {}, "letsencrypt": {}}
+
+
+def test_a_service_with_neither_volume_nor_tmpfs_has_no_volumes_key(tmp_path: Path) -> None:
+    merged = support.merged_config(support.settings(tmp_path))
+    del merged["services"]["bot"]["tmpfs"]
+    merged["services"]["mtproto"]["tmpfs"] = ["/state:uid=10001"]
+    stack = _render(tmp_path, merged)
+    assert "volumes" not in stack["services"]["bot"] and "volumes" not in stack["services"]["mtproto"]
+
+
+def test_networks_are_sorted_names_on_fixed_overlays(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    # The proxy's fixed address and alias have no meaning on an overlay: only the names remain.
+    assert services["proxy"]["networks"] == ["backend", "frontend"]
+    assert services["api"]["networks"] == ["database", "frontend"]
+    assert services["bot"]["networks"] == ["backend", "frontend"]
+    assert services["mtproto"]["networks"] == ["backend", "database"]
+    assert services["postgres"]["networks"] == services["migrate"]["networks"] == ["database"]
+    assert stack["networks"] == {
+        "frontend": {"driver": "overlay", "internal": False, "ipam": {"config": [{"subnet": "10.120.0.0/24"}]}},
+        "backend": {"driver": "overlay", "internal": False, "ipam": {"config": [{"subnet": "10.121.0.0/24"}]}},
+        "database": {"driver": "overlay", "internal": True, "ipam": {"config": [{"subnet": "10.122.0.0/24"}]}},
+    }
+
+
+def test_every_service_uses_dns_round_robin_and_one_replica_but_the_api_two(stack: dict[str, Any]) -> None:
+    for name, service in stack["services"].items():
+        assert service["deploy"]["endpoint_mode"] == "dnsrr", name
+        assert service["deploy"]["replicas"] == (2 if name == "api" else 1), name
+
+
+def test_the_api_and_the_bot_roll_start_first_and_roll_back_on_failure(stack: dict[str, Any]) -> None:
+    for name in ("api", "bot"):
+        deploy = stack["services"][name]["deploy"]
+        assert deploy["update_config"] == {
+            "parallelism": 1,
+            "order": "start-first",
+            "failure_action": "rollback",
+            "monitor": "15s",
+        }, name
+        assert deploy["rollback_config"] == {"parallelism": 1, "order": "start-first"}, name
+
+
+def test_singletons_stop_first(stack: dict[str, Any]) -> None:
+    for name in ("postgres", "redis", "mtproto", "proxy", "migrate"):
+        deploy = stack["services"][name]["deploy"]
+        assert deploy["update_config"] == {"order": "stop-first", "failure_action": "rollback", "monitor": "15s"}
+        assert "rollback_config" not in deploy, name
+
+
+def test_the_data_services_stay_on_the_labelled_node(stack: dict[str, Any]) -> None:
+    for name, service in stack["services"].items():
+        placement = service["deploy"].get("placement")
+        if model.BY_NAME[name].kind == "data":
+            assert placement == {"constraints": ["node.labels.analyticbot.data == true"]}, name
+        else:
+            assert placement is None, name
+
+
+def test_the_migrate_job_is_retried_on_failure_and_the_rest_always_restart(stack: dict[str, Any]) -> None:
+    for name, service in stack["services"].items():
+        policy = service["deploy"]["restart_policy"]
+        if name == "migrate":
+            assert policy == {"condition": "on-failure", "delay": "2s", "max_attempts": 10}
+        else:
+            assert policy == {"condition": "any", "delay": "1s"}, name
+
+
+def test_forwarded_headers_are_trusted_from_the_frontend_overlay(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    assert services["api"]["environment"]["FORWARDED_ALLOW_IPS"] == "10.120.0.0/24"
+    assert services["bot"]["environment"]["FORWARDED_ALLOW_IPS"] == "10.120.0.0/24"
+    assert "FORWARDED_ALLOW_IPS" not in services["mtproto"]["environment"]
+    # The rest of the environment is Compose's.
+    assert services["api"]["environment"]["POSTGRES_USER"] == "analyticbot_api"
+    assert services["redis"]["environment"] == {}  # none in Compose: an empty mapping
+
+
+def test_the_proxy_publishes_in_host_mode_on_the_given_ports(tmp_path: Path) -> None:
+    proxy = _render(tmp_path, http_port=9080, https_port=9443)["services"]["proxy"]
+    assert proxy["ports"] == [
+        {"target": 8080, "published": 9080, "protocol": "tcp", "mode": "host"},
+        {"target": 8443, "published": 9443, "protocol": "tcp", "mode": "host"},
+    ]
+    assert proxy["secrets"] == [
+        {"source": "tls_fullchain", "target": "/etc/nginx/tls/fullchain.pem", "uid": "10001", "mode": 0o400},
+        {"source": "tls_privkey", "target": "/etc/nginx/tls/privkey.pem", "uid": "10001", "mode": 0o400},
+    ]
+
+
+def test_each_service_mounts_its_secrets_0400_for_the_service_user(stack: dict[str, Any]) -> None:
+    for service in model.SERVICES:
+        if service.kind == "proxy":
+            continue
+        mounted = stack["services"][service.name]["secrets"]
+        assert [m["source"] for m in mounted] == sorted(service.secrets), service.name
+        for mount in mounted:
+            assert mount == {"source": mount["source"], "uid": "10001", "gid": "10001", "mode": 0o400}
+
+
+def test_only_secrets_whose_file_is_given_are_mounted_or_declared(tmp_path: Path) -> None:
+    # An optional secret left empty is not given (Swarm refuses an empty secret).
+    given = [n for n in ALL_SECRETS if n not in ("stripe_secret_key", "openai_api_key", "redis_acl")]
+    stack = _render(tmp_path, secret_files=_secret_files(tmp_path, given))
+    api = [m["source"] for m in stack["services"]["api"]["secrets"]]
+    assert api == ["jwt_secret_key", "postgres_api_password", "redis_password"]
+    assert "secrets" not in stack["services"]["redis"]  # its only one was not given
+    assert set(stack["secrets"]) == {*given, "tls_fullchain", "tls_privkey"}
+
+
+def test_a_secret_file_no_service_reads_is_not_declared(tmp_path: Path) -> None:
+    files = _secret_files(tmp_path)
+    files["redis_admin_password"] = files["redis_acl"].with_name("redis_admin_password")
+    files["redis_admin_password"].write_text("admin")
+    stack = _render(tmp_path, secret_files=files)
+    assert "redis_admin_password" not in stack["secrets"]
+
+
+def test_secrets_and_the_redis_config_have_versioned_names(tmp_path: Path) -> None:
+    stack = _render(tmp_path)
+    files = _secret_files(tmp_path)
+    for name, declared in stack["secrets"].items():
+        path = files.get(name) or tmp_path / "tls" / ("fullchain.pem" if name == "tls_fullchain" else "privkey.pem")
+        assert declared == {"file": str(path), "name": render.versioned(support.PROJECT, name, path.read_bytes())}
+    conf = COMPOSE_DIR / "redis" / "redis.conf"
+    assert stack["configs"] == {
+        "redis_conf": {"file": str(conf), "name": render.versioned(support.PROJECT, "redis_conf", conf.read_bytes())}
+    }
+    assert stack["services"]["redis"]["configs"] == [
+        {"source": "redis_conf", "target": "/usr/local/etc/redis/redis.conf", "uid": "10001", "mode": 0o444}
+    ]
+
+
+def test_a_new_secret_value_is_a_new_secret_name(tmp_path: Path) -> None:
+    before = _render(tmp_path)["secrets"]
+    (tmp_path / "secrets" / "jwt_secret_key").write_text("rotated")
+    files = {n: tmp_path / "secrets" / n for n in ALL_SECRETS}
+    after = render.render(
+        support.merged_config(support.settings(tmp_path)),
+        project=support.PROJECT,
+        images=REFS,
+        secret_files=files,
+        tls_dir=tmp_path / "tls",
+        redis_conf=COMPOSE_DIR / "redis" / "redis.conf",
+        http_port=80,
+        https_port=443,
+    )["secrets"]
+    changed = [n for n in before if before[n]["name"] != after[n]["name"]]
+    assert changed == ["jwt_secret_key"]
+
+
+def test_versioned_names() -> None:
+    name = render.versioned("analyticbot", "jwt_secret_key", b"one")
+    assert name.startswith("analyticbot_jwt_secret_key_") and len(name.rsplit("_", 1)[1]) == 12
+    assert name == render.versioned("analyticbot", "jwt_secret_key", b"one")  # the same content, the same name
+    assert name != render.versioned("analyticbot", "jwt_secret_key", b"two")
+    assert name != render.versioned("analyticbot-staging", "jwt_secret_key", b"one")
+
+
+def test_everything_a_service_names_is_declared_and_the_file_is_yaml(stack: dict[str, Any]) -> None:
+    # What `docker stack deploy` would refuse: a secret, config, network or volume used but not declared.
+    for name, service in stack["services"].items():
+        assert {s["source"] for s in service.get("secrets", [])} <= set(stack["secrets"]), name
+        assert {c["source"] for c in service.get("configs", [])} <= set(stack["configs"]), name
+        assert set(service["networks"]) <= set(stack["networks"]), name
+        named = {v.split(":", 1)[0] for v in service.get("volumes", []) if isinstance(v, str)}
+        assert named <= set(stack["volumes"]), name
+    assert yaml.safe_load(yaml.safe_dump(stack, sort_keys=False)) == stack
