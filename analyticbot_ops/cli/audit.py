@@ -3,6 +3,7 @@ containers, the Dockerfiles, hadolint's findings) and prints its reports."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from invoke import Collection
 from rich.table import Table
 from rich.text import Text
 
-from .. import access_audit, baseimages, build, compose, docker, secrets
+from .. import access_audit, baseimages, build, compose, docker, model, secrets
 from .. import audit as rules
 from ..config import ops
 from ..errors import BadInput, CheckFailed
@@ -22,6 +23,20 @@ from .legacy import Legacy
 
 SETUID_HOOK = baseimages.HOOKS_DIR / "common.sh"  # every base recipe runs it first
 STYLES = {"pass": "green", "FAIL": "bold red", "excepted": "yellow"}
+
+
+def facts_by_service(config: Mapping[str, Any], namespace: str) -> dict[str, rules.ImageFacts]:
+    """known_images, plus each service's image as the compose config names it: an image named through
+    API_IMAGE (a release tag, a registry's copy) is judged by the recipe it is built from, not called root."""
+    known = known_images(namespace)
+    by_name = {ref.split("/")[-1].split(":")[0]: facts for ref, facts in known.items()}
+    for service, body in (config.get("services") or {}).items():
+        image = str(body.get("image", ""))
+        if image not in known and service in model.BY_NAME:
+            recipe = by_name.get(model.BY_NAME[service].image)
+            if recipe is not None:
+                known[image] = recipe
+    return known
 
 
 def known_images(namespace: str) -> dict[str, rules.ImageFacts]:
@@ -127,7 +142,7 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
             findings = rules.audit_containers(infos) + live_access_findings(stack, infos)
         else:
             config = compose.merged_config(stack)
-            findings = rules.audit_compose(config, known_images(cfg.namespace))
+            findings = rules.audit_compose(config, facts_by_service(config, cfg.namespace))
             findings += access_audit.static_findings(config, secrets.REDIS_APP_RULES)
         # The proxy's configuration is the image's, whichever way the stack is audited.
         findings += access_audit.nginx_findings(access_audit.proxy_configuration())
@@ -140,7 +155,7 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
     if not running and env in (None, "prod"):
         # The stack swarm.deploy would run, from prod's settings.
         swarm_stack = swarm_audit.rendered(stack_of(c, "prod"))
-        findings = rules.audit_compose(swarm_stack, known_images(cfg.namespace))
+        findings = rules.audit_compose(swarm_stack, facts_by_service(swarm_stack, cfg.namespace))
         findings += swarm_audit.swarm_findings(swarm_stack)
         reports.append(
             ("swarm: the prod stack rendered for docker stack deploy", rules.make_report("swarm", findings, exceptions))

@@ -175,16 +175,24 @@ def _why(lab: Lab, project: str, name: str, found: dict[str, ServiceState]) -> s
     return f"{errors[0] if errors else 'no task error'}; its last log lines:\n{tail or '(none)'}"
 
 
-def deploy(stack: compose.Stack, lab: Lab, *, timeout: float = 300, progress: Progress = lambda _m: None) -> float:
-    """Push, render, deploy, wait: the seconds from `stack deploy` to converged."""
+def deploy(
+    stack: compose.Stack, lab: Lab, *, timeout: float = 300, progress: Progress = lambda _m: None, wait: bool = True
+) -> float:
+    """Push, render, deploy, wait: the seconds from `stack deploy` to converged. Without `wait`, return once
+    the stack is submitted (the caller waits with settle())."""
     preflight.secrets_ready(stack)
     progress(f"pushing images to {lab.registry} (pinned by digest)")
     images = push_images(stack, lab, progress)
     path = stack_file(stack, lab, images)
     progress(f"deploying {stack.project} on {lab.name} ({len(lab.nodes)} nodes) from {path.name}")
     lab.manage(["stack", "deploy", "--prune", "--resolve-image", "never", "-c", str(path), stack.project])
+    return settle(stack, lab, timeout, progress) if wait else 0.0
+
+
+def settle(stack: compose.Stack, lab: Lab, timeout: float, progress: Progress = lambda _m: None) -> float:
+    """Wait until the submitted stack converges, then remove the secret versions nothing uses any more."""
     seconds = wait_converged(lab, stack.project, timeout, progress)
-    _remove_unused_secrets(lab, stack.project, path)
+    _remove_unused_secrets(lab, stack.project, STACK_FILES / f"{stack.project}.yml")
     return seconds
 
 

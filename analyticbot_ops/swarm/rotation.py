@@ -28,6 +28,9 @@ class SwarmStack:
     stack: Stack
     lab: Lab
     progress: Progress = lambda _m: None
+    # The `ops` password Redis holds right now: after a live change and before the file swap (or during a
+    # rollback) the file no longer tells.
+    _redis_admin_live: str | None = None
 
     def _task(self, service: str) -> tuple[Node, str]:
         """The node running the service's task, and its container there."""
@@ -60,7 +63,9 @@ class SwarmStack:
 
     def redis_acl_setpass(self, user: str, new_password: str) -> None:
         self.progress(f"  applying the change in Redis's live ACL (user {user})")
-        admin = secrets.read_secret("redis_admin_password", Path(self.stack.settings["SECRETS_DIR"]))
+        admin = self._redis_admin_live or secrets.read_secret(
+            "redis_admin_password", Path(self.stack.settings["SECRETS_DIR"])
+        )
         digest = hashlib.sha256(new_password.encode()).hexdigest()
         said = self._exec(
             "redis",
@@ -69,11 +74,14 @@ class SwarmStack:
         )
         if said.split() != ["OK", "OK"]:
             raise OpsError("Redis refused the ACL change")
+        if user == "ops":
+            self._redis_admin_live = new_password
 
     def restart(self, services: list[str]) -> None:
         # A redeploy: every service that mounts a secret whose content changed rolls to its new version.
         self.progress(f"  redeploying {self.stack.project} with the new secret version ({', '.join(services)})")
-        swarm_deploy.deploy(self.stack, self.lab, progress=self.progress)
+        swarm_deploy.deploy(self.stack, self.lab, progress=self.progress, wait=False)
 
     def wait_healthy(self, services: list[str], timeout: float) -> None:
-        swarm_deploy.wait_converged(self.lab, self.stack.project, timeout, self.progress)
+        # The rotation's own timeout, and only then are the secret versions nothing uses removed.
+        swarm_deploy.settle(self.stack, self.lab, timeout, self.progress)

@@ -558,6 +558,12 @@ CASES: tuple[Case, ...] = (
         r"--timeout must be more than 0 seconds, got 0",
     ),
     Case(
+        "up-timeout-negative",
+        ("up", "--env", "dev", "--timeout", "-5"),
+        EXIT_BAD_INPUT,
+        r"--timeout must be more than 0 seconds, got -5",
+    ),
+    Case(
         "up-timeout-not-a-number",
         ("up", "--env", "dev", "--timeout", "abc"),
         EXIT_BAD_INPUT,
@@ -799,6 +805,13 @@ CASES: tuple[Case, ...] = (
         EXIT_BAD_INPUT,
         r"ops\.namespace 'Bad Namespace!' is not an image repository path",
         setup=_project_invoke_yaml('ops: {namespace: "Bad Namespace!"}\n'),
+    ),
+    Case(
+        "invoke-yaml-wrong-type",
+        ("env-check",),
+        EXIT_BAD_INPUT,
+        r"ops\.backup_keep must be a whole number of at least 1, got 'seven'",
+        setup=_project_invoke_yaml("ops:\n  backup_keep: seven\n"),
     ),
     Case(
         "invoke-yaml-not-yaml",

@@ -260,3 +260,18 @@ def test_an_excepted_running_failure_shows_its_reason_and_passes(
 def test_a_bad_environment_is_refused_before_anything_is_asked(running: Stacks, docker: Docker) -> None:
     assert "unknown environment 'qa'" in fails(2, audit_cli.audit, context(), env="qa", running=True)
     assert docker.calls == [] and running.audited == []
+
+
+def test_an_image_named_outside_the_namespace_is_judged_by_its_recipe_not_called_root() -> None:
+    config = {
+        "services": {
+            "api": {"image": "registry.example.org/other/api:1.4"},
+            "postgres": {"image": "mirror.example.org/pg:15"},
+            "unknown": {"image": "someone/else:1"},
+        }
+    }
+    known = audit_cli.facts_by_service(config, "analyticbot")
+    assert known["registry.example.org/other/api:1.4"] == known["analyticbot/api:latest"]
+    assert known["registry.example.org/other/api:1.4"].user  # the Dockerfile's USER, not unset
+    assert known["mirror.example.org/pg:15"] == known["analyticbot/postgres:bookworm"]
+    assert "someone/else:1" not in known  # not a service of ours: no facts are made up
