@@ -186,13 +186,20 @@ def deploy(
     path = stack_file(stack, lab, images)
     progress(f"deploying {stack.project} on {lab.name} ({len(lab.nodes)} nodes) from {path.name}")
     lab.manage(["stack", "deploy", "--prune", "--resolve-image", "never", "-c", str(path), stack.project])
+    _submitted[stack.project] = path
     return settle(stack, lab, timeout, progress) if wait else 0.0
+
+
+# The stack file each project was last deployed from in this process: settle() keeps its secrets.
+_submitted: dict[str, Path] = {}
 
 
 def settle(stack: compose.Stack, lab: Lab, timeout: float, progress: Progress = lambda _m: None) -> float:
     """Wait until the submitted stack converges, then remove the secret versions nothing uses any more."""
     seconds = wait_converged(lab, stack.project, timeout, progress)
-    _remove_unused_secrets(lab, stack.project, STACK_FILES / f"{stack.project}.yml")
+    known = [p for p in (_submitted.get(stack.project), STACK_FILES / f"{stack.project}.yml") if p and p.is_file()]
+    if known:  # without the file that says which versions are wanted, none is removed
+        _remove_unused_secrets(lab, stack.project, known[0])
     return seconds
 
 
