@@ -147,7 +147,14 @@ def ps(c: Any, env: str = "dev", json: bool = False, check: bool = False) -> Non
         for row in rows:
             table.add_row(*(str(row[k]) for k in ("service", "container", "state", "health", "restarts", "uptime")))
         out.print(table)
-    bad = [row["service"] for row in rows if row["state"] != "running" or row["health"] not in ("healthy", "none")]
+    # A job (migrate) has done its work when it exited 0: only a failed one counts against the stack.
+    jobs = compose.service_states(project) if any(row["service"] in compose.JOBS for row in rows) else {}
+    bad = [
+        row["service"]
+        for row in rows
+        if (row["service"] in jobs and jobs[row["service"]].exit_code != 0)
+        or (row["service"] not in jobs and (row["state"] != "running" or row["health"] not in ("healthy", "none")))
+    ]
     if check and (bad or not rows):
         raise Unhealthy(f"{project}: {', '.join(bad) + ' not healthy' if bad else 'no container'}")
 

@@ -128,3 +128,20 @@ def test_api_health_answers_through_the_proxy(prod_stack: RunningStack) -> None:
     with urllib.request.urlopen(f"{prod_stack.base_url}/api/health/ready", context=context, timeout=5) as response:
         assert response.status == 200
         assert response.headers["Strict-Transport-Security"].startswith("max-age=63072000")
+
+
+def test_a_healthy_stack_passes_ps_check_and_the_health_sweep_from_the_cli(prod_stack: RunningStack) -> None:
+    """The tasks themselves, as a user runs them, on the running stack: the exited migrate job is no failure."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    invoke = str(Path(sys.executable).with_name("invoke"))
+    env = {**os.environ, "COMPOSE_PROJECT_NAME": prod_stack.project}
+    checked = subprocess.run([invoke, "stack.ps", "--env", "prod", "--check"], env=env, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert "migrate" in checked.stdout and "exited" in checked.stdout
+    swept = subprocess.run([invoke, "health-check", "--env", "prod", "--json"], env=env, capture_output=True, text=True)
+    # healthy (0) or degraded (4: the bot and the collector have no Telegram credentials here), never unhealthy
+    assert swept.returncode in (0, 4), swept.stderr

@@ -251,6 +251,20 @@ def test_ps_check_exits_5_naming_the_unhealthy_services_or_no_container(
     assert fails(5, stack_cli.ps, context(), check=True) == "error: analyticbot-dev: no container"
 
 
+@pytest.mark.parametrize(("exit_code", "passes"), [(0, True), (1, False)])
+def test_ps_check_counts_the_migrate_job_only_when_it_failed(
+    monkeypatch: pytest.MonkeyPatch, exit_code: int, passes: bool
+) -> None:
+    migrate = {**ROWS[0], "service": "migrate", "container": "migrate-1", "state": "exited", "health": "none"}
+    monkeypatch.setattr(stack_cli.health, "uptimes", lambda project: [*ROWS, migrate])
+    job = compose.ServiceState("migrate", "migrate-1", "exited", "none", exit_code, 0, "")
+    monkeypatch.setattr(stack_cli.compose, "service_states", lambda project: {"migrate": job})
+    if passes:  # a job that did its work and exited 0 is what a healthy stack looks like
+        stack_cli.ps(context(), check=True)
+    else:
+        assert fails(5, stack_cli.ps, context(), check=True) == "error: analyticbot-dev: migrate not healthy"
+
+
 @pytest.fixture
 def composed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
     """Every `compose` command a stack would run: (project, args, options)."""
