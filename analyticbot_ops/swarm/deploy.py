@@ -33,6 +33,7 @@ class ServiceState:
     update: str = ""  # Swarm's UpdateStatus.State: updating, completed, rollback_completed, ...
     errors: list[str] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
+    update_started: str = ""  # when that update began: tells a new rollback from one left by an earlier deploy
 
     @property
     def converged(self) -> bool:
@@ -120,6 +121,7 @@ def states(lab: Lab, project: str) -> dict[str, ServiceState]:
             desired=int(replicated.get("Replicas", 1)),
             image=info["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
             update=((info.get("UpdateStatus") or {}).get("State") or ""),
+            update_started=((info.get("UpdateStatus") or {}).get("StartedAt") or ""),
             errors=[r["Error"] for r in rows if r.get("Error")],
             nodes=sorted({r.get("Node", "") for r in running}),
         )
@@ -139,18 +141,34 @@ def _job_done(lab: Lab, project: str, name: str) -> bool:
     return bool(current) and all(state.startswith("Complete") for state in current)
 
 
+def updates(lab: Lab, project: str) -> dict[str, str]:
+    """When each service's last update began, before a change: a rollback counts only if it is newer."""
+    return {name: state.update_started for name, state in states(lab, project).items()}
+
+
 def wait_converged(
-    lab: Lab, project: str, timeout: float, progress: Progress, *, rolled_back_ok: bool = False
+    lab: Lab,
+    project: str,
+    timeout: float,
+    progress: Progress,
+    *,
+    rolled_back_ok: bool = False,
+    since: dict[str, str] | None = None,
 ) -> float:
     """Poll until every service runs its desired replicas (jobs: completed); fail on a rollback (unless
-    a rollback is what was asked for)."""
+    a rollback is what was asked for). A rollback left by an earlier deploy (its update began as `since`
+    says, or, without `since`, before this wait) is history, not this change's failure."""
     started, last = time.monotonic(), ""
     while True:
         found = states(lab, project)
+        if since is None:
+            since = {name: s.update_started for name, s in found.items() if s.update.startswith("rollback")}
         jobs = [name for name in model.JOBS if name in found]
         pending = [s.name for s in found.values() if s.name not in jobs and not s.converged]
         pending += [name for name in jobs if not _job_done(lab, project, name)]
-        rolled = [s.name for s in found.values() if s.update.startswith("rollback")]
+        rolled = [
+            s.name for s in found.values() if s.update.startswith("rollback") and since.get(s.name) != s.update_started
+        ]
         shown = ", ".join(f"{s.name} {s.running}/{s.desired}" for s in sorted(found.values(), key=lambda s: s.name))
         if shown != last:
             progress(f"  {time.monotonic() - started:5.1f}s  {shown}")
@@ -185,18 +203,21 @@ def deploy(
     images = push_images(stack, lab, progress)
     path = stack_file(stack, lab, images)
     progress(f"deploying {stack.project} on {lab.name} ({len(lab.nodes)} nodes) from {path.name}")
+    _before[stack.project] = updates(lab, stack.project)
     lab.manage(["stack", "deploy", "--prune", "--resolve-image", "never", "-c", str(path), stack.project])
     _submitted[stack.project] = path
     return settle(stack, lab, timeout, progress) if wait else 0.0
 
 
-# The stack file each project was last deployed from in this process: settle() keeps its secrets.
+# The stack file each project was last deployed from in this process (settle() keeps its secrets), and
+# when each service's last update began just before (settle() judges only what this deploy started).
 _submitted: dict[str, Path] = {}
+_before: dict[str, dict[str, str]] = {}
 
 
 def settle(stack: compose.Stack, lab: Lab, timeout: float, progress: Progress = lambda _m: None) -> float:
     """Wait until the submitted stack converges, then remove the secret versions nothing uses any more."""
-    seconds = wait_converged(lab, stack.project, timeout, progress)
+    seconds = wait_converged(lab, stack.project, timeout, progress, since=_before.get(stack.project))
     known = [p for p in (_submitted.get(stack.project), STACK_FILES / f"{stack.project}.yml") if p and p.is_file()]
     if known:  # without the file that says which versions are wanted, none is removed
         _remove_unused_secrets(lab, stack.project, known[0])
@@ -251,4 +272,5 @@ def remove(lab: Lab, project: str, *, volumes: bool = False, progress: Progress 
 
 
 def status(lab: Lab, project: str) -> list[dict[str, Any]]:
-    return [s.__dict__ for s in sorted(states(lab, project).values(), key=lambda s: s.name)]
+    shown = sorted(states(lab, project).values(), key=lambda s: s.name)
+    return [{k: v for k, v in s.__dict__.items() if k != "update_started"} for s in shown]

@@ -245,7 +245,9 @@ class FakeSwarm:
             },
         }
         if svc.update:
-            info["UpdateStatus"] = {"State": svc.update, "Message": "update " + svc.update}
+            # Each poll shows a later start, as an update in progress would (a new rollback, not a stale one).
+            started = f"2026-12-01T00:00:{self.polls:02d}Z"
+            info["UpdateStatus"] = {"State": svc.update, "Message": "update " + svc.update, "StartedAt": started}
         if svc.previous:
             info["PreviousSpec"] = {"Name": f"{self.project}_{name}"}
         return info
