@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import docker, model
 from .errors import BadInput
-from .paths import REPO_ROOT
+from .paths import STATE_DIR
 
 if TYPE_CHECKING:  # compose pins images through this module: no import cycle at run time
     from .compose import Stack
 
-STATE_DIR = REPO_ROOT / ".state"
 DEFAULT_KEEP = 5
 # The image variable of each image we build (compose reads them; the base images are pinned by tag).
 IMAGE_VARS: Mapping[str, str] = {image: model.IMAGE_VARIABLES[image] for image in model.BUILT}

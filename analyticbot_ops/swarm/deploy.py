@@ -16,12 +16,12 @@ import yaml
 
 from .. import compose, docker, model, preflight, secrets
 from ..errors import OpsError
-from ..paths import COMPOSE_DIR
+from ..paths import COMPOSE_DIR, STATE_DIR
 from . import render
 from .lab import Lab
 
 Progress = Callable[[str], None]
-STACK_FILES = Path(__file__).resolve().parents[2] / ".state" / "swarm"
+STACK_FILES = STATE_DIR / "swarm"
 
 
 @dataclass
@@ -79,12 +79,13 @@ def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
     """The rendered stack, written under .state/swarm/ (file paths and names only, never a secret's value)."""
     secrets_dir = Path(stack.settings["SECRETS_DIR"])
     secrets.ensure_optional_placeholders(secrets_dir)  # an absent optional secret is an empty file, as on Compose
-    # Swarm refuses an empty secret: an optional one left empty is not mounted, which the services read the
-    # same way (absent or empty: not configured).
+    # The secrets the services mount (the model says which). Swarm refuses an empty secret: an optional one
+    # left empty is not mounted, which the services read the same way (absent or empty: not configured).
+    mounted = {name for service in model.SERVICES for name in service.secrets}
     secret_files = {
-        p.name: p
-        for p in secrets_dir.iterdir()
-        if p.is_file() and p.name not in ("README.md", ".gitignore") and p.stat().st_size > 0
+        name: secrets_dir / name
+        for name in sorted(mounted)
+        if (secrets_dir / name).is_file() and (secrets_dir / name).stat().st_size > 0
     }
     rendered = render.render(
         compose.merged_config(stack),

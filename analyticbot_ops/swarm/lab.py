@@ -20,12 +20,12 @@ from pathlib import Path
 
 from .. import baseimages, deploy, docker, runner
 from ..errors import BadInput, DockerUnavailable, OpsError
-from ..paths import REPO_ROOT
+from ..paths import STATE_DIR
+from . import render
 
 Progress = Callable[[str], None]
 DEFAULT_NAME = "analyticbot-lab"  # also the Docker context that reaches its manager
 LABEL = "org.analyticbot.swarm-lab"
-STATE_DIR = REPO_ROOT / ".state"
 ENGINE_PORT = 2375  # each node's API, on the lab's network only (never published on the host)
 REGISTRY_PORT = 5000
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -38,7 +38,6 @@ NODE_OPTIONS = (
     # vfs copies every layer: an anonymous volume keeps that off the node container's own overlay.
     "--mount", "type=volume,dst=/var/lib/docker",
 )  # fmt: skip
-DATA_LABEL = "analyticbot.data"  # the node that keeps postgres' and redis' volumes
 
 
 @dataclass(frozen=True)
@@ -199,7 +198,7 @@ def up(
     token = lab.manage(["swarm", "join-token", "-q", "worker"]).stdout.strip()
     for node in members[1:]:
         lab.on(node, ["swarm", "join", "--token", token, f"{lab.manager.address}:2377"])
-    lab.manage(["node", "update", "--label-add", f"{DATA_LABEL}=true", lab.manager.hostname])
+    lab.manage(["node", "update", "--label-add", f"{render.DATA_LABEL}=true", lab.manager.hostname])
     _context(lab)
     progress(f"{name}: {nodes} nodes in the swarm, manager {lab.manager.address}, registry {lab.registry}")
     return lab

@@ -33,7 +33,8 @@ API_REPLICAS = 2
 # Longer than a health interval times its retries (1 s x 3), so a release that turns unhealthy is seen.
 MONITOR = "15s"
 TLS_TARGET = "/etc/nginx/tls"
-DATA_CONSTRAINT = "node.labels.analyticbot.data == true"
+DATA_LABEL = "analyticbot.data"  # the node label of the one that keeps postgres' and redis' volumes
+DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} == true"
 
 
 def versioned(project: str, name: str, content: bytes) -> str:
@@ -132,11 +133,11 @@ def render(
         {"target": 8443, "published": https_port, "protocol": "tcp", "mode": "host"},
     ]
     proxy["secrets"] = [
-        {"source": "tls_fullchain", "target": f"{TLS_TARGET}/fullchain.pem", "uid": "10001", "mode": 0o400},
-        {"source": "tls_privkey", "target": f"{TLS_TARGET}/privkey.pem", "uid": "10001", "mode": 0o400},
+        {"source": "tls_fullchain", "target": f"{TLS_TARGET}/fullchain.pem", "uid": str(model.APP_UID), "mode": 0o400},
+        {"source": "tls_privkey", "target": f"{TLS_TARGET}/privkey.pem", "uid": str(model.APP_UID), "mode": 0o400},
     ]
     services["redis"]["configs"] = [
-        {"source": "redis_conf", "target": "/usr/local/etc/redis/redis.conf", "uid": "10001", "mode": 0o444}
+        {"source": "redis_conf", "target": "/usr/local/etc/redis/redis.conf", "uid": str(model.APP_UID), "mode": 0o444}
     ]
     files = {**secret_files, "tls_fullchain": tls_dir / "fullchain.pem", "tls_privkey": tls_dir / "privkey.pem"}
     secrets = {

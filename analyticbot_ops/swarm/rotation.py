@@ -6,15 +6,14 @@ once no task holds it."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import secrets
 from ..backups import DB_NAME, DB_USER
 from ..compose import Stack
 from ..errors import OpsError
+from ..maintenance import REDIS_CLI, RedisAdmin
 from . import deploy as swarm_deploy
 from .lab import Lab, Node
 
@@ -28,9 +27,10 @@ class SwarmStack:
     stack: Stack
     lab: Lab
     progress: Progress = lambda _m: None
-    # The `ops` password Redis holds right now: after a live change and before the file swap (or during a
-    # rollback) the file no longer tells.
-    _redis_admin_live: str | None = None
+    _redis: RedisAdmin = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._redis = RedisAdmin(Path(self.stack.settings["SECRETS_DIR"]))
 
     def _task(self, service: str) -> tuple[Node, str]:
         """The node running the service's task, and its container there."""
@@ -63,19 +63,7 @@ class SwarmStack:
 
     def redis_acl_setpass(self, user: str, new_password: str) -> None:
         self.progress(f"  applying the change in Redis's live ACL (user {user})")
-        admin = self._redis_admin_live or secrets.read_secret(
-            "redis_admin_password", Path(self.stack.settings["SECRETS_DIR"])
-        )
-        digest = hashlib.sha256(new_password.encode()).hexdigest()
-        said = self._exec(
-            "redis",
-            ["redis-cli", "-h", "127.0.0.1"],
-            f"AUTH ops {admin}\nACL SETUSER {user} resetpass #{digest}\n".encode(),
-        )
-        if said.split() != ["OK", "OK"]:
-            raise OpsError("Redis refused the ACL change")
-        if user == "ops":
-            self._redis_admin_live = new_password
+        self._redis.set_password(lambda script: self._exec("redis", REDIS_CLI, script), user, new_password)
 
     def restart(self, services: list[str]) -> None:
         # A redeploy: every service that mounts a secret whose content changed rolls to its new version.
