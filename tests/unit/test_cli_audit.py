@@ -11,14 +11,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from invoke import Config, Context, Exit
+from invoke import Config, Context
 
 from analyticbot_ops import audit as rules
-from analyticbot_ops import compose, runner
+from analyticbot_ops import compose
 from analyticbot_ops.cli import audit as audit_cli
 from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import BadInput
 from analyticbot_ops.model import Labels
+from tests.unit.cli_support import fails, isolated_tasks
 
 from .secrets_support import write_raw
 
@@ -27,23 +28,11 @@ ACL_OK = "user analyticbot on sanitize-payload #abc ~analytics:* resetchannels -
 ACL_BROAD = "user analyticbot on sanitize-payload #abc ~* +@all"
 
 
-class NoCommands(runner.FakeRunner):
-    """Any command a unit test would run is a bug in the test: fail it loudly."""
-
-    def run(self, call: runner.Call, *, capture: bool, text: bool) -> Any:
-        raise AssertionError(f"a unit test tried to run {' '.join(call.argv)}")
-
-
 @pytest.fixture(autouse=True)
 def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    for key in compose.SETTINGS:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "secrets"))
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
     monkeypatch.setattr(rules, "run_hadolint", lambda paths: "[]")
     write_raw(tmp_path / "secrets", "redis_admin_password", ADMIN)
-    with runner.use(NoCommands()):
+    with isolated_tasks(monkeypatch, tmp_path):
         yield
 
 
@@ -51,15 +40,6 @@ def context(**ops: Any) -> Context:
     settings = copy.deepcopy(DEFAULTS)
     settings["ops"].update(ops)
     return Context(Config(overrides=settings))
-
-
-def fails(code: int, task: Any, *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(Exit) as caught:
-        task(*args, **kwargs)
-    message = str(caught.value.message)
-    assert caught.value.code == code, message
-    assert message.startswith("error: ") and "\n" not in message
-    return message
 
 
 def container(service: str, *, running: bool = True, oneoff: bool = False, **env: str) -> dict[str, Any]:

@@ -9,29 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from invoke import Config, Context, Exit
+from invoke import Config, Context
 
-from analyticbot_ops import baseimages, build, compose, layers, runner
+from analyticbot_ops import baseimages, build, layers
 from analyticbot_ops.cli import images as images_cli
 from analyticbot_ops.config import DEFAULTS
+from tests.unit.cli_support import fails, isolated_tasks
 
 NAMESPACE = "registry.example/team"
 MB = 1_000_000
 
 
-class NoCommands(runner.FakeRunner):
-    """Any command a unit test would run is a bug in the test: fail it loudly."""
-
-    def run(self, call: runner.Call, *, capture: bool, text: bool) -> Any:
-        raise AssertionError(f"a unit test tried to run {' '.join(call.argv)}")
-
-
 @pytest.fixture(autouse=True)
 def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    for key in compose.SETTINGS:
-        monkeypatch.delenv(key, raising=False)
-    with runner.use(NoCommands()):
+    with isolated_tasks(monkeypatch, tmp_path):
         yield
 
 
@@ -39,15 +30,6 @@ def context(**ops: Any) -> Context:
     settings = copy.deepcopy(DEFAULTS)
     settings["ops"].update({"namespace": NAMESPACE, **ops})
     return Context(Config(overrides=settings))
-
-
-def fails(code: int, task: Any, *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(Exit) as caught:
-        task(*args, **kwargs)
-    message = str(caught.value.message)
-    assert caught.value.code == code, message
-    assert message.startswith("error: ") and "\n" not in message
-    return message
 
 
 @pytest.fixture

@@ -14,32 +14,20 @@ from invoke import Collection, Config, Context, Exit, Program, task
 from invoke.exceptions import ParseError
 
 import tasks
-from analyticbot_ops import compose, runner
 from analyticbot_ops.cli import health as health_cli
 from analyticbot_ops.cli import legacy
 from analyticbot_ops.cli import stack as stack_cli
 from analyticbot_ops.cli.legacy import Legacy, TaskTree
 from analyticbot_ops.config import DEFAULTS
-
-
-class NoCommands(runner.FakeRunner):
-    """Any command a unit test would run is a bug in the test: fail it loudly."""
-
-    def run(self, call: runner.Call, *, capture: bool, text: bool) -> Any:
-        raise AssertionError(f"a unit test tried to run {' '.join(call.argv)}")
+from tests.unit.cli_support import isolated_tasks
 
 
 @pytest.fixture(autouse=True)
 def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    for key in compose.SETTINGS:
-        monkeypatch.delenv(key, raising=False)
     # install() changes Invoke's classes: whatever a test does, they are as they were afterwards.
     monkeypatch.setattr(Program, "parse_tasks", Program.parse_tasks)
     monkeypatch.setattr(Collection, "from_module", Collection.__dict__["from_module"])
-    # Each environment's .env file is read in tmp_path, never the checkout's.
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
-    with runner.use(NoCommands()):
+    with isolated_tasks(monkeypatch, tmp_path):
         yield
 
 

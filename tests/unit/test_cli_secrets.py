@@ -12,39 +12,26 @@ from typing import Any
 
 import jwt
 import pytest
-from invoke import Config, Context, Exit
+from invoke import Config, Context
 
-from analyticbot_ops import compose, maintenance, runner, tokens
+from analyticbot_ops import compose, maintenance, tokens
 from analyticbot_ops import secrets as sec
 from analyticbot_ops.cli import secrets as secrets_cli
 from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import DockerUnavailable
+from tests.unit.cli_support import fails, isolated_tasks
 
 from .secrets_support import BOT_TOKEN, MADE_WITHOUT_INPUT, populate, write_raw
 
 NAMESPACE = "registry.example/team"
 
 
-class NoCommands(runner.FakeRunner):
-    """Any command a unit test would run is a bug in the test: fail it loudly."""
-
-    def run(self, call: runner.Call, *, capture: bool, text: bool) -> Any:
-        raise AssertionError(f"a unit test tried to run {' '.join(call.argv)}")
-
-
 @pytest.fixture(autouse=True)
 def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    for key in compose.SETTINGS:
-        monkeypatch.delenv(key, raising=False)
     for spec in sec.SECRETS:  # a secret in the process environment would be read by from-env
         monkeypatch.delenv(spec.env_var, raising=False)
-    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "secrets"))
-    monkeypatch.setenv("TLS_DIR", str(tmp_path / "tls"))
     monkeypatch.setattr("analyticbot_ops.releases.pinned_settings", lambda unnamed, state_dir=None: {})
-    # Each environment's .env file is read in tmp_path, never the checkout's.
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
-    with runner.use(NoCommands()):
+    with isolated_tasks(monkeypatch, tmp_path):
         yield
 
 
@@ -79,15 +66,6 @@ def context(**ops: Any) -> Context:
     settings = copy.deepcopy(DEFAULTS)
     settings["ops"].update({"namespace": NAMESPACE, **ops})
     return Context(Config(overrides=settings))
-
-
-def fails(code: int, task: Any, *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(Exit) as caught:
-        task(*args, **kwargs)
-    message = str(caught.value.message)
-    assert caught.value.code == code, message
-    assert message.startswith("error: ") and "\n" not in message
-    return message
 
 
 def row(text: str, name: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from invoke import Config, Context, Exit
 
-from analyticbot_ops import compose, releases, runner
+from analyticbot_ops import releases
 from analyticbot_ops import secrets as secrets_module
 from analyticbot_ops.cli import swarm as swarm_cli
 from analyticbot_ops.config import DEFAULTS
@@ -20,28 +20,16 @@ from analyticbot_ops.errors import DockerUnavailable, OpsError
 from analyticbot_ops.swarm import lab as swarm_lab
 from analyticbot_ops.swarm import rotation as swarm_rotation
 from tests.unit import swarm_support as support
+from tests.unit.cli_support import fails, isolated_tasks, record
 
 NAMESPACE = "registry.example/team"
 LAB = support.three_nodes("analyticbot-lab")
 
 
-class NoCommands(runner.FakeRunner):
-    """Any command a unit test would run is a bug in the test: fail it loudly."""
-
-    def run(self, call: runner.Call, *, capture: bool, text: bool) -> Any:
-        raise AssertionError(f"a unit test tried to run {' '.join(call.argv)}")
-
-
 @pytest.fixture(autouse=True)
 def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    for key in compose.SETTINGS:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "secrets"))
-    monkeypatch.setenv("TLS_DIR", str(tmp_path / "tls"))
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
     monkeypatch.setattr(swarm_lab, "STATE_DIR", tmp_path / ".state")
-    with runner.use(NoCommands()):
+    with isolated_tasks(monkeypatch, tmp_path):
         yield
 
 
@@ -76,26 +64,6 @@ def context(**ops: Any) -> Context:
     settings = copy.deepcopy(DEFAULTS)
     settings["ops"].update({"namespace": NAMESPACE, **ops})
     return Context(Config(overrides=settings))
-
-
-def record(calls: list[tuple[tuple[Any, ...], dict[str, Any]]], result: Any = None) -> Any:
-    def fake(*args: Any, **kwargs: Any) -> Any:
-        calls.append((args, kwargs))
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    return fake
-
-
-def fails(code: int, task: Any, *args: Any, **kwargs: Any) -> str:
-    """Run a task expecting its one `error:` line and exit code; return the line."""
-    with pytest.raises(Exit) as caught:
-        task(*args, **kwargs)
-    message = str(caught.value.message)
-    assert caught.value.code == code, message
-    assert message.startswith("error: ") and "\n" not in message
-    return message
 
 
 def rows(text: str) -> list[list[str]]:

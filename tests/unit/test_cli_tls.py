@@ -11,30 +11,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from invoke import Config, Context, Exit
+from invoke import Config, Context
 
-from analyticbot_ops import acme, compose, runner, tls
+from analyticbot_ops import acme, compose, tls
 from analyticbot_ops.cli import tls as tls_cli
 from analyticbot_ops.config import DEFAULTS
-
-
-class NoCommands(runner.FakeRunner):
-    """Any command a unit test would run is a bug in the test: fail it loudly."""
-
-    def run(self, call: runner.Call, *, capture: bool, text: bool) -> Any:
-        raise AssertionError(f"a unit test tried to run {' '.join(call.argv)}")
+from tests.unit.cli_support import fails, isolated_tasks
 
 
 @pytest.fixture(autouse=True)
 def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    for key in compose.SETTINGS:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "secrets"))
-    monkeypatch.setenv("TLS_DIR", str(tmp_path / "tls"))
-    # Each environment's .env file is read in tmp_path, never the checkout's.
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
-    with runner.use(NoCommands()):
+    with isolated_tasks(monkeypatch, tmp_path):
         yield
 
 
@@ -47,15 +34,6 @@ def context(**ops: Any) -> Context:
     settings = copy.deepcopy(DEFAULTS)
     settings["ops"].update(ops)
     return Context(Config(overrides=settings))
-
-
-def fails(code: int, task: Any, *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(Exit) as caught:
-        task(*args, **kwargs)
-    message = str(caught.value.message)
-    assert caught.value.code == code, message
-    assert message.startswith("error: ") and "\n" not in message
-    return message
 
 
 # --- dev, status (no stack) --------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""What the task modules' unit tests share: each task runs with no Docker, no command and no setting of the
+checkout's, and a failure is checked as the one `error:` line and exit code a user sees."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke import Exit
+
+from analyticbot_ops import compose, runner
+
+
+class NoCommands(runner.FakeRunner):
+    """Any command a unit test would run is a bug in the test: fail it loudly."""
+
+    def run(self, call: runner.Call, *, capture: bool, text: bool) -> Any:
+        raise AssertionError(f"a unit test tried to run {' '.join(call.argv)}")
+
+
+@contextlib.contextmanager
+def isolated_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No daemon, no setting from the process environment, secrets and TLS in tmp_path, each environment's
+    .env file read in tmp_path (never the checkout's), and no command run."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    for key in compose.SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "secrets"))
+    monkeypatch.setenv("TLS_DIR", str(tmp_path / "tls"))
+    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
+    with runner.use(NoCommands()):
+        yield
+
+
+def fails(code: int, task: Any, *args: Any, **kwargs: Any) -> str:
+    """Run a task expecting its one `error:` line and exit code; return the line."""
+    with pytest.raises(Exit) as caught:
+        task(*args, **kwargs)
+    message = str(caught.value.message)
+    assert caught.value.code == code, message
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+def record(calls: list[tuple[tuple[Any, ...], dict[str, Any]]], result: Any = None) -> Any:
+    """A stand-in that records each call's arguments and returns `result` (or raises it)."""
+
+    def fake(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    return fake
