@@ -29,14 +29,20 @@ class ImageSpec:
     dockerfile: Path
     build_args: tuple[tuple[str, str], ...]
     base_args: tuple[tuple[str, str], ...]
-    needs_wheels: bool
+    # The wheelhouses (.cache/wheels/NAME, from services/NAME/requirements.txt) its build mounts.
+    wheelhouses: tuple[str, ...]
     # What the image is built from (besides its bases): its labels name the last commit that touched
     # these, so a commit elsewhere (README, tests, the toolkit) leaves the image ID as it was.
     inputs: tuple[str, ...] = ()
+    # The Dockerfile stage to build; None: the last one.
+    target: str | None = None
 
 
 _PYTHON_BASES = (("PYTHON_BUILD_IMAGE", "python-build"), ("PYTHON_RUNTIME_IMAGE", "python-runtime"))
 PYTHON_SERVICES: tuple[str, ...] = model.APPS
+# The pins the three share (services/common/requirements.txt), each one's own, and certbot's: the runtime
+# layer all four images share is pruned to the closure of all of them.
+PYTHON_WHEELHOUSES: tuple[str, ...] = ("common", *PYTHON_SERVICES, "certbot")
 IMAGES: dict[str, ImageSpec] = {
     **{
         name: ImageSpec(
@@ -44,22 +50,35 @@ IMAGES: dict[str, ImageSpec] = {
             SERVICES_DIR / "Dockerfile",
             (("SERVICE", name),),
             _PYTHON_BASES,
-            needs_wheels=True,
-            inputs=("services/Dockerfile", "services/common", f"services/{name}"),
+            # Every service's: the runtime and shared layers are pruned to the closure of all three.
+            wheelhouses=PYTHON_WHEELHOUSES,
+            inputs=(
+                "services/Dockerfile",
+                "services/build",
+                "services/common",
+                f"services/{name}",
+                *(f"services/{other}/requirements.txt" for other in model.APPS if other != name),
+            ),
         )
         for name in PYTHON_SERVICES
     },
     "proxy": ImageSpec(
-        "proxy", NGINX_DIR / "Dockerfile", (), (("NGINX_IMAGE", "nginx"),), needs_wheels=False, inputs=("nginx",)
+        "proxy", NGINX_DIR / "Dockerfile", (), (("NGINX_IMAGE", "nginx"),), wheelhouses=(), inputs=("nginx",)
     ),
-    # certbot runs one-off beside the proxy (ssl-prod, ssl-renew).
+    # certbot runs one-off beside the proxy (tls.prod, tls.renew): a stage of the services' Dockerfile.
     "certbot": ImageSpec(
         "certbot",
-        SERVICES_DIR / "certbot" / "Dockerfile",
+        SERVICES_DIR / "Dockerfile",
         (),
         _PYTHON_BASES,
-        needs_wheels=True,
-        inputs=("services/certbot",),
+        wheelhouses=PYTHON_WHEELHOUSES,
+        inputs=(
+            "services/Dockerfile",
+            "services/build",
+            "services/certbot",
+            *(f"services/{name}/requirements.txt" for name in ("common", *PYTHON_SERVICES)),
+        ),
+        target="certbot",
     ),
 }
 SERVICES: tuple[str, ...] = tuple(IMAGES)
@@ -95,6 +114,9 @@ def build_wheelhouse(service: str, python: str = sys.executable, progress: Calla
         raise OpsError(f"wheels must be built with Python {IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}; {python} is not")
     progress(f"  wheelhouse for {service}: building wheels from {requirements.relative_to(REPO_ROOT)}")
     target.mkdir(parents=True, exist_ok=True)
+    # A new lock replaces the old wheels: stale ones would only grow the build context.
+    for stale in target.glob("*.whl"):
+        stale.unlink()
     result = runner.run(
         [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(target), "-r", str(requirements)],
         check=False,
@@ -151,7 +173,10 @@ def source_revision(paths: Iterable[str]) -> SourceRevision:
     return SourceRevision(fields[0] + ("-dirty" if dirty.stdout.strip() else ""), fields[1])
 
 
-def build_command(service: str, tag: str, base_images: Mapping[str, str], no_cache: bool) -> list[str]:
+def build_command(
+    service: str, tag: str, base_images: Mapping[str, str], no_cache: bool, target: str | None = None
+) -> list[str]:
+    """`docker build` arguments for one image; `target` builds another stage of its Dockerfile (tests)."""
     spec = IMAGES[check_service(service)]
     source = source_revision(spec.inputs)
     command = [
@@ -182,6 +207,9 @@ def build_command(service: str, tag: str, base_images: Mapping[str, str], no_cac
             command += ["--build-arg", f"{arg}={base_images[name]}"]
     if no_cache:
         command.append("--no-cache")
+    target = target or spec.target
+    if target:
+        command += ["--target", target]
     return [*command, str(REPO_ROOT)]
 
 
@@ -196,8 +224,8 @@ def build_service(
     """One BuildKit build; on failure the last lines of the build log explain why."""
     check_service(service)
     client = docker.buildkit_client()
-    if IMAGES[service].needs_wheels:
-        build_wheelhouse(service, progress=progress)
+    for wheelhouse in IMAGES[service].wheelhouses:
+        build_wheelhouse(wheelhouse, progress=progress)
     tag = service_tag(service, namespace)
     started = time.monotonic()
     result = runner.run(

@@ -86,10 +86,11 @@ def stages(instructions: list[Instruction]) -> tuple[dict[str, str], list[Stage]
     return global_args, found
 
 
-def _final(all_stages: list[Stage], keyword: str) -> Instruction | None:
-    """The final stage's last KEYWORD, back through `FROM <earlier stage>` where it has none."""
+def _final(all_stages: list[Stage], keyword: str, target: str | None = None) -> Instruction | None:
+    """The final stage's (or the `target` stage's) last KEYWORD, back through `FROM <earlier stage>`
+    where it has none."""
     named = {s.name: s for s in all_stages if s.name}
-    stage = all_stages[-1] if all_stages else None
+    stage = named.get(target) if target else all_stages[-1] if all_stages else None
     while stage is not None:
         last = next((i for i in reversed(stage.body) if i.keyword == keyword), None)
         if last is not None:
@@ -98,9 +99,12 @@ def _final(all_stages: list[Stage], keyword: str) -> Instruction | None:
     return None
 
 
-def image_facts(text: str) -> ImageFacts:
+def image_facts(text: str, target: str | None = None) -> ImageFacts:
+    """Who the image runs as and whether it has a healthcheck: its final stage's, or `target`'s."""
     global_args, all_stages = stages(parse_dockerfile(text))
-    user, health = _final(all_stages, "USER"), _final(all_stages, "HEALTHCHECK")
+    if target and target not in {s.name for s in all_stages}:
+        raise BadInput(f"the Dockerfile has no stage named {target!r}")
+    user, health = _final(all_stages, "USER", target), _final(all_stages, "HEALTHCHECK", target)
     return ImageFacts(_expand(user.args, global_args) if user else "", bool(health and _health(health.args)))
 
 
@@ -124,10 +128,13 @@ def _pinned(base: str, stage_names: set[str]) -> bool:
     return bool(tag) and tag != "latest" and "$" not in base  # `$`: an ARG without a default
 
 
-def dockerfile_findings(path: str, text: str) -> list[Finding]:
+def dockerfile_findings(path: str, text: str, target: str | None = None) -> list[Finding]:
+    """CIS section 4 over one image's Dockerfile: its final stage's user and healthcheck (or the
+    `target` stage's, for an image built with --target), and every instruction of the file."""
     instructions = parse_dockerfile(text)
     _, all_stages = stages(instructions)
-    facts = image_facts(text)
+    facts = image_facts(text, target)
+    path = f"{path}:{target}" if target else path
     adds = [str(i.line) for i in instructions if i.keyword == "ADD"]
     secrets = [
         f"{name} (line {i.line})"
@@ -180,6 +187,13 @@ def dockerfiles() -> list[str]:
     if missing:
         raise BadInput(f"{missing[0]} is missing (build.IMAGES names it)")
     return sorted({str(spec.dockerfile.relative_to(REPO_ROOT)) for spec in build.IMAGES.values()})
+
+
+def built_images() -> list[tuple[str, str | None]]:
+    """(Dockerfile, stage) of every image the build makes, each once: a stage when it is not the last."""
+    dockerfiles()  # each one exists
+    found = {(str(spec.dockerfile.relative_to(REPO_ROOT)), spec.target) for spec in build.IMAGES.values()}
+    return sorted(found, key=lambda pair: (pair[0], pair[1] or ""))
 
 
 def run_hadolint(paths: list[str]) -> str | None:

@@ -45,7 +45,7 @@ def known_images(namespace: str) -> dict[str, rules.ImageFacts]:
     known = {r.tag(namespace): rules.image_facts("\n".join(["FROM scratch", *r.changes])) for r in baseimages.RECIPES}
     rules.dockerfiles()  # each one exists
     for name, spec in build.IMAGES.items():
-        known[build.service_tag(name, namespace)] = rules.image_facts(spec.dockerfile.read_text())
+        known[build.service_tag(name, namespace)] = rules.image_facts(spec.dockerfile.read_text(), spec.target)
     return known
 
 
@@ -96,7 +96,11 @@ def live_access_findings(stack: compose.Stack, infos: list[dict[str, Any]]) -> l
 
 def image_report(running: bool, exceptions: list[rules.AuditException]) -> rules.Report:
     paths = rules.dockerfiles()
-    findings = [f for path in paths for f in rules.dockerfile_findings(path, (REPO_ROOT / path).read_text())]
+    findings = [
+        f
+        for path, target in rules.built_images()
+        for f in rules.dockerfile_findings(path, (REPO_ROOT / path).read_text(), target)
+    ]
     if not running:  # 4.8 statically is about how bases are built; it says nothing of what runs
         findings.append(rules.setuid_finding(str(SETUID_HOOK.relative_to(REPO_ROOT)), SETUID_HOOK.read_text()))
     return rules.make_report("images", findings + rules.hadolint_findings(rules.run_hadolint(paths), paths), exceptions)

@@ -3,11 +3,13 @@ HEALTHCHECK, non-root users, and nothing secret in their history."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
-from analyticbot_ops import docker
+from analyticbot_ops import build, docker, runner
+from analyticbot_ops.paths import SERVICES_DIR
 
 from .conftest import BASE_TAGS, SERVICE_TAGS, require_image
 
@@ -88,3 +90,43 @@ def test_service_labels_carry_version_revision_and_date(service: str) -> None:
     assert labels.get("org.opencontainers.image.version")
     assert re.fullmatch(r"([0-9a-f]{7,}|unknown)(-dirty)?", labels.get("org.opencontainers.image.revision", ""))
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels.get("org.opencontainers.image.created", ""))
+
+
+# --- the pruned images (services/build/closure.py) ------------------------------------------------------------
+
+CLOSURE = SERVICES_DIR / "build" / "closure.py"
+
+
+def _import_failures(image: str, modules: list[str]) -> dict[str, str]:
+    """Import every module in `modules` inside `image`; the failures with their errors."""
+    result = docker.docker(
+        ["run", "--rm", "-i", "--network=none", "-v", f"{CLOSURE}:/tmp/closure.py:ro", image,
+         "python3", "/tmp/closure.py", "import-all"],
+        input_bytes="\n".join(modules).encode(),
+        timeout=600,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])  # the last line: a module may print on import
+
+
+@pytest.mark.parametrize("service", build.PYTHON_SERVICES)
+def test_every_module_of_the_pruned_image_imports_as_it_did_unpruned(service: str, run_id: str) -> None:
+    """The static closure kept each module's imports: every module left in the image (stdlib and
+    dependencies) imports there, unless it failed the same way before pruning (a Windows-only module, an
+    optional dependency nobody installs). The integration suite exercises every route besides."""
+    pruned = require_image(SERVICE_TAGS[service])
+    unpruned = f"abtest-unpruned-{service}:{run_id}"
+    command = build.build_command(service, unpruned, BASE_TAGS, no_cache=False, target="unpruned")
+    built = runner.run([docker.buildkit_client().path, *command], check=False, env={"DOCKER_BUILDKIT": "1"})
+    assert built.returncode == 0, built.stderr[-2000:]
+    try:
+        listed = docker.docker(
+            ["run", "--rm", "--network=none", "-v", f"{CLOSURE}:/tmp/closure.py:ro", pruned,
+             "python3", "/tmp/closure.py", "modules", "/opt/app/common", "/opt/app/deps"]
+        ).stdout.split()  # fmt: skip
+        assert len(listed) > 500, listed  # the stdlib alone has hundreds
+        after, before = _import_failures(pruned, listed), _import_failures(unpruned, listed)
+        assert {m: e for m, e in after.items() if m not in before} == {}
+        assert len(after) < len(listed) / 20  # the few that fail everywhere, not most of them
+    finally:
+        docker.docker(["rmi", unpruned], check=False)
+

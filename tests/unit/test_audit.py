@@ -431,3 +431,23 @@ def test_task_exits_1_on_a_failure_and_2_on_a_bad_exception(monkeypatch: pytest.
     with pytest.raises(Exit) as bad:
         run_task(monkeypatch, hardened, [{"check": "5.5", "service": "proxy", "env": "*"}])
     assert bad.value.code == 2
+
+
+def test_an_image_built_from_a_stage_is_judged_by_that_stage() -> None:
+    text = (REPO_ROOT / "services/Dockerfile").read_text()
+    findings = audit.dockerfile_findings("services/Dockerfile", text, "certbot")
+    assert not failed(findings), [f for f in findings if not f.ok]
+    assert {f.target for f in findings} == {"services/Dockerfile:certbot"}
+    assert audit.image_facts(text, "certbot") == audit.ImageFacts("10001:10001", True)
+    # the pruning stage runs as root: judged as an image, it would fail 4.1
+    assert audit.image_facts(text, "pruned").user == "0:0"
+    with pytest.raises(BadInput, match="no stage named 'nope'"):
+        audit.image_facts(text, "nope")
+
+
+def test_every_built_image_is_audited_once() -> None:
+    assert audit.built_images() == [
+        ("nginx/Dockerfile", None),
+        ("services/Dockerfile", None),
+        ("services/Dockerfile", "certbot"),
+    ]

@@ -80,7 +80,15 @@ def test_labels_come_from_the_inputs_last_commit_never_the_clock(monkeypatch: py
 
 
 def test_an_image_is_built_from_its_own_inputs_only() -> None:
-    assert build.IMAGES["api"].inputs == ("services/Dockerfile", "services/common", "services/api")
+    # The shared layers are pruned to every service's closure: the others' locks are inputs, their code is not.
+    assert build.IMAGES["api"].inputs == (
+        "services/Dockerfile",
+        "services/build",
+        "services/common",
+        "services/api",
+        "services/bot/requirements.txt",
+        "services/mtproto/requirements.txt",
+    )
     assert build.IMAGES["proxy"].inputs == ("nginx",)
     assert all(spec.inputs for spec in build.IMAGES.values())
 
@@ -188,9 +196,11 @@ def test_build_command_labels_the_revision_of_the_services_own_inputs() -> None:
     fake = git_fake(status="?? services/certbot/new-file\n")
     with runner.use(fake):
         command = build.build_command("certbot", "t", {}, True)
-    assert fake.calls[0].argv == (*GIT_LOG, "services/certbot")
+    assert fake.calls[0].argv == (*GIT_LOG, *build.IMAGES["certbot"].inputs)
+    assert "services/certbot" in build.IMAGES["certbot"].inputs
     assert "org.opencontainers.image.revision=0123456789ab-dirty" in command
-    assert command[-2:] == ["--no-cache", str(REPO_ROOT)]
+    # certbot is a stage of the services' Dockerfile, built by name
+    assert command[-4:] == ["--no-cache", "--target", "certbot", str(REPO_ROOT)]
 
 
 def test_build_command_refuses_an_unknown_service_before_asking_git() -> None:
@@ -337,7 +347,7 @@ def test_build_service_runs_buildkit_and_reports_its_cost(built: list[str]) -> N
         result = build.build_service(
             "api", base_images={"python-build": "bd:1"}, namespace="ns", progress=messages.append
         )
-    assert built == ["api"]  # the wheelhouse first
+    assert built == ["common", "api", "bot", "mtproto", "certbot"]  # the wheelhouses first: the shared layers need all
     docker_call = fake.calls[-1]
     assert docker_call.argv[:2] == (DOCKER, "build")
     with runner.use(git_fake()):
@@ -441,4 +451,4 @@ def test_a_failed_build_stops_the_rest_and_records_nothing(monkeypatch: pytest.M
     fake = docker_build_fake(stderr="ERROR: boom", returncode=1)
     with runner.use(fake), pytest.raises(OpsError, match="building api failed: ERROR: boom"):
         build.build_services(["api", "bot"], base_images={}, progress=lambda _m: None)
-    assert built == ["api"]
+    assert built == list(build.PYTHON_WHEELHOUSES)  # api's, and no further

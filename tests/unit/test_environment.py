@@ -259,8 +259,8 @@ def hadolint_says(monkeypatch: pytest.MonkeyPatch, output: str | None) -> list[l
 def test_hadolint_clean_counts_the_dockerfiles(monkeypatch: pytest.MonkeyPatch) -> None:
     linted = hadolint_says(monkeypatch, "[]")
     check = environment._hadolint()
-    assert linted == [["nginx/Dockerfile", "services/Dockerfile", "services/certbot/Dockerfile"]]
-    assert check == environment.Check("hadolint", True, "3 Dockerfiles clean")
+    assert linted == [["nginx/Dockerfile", "services/Dockerfile"]]
+    assert check == environment.Check("hadolint", True, "2 Dockerfiles clean")
 
 
 def test_hadolint_findings_show_the_first_three(monkeypatch: pytest.MonkeyPatch) -> None:
