@@ -130,3 +130,36 @@ def test_every_module_of_the_pruned_image_imports_as_it_did_unpruned(service: st
     finally:
         docker.docker(["rmi", unpruned], check=False)
 
+
+LAZY_TYPES_CHECK = """
+import json
+import analyticbot_bot.engine  # installs the lazy types, loads aiogram, builds what every update needs
+from aiogram import methods, types
+from pydantic import BaseModel
+from pydantic._internal._mock_val_ser import MockValSer
+from analyticbot_bot import lazy_types
+models = [m for mod in (types, methods) for n in mod.__all__
+          if isinstance(m := getattr(mod, n), type) and issubclass(m, BaseModel)]
+deferred = sum(isinstance(m.__dict__.get("__pydantic_validator__"), MockValSer) for m in models)
+failed = []
+for model in models:
+    try:  # first use builds the validator and the serializer
+        model.__pydantic_validator__.validate_python
+        model.__pydantic_serializer__.to_python
+        assert not isinstance(model.__pydantic_validator__, MockValSer)
+    except Exception as exc:
+        failed.append(f"{model.__name__}: {exc!r}"[:160])
+print(json.dumps({"active": lazy_types.active(), "models": len(models), "deferred": deferred, "failed": failed}))
+"""
+
+
+def test_the_bot_builds_aiogram_s_types_on_first_use_and_every_one_builds() -> None:
+    """The bot's idle memory depends on aiogram's types staying unbuilt until used (lazy_types): they are,
+    and each of them (every Telegram type and method) still builds when first used."""
+    tag = require_image(SERVICE_TAGS["bot"])
+    result = docker.docker(["run", "--rm", "--network=none", tag, "python3", "-c", LAZY_TYPES_CHECK], timeout=300)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["active"] is True
+    assert report["models"] > 500
+    assert report["deferred"] > report["models"] / 2  # most were never built until now
+    assert report["failed"] == []

@@ -1,9 +1,10 @@
 """Everything that needs aiogram, built in one place.
 
-aiogram's Telegram types take seconds to import (pydantic builds a schema for
-each of several hundred models), so main.py imports this module in a worker
-thread after the server is up: health answers from the first second, and the
-`telegram` dependency reports "starting" until this has loaded."""
+aiogram's Telegram types are several hundred pydantic models; built all at once they take
+seconds and ~100 MiB. lazy_types builds each on first use instead (the few every update
+needs are built here, at load). main.py imports this module in a worker thread after the
+server is up: health answers from the first second, and the `telegram` dependency reports
+"starting" until this has loaded."""
 
 from __future__ import annotations
 
@@ -11,17 +12,22 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from aiogram import Dispatcher
-from aiogram.methods import TelegramMethod
-from aiogram.types import Update
-from pydantic import ValidationError
+from . import lazy_types
 
-from .api_client import ApiClient
-from .handlers import build_router
-from .settings import BotSecrets, BotSettings
-from .telegram import TelegramGateway
+lazy_types.install()  # before aiogram's first import (telegram.py and handlers.py import it too)
+
+from aiogram import Dispatcher  # noqa: E402
+from aiogram.methods import TelegramMethod  # noqa: E402
+from aiogram.types import Update  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+from .api_client import ApiClient  # noqa: E402
+from .handlers import build_router  # noqa: E402
+from .settings import BotSecrets, BotSettings  # noqa: E402
+from .telegram import TelegramGateway  # noqa: E402
 
 log = logging.getLogger("analyticbot.bot")
+lazy_types.warm_up()  # this module is imported in a worker thread (main.py): the first update doesn't wait
 
 
 @dataclass
