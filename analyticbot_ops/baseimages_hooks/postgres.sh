@@ -23,3 +23,29 @@ install -m 0755 "$here/postgres-entrypoint.sh" "$root/usr/local/bin/docker-entry
 mkdir -p "$root/var/lib/postgresql/data" "$root/var/run/postgresql"
 chown -R 10001:10001 "$root/var/lib/postgresql" "$root/var/run/postgresql"
 chmod 0700 "$root/var/lib/postgresql/data"
+
+# Programs: the server, initdb, the clients the ops tasks run (pg_dump, pg_restore, pg_isready, psql)
+# and dash for the entrypoint. pgbench, pg_upgrade and the rest, coreutils, and the Perl scripts that
+# postgresql-common's dependencies left behind never run in this container.
+keep=" postgres postmaster initdb pg_dump pg_restore pg_isready psql "
+for program in "$root/usr/lib/postgresql/15/bin"/*; do
+    case "$keep" in *" ${program##*/} "*) ;; *) rm -f "$program" ;; esac
+done
+find "$root/usr/bin" "$root/usr/sbin" -mindepth 1 ! -name dash ! -name sh -exec rm -rf {} +
+# Locale sources and compiled locales: initdb runs with --locale=C (the entrypoint), so none is read.
+rm -rf "$root/usr/share/i18n" "$root/usr/lib/locale"
+
+# Shared libraries nothing kept links: the dynamic loader lists what each kept program and each of the
+# server's loadable modules (plpgsql, the contrib extensions: the server dlopens them) needs.
+loader=/lib64/ld-linux-x86-64.so.2
+needed="$(
+    for object in "$root/usr/lib/postgresql/15/bin"/* "$root/usr/lib/postgresql/15/lib"/*.so "$root/usr/bin/dash"; do
+        [ -f "$object" ] && chroot "$root" "$loader" --list "${object#"$root"}" 2>/dev/null
+    done | sed -n 's/.* => \(\/[^ ]*\) .*/\1/p' | sort -u
+)"
+keep_libs=" $(for lib in $needed; do basename "$(readlink -f "$root$lib")"; done | tr '\n' ' ') "
+for lib in "$root/usr/lib/x86_64-linux-gnu"/*.so*; do
+    [ -L "$lib" ] && target="$(basename "$(readlink -f "$lib")")" || target="${lib##*/}"
+    case "$target" in ld-linux*|libc.so*|libgcc_s*|libnss_*) continue ;; esac  # the loader, and what glibc dlopens
+    case "$keep_libs" in *" $target "*) ;; *) rm -f "$lib" ;; esac
+done
