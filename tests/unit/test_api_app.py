@@ -480,3 +480,41 @@ def test_the_api_waits_for_the_schema_version_it_needs() -> None:
         asyncio.run(resources._schema_version())
     resources.pool = Pool(LATEST_VERSION)  # type: ignore[assignment]
     assert asyncio.run(resources._schema_version()) == LATEST_VERSION
+
+
+# --- the verifier remembers the tokens it accepted, until they expire ----------------------------------------
+
+
+class WallClock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_accepted_token_is_not_checked_again_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = WallClock()
+    verifier = TokenVerifier(JWT_KEY, clock=clock)
+    token = tokens.mint(JWT_KEY, ("read",), tokens.parse_ttl("90s"), subject="tests").value
+    checks: list[str] = []
+    real_check = verifier._check
+    monkeypatch.setattr(verifier, "_check", lambda t: checks.append(t) or real_check(t))
+    first = verifier.verify(token)
+    assert verifier.verify(token) == first
+    assert len(checks) == 1  # the second request was answered from memory
+    clock.now += 90 + 11  # past its expiry and the leeway: forgotten, so checked again (jwt.decode's own clock
+    verifier.verify(token)  # has not moved, so it still passes; the expired case is tested above)
+    assert len(checks) == 2
+
+
+def test_only_the_exact_token_is_remembered_and_memory_is_bounded() -> None:
+    verifier = TokenVerifier(JWT_KEY, remember=2)
+    good = tokens.mint(JWT_KEY, ("read",), tokens.parse_ttl("1h"), subject="tests").value
+    verifier.verify(good)
+    forged = good[:-2] + ("AA" if not good.endswith("AA") else "BB")  # same claims, another signature
+    with pytest.raises(Exception, match="not valid"):
+        verifier.verify(forged)
+    for subject in ("a", "b", "c"):
+        verifier.verify(tokens.mint(JWT_KEY, ("read",), tokens.parse_ttl("1h"), subject=subject).value)
+    assert len(verifier._accepted) == 2

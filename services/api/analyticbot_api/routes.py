@@ -18,8 +18,9 @@ UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
 PostPath = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
 
-def channel_service(request: Request) -> ChannelService:
-    """The service the lifespan built; absent only while the app is starting or stopping."""
+async def channel_service(request: Request) -> ChannelService:
+    """The service the lifespan built; absent only while the app is starting or stopping.
+    async, as every dependency here: a plain `def` would run in FastAPI's thread pool."""
     service = getattr(request.app.state, "channels", None)
     if service is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "service is starting")

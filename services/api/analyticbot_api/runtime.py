@@ -15,7 +15,7 @@ import asyncpg
 from analyticbot_common.health import DependencyDown
 from analyticbot_common.scrub import SCRUBBER, Scrubber
 from analyticbot_common.startup import retry_until
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
@@ -62,7 +62,9 @@ class Resources:
             log=log,
         )
         log.info("schema at version %d", version)
-        self.redis = Redis(
+        # A blocking pool: with a plain one, the 33rd concurrent request got MaxConnectionsError, which
+        # the cache counts as Redis being down, so every read went to PostgreSQL for the cool-down.
+        pool = BlockingConnectionPool(
             host=settings.redis_host,
             port=settings.redis_port,
             db=settings.redis_db,
@@ -72,9 +74,11 @@ class Resources:
             socket_connect_timeout=settings.redis_socket_timeout,
             # One immediate retry: after a Redis restart the first command meets a dead pooled socket.
             retry=Retry(NoBackoff(), retries=1),
-            max_connections=32,
+            max_connections=settings.redis_pool_max,
+            timeout=settings.redis_socket_timeout,  # the longest a request waits for a free connection
             client_name="analyticbot-api",
         )
+        self.redis = Redis(connection_pool=pool)
         repository = PgChannelRepository(self.pool, acquire_timeout=settings.db_connect_timeout)
         self.channels = ChannelService(repository, RedisSummaryCache(self.redis, settings.cache_ttl_seconds))
         return self.channels
