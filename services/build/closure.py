@@ -160,6 +160,15 @@ class ImportScanner(ast.NodeVisitor):
                 self.found.add(module)
 
 
+def only_modules(names: set[str], third_party: list[Path]) -> set[str]:
+    """The names that are modules (here, or in `third_party`), and every top-level name: `from a import f`
+    yields a.f, which is a function, and a new function imported must not change the list (the pruning
+    stage is keyed by it)."""
+    stdlib, dynload = stdlib_dirs()
+    index = ModuleIndex(third_party, [stdlib, dynload])
+    return {n for n in names if "." not in n or n in index.files}
+
+
 # --- the closure ------------------------------------------------------------------------------
 
 
@@ -502,6 +511,9 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     imports = sub.add_parser("imports")
     imports.add_argument("sources", nargs="+", type=Path)
+    imports.add_argument(
+        "--known", nargs="*", type=Path, default=None, help="dependency folders: keep only names that are modules"
+    )
     pruning = sub.add_parser("prune")
     pruning.add_argument("--imports", type=Path, required=True)
     pruning.add_argument("--roots", nargs="*", default=[], help="more modules to start from (an entry point)")
@@ -518,7 +530,10 @@ def main(argv: list[str]) -> int:
         print(json.dumps(import_all(sys.stdin.read().split())))
         return 0
     if args.command == "imports":
-        print("\n".join(sorted(code_imports(args.sources))))
+        names = code_imports(args.sources)
+        if args.known is not None:
+            names = only_modules(names, args.known)
+        print("\n".join(sorted(names)))
         return 0
     wanted = set(args.imports.read_text().split()) | set(args.roots)
     report = prune(wanted, args.deps, args.out)

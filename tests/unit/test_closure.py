@@ -195,3 +195,9 @@ def test_dlopened_libraries_are_never_unlinked() -> None:
     for path in ("/usr/lib/x86_64-linux-gnu/libgcc_s.so.1", "/usr/lib/x86_64-linux-gnu/ossl-modules/legacy.so"):
         assert closure.DLOPENED.search(path)
     assert not closure.DLOPENED.search("/usr/lib/x86_64-linux-gnu/libsqlite3.so.0")
+
+
+def test_only_names_that_are_modules_stay_listed(tree: tuple[Path, Path]) -> None:
+    names = {"web", "web.lazy", "web.make_app", "json", "json.decoder", "json.dumps"}
+    kept = closure.only_modules(names, [tree[0]])
+    assert kept == {"web", "web.lazy", "json", "json.decoder"}  # json's from this interpreter's stdlib
