@@ -6,10 +6,14 @@ subnets), each figure beside its target and a baseline measured in the same run:
 - the health sweep over a healthy stack (target <= 0.3 s) and with Redis paused
   (target <= the API's 1 s probe timeout + 0.3 s), against probing one service
   after another;
-- idle RSS of each service's main process (API target <= 60 MB);
+- idle RSS of each service's main process (API target <= 60 MB, bot <= 120 MiB);
+- each Python image against what its running service loads (the lower bound, read
+  inside the container by analyticbot_common.footprint): target image / bound <= 1.4;
 - load through the proxy on 127.0.0.1: wrk, N s at 64 connections, on a read that
-  touches PostgreSQL and Redis; requests/s, p50/p99, 5xx and socket errors; then a
-  burst of writes past the rate limit, which must get 429 while the proxy stays up.
+  touches PostgreSQL and Redis; requests/s, p50/p99 (target p99 <= 100 ms), 5xx and
+  socket errors, and the same against /health/live through the same proxy as the
+  baseline (target: the summary keeps >= 0.7 of its throughput); then a burst of
+  writes past the rate limit, which must get 429 while the proxy stays up.
 
     python benchmarks/stack.py [--duration 60] [--connections 64]
 """
@@ -29,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,6 +46,10 @@ from tests import sandbox
 
 console = Console(width=140)
 OLD_SLEEP = 30.0  # the old deploy scripts' `sleep 30`
+RSS_TARGETS_MB = {"api": 60.0, "bot": 120.0}
+FOOTPRINT_TARGET = 1.4  # image size / what the running service loads
+P99_TARGET_MS = 100.0
+THROUGHPUT_TARGET = 0.7  # summary requests/s / health/live requests/s
 # Counts 5xx and 4xx per wrk thread and adds them up at the end: wrk's own
 # "Non-2xx or 3xx" figure would lump a 429 together with a 502.
 WRK_SCRIPT = """
@@ -101,6 +110,39 @@ def bench_rss(stack: sandbox.RunningStack) -> dict[str, float]:
         status = Path(f"/proc/{pid}/status").read_text()
         rss[service] = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
     return rss
+
+
+@dataclass
+class Footprint:
+    image: int  # bytes of the image
+    loaded: int  # bytes of the files its running service loads
+    by_kind: dict[str, int]
+
+    @property
+    def ratio(self) -> float:
+        return self.image / self.loaded
+
+    def kinds(self) -> str:
+        return ", ".join(f"{kind} {size / 1e6:.1f}" for kind, size in self.by_kind.items())
+
+
+def bench_footprint(stack: sandbox.RunningStack) -> dict[str, Footprint]:
+    """Each Python image's size against the bytes its running service loads (read inside the container)."""
+    figures = {}
+    for service, state in sorted(compose.service_states(stack.project).items()):
+        if service not in ("api", "bot", "mtproto") or state.status != "running":
+            continue
+        out = docker.docker(["exec", state.container, "python3", "-m", "analyticbot_common.footprint"]).stdout
+        loaded = json.loads(out)
+        image = docker.image_size(docker.inspect("container", state.container)["Image"])
+        figures[service] = Footprint(image, loaded["bytes"], loaded["by_kind"])
+    return figures
+
+
+def _ms(text: str) -> float:
+    """wrk's latency ('12.34ms', '1.20s', '850.00us') in milliseconds."""
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def _request(
@@ -202,11 +244,21 @@ def main(argv: list[str]) -> int:
         rss = bench_rss(stack)
         table = Table("service", "idle RSS MB", "target", "result", title="Idle memory (main process)")
         for service, mb in rss.items():
-            target = 60.0 if service == "api" else None
+            target = RSS_TARGETS_MB.get(service)
             table.add_row(
                 service, f"{mb:.1f}", f"<= {target:.0f}" if target else "-", verdict(mb <= target) if target else "-"
             )
-        ok &= rss.get("api", 0) <= 60
+            ok &= target is None or mb <= target
+        console.print(table)
+
+        footprint = bench_footprint(stack)
+        table = Table("service", "image MB", "loaded MB (lower bound)", "image / bound", "target", "result",
+                      "loaded by kind (MB)", title="Images against what the running services load")  # fmt: skip
+        for service, figure in footprint.items():
+            good = figure.ratio <= FOOTPRINT_TARGET
+            table.add_row(service, f"{figure.image / 1e6:.1f}", f"{figure.loaded / 1e6:.1f}", f"{figure.ratio:.2f}",
+                          f"<= {FOOTPRINT_TARGET}", verdict(good), figure.kinds())  # fmt: skip
+            ok &= good
         console.print(table)
 
         load = bench_load(stack, args.duration, args.connections)
@@ -216,6 +268,12 @@ def main(argv: list[str]) -> int:
         for key, value in load.items():
             table.add_row(key, str(value))
         console.print(table)
+        p99 = _ms(str(load["p99"]))
+        ratio = float(load["summary / health/live throughput"])  # type: ignore[arg-type]
+        console.print(f"summary p99 {p99:.1f} ms (target <= {P99_TARGET_MS:.0f}): {verdict(p99 <= P99_TARGET_MS)}; "
+                      f"throughput {ratio:.2f} of /health/live (target >= {THROUGHPUT_TARGET}): "
+                      f"{verdict(ratio >= THROUGHPUT_TARGET)}")  # fmt: skip
+        ok &= p99 <= P99_TARGET_MS and ratio >= THROUGHPUT_TARGET
         ok &= (
             load["socket errors"] == 0
             and load["burst 429"] > 0
