@@ -2,9 +2,11 @@
 
     python3 closure.py imports SRC_DIR... > imports.txt
         the top-level modules the services' own code imports (read with ast, never executed)
-    python3 closure.py prune --imports imports.txt --deps DIR... --out OUT
-        copies this image's root filesystem to OUT/rootfs and each DIR to OUT/DIR, leaving out what no
-        module of the closure can import and no kept binary links; writes OUT/closure.json
+    python3 closure.py prune --imports imports.txt --deps DIR=PLACE... --out OUT
+        copies this image's root filesystem to OUT/layers/rootfs and each DIR to OUT/layers/NAME/PLACE
+        (NAME: DIR's name; PLACE: where the image has it), leaving out what no module of the closure can
+        import and no kept binary links; writes OUT/closure.json. Each OUT/layers/NAME is one image layer,
+        copied to / whole, so that even its folders' times are the same in every build.
 
 The closure is computed over top-level packages: once anything imports a package, the whole package is
 kept and every module in it is read (with ast, never run) for what it imports. That keeps the modules a
@@ -71,6 +73,8 @@ WHOLE_PACKAGES = frozenset({"encodings"})
 # The stdlib's self-test functions (pickle._test, random._test, ...): never called by a service.
 SELF_TESTS = frozenset({"_test", "_main_test"})
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The modification time of everything the pruning writes (2000-01-01 UTC): reproducible layers.
+FIXED_MTIME = 946684800.0
 ROOT_SKIP = ("/proc", "/sys", "/dev", "/.closure")
 
 
@@ -389,7 +393,9 @@ def import_closure(imports: set[str], deps: list[Path]) -> Closure:
     return closure
 
 
-def prune(imports: set[str], deps: list[Path], out: Path) -> dict[str, object]:
+def prune(imports: set[str], deps: list[Path], out: Path, places: dict[Path, Path] | None = None) -> dict[str, object]:
+    """Prune to the closure of `imports`; each folder of `deps` lands at its place (itself by default)."""
+    places = places or {}
     closure = import_closure(imports, deps)
     index = closure.index
     dropped = sorted(n for n in index.files if n not in closure.why)
@@ -413,9 +419,10 @@ def prune(imports: set[str], deps: list[Path], out: Path) -> dict[str, object]:
     drop |= unlinked
     moves = sourceless(closure, drop)
 
-    copy_tree(Path("/"), out / "rootfs", drop, skip, moves)
+    copy_tree(Path("/"), out / "layers" / "rootfs", drop, skip, moves)
     for dep in deps:
-        copy_tree(dep, out / dep.relative_to("/"), drop, moves=moves)
+        copy_tree(dep, out / "layers" / dep.name / places.get(dep, dep).relative_to("/"), drop, moves=moves)
+    fixed_times(out)
     report = {
         "kept": dict(sorted(closure.why.items())),
         "dropped_modules": dropped,
@@ -442,6 +449,16 @@ def sourceless(closure: Closure, drop: set[Path]) -> dict[Path, Path]:
                 drop.add(file)
                 drop.add(cache)
     return moves
+
+
+def fixed_times(root: Path, when: float = FIXED_MTIME) -> None:
+    """Every file and folder under `root` stamped with one time: the layers built from them are then
+    the same bytes in every build (mount points and install times made them differ), so an image
+    rebuilt with --no-cache still shares its runtime layer with the others."""
+    for folder, subfolders, files in os.walk(root, topdown=False):
+        for name in [*files, *subfolders]:
+            os.utime(os.path.join(folder, name), (when, when), follow_symlinks=False)
+        os.utime(folder, (when, when))
 
 
 def _bytecode_of(file: Path) -> set[Path]:
@@ -517,7 +534,7 @@ def main(argv: list[str]) -> int:
     pruning = sub.add_parser("prune")
     pruning.add_argument("--imports", type=Path, required=True)
     pruning.add_argument("--roots", nargs="*", default=[], help="more modules to start from (an entry point)")
-    pruning.add_argument("--deps", type=Path, nargs="*", default=[])
+    pruning.add_argument("--deps", nargs="*", default=[], help="DIR=PLACE: a dependency folder, where the image has it")
     pruning.add_argument("--out", type=Path, required=True)
     listing = sub.add_parser("modules", help="the modules present here (stdlib and DIRS), one per line")
     listing.add_argument("dirs", nargs="*", type=Path)
@@ -536,7 +553,8 @@ def main(argv: list[str]) -> int:
         print("\n".join(sorted(names)))
         return 0
     wanted = set(args.imports.read_text().split()) | set(args.roots)
-    report = prune(wanted, args.deps, args.out)
+    places = {Path(d.partition("=")[0]): Path(d.partition("=")[2] or d.partition("=")[0]) for d in args.deps}
+    report = prune(wanted, list(places), args.out, places)
     print(f"closure: kept {len(report['kept'])} top-level modules, dropped {len(report['dropped_modules'])} "
           f"and {len(report['dropped_libraries'])} unlinked libraries")  # fmt: skip
     return 0

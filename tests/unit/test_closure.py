@@ -201,3 +201,11 @@ def test_only_names_that_are_modules_stay_listed(tree: tuple[Path, Path]) -> Non
     names = {"web", "web.lazy", "web.make_app", "json", "json.decoder", "json.dumps"}
     kept = closure.only_modules(names, [tree[0]])
     assert kept == {"web", "web.lazy", "json", "json.decoder"}  # json's from this interpreter's stdlib
+
+
+def test_fixed_times_stamps_every_file_folder_and_link(tmp_path: Path) -> None:
+    write(tmp_path, {"out/a/b.txt": "b"})
+    (tmp_path / "out/a/link").symlink_to("b.txt")
+    closure.fixed_times(tmp_path / "out")
+    for path in (tmp_path / "out", tmp_path / "out/a", tmp_path / "out/a/b.txt", tmp_path / "out/a/link"):
+        assert path.lstat().st_mtime == closure.FIXED_MTIME
