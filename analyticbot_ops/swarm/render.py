@@ -102,7 +102,9 @@ def render(
     services: dict[str, Any] = {}
     for name, source in merged["services"].items():
         service = copy.deepcopy(dict(source))
-        for dropped in ("depends_on", "container_name", "build", "restart", "security_opt", "pids_limit"):
+        # sysctls too: the proxy's port reuse is for Compose's single host (the lab's engine 20.10 takes
+        # them only from stack file format 3.8 on, and this renders what Compose merged).
+        for dropped in ("depends_on", "container_name", "build", "restart", "security_opt", "pids_limit", "sysctls"):
             service.pop(dropped, None)
         service["image"] = images[model.BY_NAME[name].image_variable]
         mounts = [m for m in map(_tmpfs, service.pop("tmpfs", [])) if m is not None]

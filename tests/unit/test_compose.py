@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from analyticbot_ops import compose, docker, engine, releases, runner
 from analyticbot_ops.compose import ServiceState, Stack
@@ -617,3 +618,12 @@ def test_compose_failed_without_a_culprit_says_what_was_not_started(monkeypatch:
     no_stderr = SimpleNamespace(stderr=None)
     with pytest.raises(OpsError, match=r"^compose up failed: no output; not started: \['api'\]$"):
         compose._compose_failed(STACK, ["api"], {}, no_stderr)  # type: ignore[arg-type]
+
+
+def test_the_proxy_reuses_time_wait_ports_for_its_upstream_connections() -> None:
+    """One connection per proxied request (the upstream is resolved per request): without port reuse,
+    ports held in TIME_WAIT capped the proxy at ~470 requests/s to one upstream (benchmarks/stack.py)."""
+    proxy = yaml.safe_load((COMPOSE_DIR / "docker-compose.proxy.yml").read_text())["services"]["proxy"]
+    assert proxy["sysctls"]["net.ipv4.tcp_tw_reuse"] == 1
+    low, high = map(int, proxy["sysctls"]["net.ipv4.ip_local_port_range"].split())
+    assert 8443 < low < high <= 65535  # above the ports nginx listens on
