@@ -177,8 +177,9 @@ def _wrk(url: str, token: str, duration: int, connections: int) -> dict[str, obj
         # Served: 2xx only. A 429 from the proxy's per-client read limit is answered fast and is no throughput.
         "requests/s": round(answered * (requests - refused) / requests, 2) if requests else 0.0,
         "answered/s (2xx and 4xx/5xx)": answered,
-        "p50": re.search(r"50%\s+(\S+)", out).group(1),  # type: ignore[union-attr]
-        "p99": re.search(r"99%\s+(\S+)", out).group(1),  # type: ignore[union-attr]
+        # The latency distribution's own lines ("     99%   12.34ms"), not a "98.99%" of the thread stats.
+        "p50": re.search(r"^\s+50%[ \t]+(\S+)", out, re.MULTILINE).group(1),  # type: ignore[union-attr]
+        "p99": re.search(r"^\s+99%[ \t]+(\S+)", out, re.MULTILINE).group(1),  # type: ignore[union-attr]
         "5xx": int(re.search(r"status5xx (\d+)", out).group(1)),  # type: ignore[union-attr]
         "4xx (429: over the read limit)": int(re.search(r"status4xx (\d+)", out).group(1)),  # type: ignore[union-attr]
         "socket errors": sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out)),
