@@ -32,7 +32,10 @@ class ImageSpec:
     # The wheelhouses (.cache/wheels/NAME, from services/NAME/requirements.txt) its build mounts.
     wheelhouses: tuple[str, ...]
     # What the image is built from (besides its bases): its labels name the last commit that touched
-    # these, so a commit elsewhere (README, tests, the toolkit) leaves the image ID as it was.
+    # these, so a commit elsewhere (README, tests, the toolkit) leaves the image ID as it was. One
+    # exception, on purpose: the other services' code reaches an image only through the list of modules
+    # it imports (the shared pruned runtime); listing that code would relabel, and so redeploy, the api
+    # for every bot commit. A change of that list changes the runtime layer, hence the image ID, anyway.
     inputs: tuple[str, ...] = ()
     # The Dockerfile stage to build; None: the last one.
     target: str | None = None

@@ -76,6 +76,11 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The modification time of everything the pruning writes (2000-01-01 UTC): reproducible layers.
 FIXED_MTIME = 946684800.0
 ROOT_SKIP = ("/proc", "/sys", "/dev", "/.closure")
+# Files the build's own container gets from BuildKit (its name, its DNS servers): never the image's. Docker
+# mounts its own over them in every container; the image holds them empty.
+RUNTIME_FILES = ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
+# A shared library by its name: libz.so.1.2.13, _ssl.cpython-311-x86_64-linux-gnu.so (not ld.so.cache).
+SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 
 
 # --- imports of the services' code -----------------------------------------------------------
@@ -120,6 +125,8 @@ class ImportScanner(ast.NodeVisitor):
             isinstance(test, ast.Compare)
             and isinstance(test.left, ast.Name)
             and test.left.id == "__name__"
+            and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)
             and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
         ):
             for child in node.orelse:
@@ -419,7 +426,10 @@ def prune(imports: set[str], deps: list[Path], out: Path, places: dict[Path, Pat
     drop |= unlinked
     moves = sourceless(closure, drop)
 
+    drop |= {Path(name) for name in RUNTIME_FILES}
     copy_tree(Path("/"), out / "layers" / "rootfs", drop, skip, moves)
+    for name in RUNTIME_FILES:
+        (out / "layers" / "rootfs" / name.lstrip("/")).write_bytes(b"")
     for dep in deps:
         copy_tree(dep, out / "layers" / dep.name / places.get(dep, dep).relative_to("/"), drop, moves=moves)
     fixed_times(out)
@@ -498,7 +508,10 @@ def _loader_root(path: Path, deps: list[Path]) -> bool:
 
 
 def _is_system_library(path: Path, deps: list[Path]) -> bool:
-    return ".so" in path.name and not path.is_dir() and not _is_extension_or_dep(path, deps)
+    """A shared library outside Python's folders (a symlink to one counts: it goes with its target)."""
+    if not SHARED_OBJECT.search(path.name) or path.is_dir() or _is_extension_or_dep(path, deps):
+        return False
+    return is_elf(path)  # follows a symlink: a dangling one is no library either
 
 
 # --- checking a pruned image -----------------------------------------------------------------

@@ -209,3 +209,24 @@ def test_fixed_times_stamps_every_file_folder_and_link(tmp_path: Path) -> None:
     closure.fixed_times(tmp_path / "out")
     for path in (tmp_path / "out", tmp_path / "out/a", tmp_path / "out/a/b.txt", tmp_path / "out/a/link"):
         assert path.lstat().st_mtime == closure.FIXED_MTIME
+
+
+def test_a_block_that_runs_when_imported_is_followed() -> None:
+    assert scan("if __name__ != '__main__':\n    import json\n") == {"json"}
+
+
+def test_only_elf_shared_objects_are_system_libraries(tmp_path: Path) -> None:
+    lib = tmp_path / "usr/lib/libz.so.1.2.13"
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"\x7fELF" + b"\0" * 60)
+    (tmp_path / "usr/lib/libz.so.1").symlink_to("libz.so.1.2.13")
+    cache = tmp_path / "etc/ld.so.cache"
+    cache.parent.mkdir()
+    cache.write_bytes(b"\x7fELF-looking but named as no library is")
+    sources = tmp_path / "etc/debian.sources"
+    sources.write_text("Types: deb\n")
+    assert closure._is_system_library(lib, [])
+    assert closure._is_system_library(tmp_path / "usr/lib/libz.so.1", [])
+    assert not closure._is_system_library(cache, [])
+    assert not closure._is_system_library(sources, [])
+    assert not closure._is_system_library(tmp_path / "usr/lib/python3.11/_ssl.cpython-311-x86_64-linux-gnu.so", [])

@@ -72,7 +72,7 @@ class TokenVerifier:
             raise InvalidToken("the token has expired") from None
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(f"the token is not valid ({type(exc).__name__})") from None
-        expires = float(claims["exp"]) + LEEWAY_SECONDS  # as long as jwt.decode would still accept it
+        expires = int(claims["exp"]) + LEEWAY_SECONDS  # as long as jwt.decode would still accept it (int, as it)
         return Principal(str(claims["sub"]), frozenset(str(claims["scope"]).split())), expires
 
 

@@ -78,7 +78,7 @@ class Resources:
             timeout=settings.redis_socket_timeout,  # the longest a request waits for a free connection
             client_name="analyticbot-api",
         )
-        self.redis = Redis(connection_pool=pool)
+        self.redis = Redis.from_pool(pool)  # from_pool: aclose() closes the pool's connections too
         repository = PgChannelRepository(self.pool, acquire_timeout=settings.db_connect_timeout)
         self.channels = ChannelService(repository, RedisSummaryCache(self.redis, settings.cache_ttl_seconds))
         return self.channels
