@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from analyticbot_ops import baseimages, build, layers
+from analyticbot_ops import baseimages, build, docker, layers
 from analyticbot_ops.config import DEFAULTS
 
 REBUILD_TARGET = 0.10
@@ -98,7 +98,7 @@ def rebuild_table(service: str, refs: dict[str, str]) -> bool:
     original = source.read_bytes()
     quiet = lambda _msg: None  # noqa: E731
     tag = build.service_tag(service)
-    before = build.docker.inspect("image", tag)["Id"]
+    before = docker.inspect("image", tag)["Id"]
     fresh = fresh_clone_build(service, refs)
     no_cache = build.build_service(service, base_images=refs, no_cache=True, progress=quiet)
     warm = build.build_service(service, base_images=refs, progress=quiet)
@@ -113,7 +113,7 @@ def rebuild_table(service: str, refs: dict[str, str]) -> bool:
         source.write_bytes(original)
     # Leave the image built before: it matches the tree, and its runtime layer is the one the other images
     # share (a --no-cache build writes the same files as new layer bytes; BuildKit's cache keys ignore that).
-    build.docker.docker(["tag", before, tag])
+    docker.docker(["tag", before, tag])
     table = Table("build", "seconds", "cached steps", "ratio to cold", title=f"Rebuild times ({service})")
     table.add_row("cold: fresh clone (empty pip and BuildKit caches), baseline", f"{fresh:.2f}", "0", "1.000")
     rows = [("docker build --no-cache, wheelhouses present", no_cache), ("no change", warm)]
@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
     namespace = DEFAULTS["ops"]["namespace"]
     refs = baseimages.image_refs(baseimages.build_base_images(namespace=namespace))
     for service in build.SERVICES:
-        if build.docker.inspect("image", build.service_tag(service, namespace)) is None:
+        if docker.inspect("image", build.service_tag(service, namespace)) is None:
             build.build_service(service, base_images=refs, progress=lambda _m: None)
     sizes_ok = sizes_table(namespace, DEFAULTS["ops"]["budgets_mb"])
     rebuild_ok = rebuild_table(args.service, refs)

@@ -100,7 +100,8 @@ def footprint() -> dict[str, object]:
     files = mapped_files() | module_files()
     by_kind: dict[str, int] = {}
     for path in files:
-        by_kind[kind(path, stdlib)] = by_kind.get(kind(path, stdlib), 0) + os.path.getsize(path)
+        which = kind(path, stdlib)
+        by_kind[which] = by_kind.get(which, 0) + os.path.getsize(path)
     return {"bytes": sum(by_kind.values()), "files": len(files), "by_kind": dict(sorted(by_kind.items()))}
 
 
