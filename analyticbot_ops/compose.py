@@ -72,6 +72,7 @@ SETTINGS: dict[str, str] = {
         for image, variable in model.IMAGE_VARIABLES.items()
     },
     "TELEGRAM_API_BASE": "Telegram Bot API server for the bot (default: Telegram's own)",
+    "API_WORKERS": "API server processes (default 0: sized from the API container's CPU limit)",
     "COMPOSE_PROJECT_NAME": "project name (default: analyticbot-dev, analyticbot-staging, analyticbot)",
 }
 PYTHON_SERVICES = model.APPS
@@ -125,6 +126,8 @@ def validate_settings(values: Mapping[str, str], source: str) -> None:
     for name in values.get("EXTRA_SERVER_NAMES", "").split():
         if not _SERVER_NAME.fullmatch(name):
             raise BadInput(f"{source}: EXTRA_SERVER_NAMES holds {name!r}, which is not a host name or IPv4 address")
+    if "API_WORKERS" in values and not re.fullmatch(r"[0-9]{1,2}", values["API_WORKERS"]):
+        raise BadInput(f"{source}: API_WORKERS must be a number of processes (0: sized), got {values['API_WORKERS']!r}")
     if "PROXY_BIND" in values:
         try:
             ipaddress.ip_address(values["PROXY_BIND"])

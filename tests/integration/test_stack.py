@@ -3,6 +3,7 @@ compose files promise, the networks really separate, and the proxy works."""
 
 from __future__ import annotations
 
+import json
 import ssl
 import urllib.error
 import urllib.request
@@ -145,3 +146,30 @@ def test_a_healthy_stack_passes_ps_check_and_the_health_sweep_from_the_cli(prod_
     swept = subprocess.run([invoke, "health-check", "--env", "prod", "--json"], env=env, capture_output=True, text=True)
     # healthy (0) or degraded (4: the bot and the collector have no Telegram credentials here), never unhealthy
     assert swept.returncode in (0, 4), swept.stderr
+
+
+def _server_processes(stack: RunningStack, service: str) -> int:
+    """The container's processes running the service's server (the supervisor and its workers, or one)."""
+    state = compose.service_states(stack.project)[service]
+    listed = docker.docker(["top", state.container, "-o", "pid,args"]).stdout.splitlines()[1:]
+    return sum("analyticbot_common.serve" in line for line in listed)
+
+
+def test_the_api_runs_a_process_per_started_core_of_its_cpu_limit(prod_stack: RunningStack) -> None:
+    """Production gives the API 1.5 CPUs: two server processes (a supervisor forks them), each answering
+    with its share; the bot and the collector hold one Telegram session each and stay single."""
+    assert _inspect(prod_stack, "api")["HostConfig"]["NanoCpus"] == 1_500_000_000
+    assert _server_processes(prod_stack, "api") == 3  # the supervisor and two workers
+    assert _server_processes(prod_stack, "bot") == 1
+    assert _server_processes(prod_stack, "mtproto") == 1
+    state = compose.service_states(prod_stack.project)["api"]
+    code = "import json, urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/performance').read().decode())"
+    seen = set()
+    for _ in range(40):  # a new connection each time: either worker may answer
+        answer = docker.docker(["exec", state.container, "python3", "-c", code]).stdout
+        worker = json.loads(answer)["worker"]
+        assert worker["of"] == 2
+        seen.add(worker["index"])
+        if seen == {0, 1}:
+            break
+    assert seen == {0, 1}

@@ -121,6 +121,8 @@ def test_unknown_environment_and_services_are_bad_input() -> None:
             "EXTRA_SERVER_NAMES holds 'ex\u00e4mple.com', which is not a host",
         ),
         ({"PROXY_BIND": "0.0.0.0:80"}, "PROXY_BIND must be an IP address"),
+        ({"API_WORKERS": "two"}, "API_WORKERS must be a number of processes"),
+        ({"API_WORKERS": "-1"}, "API_WORKERS must be a number of processes"),
     ],
 )
 def test_validate_settings_refuses(values: dict[str, str], message: str) -> None:

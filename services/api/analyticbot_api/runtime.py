@@ -12,6 +12,7 @@ import logging
 import socket
 
 import asyncpg
+from analyticbot_common import workers
 from analyticbot_common.health import DependencyDown
 from analyticbot_common.scrub import SCRUBBER, Scrubber
 from analyticbot_common.startup import retry_until
@@ -74,7 +75,8 @@ class Resources:
             socket_connect_timeout=settings.redis_socket_timeout,
             # One immediate retry: after a Redis restart the first command meets a dead pooled socket.
             retry=Retry(NoBackoff(), retries=1),
-            max_connections=settings.redis_pool_max,
+            # REDIS_POOL_MAX is the service's: each of its processes takes a share.
+            max_connections=workers.share(settings.redis_pool_max),
             timeout=settings.redis_socket_timeout,  # the longest a request waits for a free connection
             client_name="analyticbot-api",
         )
@@ -98,8 +100,10 @@ class Resources:
             database=settings.postgres_db,
             user=settings.postgres_user,
             password=secrets.postgres_password,
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
+            # DB_POOL_MAX is the service's: with several processes each takes a share, so PostgreSQL
+            # sees the same number of connections whatever the CPU limit makes of the API.
+            min_size=min(settings.db_pool_min, workers.share(settings.db_pool_max)),
+            max_size=workers.share(settings.db_pool_max),
             timeout=settings.db_connect_timeout,
             command_timeout=settings.db_command_timeout,
             server_settings={"application_name": "analyticbot-api"},

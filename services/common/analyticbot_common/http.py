@@ -4,13 +4,12 @@
 - GET /health/ready  200 unless a critical dependency is down, 503 naming those dependencies.
 - GET /health        the full report; 503 when unhealthy, 200 when healthy or degraded.
 - GET /performance   measured request counts, latency percentiles, uptime and the service's gauges.
-- GET /metrics       Prometheus text format from the service's own registry."""
+- GET /metrics       Prometheus text format from the service's own registry (all its processes' counters)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import generate_latest
 
 from . import __version__
 from .health import HealthMonitor
@@ -53,7 +52,7 @@ def health_router(monitor: HealthMonitor, metrics: Metrics, service: str, versio
 
     @router.get("/metrics")
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=PROMETHEUS_CONTENT_TYPE, headers=NO_STORE)
+        return Response(metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE, headers=NO_STORE)
 
     return router
 

@@ -2,22 +2,29 @@
 
 Each `Metrics` owns its own `CollectorRegistry` (never the global one), so tests can build many apps. Services
 register gauges as callables (pool size, cache hit ratio, ...) that are read at scrape time: no background
-sampling, and the figures are those of the moment they are asked for."""
+sampling, and the figures are those of the moment they are asked for.
+
+With several server processes (serve.py, workers.py) the counters and histograms are added up across them
+(prometheus_client's multiprocess mode, switched on by serve.py before this module is imported); the gauges
+and /performance's rolling window are those of the process that answers, which /performance names."""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import workers
 
 log = logging.getLogger(__name__)
 WINDOW = 2048
@@ -98,6 +105,18 @@ class Metrics:
     def gauges(self) -> tuple[_Gauge, ...]:
         return tuple(self._gauges.values())
 
+    def exposition(self) -> bytes:
+        """The Prometheus text for GET /metrics: every process's counters and histograms, this one's gauges."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        registry.register(_GaugeCollector(self))
+        return generate_latest(registry)
+
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         status_class = f"{status // 100}xx"
         self.requests.labels(route=route, method=method, status_class=status_class).inc()
@@ -113,9 +132,12 @@ class Metrics:
             value = percentile(ordered, fraction)
             return None if value is None else round(value * 1000, 2)
 
+        worker = workers.current()
         return {
             "service": self.service,
             "uptime_s": self.uptime_s,
+            # The figures below are this process's: with several, each request may meet another one.
+            "worker": {"index": worker.index, "of": worker.of},
             "requests": {
                 "total": sum(self._by_class.values()),
                 "by_status_class": dict(sorted(self._by_class.items())),

@@ -1,0 +1,161 @@
+"""analyticbot_common.serve with several processes: real uvicorn workers forked on one port, stopped by
+SIGTERM, stopped together when one fails at startup, and one /metrics that counts every process's requests."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+COMMON = Path(__file__).resolve().parents[2] / "services" / "common"
+# A service as the images run one: the app module on PYTHONPATH, served by analyticbot_common.serve.
+APP = """
+import os
+from fastapi import FastAPI
+from analyticbot_common import http, workers
+from analyticbot_common.health import HealthMonitor
+from analyticbot_common.metrics import Metrics
+
+app = FastAPI()
+metrics = Metrics("probe-app")
+http.install(app, HealthMonitor(), metrics, "probe-app")
+
+
+@app.on_event("startup")
+async def startup() -> None:
+    if os.environ.get("FAIL_WORKER") == str(workers.current().index):
+        raise RuntimeError("this worker cannot start")
+
+
+@app.get("/pid")
+async def pid() -> dict[str, int]:
+    return {"pid": os.getpid(), "worker": workers.current().index}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def service(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    (tmp_path / "probe_app.py").write_text(APP)
+    port = free_port()
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(COMMON), *sys.path]),
+        "APP_MODULE": "probe_app:app",
+        "APP_HOST": "127.0.0.1",
+        "APP_PORT": str(port),
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "analyticbot_common.serve"], env=environ, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def wait_serving(port: int, process: subprocess.Popen[str], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        try:
+            if get(port, "/health/live")[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("the service never answered")
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def test_two_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path) -> None:
+    with service(tmp_path, APP_WORKERS="2") as (process, port):
+        wait_serving(port, process)
+        workers = children_of(process.pid)
+        assert len(workers) == 2
+        seen = set()
+        for _ in range(400):  # a new connection each time: the kernel hands them to either process
+            seen.add(get(port, "/pid")[1])
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2, seen
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def test_metrics_count_the_requests_of_every_worker(tmp_path: Path) -> None:
+    with service(tmp_path, APP_WORKERS="2") as (process, port):
+        wait_serving(port, process)
+        for _ in range(30):
+            get(port, "/pid")
+        counts = set()
+        for _ in range(10):  # whichever process answers /metrics, it reports all 30
+            body = get(port, "/metrics")[1]
+            found = re.search(r'http_requests_total\{[^}]*route="/pid"[^}]*\} ([\d.]+)', body)
+            assert found, body
+            counts.add(float(found.group(1)))
+        assert counts == {30.0}
+
+
+def test_a_worker_that_fails_at_startup_stops_the_service_with_3(tmp_path: Path) -> None:
+    with service(tmp_path, APP_WORKERS="2", FAIL_WORKER="1") as (process, _port):
+        assert process.wait(timeout=30) == 3
+        assert process.stderr is not None
+        assert "worker 1 exited with 3" in process.stderr.read()
+
+
+def test_a_killed_worker_stops_the_service_with_an_error(tmp_path: Path) -> None:
+    with service(tmp_path, APP_WORKERS="2") as (process, port):
+        wait_serving(port, process)
+        os.kill(children_of(process.pid)[0], signal.SIGKILL)
+        assert process.wait(timeout=15) == 1
+
+
+def test_a_bad_worker_count_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with service(tmp_path, APP_WORKERS="many") as (process, _port):
+        assert process.wait(timeout=15) == 2
+        assert process.stderr is not None
+        lines = process.stderr.read().strip().splitlines()
+        assert len(lines) == 1 and "APP_WORKERS" in lines[0]
+
+
+def test_one_worker_is_one_process(tmp_path: Path) -> None:
+    with service(tmp_path, APP_WORKERS="1") as (process, port):
+        wait_serving(port, process)
+        assert children_of(process.pid) == []
+        assert '"worker":0' in get(port, "/pid")[1]
+        process.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the SIGTERM it drained on: fatal here, ignored as a container's PID 1.
+        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
