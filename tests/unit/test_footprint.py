@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,3 +44,13 @@ def test_a_module_counts_its_bytecode_where_it_has_some() -> None:
     assert spec is not None and spec.origin is not None
     expected = spec.cached if spec.cached and os.path.isfile(spec.cached) else spec.origin
     assert os.path.realpath(expected) in loaded
+
+
+def test_the_server_processes_are_a_process_and_its_children() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert footprint.server_processes(os.getpid())[0] == os.getpid()
+        assert child.pid in footprint.server_processes(os.getpid())
+    finally:
+        child.kill()
+        child.wait()

@@ -4,7 +4,8 @@
 
 Prints JSON: the bytes of every file the service needs to run, by kind (interpreter, system libraries,
 standard library, dependencies, code). Shared objects (the interpreter's libraries and the extension modules)
-are read from the server's own memory map (/proc/1/maps: PID 1 is the server). Python modules are read in
+are read from the server's own memory maps (/proc/1/maps, PID 1 being the server, and those of the workers
+it forked when it runs several). Python modules are read in
 this process, which loads the service as serve.py does (the app module, uvicorn's protocol and loop), every
 module of the service's own package (the bot loads its engine in the background) and every module its code
 imports inside a function (the collector imports Telethon only once it has credentials). For each module it
@@ -94,10 +95,19 @@ def kind(path: str, stdlib: str) -> str:
     return "system libraries"
 
 
+def server_processes(pid: int = 1) -> list[int]:
+    """The server (PID 1) and the workers it forked, if any (serve.py with several processes)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(child) for child in children)]
+
+
 def footprint() -> dict[str, object]:
     load_service()
     stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
-    files = mapped_files() | module_files()
+    files = set().union(*(mapped_files(pid) for pid in server_processes())) | module_files()
     by_kind: dict[str, int] = {}
     for path in files:
         which = kind(path, stdlib)
