@@ -12,7 +12,7 @@ subnets), each figure beside its target and a baseline measured in the same run:
   process, bot <= 120 MiB);
 - each Python image against what its running service loads (the lower bound, read
   inside the container by analyticbot_common.footprint): target image / bound <= 1.4;
-- load through the proxy on 127.0.0.1: wrk, N s at 64 connections, on a read that
+- load through the proxy on 127.0.0.1: wrk, N s a route in rounds (interleaved), 64 connections, on a read that
   touches PostgreSQL and Redis; requests/s served (2xx), p50/p99 (target p99 <= 100 ms),
   5xx and socket errors, and the same against /health/live through the same proxy as
   the baseline (target: the summary keeps >= 0.7 of its throughput), and the proxy's own static
@@ -21,7 +21,7 @@ subnets), each figure beside its target and a baseline measured in the same run:
   one client in production: what it refuses (429) is counted apart, not as throughput.
   Then a burst of writes past the write limit, which must get 429 while the proxy stays up.
 
-    python benchmarks/stack.py [--duration 60] [--connections 64]
+    python benchmarks/stack.py [--duration 60] [--rounds 3] [--connections 64]
 """
 
 from __future__ import annotations
@@ -228,7 +228,30 @@ def _wrk(url: str, token: str, duration: int, connections: int) -> dict[str, obj
     }
 
 
-def bench_load(stack: sandbox.RunningStack, duration: int, connections: int) -> dict[str, object]:
+def _combined(runs: list[dict[str, object]]) -> dict[str, object]:
+    """Rounds of one route as one figure: rates averaged, counts added, p50 and p99 the median round's."""
+
+    def mean(key: str) -> float:
+        return round(statistics.fmean(float(run[key]) for run in runs), 2)  # type: ignore[arg-type]
+
+    def median_ms(key: str) -> str:
+        return f"{statistics.median(_ms(str(run[key])) for run in runs):.2f}ms"
+
+    counts = {key: sum(int(run[key]) for run in runs) for key in _COUNTS}  # type: ignore[call-overload]
+    return {
+        "requests/s": mean("requests/s"),
+        "answered/s (2xx and 4xx/5xx)": mean("answered/s (2xx and 4xx/5xx)"),
+        "p50": median_ms("p50"),
+        "p99": median_ms("p99"),
+        "p99 of each round": ", ".join(str(run["p99"]) for run in runs),
+        **counts,
+    }
+
+
+_COUNTS = ("5xx", "4xx (429: over the read limit)", "socket errors", "requests")
+
+
+def bench_load(stack: sandbox.RunningStack, duration: int, connections: int, rounds: int) -> dict[str, object]:
     context = ssl.create_default_context(cafile=stack.ca_file)
     base = stack.base_url
     token = stack.token("write")
@@ -239,13 +262,18 @@ def bench_load(stack: sandbox.RunningStack, duration: int, connections: int) -> 
     origin = f"https://localhost:{stack.https_port}"
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (scripts/bootstrap installs it)")
-    figures = _wrk(f"{origin}/api/channels/bench/summary", stack.token("read"), duration, connections)
-    # The same proxy and connections on the cheapest route: what the summary costs beyond the plumbing.
-    live = _wrk(f"{origin}/api/health/live", stack.token("read"), duration, connections)
-    # The floor: the proxy's own static status page (no application, no rate limit) at the same connections.
-    # On a small host the load generator and the stack share the cores, and this is the p99 nothing behind
-    # the proxy can beat.
-    static = _wrk(f"{origin}/", stack.token("read"), duration, connections)
+    # The summary; the same proxy and connections on the cheapest route (what the summary costs beyond the
+    # plumbing); and the floor, the proxy's own static status page (no application, no rate limit): on a
+    # small host the load generator and the stack share the cores, and nothing behind the proxy beats its p99.
+    # Interleaved in rounds, so that a host that speeds up or slows down during the run (this one's steal
+    # time moves) weighs on the three alike.
+    read = stack.token("read")
+    routes = {"summary": "/api/channels/bench/summary", "live": "/api/health/live", "static": "/"}
+    runs: dict[str, list[dict[str, object]]] = {name: [] for name in routes}
+    for _ in range(rounds):
+        for name, path in routes.items():
+            runs[name].append(_wrk(f"{origin}{path}", read, max(1, duration // rounds), connections))
+    figures, live, static = (_combined(runs[name]) for name in routes)
     figures["health/live requests/s (same proxy)"] = live["requests/s"]
     figures["health/live answered/s"] = live["answered/s (2xx and 4xx/5xx)"]
     figures["health/live 429"] = live["4xx (429: over the read limit)"]
@@ -271,6 +299,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=60, help="seconds of load")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="the seconds of load of each route, split in rounds")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="abbench-"))
     stack = sandbox.make_stack(root, f"abbench-{int(time.time())}")
@@ -330,9 +359,11 @@ def main(argv: list[str]) -> int:
             ok &= good
         console.print(table)
 
-        load = bench_load(stack, args.duration, args.connections)
+        load = bench_load(stack, args.duration, args.connections, max(1, args.rounds))
         table = Table(
-            "figure", "value", title=f"Load: wrk {args.duration} s, {args.connections} connections, GET summary"
+            "figure",
+            "value",
+            title=f"Load: wrk {args.duration} s a route in {args.rounds} rounds, {args.connections} connections",
         )
         for key, value in load.items():
             table.add_row(key, str(value))
