@@ -159,3 +159,18 @@ def test_one_worker_is_one_process(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         # uvicorn re-raises the SIGTERM it drained on: fatal here, ignored as a container's PID 1.
         assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+
+
+def test_without_a_writable_tmp_one_process_serves_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from analyticbot_common import serve
+
+    def read_only(prefix: str = "") -> str:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(serve.tempfile, "mkdtemp", read_only)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert serve._share_metrics(2) is False
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert "serving with one process" in caplog.text

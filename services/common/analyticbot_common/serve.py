@@ -36,6 +36,19 @@ def import_app(target: str) -> object:
     return getattr(importlib.import_module(module_name), attribute or "app")
 
 
+def _share_metrics(processes: int) -> bool:
+    """Before the app (and prometheus_client) is imported: counters and histograms then live in files that
+    every worker writes and /metrics adds up (prometheus_client's multiprocess mode). False, with a warning,
+    where no temporary directory is writable (a read-only root without its tmpfs): one process then serves."""
+    try:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-")
+    except OSError as exc:
+        log.warning("no writable temporary directory for %d workers' metrics (%s): serving with one process",
+                    processes, exc.strerror or exc)  # fmt: skip
+        return False
+    return True
+
+
 def main() -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     target = os.environ.get("APP_MODULE")
@@ -47,10 +60,8 @@ def main() -> int:
     except workers.WorkersError as exc:
         log.error("%s", exc)
         return 2
-    if processes > 1:
-        # Before the app (and prometheus_client) is imported: counters and histograms then live in files
-        # that every worker writes and /metrics adds up (prometheus_client's multiprocess mode).
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-")
+    if processes > 1 and not _share_metrics(processes):
+        processes = 1
     try:
         app = import_app(target)
     except SettingsError as exc:
