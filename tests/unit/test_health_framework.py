@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from analyticbot_common.health import (
     DependencyDown,
     DependencyResult,
     HealthMonitor,
+    StatusSignal,
     aggregate,
     run_probe,
 )
@@ -337,3 +339,90 @@ def test_a_probe_that_stalls_its_own_cancellation_still_costs_only_its_timeout()
     elapsed, state, error = asyncio.run(measure())
     assert state == "down" and "timeout" in (error or "")
     assert elapsed < 0.5, f"took {elapsed:.2f} s"
+
+
+class _Store:
+    """A dependency that is up until told otherwise, as one process's connection to it would be."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+    async def probe(self) -> None:
+        if not self.up:
+            raise ConnectionRefusedError("refused")
+
+
+def test_processes_sharing_a_status_signal_agree_as_soon_as_one_sees_a_change(tmp_path: Path) -> None:
+    """Two monitors stand for two worker processes of one service: when one sees the store go, the other
+    drops the healthy report it cached a moment ago and probes again, instead of serving it for its ttl."""
+    store = _Store()
+    signal = StatusSignal(tmp_path / "signal")
+    first, second = (
+        HealthMonitor([Dependency("postgres", store.probe)], ttl=60, signal=StatusSignal(signal.path)) for _ in range(2)
+    )
+    assert asyncio.run(first.check()).status == "healthy"
+    assert asyncio.run(second.check()).status == "healthy"
+    store.up = False
+    first.invalidate()  # its ttl ran out first
+    assert asyncio.run(first.check()).status == "unhealthy"
+    assert asyncio.run(second.check()).status == "unhealthy"  # at once, not 60 s later
+    store.up = True
+    second.invalidate()
+    assert asyncio.run(second.check()).status == "healthy"
+    assert asyncio.run(first.check()).status == "healthy"
+
+
+def test_without_a_shared_signal_each_process_serves_its_cache_for_its_ttl(tmp_path: Path) -> None:
+    """The behaviour the signal replaces (one process alone needs no more)."""
+    store = _Store()
+    first, second = (HealthMonitor([Dependency("postgres", store.probe)], ttl=60, signal=None) for _ in range(2))
+    asyncio.run(first.check()), asyncio.run(second.check())
+    store.up = False
+    first.invalidate()
+    assert asyncio.run(first.check()).status == "unhealthy"
+    assert asyncio.run(second.check()).status == "healthy"
+
+
+def test_an_unchanged_status_announces_nothing(tmp_path: Path) -> None:
+    store = _Store()
+    signal = StatusSignal(tmp_path / "signal")
+    monitor = HealthMonitor([Dependency("postgres", store.probe)], ttl=0, signal=signal)
+    for _ in range(3):
+        asyncio.run(monitor.check())
+    assert not signal.path.exists()
+    store.up = False
+    asyncio.run(monitor.check())
+    assert signal.path.exists()
+
+
+def test_a_report_measured_while_another_process_saw_a_change_is_not_trusted(tmp_path: Path) -> None:
+    """A probe that started before the store went can finish after another process announced it: that
+    report must not be served as current."""
+    signal_path = tmp_path / "signal"
+
+    async def announced_mid_probe() -> None:
+        StatusSignal(signal_path).announce()  # another process, while this probe runs
+
+    late = HealthMonitor([Dependency("postgres", announced_mid_probe)], ttl=60, signal=StatusSignal(signal_path))
+    assert asyncio.run(late.check()).status == "healthy"
+    calls = []
+
+    async def counted() -> None:
+        calls.append(1)
+
+    late._dependencies = [Dependency("postgres", counted)]
+    asyncio.run(late.check())
+    assert calls == [1]  # probed again despite the 60 s ttl
+
+
+def test_a_first_report_that_is_not_healthy_is_announced(tmp_path: Path) -> None:
+    """The process that first sees the outage may never have reported before (another answered every
+    earlier call): the others, which hold healthy reports, must hear of it all the same."""
+    store = _Store()
+    signal = StatusSignal(tmp_path / "signal")
+    other = HealthMonitor([Dependency("postgres", store.probe)], ttl=60, signal=StatusSignal(signal.path))
+    assert asyncio.run(other.check()).status == "healthy"
+    store.up = False
+    newcomer = HealthMonitor([Dependency("postgres", store.probe)], ttl=60, signal=StatusSignal(signal.path))
+    assert asyncio.run(newcomer.check()).status == "unhealthy"
+    assert asyncio.run(other.check()).status == "unhealthy"

@@ -3,18 +3,28 @@
 A service lists its `Dependency`s (name, async probe, critical or optional, timeout); `HealthMonitor.check()`
 runs every probe at once, each bounded by its timeout, and aggregates the states into one status:
 any critical dependency down -> unhealthy; else any optional one down, or any disabled -> degraded; else healthy.
-Reports are cached for `ttl` seconds so that frequent health calls cannot hammer a dependency."""
+Reports are cached for `ttl` seconds so that frequent health calls cannot hammer a dependency.
+
+With several server processes (serve.py), each probes its own connections and keeps its own cache; a
+process whose report changes status touches a file they share (`StatusSignal`), and every other process
+then drops its cached report and probes again at its next call. So the processes agree at once, each
+answer still being the answering process's own measurement, instead of one saying 503 while another
+serves a healthy report it cached a moment earlier."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from .scrub import SCRUBBER, Scrubber
+
+SHARED_DIR_VARIABLE = "APP_SHARED_DIR"  # set by serve.py when it forks several processes
 
 State = Literal["up", "down", "disabled"]
 Status = Literal["healthy", "degraded", "unhealthy"]
@@ -151,6 +161,33 @@ async def run_probe(dependency: Dependency, scrubber: Scrubber = SCRUBBER) -> De
     )
 
 
+class StatusSignal:
+    """A file the processes of one service share: touched when one of them sees the status change; its
+    modification time (with the inode, should it be replaced) is the generation the others compare."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def from_environment(cls) -> StatusSignal | None:
+        directory = os.environ.get(SHARED_DIR_VARIABLE)
+        return cls(Path(directory) / "health-status-changed") if directory else None
+
+    def generation(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    def announce(self) -> None:
+        try:
+            self.path.touch()
+            os.utime(self.path)  # touch() of an existing file keeps a coarse mtime on some filesystems
+        except OSError:
+            pass  # the signal is an optimisation of agreement: each process still re-probes within its ttl
+
+
 class HealthMonitor:
     """Runs the probes concurrently and caches the report for `ttl` seconds.
 
@@ -164,9 +201,13 @@ class HealthMonitor:
         ttl: float = DEFAULT_TTL,
         scrubber: Scrubber = SCRUBBER,
         clock: Callable[[], float] = time.monotonic,
+        signal: StatusSignal | None = None,
     ) -> None:
         self._dependencies: list[Dependency] = []
         self._ttl = ttl
+        self._signal = signal if signal is not None else StatusSignal.from_environment()
+        self._generation: dict[bool, tuple[int, int] | None] = {}
+        self._last_status: dict[bool, Status] = {}
         self._scrubber = scrubber
         self._clock = clock
         # Two scopes, each with its cache and its shared refresh: every dependency (GET /health) or only the
@@ -191,9 +232,11 @@ class HealthMonitor:
 
     def _fresh(self, critical_only: bool) -> HealthReport | None:
         entry = self._cached.get(critical_only)
-        if entry is not None and self._clock() - entry[1] < self._ttl:
-            return entry[0]
-        return None
+        if entry is None or self._clock() - entry[1] >= self._ttl:
+            return None
+        if self._signal is not None and self._signal.generation() != self._generation.get(critical_only):
+            return None  # another process saw the status change since this report was cached
+        return entry[0]
 
     async def check(self, *, critical_only: bool = False) -> HealthReport:
         """The cached report if fresh, else a refresh shared by all concurrent callers.
@@ -211,7 +254,17 @@ class HealthMonitor:
 
     async def _run(self, critical_only: bool) -> HealthReport:
         selected = [d for d in self._dependencies if d.critical or not critical_only]
+        # The generation before probing: a change another process announces while these probes run makes
+        # this report stale (it may have been measured before the change), and so does this process's own
+        # announcement, which costs it one more probe and no further announcement.
+        generation = self._signal.generation() if self._signal is not None else None
         results = await asyncio.gather(*(run_probe(d, self._scrubber) for d in selected))
         report = HealthReport(status=aggregate(results), dependencies=tuple(results))
+        if self._signal is not None:
+            # A first report counts as a change unless healthy: the others may hold a healthy one.
+            if report.status != self._last_status.get(critical_only, "healthy"):
+                self._signal.announce()
+            self._generation[critical_only] = generation
+        self._last_status[critical_only] = report.status
         self._cached[critical_only] = (report, self._clock())
         return report

@@ -24,7 +24,7 @@ import tempfile
 
 import uvicorn
 
-from . import workers
+from . import health, workers
 from .logs import configure_logging
 from .settings import SettingsError
 
@@ -38,14 +38,17 @@ def import_app(target: str) -> object:
 
 def _share_metrics(processes: int) -> bool:
     """Before the app (and prometheus_client) is imported: counters and histograms then live in files that
-    every worker writes and /metrics adds up (prometheus_client's multiprocess mode). False, with a warning,
+    every worker writes and /metrics adds up (prometheus_client's multiprocess mode), and the health monitors
+    share a status signal there. False, with a warning,
     where no temporary directory is writable (a read-only root without its tmpfs): one process then serves."""
     try:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-")
+        shared = tempfile.mkdtemp(prefix="workers-")
     except OSError as exc:
         log.warning("no writable temporary directory for %d workers' metrics (%s): serving with one process",
                     processes, exc.strerror or exc)  # fmt: skip
         return False
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+    os.environ[health.SHARED_DIR_VARIABLE] = shared  # the health monitors' status signal (health.py)
     return True
 
 
