@@ -352,14 +352,17 @@ class _Store:
             raise ConnectionRefusedError("refused")
 
 
+def _process(store: _Store, signal_path: Path | None) -> HealthMonitor:
+    """One worker process's monitor of `store`, with a long ttl, sharing the signal at `signal_path` if any."""
+    signal = StatusSignal(signal_path) if signal_path is not None else None
+    return HealthMonitor([Dependency("postgres", store.probe)], ttl=60, signal=signal)
+
+
 def test_processes_sharing_a_status_signal_agree_as_soon_as_one_sees_a_change(tmp_path: Path) -> None:
     """Two monitors stand for two worker processes of one service: when one sees the store go, the other
     drops the healthy report it cached a moment ago and probes again, instead of serving it for its ttl."""
     store = _Store()
-    signal = StatusSignal(tmp_path / "signal")
-    first, second = (
-        HealthMonitor([Dependency("postgres", store.probe)], ttl=60, signal=StatusSignal(signal.path)) for _ in range(2)
-    )
+    first, second = _process(store, tmp_path / "signal"), _process(store, tmp_path / "signal")
     assert asyncio.run(first.check()).status == "healthy"
     assert asyncio.run(second.check()).status == "healthy"
     store.up = False
@@ -372,10 +375,10 @@ def test_processes_sharing_a_status_signal_agree_as_soon_as_one_sees_a_change(tm
     assert asyncio.run(first.check()).status == "healthy"
 
 
-def test_without_a_shared_signal_each_process_serves_its_cache_for_its_ttl(tmp_path: Path) -> None:
+def test_without_a_shared_signal_each_process_serves_its_cache_for_its_ttl() -> None:
     """The behaviour the signal replaces (one process alone needs no more)."""
     store = _Store()
-    first, second = (HealthMonitor([Dependency("postgres", store.probe)], ttl=60, signal=None) for _ in range(2))
+    first, second = _process(store, None), _process(store, None)
     asyncio.run(first.check()), asyncio.run(second.check())
     store.up = False
     first.invalidate()
@@ -399,30 +402,26 @@ def test_a_report_measured_while_another_process_saw_a_change_is_not_trusted(tmp
     """A probe that started before the store went can finish after another process announced it: that
     report must not be served as current."""
     signal_path = tmp_path / "signal"
-
-    async def announced_mid_probe() -> None:
-        StatusSignal(signal_path).announce()  # another process, while this probe runs
-
-    late = HealthMonitor([Dependency("postgres", announced_mid_probe)], ttl=60, signal=StatusSignal(signal_path))
-    assert asyncio.run(late.check()).status == "healthy"
     calls = []
 
-    async def counted() -> None:
+    async def probe() -> None:
         calls.append(1)
+        if len(calls) == 1:
+            StatusSignal(signal_path).announce()  # another process, while this first probe runs
 
-    late._dependencies = [Dependency("postgres", counted)]
+    late = HealthMonitor([Dependency("postgres", probe)], ttl=60, signal=StatusSignal(signal_path))
+    assert asyncio.run(late.check()).status == "healthy"
     asyncio.run(late.check())
-    assert calls == [1]  # probed again despite the 60 s ttl
+    assert len(calls) == 2  # probed again despite the 60 s ttl
 
 
 def test_a_first_report_that_is_not_healthy_is_announced(tmp_path: Path) -> None:
     """The process that first sees the outage may never have reported before (another answered every
     earlier call): the others, which hold healthy reports, must hear of it all the same."""
     store = _Store()
-    signal = StatusSignal(tmp_path / "signal")
-    other = HealthMonitor([Dependency("postgres", store.probe)], ttl=60, signal=StatusSignal(signal.path))
+    other = _process(store, tmp_path / "signal")
     assert asyncio.run(other.check()).status == "healthy"
     store.up = False
-    newcomer = HealthMonitor([Dependency("postgres", store.probe)], ttl=60, signal=StatusSignal(signal.path))
+    newcomer = _process(store, tmp_path / "signal")
     assert asyncio.run(newcomer.check()).status == "unhealthy"
     assert asyncio.run(other.check()).status == "unhealthy"

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from analyticbot_common import footprint
 
 COMMON = Path(__file__).resolve().parents[2] / "services" / "common"
 # A service as the images run one: the app module on PYTHONPATH, served by analyticbot_common.serve.
@@ -95,8 +96,7 @@ def wait_serving(port: int, process: subprocess.Popen[str], timeout: float = 20)
 
 
 def children_of(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()] if path.exists() else []
+    return footprint.server_processes(pid)[1:]  # the same reading of /proc the benchmark's footprint uses
 
 
 def test_two_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path) -> None:
@@ -171,6 +171,6 @@ def test_without_a_writable_tmp_one_process_serves_and_says_so(
 
     monkeypatch.setattr(serve.tempfile, "mkdtemp", read_only)
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    assert serve._share_metrics(2) is False
+    assert serve._shared_directory(2) is None
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     assert "serving with one process" in caplog.text

@@ -14,6 +14,7 @@ serves a healthy report it cached a moment earlier."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -181,11 +182,9 @@ class StatusSignal:
         return stat.st_ino, stat.st_mtime_ns
 
     def announce(self) -> None:
-        try:
-            self.path.touch()
-            os.utime(self.path)  # touch() of an existing file keeps a coarse mtime on some filesystems
-        except OSError:
-            pass  # the signal is an optimisation of agreement: each process still re-probes within its ttl
+        # A failed touch only costs agreement: each process still re-probes within its ttl.
+        with contextlib.suppress(OSError):
+            self.path.touch()  # a new modification time (ns on the tmpfs serve.py puts it in)
 
 
 class HealthMonitor:

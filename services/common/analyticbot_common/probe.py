@@ -53,7 +53,7 @@ def probe(url: str, timeout: float = TIMEOUT_SECONDS) -> bool:
                 if not chunk:
                     break
                 head += chunk
-    except (OSError, ValueError, UnicodeEncodeError):
+    except (OSError, ValueError):  # UnicodeEncodeError is a ValueError
         return False
     status = status_code(head)
     return status is not None and 200 <= status < 300

@@ -36,20 +36,20 @@ def import_app(target: str) -> object:
     return getattr(importlib.import_module(module_name), attribute or "app")
 
 
-def _share_metrics(processes: int) -> bool:
-    """Before the app (and prometheus_client) is imported: counters and histograms then live in files that
-    every worker writes and /metrics adds up (prometheus_client's multiprocess mode), and the health monitors
-    share a status signal there. False, with a warning,
-    where no temporary directory is writable (a read-only root without its tmpfs): one process then serves."""
+def _shared_directory(processes: int) -> str | None:
+    """Before the app (and prometheus_client) is imported: a directory the workers share, where counters and
+    histograms live in files every worker writes and /metrics adds up (prometheus_client's multiprocess mode)
+    and where the health monitors' status signal is. None, with a warning, where no temporary directory is
+    writable (a read-only root without its tmpfs): one process then serves."""
     try:
         shared = tempfile.mkdtemp(prefix="workers-")
     except OSError as exc:
         log.warning("no writable temporary directory for %d workers' metrics (%s): serving with one process",
                     processes, exc.strerror or exc)  # fmt: skip
-        return False
+        return None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
-    os.environ[health.SHARED_DIR_VARIABLE] = shared  # the health monitors' status signal (health.py)
-    return True
+    os.environ[health.SHARED_DIR_VARIABLE] = shared
+    return shared
 
 
 def main() -> int:
@@ -63,8 +63,8 @@ def main() -> int:
     except workers.WorkersError as exc:
         log.error("%s", exc)
         return 2
-    if processes > 1 and not _share_metrics(processes):
-        processes = 1
+    # One process, or several sharing a directory (None: one, whatever was asked).
+    shared = _shared_directory(processes) if processes > 1 else None
     try:
         app = import_app(target)
     except SettingsError as exc:
@@ -86,14 +86,14 @@ def main() -> int:
         # A failing startup must stop the process, never run on without its lifespan.
         lifespan="on",
     )
-    if processes == 1:
+    if shared is None:
         server = uvicorn.Server(config)
         server.run()  # raises SystemExit(3) itself when startup fails
         return 0 if server.started else 1
     try:
         return supervise(config, processes)
     finally:
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def _run_worker(config: uvicorn.Config, listener: socket.socket, worker: workers.Worker) -> int:
