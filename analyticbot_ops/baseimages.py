@@ -48,6 +48,93 @@ class BaseRecipe:
         return f"{namespace}/{self.name}:bookworm"
 
 
+def _monitoring(
+    name: str, package: str, extra: tuple[str, ...], port: int, official: str, description: str
+) -> BaseRecipe:
+    """A monitoring image: one Debian package's Go binary (it links only libc) as the entrypoint, unpacked
+    without the package's dependency tree, busybox for the healthcheck, and nothing else."""
+    return BaseRecipe(
+        name=name,
+        description=description,
+        packages=("libc6", "busybox"),
+        hooks=(("unpack.sh", package, *extra), ("monitoring.sh", package), ("common.sh",)),
+        changes=(
+            f"USER {APP_UID}:{APP_UID}",
+            f"EXPOSE {port}",
+            # The binary alone: the compose overlay passes the flags, so an official image (whose
+            # entrypoint is its own binary) takes the same command.
+            f'ENTRYPOINT ["/usr/bin/{package}"]',
+        ),
+        official_image=official,
+    )
+
+
+# Prometheus's classic UI loads these scripts, styles and fonts (Debian links them from web/static).
+_PROMETHEUS_UI = (
+    "libjs-bootstrap4",
+    "libjs-d3",
+    "libjs-eonasdan-bootstrap-datetimepicker",
+    "libjs-jquery",
+    "libjs-jquery-hotkeys",
+    "libjs-moment",
+    "libjs-moment-timezone",
+    "libjs-mustache",
+    "libjs-popper.js",
+    "libjs-rickshaw",
+    "fonts-glyphicons-halflings",
+)
+
+MONITORING_RECIPES: tuple[BaseRecipe, ...] = (
+    _monitoring(
+        "prometheus",
+        "prometheus",
+        _PROMETHEUS_UI,
+        9090,
+        "prom/prometheus:v2.42.0",
+        "Prometheus 2.42 from Debian: the server, its classic UI and console libraries (promtool stays out)",
+    ),
+    _monitoring(
+        "alertmanager",
+        "prometheus-alertmanager",
+        (),
+        9093,
+        "prom/alertmanager:v0.25.0",
+        "Alertmanager 0.25 from Debian with its default.tmpl (amtool stays out)",
+    ),
+    _monitoring(
+        "postgres-exporter",
+        "prometheus-postgres-exporter",
+        (),
+        9187,
+        "quay.io/prometheuscommunity/postgres-exporter:v0.11.1",
+        "the PostgreSQL exporter 0.11 from Debian",
+    ),
+    _monitoring(
+        "redis-exporter",
+        "prometheus-redis-exporter",
+        (),
+        9121,
+        "oliver006/redis_exporter:v1.45.0",
+        "the Redis exporter 1.45 from Debian",
+    ),
+    _monitoring(
+        "nginx-exporter",
+        "prometheus-nginx-exporter",
+        (),
+        9113,
+        "nginx/nginx-prometheus-exporter:0.11.0",
+        "the nginx stub_status exporter 0.11 from Debian",
+    ),
+    _monitoring(
+        "blackbox-exporter",
+        "prometheus-blackbox-exporter",
+        (),
+        9115,
+        "prom/blackbox-exporter:v0.23.0",
+        "the blackbox exporter 0.23 from Debian: the edge probe through the proxy",
+    ),
+)
+
 _PYTHON_ENV = ("ENV LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1",)
 
 RECIPES: tuple[BaseRecipe, ...] = (
@@ -137,6 +224,8 @@ RECIPES: tuple[BaseRecipe, ...] = (
         ),
         official_image="ghcr.io/letsencrypt/pebble:latest",
     ),
+    # The monitoring overlay's parts (compose/docker-compose.monitoring.yml).
+    *MONITORING_RECIPES,
 )
 
 

@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
         # How many releases of each stack are recorded (`invoke releases`, `invoke rollback`); image tags
         # that none of them, nor this checkout's last build, uses are pruned.
         "release_keep": 5,
+        # The monitoring overlay (Prometheus, Alertmanager, exporters: compose/docker-compose.monitoring.yml) runs
+        # with every stack; false leaves it out.
+        "monitoring": True,
         # Uncompressed size budgets (decimal MB, as docker reports): analyze-layers
         # and the benchmark fail when an image grows past its budget.
         "budgets_mb": {
@@ -49,6 +52,13 @@ DEFAULTS: dict[str, Any] = {
             "proxy": 25,
             "certbot": 55,
             "pebble": 40,
+            # The monitoring overlay's parts: a Go binary, libc and busybox each.
+            "prometheus": 60,
+            "alertmanager": 32,
+            "postgres-exporter": 20,
+            "redis-exporter": 20,
+            "nginx-exporter": 20,
+            "blackbox-exporter": 20,
         },
         # Failed audit checks we accept, each with its reason (`invoke audit` shows
         # them as excepted). env "*" or an environment; image findings match only "*".
@@ -137,6 +147,8 @@ def validate(section: Any) -> None:
         isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in budgets.values()
     ):
         raise BadInput("invoke.yaml: ops.budgets_mb must map image names to sizes in MB above 0")
+    if not isinstance(section.get("monitoring"), bool):
+        raise BadInput(f"invoke.yaml: ops.monitoring must be true or false, got {section.get('monitoring')!r}")
     if not isinstance(section.get("audit_exceptions"), list):
         raise BadInput("invoke.yaml: ops.audit_exceptions must be a list")
 
@@ -172,6 +184,7 @@ class OpsSettings:
     base_source: str
     backup_keep: int
     release_keep: int
+    monitoring: bool
     budgets_mb: dict[str, float]
     audit_exceptions: list[dict[str, Any]]
 
@@ -185,6 +198,7 @@ def ops(config: Any) -> OpsSettings:
         base_source=section["base_source"],
         backup_keep=section["backup_keep"],
         release_keep=section["release_keep"],
+        monitoring=section["monitoring"],
         budgets_mb=dict(section["budgets_mb"]),
         audit_exceptions=[dict(e) for e in section["audit_exceptions"]],
     )

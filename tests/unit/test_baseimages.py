@@ -113,6 +113,31 @@ def test_every_recipe_names_an_official_stand_in_and_existing_hooks() -> None:
             assert (baseimages.HOOKS_DIR / script).is_file()
 
 
+def test_monitoring_images_unpack_their_package_alone_before_pruning() -> None:
+    """The monitoring packages depend on hundreds of MB (prometheus: JavaScript packages): --include gets
+    only libc and busybox, the package itself is unpacked without its dependencies, then pruned."""
+    for base in baseimages.MONITORING_RECIPES:
+        assert base.packages == ("libc6", "busybox")
+        (unpack, package, *_ui), (prune, binary), (common,) = base.hooks
+        assert (unpack, prune, common) == ("unpack.sh", "monitoring.sh", "common.sh")
+        assert binary == package and package.startswith("prometheus")
+        assert f'ENTRYPOINT ["/usr/bin/{package}"]' in base.changes
+        assert f"USER {baseimages.APP_UID}:{baseimages.APP_UID}" in base.changes
+        command = baseimages.mmdebstrap_command(base, "bookworm", ["deb http://m.invalid bookworm main"])
+        hooks = [arg for arg in command if arg.startswith("--extract-hook")]
+        assert [h.split("'")[1].rsplit("/", 1)[1] for h in hooks] == ["unpack.sh", "monitoring.sh", "common.sh"]
+    assert {b.name for b in baseimages.MONITORING_RECIPES} <= {b.name for b in baseimages.RECIPES}
+    assert "libjs-moment-timezone" in baseimages.recipe("prometheus").hooks[0]
+
+
+def test_every_image_has_a_size_budget() -> None:
+    from analyticbot_ops.config import DEFAULTS
+
+    budgets = DEFAULTS["ops"]["budgets_mb"]
+    assert [b.name for b in baseimages.RECIPES if b.name not in budgets] == []
+    assert budgets["prometheus"] == 60 and budgets["alertmanager"] == 32
+
+
 def test_official_source_uses_the_official_image_where_a_registry_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(baseimages.docker, "require_daemon", lambda: "20.10")
     monkeypatch.setattr(baseimages, "use_official", lambda base: True)
