@@ -130,8 +130,8 @@ class Harness:
         self.clock = Clock()
         self.cache = RedisSummaryCache(self.redis, ttl_seconds=30, clock=self.clock)  # type: ignore[arg-type]
         self.app = create_app(ApiSettings(environment=environment, health_cache_ttl=0))  # type: ignore[arg-type]
-        # What the lifespan would set up from real connections.
-        self.app.state.channels = ChannelService(self.repository, self.cache)
+        # What the lifespan would set up from real connections (with the stats that hold the app's counters).
+        self.app.state.channels = ChannelService(self.repository, self.cache, self.app.state.resources.cache_stats)
         self.app.state.tokens = TokenVerifier(JWT_KEY)
 
     def call(
@@ -281,6 +281,9 @@ class FakePool:
     def get_idle_size(self) -> int:
         return 3
 
+    def get_max_size(self) -> int:
+        return 5
+
 
 def test_readiness_names_redis_when_redis_is_down(api: Harness) -> None:
     resources = api.app.state.resources
@@ -296,11 +299,64 @@ def test_readiness_names_redis_when_redis_is_down(api: Harness) -> None:
     assert health.status_code == 503 and health.json()["dependencies"]["postgres"]["state"] == "up"
     assert performance.json()["gauges"]["db_pool_size"] == 4
     assert performance.json()["gauges"]["db_pool_in_use"] == 1
+    assert performance.json()["gauges"]["db_pool_max"] == 5
 
     api.redis.down = False
     resources.pool.down = True
     (ready,) = api.call(("GET", "/health/ready", None))
     assert ready.status_code == 503 and ready.json()["failing"] == ["postgres"]
+
+
+def test_cache_lookups_are_counters_in_metrics_and_the_ratio_stays_a_gauge(api: Harness) -> None:
+    api.call(("POST", "/channels", {"username": "durov"}))
+    (before,) = api.call(("GET", "/metrics", None))
+    # From the first scrape on, so that rate() has a start.
+    assert "cache_hits_total 0.0" in before.text and "cache_misses_total 0.0" in before.text
+    assert "cache_hit_ratio" not in before.text  # no lookup yet: no ratio
+
+    api.call(*[("GET", "/channels/durov/summary", None)] * 4)  # one miss fills the cache, then three hits
+    metrics, performance = api.call(("GET", "/metrics", None), ("GET", "/performance", None))
+    assert "# TYPE cache_hits_total counter" in metrics.text and "# TYPE cache_misses_total counter" in metrics.text
+    assert "cache_hits_total 3.0" in metrics.text
+    assert "cache_misses_total 1.0" in metrics.text
+    assert "cache_hit_ratio 0.75" in metrics.text
+    assert performance.json()["gauges"]["cache_hit_ratio"] == 0.75
+    # The gauges the counters replace are gone (from both).
+    exposed = {line.split(" ")[0] for line in metrics.text.splitlines() if not line.startswith("#")}
+    assert not exposed & {"cache_hits", "cache_misses"}
+    assert not set(performance.json()["gauges"]) & {"cache_hits", "cache_misses"}
+
+
+def test_metrics_hold_the_pool_ceiling_and_the_dependency_states(api: Harness) -> None:
+    resources = api.app.state.resources
+    resources.pool, resources.redis, resources.channels = FakePool(), api.redis, api.app.state.channels
+    api.redis.down = True
+    (metrics,) = api.call(("GET", "/metrics", None))
+    assert metrics.status_code == 200
+    assert "db_pool_size 4.0" in metrics.text and "db_pool_in_use 1.0" in metrics.text
+    assert "db_pool_max 5.0" in metrics.text
+    up = sorted(line for line in metrics.text.splitlines() if line.startswith("dependency_up{"))
+    assert up == [
+        'dependency_up{critical="false",dependency="redis_writes"} 0.0',
+        'dependency_up{critical="true",dependency="postgres"} 1.0',
+        'dependency_up{critical="true",dependency="redis"} 0.0',
+    ]
+
+
+def test_before_startup_the_pool_gauges_are_absent_and_postgres_is_down() -> None:
+    app = create_app(ApiSettings(environment="production", health_cache_ttl=0))  # type: ignore[call-arg]
+    (metrics,) = call(app, ("GET", "/metrics", None))
+    assert "db_pool_max" not in metrics.text  # unknown until the pool exists, like db_pool_size
+    assert 'dependency_up{critical="true",dependency="postgres"} 0.0' in metrics.text
+
+
+def test_build_info_names_the_api_and_its_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_VERSION", "2.3.4")
+    monkeypatch.setenv("APP_RELEASE", "r42")
+    app = create_app(ApiSettings(environment="production"))  # type: ignore[call-arg]
+    metrics, health = call(app, ("GET", "/metrics", None), ("GET", "/health", None))
+    assert 'build_info{release="r42",service="api",version="2.3.4"} 1.0' in metrics.text
+    assert health.json()["version"] == "2.3.4"  # the same version in both
 
 
 @pytest.mark.parametrize(("environment", "status"), [("production", 404), ("development", 200)])

@@ -1,9 +1,11 @@
 """analyticbot_common.serve with several processes: real uvicorn workers forked on one port, stopped by
-SIGTERM, stopped together when one fails at startup, and one /metrics that counts every process's requests."""
+SIGTERM, stopped together when one fails at startup, and one /metrics that counts every process's requests
+(and adds up a service's own counters) while build_info and dependency_up are the answering process's."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from analyticbot_common import footprint
+from analyticbot_common import __version__, footprint
 
 COMMON = Path(__file__).resolve().parents[2] / "services" / "common"
 # A service as the images run one: the app module on PYTHONPATH, served by analyticbot_common.serve.
@@ -24,12 +26,19 @@ APP = """
 import os
 from fastapi import FastAPI
 from analyticbot_common import http, workers
-from analyticbot_common.health import HealthMonitor
+from analyticbot_common.health import Dependency, HealthMonitor
 from analyticbot_common.metrics import Metrics
+
+
+async def store_up() -> None:
+    return None
+
 
 app = FastAPI()
 metrics = Metrics("probe-app")
-http.install(app, HealthMonitor(), metrics, "probe-app")
+# Made here, in the process that forks the workers: each must still count into its own file.
+pid_calls = metrics.counter("probe_pid_calls_total", "Calls of /pid.")
+http.install(app, HealthMonitor([Dependency("store", store_up)]), metrics, "probe-app")
 
 
 @app.on_event("startup")
@@ -40,6 +49,7 @@ async def startup() -> None:
 
 @app.get("/pid")
 async def pid() -> dict[str, int]:
+    pid_calls.inc()
     return {"pid": os.getpid(), "worker": workers.current().index}
 """
 
@@ -118,15 +128,25 @@ def test_two_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path) -> None:
 def test_metrics_count_the_requests_of_every_worker(tmp_path: Path) -> None:
     with service(tmp_path, APP_WORKERS="2") as (process, port):
         wait_serving(port, process)
-        for _ in range(30):
-            get(port, "/pid")
-        counts = set()
-        for _ in range(10):  # whichever process answers /metrics, it reports all 30
+        workers, calls = set(), 0
+        while calls < 30 or (len(workers) < 2 and calls < 400):  # until both processes have counted some
+            workers.add(json.loads(get(port, "/pid")[1])["worker"])
+            calls += 1
+        assert workers == {0, 1}
+        counts, totals = set(), set()
+        for _ in range(10):  # whichever process answers /metrics, it reports every call
             body = get(port, "/metrics")[1]
             found = re.search(r'http_requests_total\{[^}]*route="/pid"[^}]*\} ([\d.]+)', body)
             assert found, body
             counts.add(float(found.group(1)))
-        assert counts == {30.0}
+            total = re.search(r"^probe_pid_calls_total ([\d.]+)$", body, re.MULTILINE)
+            assert total, body
+            totals.add(float(total.group(1)))
+            build = [line for line in body.splitlines() if line.startswith("build_info{")]
+            assert build == [f'build_info{{release="unknown",service="probe-app",version="{__version__}"}} 1.0']
+            assert 'dependency_up{critical="true",dependency="store"} 1.0' in body
+        assert counts == {float(calls)}
+        assert totals == {float(calls)}
 
 
 def test_a_worker_that_fails_at_startup_stops_the_service_with_3(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from .repository import DatabaseUnavailable
 from .routes import router
 from .runtime import Resources
+from .service import CacheStats
 from .settings import ApiSettings
 
 SERVICE = "api"
@@ -29,7 +30,12 @@ log = logging.getLogger("analyticbot.api")
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or load_settings(ApiSettings)
-    resources = Resources(settings)
+    metrics = Metrics(SERVICE)
+    cache_stats = CacheStats(
+        hits_total=metrics.counter("cache_hits_total", "Channel summaries served from Redis."),
+        misses_total=metrics.counter("cache_misses_total", "Channel summaries computed from PostgreSQL."),
+    )
+    resources = Resources(settings, cache_stats=cache_stats)
     monitor = HealthMonitor(
         [
             Dependency("postgres", resources.probe_postgres, critical=True, timeout=1.0),
@@ -38,12 +44,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         ],
         ttl=settings.health_cache_ttl,
     )
-    metrics = Metrics(SERVICE)
     metrics.register_gauge("db_pool_size", "Connections open in the PostgreSQL pool.", resources.pool_size)
     metrics.register_gauge("db_pool_in_use", "Pool connections currently acquired.", resources.pool_in_use)
-    metrics.register_gauge("cache_hits", "Channel summaries served from Redis.", resources.cache_hits)
-    metrics.register_gauge("cache_misses", "Channel summaries computed from PostgreSQL.", resources.cache_misses)
-    metrics.register_gauge("cache_hit_ratio", "Hits over lookups of the summary cache.", resources.cache_hit_ratio)
+    metrics.register_gauge("db_pool_max", "The most connections this process's pool may open.", resources.pool_max)
+    metrics.register_gauge(
+        "cache_hit_ratio",
+        "Hits over lookups of the summary cache, in the answering process.",
+        resources.cache_hit_ratio,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

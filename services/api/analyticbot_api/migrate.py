@@ -33,6 +33,7 @@ class MigrateSettings(PostgresSettings):
     postgres_password_file: str | None = "/run/secrets/postgres_password"
     postgres_api_password_file: str | None = "/run/secrets/postgres_api_password"
     postgres_collector_password_file: str | None = "/run/secrets/postgres_collector_password"
+    postgres_monitor_password_file: str | None = "/run/secrets/postgres_monitor_password"
     startup_timeout: float = 60.0
 
 
@@ -64,6 +65,7 @@ async def run(settings: MigrateSettings) -> tuple[list[int], list[str]]:
         "analyticbot_collector": required(
             settings.postgres_collector_password_file, "POSTGRES_COLLECTOR_PASSWORD_FILE"
         ),
+        "analyticbot_monitor": required(settings.postgres_monitor_password_file, "POSTGRES_MONITOR_PASSWORD_FILE"),
     }
     assert set(passwords) == set(RUNTIME_GRANTS)
 

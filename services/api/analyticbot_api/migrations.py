@@ -103,6 +103,8 @@ RUNTIME_GRANTS: dict[str, tuple[str, ...]] = {
         "GRANT USAGE ON SEQUENCE channels_id_seq TO {role}",
         "GRANT SELECT ON schema_migrations TO {role}",
     ),
+    # The PostgreSQL exporter's: the statistics views through the predefined pg_monitor role, no table.
+    "analyticbot_monitor": ("GRANT pg_monitor TO {role}",),
 }
 
 

@@ -25,7 +25,7 @@ from .auth import TokenVerifier
 from .cache import RedisSummaryCache
 from .migrations import LATEST_VERSION
 from .repository import PgChannelRepository
-from .service import ChannelService
+from .service import CacheStats, ChannelService
 from .settings import ApiSecrets, ApiSettings, load_secrets
 
 log = logging.getLogger("analyticbot.api")
@@ -34,9 +34,13 @@ HEALTH_KEY = f"health:api:{socket.gethostname()}"
 
 
 class Resources:
-    def __init__(self, settings: ApiSettings, scrubber: Scrubber = SCRUBBER) -> None:
+    def __init__(
+        self, settings: ApiSettings, scrubber: Scrubber = SCRUBBER, cache_stats: CacheStats | None = None
+    ) -> None:
         self.settings = settings
         self.scrubber = scrubber
+        # Given, not made here: they hold the counters the app registered, and startup hands them to the service.
+        self.cache_stats = cache_stats if cache_stats is not None else CacheStats()
         self.pool: asyncpg.Pool | None = None
         self.redis: Redis | None = None
         self.channels: ChannelService | None = None
@@ -82,7 +86,8 @@ class Resources:
         )
         self.redis = Redis.from_pool(pool)  # from_pool: aclose() closes the pool's connections too
         repository = PgChannelRepository(self.pool, acquire_timeout=settings.db_connect_timeout)
-        self.channels = ChannelService(repository, RedisSummaryCache(self.redis, settings.cache_ttl_seconds))
+        cache = RedisSummaryCache(self.redis, settings.cache_ttl_seconds)
+        self.channels = ChannelService(repository, cache, self.cache_stats)
         return self.channels
 
     async def _schema_version(self) -> int:
@@ -152,11 +157,9 @@ class Resources:
     def pool_in_use(self) -> int | None:
         return self.pool.get_size() - self.pool.get_idle_size() if self.pool is not None else None
 
-    def cache_hits(self) -> int | None:
-        return self.channels.stats.hits if self.channels is not None else None
-
-    def cache_misses(self) -> int | None:
-        return self.channels.stats.misses if self.channels is not None else None
+    def pool_max(self) -> int | None:
+        """This process's ceiling (its share of DB_POOL_MAX), as the pool was given it."""
+        return self.pool.get_max_size() if self.pool is not None else None
 
     def cache_hit_ratio(self) -> float | None:
-        return self.channels.stats.hit_ratio if self.channels is not None else None
+        return self.cache_stats.hit_ratio

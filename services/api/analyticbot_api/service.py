@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from .cache import SummaryCache
 from .repository import Channel, ChannelRepository, Summary
 
 
 @dataclass
 class CacheStats:
+    """Summary-cache lookups. `hits` and `misses` are this process's (the hit ratio gauge); the counters, on
+    the service's registry when given, are what /metrics adds up across the service's processes."""
+
     hits: int = 0
     misses: int = 0
+    hits_total: Counter | None = None
+    misses_total: Counter | None = None
+
+    def hit(self) -> None:
+        self.hits += 1
+        if self.hits_total is not None:
+            self.hits_total.inc()
+
+    def miss(self) -> None:
+        self.misses += 1
+        if self.misses_total is not None:
+            self.misses_total.inc()
 
     @property
     def hit_ratio(self) -> float | None:
@@ -20,10 +37,10 @@ class CacheStats:
 
 
 class ChannelService:
-    def __init__(self, repository: ChannelRepository, cache: SummaryCache) -> None:
+    def __init__(self, repository: ChannelRepository, cache: SummaryCache, stats: CacheStats | None = None) -> None:
         self.repository = repository
         self.cache = cache
-        self.stats = CacheStats()
+        self.stats = stats if stats is not None else CacheStats()
 
     async def create_channel(self, username: str, title: str | None) -> Channel | None:
         return await self.repository.create_channel(username, title)
@@ -53,9 +70,9 @@ class ChannelService:
             except TypeError:
                 summary = None  # an entry of an older shape is a miss
             if summary is not None:
-                self.stats.hits += 1
+                self.stats.hit()
                 return summary, True
-        self.stats.misses += 1
+        self.stats.miss()
         summary = await self.repository.summary(username)
         if summary is None:
             return None

@@ -1,6 +1,8 @@
-"""The bot's ASGI application (`analyticbot_bot.main:app`): Telegram's webhook and the health endpoints.
+"""The bot's ASGI application (`analyticbot_bot.main:app`): Telegram's webhook, Alertmanager's webhook and the
+health endpoints.
 
 nginx proxies `/bot/` here with the prefix stripped, so POST /webhook is https://HOST/bot/webhook outside.
+POST /alerts (alerts.py) is for Alertmanager on the internal network only: the proxy never routes it.
 Secrets are read in the lifespan, before serving: a missing webhook secret outside development stops the
 process with one line; a missing or malformed bot token only turns the `telegram` dependency down.
 aiogram itself loads in the background (see engine.py): health answers at once."""
@@ -18,13 +20,15 @@ from typing import TYPE_CHECKING, Annotated
 from analyticbot_common.health import Dependency, DependencyDown, HealthMonitor
 from analyticbot_common.http import install
 from analyticbot_common.metrics import Metrics
+from analyticbot_common.scrub import SCRUBBER
 from analyticbot_common.settings import SettingsError, load_settings
 from analyticbot_common.startup import StartupAborted
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
+from .alerts import AlertMetrics, AlertRelay, DeliveryFailed, bearer_token
 from .api_client import ApiClient
-from .settings import BotSecrets, BotSettings, load_secrets
+from .settings import BotSecrets, BotSettings, load_secrets, valid_token
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -61,6 +65,12 @@ class EngineHolder:
             raise DependencyDown(self.error or "starting: loading the Telegram client")
         await self.engine.telegram.probe()
 
+    async def send_text(self, chat_id: int, text: str) -> None:
+        # Until aiogram has loaded there is no client to send with: 503, and Alertmanager retries shortly.
+        if self.engine is None:
+            raise DeliveryFailed(self.error or "the Telegram client is still loading")
+        await self.engine.telegram.send_text(chat_id, text)
+
 
 def create_app(settings: BotSettings | None = None, secrets: BotSecrets | None = None) -> FastAPI:
     settings = settings or load_settings(BotSettings)
@@ -75,6 +85,7 @@ def create_app(settings: BotSettings | None = None, secrets: BotSecrets | None =
     )
     metrics = Metrics(SERVICE)
     webhook_secret: list[str | None] = [None]
+    relay = AlertRelay(AlertMetrics(metrics.registry), holder.send_text)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +96,12 @@ def create_app(settings: BotSettings | None = None, secrets: BotSecrets | None =
             raise StartupAborted(str(exc)) from None
         webhook_secret[0] = loaded.webhook_secret
         api.token = loaded.api_token
+        SCRUBBER.add(loaded.alert_token)
+        relay.configure(token=loaded.alert_token, chat_id=loaded.alert_chat_id, telegram=valid_token(loaded.token))
+        if loaded.alert_token is None:
+            log.warning("ALERT_WEBHOOK_TOKEN_FILE names no token: POST /alerts refuses every call")
+        elif loaded.alert_chat_id is None or not valid_token(loaded.token):
+            log.info("no operator chat or no bot token: alerts are written to the log, not sent")
         loader = asyncio.create_task(holder.load(settings, loaded, api))
         log.info("bot serving (environment %s); loading the Telegram client", settings.environment)
         try:
@@ -97,6 +114,7 @@ def create_app(settings: BotSettings | None = None, secrets: BotSecrets | None =
 
     app = FastAPI(title="AnalyticBot bot", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = holder
+    app.state.alerts = relay
     install(app, monitor, metrics, SERVICE, settings.app_version)
 
     @app.post("/webhook")
@@ -115,6 +133,12 @@ def create_app(settings: BotSettings | None = None, secrets: BotSecrets | None =
         status = await holder.engine.handle_update(payload)
         detail = {200: {"ok": True}, 400: {"detail": "not a Telegram update"}, 503: {"detail": "bot not configured"}}
         return JSONResponse(detail[status], status_code=status)
+
+    @app.post("/alerts")
+    async def alerts(request: Request, authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
+        if not secret_matches(bearer_token(authorization), relay.token):
+            return relay.reject(401, "unauthorized")
+        return await relay.receive(request)
 
     return app
 

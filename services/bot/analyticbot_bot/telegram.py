@@ -1,5 +1,5 @@
-"""The bot's side of Telegram: the aiogram Bot (created only for a well-formed token), its health probe and
-the webhook registration.
+"""The bot's side of Telegram: the aiogram Bot (created only for a well-formed token), its health probe, the
+webhook registration and the alert messages (POST /alerts, alerts.py).
 
 The token never leaves this module except inside aiogram: `configure` registers it with the scrubber before the
 Bot exists, so any log line or probe error that carries it (Bot API URLs contain it) is masked."""
@@ -16,6 +16,7 @@ from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
 from analyticbot_common.health import DependencyDown
 from analyticbot_common.scrub import SCRUBBER, Scrubber
 
+from .alerts import DeliveryFailed
 from .settings import BotSecrets, valid_token
 
 log = logging.getLogger("analyticbot.bot.telegram")
@@ -66,6 +67,17 @@ class TelegramGateway:
             return
         await bot.get_me(request_timeout=max(1, int(self._timeout)))
         self._last_ok = time.monotonic()
+
+    async def send_text(self, chat_id: int, text: str) -> None:
+        """Send `text` as is (no parse mode: alert texts come from labels and could hold markup) within the
+        timeout; DeliveryFailed with a scrubbed reason when Telegram does not take it."""
+        bot = self.bot
+        if bot is None:
+            raise DeliveryFailed(self.problem or "no valid bot token configured")
+        try:
+            await bot.send_message(chat_id, text, parse_mode=None, request_timeout=max(1, int(self._timeout)))
+        except Exception as exc:
+            raise DeliveryFailed(self._scrubber.error_text(f"{type(exc).__name__}: {exc}")) from None
 
     def start_webhook_registration(self, url: str | None, dispatcher: Dispatcher) -> None:
         """Register `url` with Telegram in the background: startup never waits for Telegram."""

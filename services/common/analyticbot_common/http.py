@@ -4,16 +4,22 @@
 - GET /health/ready  200 unless a critical dependency is down, 503 naming those dependencies.
 - GET /health        the full report; 503 when unhealthy, 200 when healthy or degraded.
 - GET /performance   measured request counts, latency percentiles, uptime and the service's gauges.
-- GET /metrics       Prometheus text format from the service's own registry (all its processes' counters)."""
+- GET /metrics       Prometheus text format from the service's own registry (all its processes' counters),
+                     with dependency_up from the monitor's full report: the cached one when it is fresh, so a
+                     scrape probes no more often than the health cache allows, and /health reuses its report."""
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 
 from . import __version__
-from .health import HealthMonitor
+from .health import HealthMonitor, HealthReport
 from .metrics import Metrics, MetricsMiddleware
+
+log = logging.getLogger(__name__)
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Health answers change from one second to the next: no proxy or client may cache them.
@@ -52,12 +58,24 @@ def health_router(monitor: HealthMonitor, metrics: Metrics, service: str, versio
 
     @router.get("/metrics")
     async def prometheus() -> Response:
-        return Response(metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE, headers=NO_STORE)
+        report = await _report_for_metrics(monitor)
+        return Response(metrics.exposition(report), media_type=PROMETHEUS_CONTENT_TYPE, headers=NO_STORE)
 
     return router
 
 
+async def _report_for_metrics(monitor: HealthMonitor) -> HealthReport | None:
+    """The full report (optional dependencies too); None if it cannot be had, which drops dependency_up from
+    this scrape instead of failing it: the counters must still reach Prometheus."""
+    try:
+        return await monitor.check()
+    except Exception as exc:
+        log.warning("no health report for /metrics: %s", type(exc).__name__)
+        return None
+
+
 def install(app: FastAPI, monitor: HealthMonitor, metrics: Metrics, service: str, version: str = __version__) -> None:
-    """Mount the health routes and the request-metrics middleware on `app`."""
+    """Mount the health routes and the request-metrics middleware on `app`; `version` is also build_info's."""
+    metrics.version = version
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(health_router(monitor, metrics, service, version))

@@ -5,18 +5,23 @@ States, as the health report shows them through the `telegram` dependency:
 - down: connecting, session not authorized, Telegram unreachable, or the last cycle failed (with the reason);
   retried with exponential backoff.
 - up: connected and authorized, and the last cycle did not fail as a whole.
-The session is a StringSession held in memory: nothing is written to the (read-only) filesystem, and no
-interactive login is ever attempted."""
+A cycle completes when it did not fail as a whole: at least one channel collected, or none to collect. Only
+then do the cycle counter and the last cycle's time move, so a collector that connects but collects nothing
+shows as stalled. The session is a StringSession held in memory: nothing is written to the (read-only)
+filesystem, and no interactive login is ever attempted."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from analyticbot_common.health import DependencyDisabled, DependencyDown
 from analyticbot_common.scrub import SCRUBBER, Scrubber
+from prometheus_client import Counter
 
 from .settings import MtprotoSecrets, MtprotoSettings
 from .store import StatsStore
@@ -32,21 +37,36 @@ class CollectorError(Exception):
     """A reason to stop this cycle and retry later; str(exc) is shown as the telegram dependency's reason."""
 
 
+@dataclass(frozen=True)
+class CollectorTotals:
+    """The collector's running totals: counters on the service's registry, made with the app, not the loop."""
+
+    cycles: Counter
+    channel_errors: Counter
+
+
 class Collector:
     def __init__(
-        self, settings: MtprotoSettings, secrets: MtprotoSecrets, store: StatsStore, scrubber: Scrubber = SCRUBBER
+        self,
+        settings: MtprotoSettings,
+        secrets: MtprotoSecrets,
+        store: StatsStore,
+        totals: CollectorTotals,
+        scrubber: Scrubber = SCRUBBER,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._secrets = secrets
         self._store = store
+        self._totals = totals
         self._scrubber = scrubber
+        self._wall_clock = wall_clock
         self._client: Any = None  # telethon.TelegramClient, imported only when credentials exist
         self._task: asyncio.Task[None] | None = None
         self.problem: str | None = "connecting to Telegram"
-        self.cycles = 0
-        self.channel_errors = 0
         self.last_cycle_channels: int | None = None
-        self.last_success: float | None = None
+        # Unix time, not monotonic: an alert compares it with Prometheus's time().
+        self.last_cycle_completed: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -104,11 +124,11 @@ class Collector:
         for channel_id, username in channels:
             if await self._collect_one(client, channel_id, username):
                 collected += 1
-        self.cycles += 1
         self.last_cycle_channels = collected
         if channels and not collected:
             raise CollectorError(f"no channel could be collected ({len(channels)} tried)")
-        self.last_success = time.monotonic()
+        self._totals.cycles.inc()
+        self.last_cycle_completed = self._wall_clock()
         log.info("collected %d of %d channels", collected, len(channels))
 
     async def _collect_one(self, client: Any, channel_id: int, username: str) -> bool:
@@ -129,7 +149,7 @@ class Collector:
             await asyncio.sleep(wait)
         except (errors.RPCError, ValueError, TypeError, CollectorError) as exc:
             # One channel's problem (unknown username, private channel, not a channel): skip it this cycle.
-            self.channel_errors += 1
+            self._totals.channel_errors.inc()
             log.warning("@%s skipped: %s", username, self._reason(exc))
         return False
 

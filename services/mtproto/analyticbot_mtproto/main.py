@@ -18,7 +18,7 @@ from analyticbot_common.settings import SettingsError, load_settings
 from analyticbot_common.startup import StartupAborted
 from fastapi import FastAPI
 
-from .collector import Collector
+from .collector import Collector, CollectorTotals
 from .settings import MtprotoSettings, load_secrets
 from .store import StatsStore, create_pool
 
@@ -31,7 +31,9 @@ logging.getLogger("telethon").setLevel(logging.WARNING)
 class Runtime:
     """What the lifespan creates; the probes and gauges read it, and report "not started" until then."""
 
-    def __init__(self) -> None:
+    def __init__(self, totals: CollectorTotals) -> None:
+        # Registered with the app, once: the collector that adds to them exists only from startup on.
+        self.totals = totals
         self.store: StatsStore | None = None
         self.collector: Collector | None = None
 
@@ -60,14 +62,14 @@ class Runtime:
     def pool_in_use(self) -> int | None:
         return self.store.in_use() if self.store else None
 
-    def cycles(self) -> int | None:
-        return self.collector.cycles if self.collector else None
+    def pool_max(self) -> int | None:
+        return self.store.max_size() if self.store else None
 
     def collected(self) -> int | None:
         return self.collector.last_cycle_channels if self.collector else None
 
-    def channel_errors(self) -> int | None:
-        return self.collector.channel_errors if self.collector else None
+    def last_cycle_completed(self) -> float | None:
+        return self.collector.last_cycle_completed if self.collector else None
 
     async def close(self) -> None:
         if self.collector is not None:
@@ -82,7 +84,15 @@ class Runtime:
 
 def create_app(settings: MtprotoSettings | None = None) -> FastAPI:
     settings = settings or load_settings(MtprotoSettings)
-    runtime = Runtime()
+    metrics = Metrics(SERVICE)
+    runtime = Runtime(
+        CollectorTotals(
+            cycles=metrics.counter(
+                "collector_cycles_total", "Completed collection cycles (not those where every channel failed)."
+            ),
+            channel_errors=metrics.counter("collector_channel_errors_total", "Channels skipped because of an error."),
+        )
+    )
     monitor = HealthMonitor(
         [
             Dependency("postgres", runtime.probe_postgres, critical=True, timeout=1.0),
@@ -91,12 +101,15 @@ def create_app(settings: MtprotoSettings | None = None) -> FastAPI:
         ],
         ttl=settings.health_cache_ttl,
     )
-    metrics = Metrics(SERVICE)
     metrics.register_gauge("db_pool_size", "Connections open in the PostgreSQL pool.", runtime.pool_size)
     metrics.register_gauge("db_pool_in_use", "Pool connections currently acquired.", runtime.pool_in_use)
-    metrics.register_gauge("collector_cycles", "Completed collection cycles.", runtime.cycles)
+    metrics.register_gauge("db_pool_max", "The most connections the pool may open.", runtime.pool_max)
     metrics.register_gauge("collector_last_cycle_channels", "Channels collected in the last cycle.", runtime.collected)
-    metrics.register_gauge("collector_channel_errors", "Channels skipped because of an error.", runtime.channel_errors)
+    metrics.register_gauge(
+        "collector_last_cycle_timestamp_seconds",
+        "Unix time the last completed collection cycle ended (absent before the first).",
+        runtime.last_cycle_completed,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,7 +122,7 @@ def create_app(settings: MtprotoSettings | None = None) -> FastAPI:
             SCRUBBER.add(value)
         # An empty pool: creating it needs no server, so health is served while PostgreSQL is down.
         runtime.store = StatsStore(await create_pool(settings, secrets))
-        runtime.collector = Collector(settings, secrets, runtime.store)
+        runtime.collector = Collector(settings, secrets, runtime.store, runtime.totals)
         runtime.collector.start()
         log.info("collector ready (environment %s)", settings.environment)
         try:

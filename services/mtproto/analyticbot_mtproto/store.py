@@ -67,3 +67,6 @@ class StatsStore:
 
     def in_use(self) -> int:
         return self.pool.get_size() - self.pool.get_idle_size()
+
+    def max_size(self) -> int:
+        return int(self.pool.get_max_size())  # asyncpg is untyped
