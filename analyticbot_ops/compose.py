@@ -21,6 +21,8 @@ from .secrets import read_env_file
 
 ENVIRONMENTS = model.ENVIRONMENTS
 BASE_FILES = ("docker-compose.yml", "docker-compose.secrets.yml", "docker-compose.proxy.yml")
+# Prometheus, Alertmanager and the exporters: on unless invoke.yaml says `ops: {monitoring: false}`.
+MONITORING_FILE = "docker-compose.monitoring.yml"
 OVERLAYS = {
     "dev": ("docker-compose.dev.yml",),
     "staging": ("docker-compose.prod.yml",),
@@ -44,6 +46,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "FRONTEND_SUBNET": "172.23.0.0/24",
         "BACKEND_SUBNET": "172.24.0.0/24",
         "DATABASE_SUBNET": "172.25.0.0/24",
+        "MONITORING_SUBNET": "172.27.0.0/24",
+        "PROMETHEUS_PORT": "9190",
+        "ALERTMANAGER_PORT": "9193",
     },
     "prod": {"PROXY_BIND": "0.0.0.0", "HTTP_PORT": "80", "HTTPS_PORT": "443"},
 }
@@ -51,6 +56,11 @@ COMMON_DEFAULTS = {
     "FRONTEND_SUBNET": "172.20.0.0/24",
     "BACKEND_SUBNET": "172.21.0.0/24",
     "DATABASE_SUBNET": "172.22.0.0/24",
+    "MONITORING_SUBNET": "172.26.0.0/24",
+    "PROMETHEUS_PORT": "9090",
+    "ALERTMANAGER_PORT": "9093",
+    "PROMETHEUS_RETENTION": "15d",
+    "PROMETHEUS_RETENTION_SIZE": "2GB",
     "SECRETS_DIR": str(SECRETS_DIR),
     "TLS_DIR": str(SECRETS_DIR / "tls"),
 }
@@ -62,6 +72,11 @@ SETTINGS: dict[str, str] = {
     "FRONTEND_SUBNET": "subnet of the frontend network (proxy, api, bot)",
     "BACKEND_SUBNET": "subnet of the backend network (bot and collector egress)",
     "DATABASE_SUBNET": "subnet of the internal database network",
+    "MONITORING_SUBNET": "subnet of the internal monitoring network (Prometheus, Alertmanager, exporters)",
+    "PROMETHEUS_PORT": "loopback port of Prometheus's UI and API (basic auth: user ops, prometheus_password)",
+    "ALERTMANAGER_PORT": "loopback port of Alertmanager's UI and API (same login as Prometheus)",
+    "PROMETHEUS_RETENTION": "how long Prometheus keeps samples (e.g. 15d)",
+    "PROMETHEUS_RETENTION_SIZE": "the most disk Prometheus's samples may take (e.g. 2GB); the oldest go first",
     "SECRETS_DIR": "directory of the Docker file secrets",
     "TLS_DIR": "directory of fullchain.pem and privkey.pem for the proxy",
     "DOMAIN": "public DNS name: the proxy's primary name, redirect target and ssl-prod's domain",
@@ -113,11 +128,11 @@ def tls_dir(env: str) -> Path:
 
 def validate_settings(values: Mapping[str, str], source: str) -> None:
     """Refuse values Compose would accept and then fail on, or publish wrongly."""
-    for key in ("HTTP_PORT", "HTTPS_PORT"):
+    for key in ("HTTP_PORT", "HTTPS_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT"):
         # ASCII digits only: str.isdigit() also takes other scripts' digits, which Docker then refuses.
         if key in values and not (re.fullmatch(r"[0-9]{1,5}", values[key]) and 0 < int(values[key]) < 65536):
             raise BadInput(f"{source}: {key} must be a port number, got {values[key]!r}")
-    for key in ("FRONTEND_SUBNET", "BACKEND_SUBNET", "DATABASE_SUBNET"):
+    for key in ("FRONTEND_SUBNET", "BACKEND_SUBNET", "DATABASE_SUBNET", "MONITORING_SUBNET"):
         if key in values:
             try:
                 ipaddress.ip_network(values[key])
@@ -128,11 +143,26 @@ def validate_settings(values: Mapping[str, str], source: str) -> None:
             raise BadInput(f"{source}: EXTRA_SERVER_NAMES holds {name!r}, which is not a host name or IPv4 address")
     if "API_WORKERS" in values and not re.fullmatch(r"[0-9]{1,2}", values["API_WORKERS"]):
         raise BadInput(f"{source}: API_WORKERS must be a number of processes (0: sized), got {values['API_WORKERS']!r}")
+    retention = values.get("PROMETHEUS_RETENTION")
+    if retention is not None and not re.fullmatch(r"([0-9]+(ms|s|m|h|d|w|y))+", retention):
+        raise BadInput(f"{source}: PROMETHEUS_RETENTION must be a duration like 15d, got {retention!r}")
+    size = values.get("PROMETHEUS_RETENTION_SIZE")
+    if size is not None and not re.fullmatch(r"[0-9]+(B|KB|MB|GB|TB|PB|EB)", size):
+        raise BadInput(f"{source}: PROMETHEUS_RETENTION_SIZE must be a size like 2GB, got {size!r}")
     if "PROXY_BIND" in values:
         try:
             ipaddress.ip_address(values["PROXY_BIND"])
         except ValueError:
             raise BadInput(f"{source}: PROXY_BIND must be an IP address, got {values['PROXY_BIND']!r}") from None
+
+
+# The networks of a stack and the setting of each one's subnet; `monitoring` only with the overlay.
+NETWORKS = {
+    "frontend": "FRONTEND_SUBNET",
+    "backend": "BACKEND_SUBNET",
+    "database": "DATABASE_SUBNET",
+    "monitoring": "MONITORING_SUBNET",
+}
 
 
 @dataclass
@@ -143,6 +173,32 @@ class Stack:
     project: str
     settings: dict[str, str]
     files: list[Path] = field(default_factory=list)
+    monitoring: bool = False
+
+    @property
+    def services(self) -> tuple[model.Service, ...]:
+        """The services this stack runs (the monitoring overlay's only when it is on)."""
+        return model.services(self.monitoring)
+
+    @property
+    def running(self) -> tuple[str, ...]:
+        """The services that run and get healthy, in start order (no jobs)."""
+        return tuple(s.name for s in self.services if s.kind != "job")
+
+    @property
+    def networks(self) -> dict[str, str]:
+        """Each network of this stack, with the setting that names its subnet."""
+        return {name: key for name, key in NETWORKS.items() if self.monitoring or name != "monitoring"}
+
+    @property
+    def published(self) -> dict[str, tuple[str, int]]:
+        """Each port setting this stack publishes, with its host address and port: the proxy's on PROXY_BIND,
+        the monitoring UIs' on loopback only."""
+        ports = {key: (self.settings["PROXY_BIND"], int(self.settings[key])) for key in ("HTTP_PORT", "HTTPS_PORT")}
+        if self.monitoring:
+            for key in ("PROMETHEUS_PORT", "ALERTMANAGER_PORT"):
+                ports[key] = ("127.0.0.1", int(self.settings[key]))
+        return ports
 
     def compose(self, *args: str, capture: bool = True, check: bool = True) -> subprocess.CompletedProcess[str]:
         return runner.run(
@@ -188,6 +244,7 @@ def settings_with_sources(
     validate_settings({k: v for k, (v, _) in settings.items()}, "settings")
     frontend = settings["FRONTEND_SUBNET"][0]
     settings["PROXY_FRONTEND_IP"] = (proxy_address(frontend), "derived from FRONTEND_SUBNET")
+    settings["NGINX_EXPORTER_IP"] = (nginx_exporter_address(frontend), "derived from FRONTEND_SUBNET")
     # Compose resolves relative paths from compose/, the toolkit from the current
     # directory: anchor both at the repository so they name the same folder.
     for key in ("SECRETS_DIR", "TLS_DIR"):
@@ -206,6 +263,12 @@ def proxy_address(subnet: str) -> str:
     return str(network.broadcast_address - 1)
 
 
+def nginx_exporter_address(subnet: str) -> str:
+    """The nginx exporter's fixed address on the frontend network, below the proxy's: the proxy's stub_status
+    answers this address only."""
+    return str(ipaddress.ip_address(proxy_address(subnet)) - 1)
+
+
 def load_stack(
     env: str,
     project: str | None = None,
@@ -213,9 +276,11 @@ def load_stack(
     *,
     pinned: bool = False,
     namespace: str = model.DEFAULT_NAMESPACE,
+    monitoring: bool = True,
 ) -> Stack:
     """The stack of an environment, its settings resolved by settings_with_sources. `pinned`: the images
-    this checkout built, by their immutable tags (what deploys run), where no setting names an image."""
+    this checkout built, by their immutable tags (what deploys run), where no setting names an image.
+    `monitoring`: with the monitoring overlay (ops.monitoring)."""
     with_sources = settings_with_sources(env, overrides, namespace)
     settings = {k: v for k, (v, _source) in with_sources.items()}
     if pinned:
@@ -225,11 +290,15 @@ def load_stack(
         settings.update(releases.pinned_settings(unnamed))
     project = project or settings.pop("COMPOSE_PROJECT_NAME", None) or PROJECTS[env]
     settings.pop("COMPOSE_PROJECT_NAME", None)
-    files = [COMPOSE_DIR / name for name in (*BASE_FILES, *OVERLAYS[env])]
+    if not monitoring:
+        # The proxy's stub_status then answers nobody.
+        settings.pop("NGINX_EXPORTER_IP", None)
+    names = (*BASE_FILES, *OVERLAYS[env], *((MONITORING_FILE,) if monitoring else ()))
+    files = [COMPOSE_DIR / name for name in names]
     for file in files:
         if not file.is_file():
             raise BadInput(f"compose file {file} is missing")
-    return Stack(env, project, settings, files)
+    return Stack(env, project, settings, files, monitoring)
 
 
 def compose_command() -> list[str]:

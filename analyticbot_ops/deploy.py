@@ -13,9 +13,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import build, docker, model, preflight, releases, rollout, runner, secrets, tls
+from . import build, docker, preflight, releases, rollout, runner, secrets, tls
 from .compose import (
-    ALL_SERVICES,
     Stack,
     compose_command,
     config_hashes,
@@ -31,7 +30,7 @@ Progress = Callable[[str], None]
 
 def required_images(stack: Stack) -> dict[str, str]:
     """The image of each service, as the stack's settings name them (load_stack fills in every one)."""
-    return {s.name: stack.settings[s.image_variable] for s in model.SERVICES}
+    return {s.name: stack.settings[s.image_variable] for s in stack.services}
 
 
 def plan(stack: Stack) -> dict[str, str]:
@@ -100,7 +99,7 @@ def up(
         tls.write_bootstrap_certificate(Path(stack.settings["TLS_DIR"]), stack.settings.get("DOMAIN", "localhost"))
         progress("wrote a 1-day bootstrap certificate; run `invoke ssl-prod --domain D` once the stack is up")
     secrets.ensure_optional_placeholders(Path(stack.settings["SECRETS_DIR"]))
-    wanted = list(services) or list(ALL_SERVICES)
+    wanted = list(services) or list(stack.running)
     running = any(change != "start" for change in changes.values())
     rolling = [s for s in rollout.ROLLING if s in wanted and changes.get(s) == "change" and rollout.can_roll(stack, s)]
     if running and any(changes.get(s) != "unchanged" for s in _NEEDS_SCHEMA if s in wanted):

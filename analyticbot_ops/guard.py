@@ -26,8 +26,6 @@ from .model import Labels
 from .paths import COMPOSE_DIR
 
 Progress = Callable[[str], None]
-NETWORKS = {"frontend": "FRONTEND_SUBNET", "backend": "BACKEND_SUBNET", "database": "DATABASE_SUBNET"}
-PORTS = ("HTTP_PORT", "HTTPS_PORT")  # the settings of the ports the proxy publishes
 
 
 @dataclass(frozen=True)
@@ -93,11 +91,9 @@ def _published(containers: Iterable[dict[str, Any]]) -> set[tuple[str, int]]:
 
 
 def ports_free(stack: Stack, containers: Iterable[dict[str, Any]]) -> Check:
-    """Each port the stack would publish is free, or published by this stack's own proxy now."""
+    """Each port the stack would publish is free, or published by this stack's own containers now."""
     ours = _published(containers)
-    bind = stack.settings["PROXY_BIND"]
-    for key in PORTS:
-        port = int(stack.settings[key])
+    for key, (bind, port) in stack.published.items():
         if (bind, port) in ours:
             continue
         if port_in_use(bind, port):
@@ -108,7 +104,8 @@ def ports_free(stack: Stack, containers: Iterable[dict[str, Any]]) -> Check:
                 f"port {bind}:{port} ({key}) is already in use by another process (this stack publishes {held}); "
                 f"free it or set {key} in .env.{stack.env}",
             )
-    return Check("ports", True, f"{bind}:{stack.settings['HTTP_PORT']},{stack.settings['HTTPS_PORT']} free or ours")
+    said = ", ".join(f"{bind}:{port}" for bind, port in stack.published.values())
+    return Check("ports", True, f"{said} free or ours")
 
 
 def _networks() -> list[tuple[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]]]:
@@ -123,7 +120,7 @@ def _networks() -> list[tuple[str, list[ipaddress.IPv4Network | ipaddress.IPv6Ne
 def subnets_fit(stack: Stack) -> Check:
     """Each subnet setting is the one the project's network has, or overlaps no other network."""
     existing = _networks()
-    for name, key in NETWORKS.items():
+    for name, key in stack.networks.items():
         wanted = ipaddress.ip_network(stack.settings[key])
         own = f"{stack.project}_{name}"
         for network, subnets in existing:

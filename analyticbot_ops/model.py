@@ -15,7 +15,7 @@ DEFAULT_NAMESPACE = "analyticbot"
 # Every container of ours runs as this uid:gid (the images create the user; secrets are owned by it).
 APP_UID = 10001
 
-Kind = Literal["data", "app", "proxy", "job"]
+Kind = Literal["data", "app", "proxy", "job", "monitor"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,9 @@ class Service:
     """One service of the stack."""
 
     name: str
-    kind: Kind  # data: state on a volume; app: our Python code; proxy: the TLS front; job: runs once and exits
+    # data: state on a volume; app: our Python code; proxy: the TLS front; job: runs once and exits;
+    # monitor: the monitoring overlay (compose/docker-compose.monitoring.yml), on unless ops.monitoring is false
+    kind: Kind
     image: str  # the image's repository name under the namespace: NAMESPACE/image:tag
     tag: str  # latest for what we build from source, the Debian codename for the base images
     secrets: tuple[str, ...]  # the Docker secrets it mounts (the compose secrets overlay must agree)
@@ -33,7 +35,7 @@ class Service:
     @property
     def image_variable(self) -> str:
         """The setting that names its image (API_IMAGE); a job shares the image of the app it belongs to."""
-        return f"{self.image.upper()}_IMAGE"
+        return f"{self.image.upper().replace('-', '_')}_IMAGE"
 
     def default_image(self, namespace: str = DEFAULT_NAMESPACE) -> str:
         return f"{namespace}/{self.image}:{self.tag}"
@@ -52,7 +54,7 @@ SERVICES: tuple[Service, ...] = (
         "job",
         "api",
         "latest",
-        ("postgres_password", "postgres_api_password", "postgres_collector_password"),
+        ("postgres_password", "postgres_api_password", "postgres_collector_password", "postgres_monitor_password"),
     ),
     Service(
         "api",
@@ -67,7 +69,8 @@ SERVICES: tuple[Service, ...] = (
         "app",
         "bot",
         "latest",
-        ("bot_token", "telegram_webhook_secret", "api_read_token"),
+        # alert_*: Alertmanager's webhook, forwarded to the operator chat.
+        ("bot_token", "telegram_webhook_secret", "api_read_token", "alert_webhook_token", "alert_chat_id"),
         rolling=True,
     ),
     # The collector holds one MTProto session: two at once would fight over it.
@@ -79,16 +82,36 @@ SERVICES: tuple[Service, ...] = (
         ("postgres_collector_password", "telegram_api_id", "telegram_api_hash", "telegram_session"),
     ),
     Service("proxy", "proxy", "proxy", "latest", ()),
+    # The monitoring overlay, each part from a Debian package (baseimages.MONITORING_RECIPES).
+    Service("prometheus", "monitor", "prometheus", "bookworm", ("prometheus_password", "prometheus_web_config")),
+    # Its healthcheck logs in with prometheus_password; the web config holds only the hash.
+    Service(
+        "alertmanager",
+        "monitor",
+        "alertmanager",
+        "bookworm",
+        ("prometheus_password", "prometheus_web_config", "alert_webhook_token"),
+    ),
+    Service("postgres-exporter", "monitor", "postgres-exporter", "bookworm", ("postgres_monitor_password",)),
+    Service("redis-exporter", "monitor", "redis-exporter", "bookworm", ("redis_monitor_auth",)),
+    Service("nginx-exporter", "monitor", "nginx-exporter", "bookworm", ()),
+    Service("blackbox-exporter", "monitor", "blackbox-exporter", "bookworm", ()),
 )
 BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}
 # The services that run and get healthy, in start order; jobs run once per deploy and exit (0 is success).
 RUNNING: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind != "job")
+MONITORS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "monitor")
 JOBS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "job")
 APPS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "app")
 ROLLING: tuple[str, ...] = tuple(s.name for s in SERVICES if s.rolling)
 # What `invoke build-optimized` builds from services/, and the setting naming each image.
 BUILT: tuple[str, ...] = tuple(dict.fromkeys(s.image for s in SERVICES if s.built_here))
 IMAGE_VARIABLES: dict[str, str] = {s.image: s.image_variable for s in SERVICES}
+
+
+def services(monitoring: bool) -> tuple[Service, ...]:
+    """The services a stack runs: all of them, or all but the monitoring overlay's."""
+    return tuple(s for s in SERVICES if monitoring or s.kind != "monitor")
 
 
 def readers(secret: str) -> tuple[str, ...]:

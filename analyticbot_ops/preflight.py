@@ -35,7 +35,7 @@ def compose_tool(stack: Stack) -> str:
 
 def missing_images(stack: Stack) -> list[str]:
     """The images the stack names that this daemon does not have (the api's once, though migrate runs it too)."""
-    wanted = dict.fromkeys(stack.settings[s.image_variable] for s in model.SERVICES)
+    wanted = dict.fromkeys(stack.settings[s.image_variable] for s in stack.services)
     return [tag for tag in wanted if docker.inspect("image", tag) is None]
 
 

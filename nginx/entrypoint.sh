@@ -28,6 +28,14 @@ printf 'server_name%s;\n' "$names" > /tmp/nginx-runtime/server-names.inc
 # Where the HTTP services' requests go: their compose service names (every
 # container of the service). A rolling update points one at its new container
 # for a while (`invoke up`, `invoke restart`), then back, with a reload.
+# stub_status (nginx's connection counts) answers the monitoring overlay's
+# exporter only, by its fixed address; without one, nobody.
+exporter="${NGINX_EXPORTER_IP:-}"
+case "$exporter" in
+    '') printf 'deny all;\n' > /tmp/nginx-runtime/status-clients.inc ;;
+    *[!0-9.]*) echo "proxy: NGINX_EXPORTER_IP must be an IPv4 address, got '$exporter'" >&2; exit 1 ;;
+    *) printf 'allow %s;\ndeny all;\n' "$exporter" > /tmp/nginx-runtime/status-clients.inc ;;
+esac
 for service in api bot; do
     printf 'map "" $%s_host { default "%s"; }\n' "$service" "$service" > "/tmp/nginx-runtime/upstream-$service.conf"
 done

@@ -62,16 +62,19 @@ class RunningStack:
         return tokens.mint(key, tokens.parse_scopes(scope), tokens.parse_ttl(ttl), subject="tests").value
 
 
-def make_stack(root: Path, project: str, env: str = "prod") -> RunningStack:
+def make_stack(root: Path, project: str, env: str = "prod", *, monitoring: bool = False) -> RunningStack:
+    """A stack on its own ports and subnets. Without the monitoring overlay unless asked: the modules that
+    prove the overlay start one with it; the others need not pay for six more containers."""
     secrets_dir, tls_dir = root / "secrets", root / "tls"
     secrets.from_env(env, secrets_dir, environ={"BOT_TOKEN": FAKE_BOT_TOKEN})
     tls.ensure_dev_certificates(tls_dir)
     http_port, https_port = free_port(), free_port()
-    frontend, backend, database = deploy.free_subnets(3)
+    frontend, backend, database, watched = deploy.free_subnets(4)
     stack = compose.load_stack(
         env,
         pinned=True,
         project=project,
+        monitoring=monitoring,
         overrides={
             "PROXY_BIND": "127.0.0.1",
             "HTTP_PORT": str(http_port),
@@ -79,6 +82,9 @@ def make_stack(root: Path, project: str, env: str = "prod") -> RunningStack:
             "FRONTEND_SUBNET": frontend,
             "BACKEND_SUBNET": backend,
             "DATABASE_SUBNET": database,
+            "MONITORING_SUBNET": watched,
+            "PROMETHEUS_PORT": str(free_port()),
+            "ALERTMANAGER_PORT": str(free_port()),
             "SECRETS_DIR": str(secrets_dir),
             "TLS_DIR": str(tls_dir),
             "TELEGRAM_API_BASE": "http://127.0.0.1:9",

@@ -182,7 +182,7 @@ def service_logs(c: Any, service: str, env: str = "dev", follow: bool = False, t
 def restart(c: Any, env: str = "dev", service: list[str] | None = None, timeout: float = 120) -> None:
     """Restart services: api and bot rolled without a gap, the proxy reloaded, the rest restarted."""
     stack = _stack(c, env)
-    names = compose.check_services(service or []) or list(compose.ALL_SERVICES)
+    names = compose.check_services(service or []) or list(stack.running)
     if not timeout > 0:
         raise BadInput(f"--timeout must be more than 0 seconds, got {timeout:g}")
     docker.require_daemon()

@@ -61,7 +61,8 @@ def deploy(
     if env == "dev":
         raise BadInput("the swarm stack is for staging and prod (dev runs on Compose: `invoke stack.up`)")
     cluster = _cluster(context, registry)
-    stack = stack_of(c, env, pinned=True)
+    # The monitoring overlay is not rendered for Swarm yet.
+    stack = stack_of(c, env, pinned=True, monitoring=False)
     seconds = swarm_deploy.deploy(stack, cluster, timeout=timeout, progress=progress)
     out.print(f"{stack.project} converged on {cluster.name} in {seconds:.1f} s")
 
@@ -122,7 +123,8 @@ def rotate(
 ) -> None:
     """Rotate a secret on the swarm: the live change, a new secret version, the services rolled to it."""
     cluster = _cluster(context, registry)
-    stack = stack_of(c, env, pinned=True)
+    # The monitoring overlay is not rendered for Swarm yet.
+    stack = stack_of(c, env, pinned=True, monitoring=False)
     secrets.get_spec(name)
     control = swarm_rotation.SwarmStack(stack, cluster, progress)
     result = secrets.rotate(name, Path(stack.settings["SECRETS_DIR"]), control, timeout=timeout)

@@ -31,6 +31,12 @@ REDIS_APP_RULES = "resetkeys ~summary:* ~health:* resetchannels -@all -@dangerou
 # The toolkit's own user, for ACL changes (rotation) through `docker exec`; its password is a secret that no
 # container reads, so the API cannot become it.
 REDIS_ADMIN_RULES = "~* &* +@all"
+# The Redis exporter's user: no keys, no channels, only the commands that read the server's state.
+REDIS_MONITOR_RULES = (
+    "resetkeys resetchannels -@all +ping +info +config|get +slowlog|get +slowlog|len +latency|latest +client|setname"
+)
+# The user Prometheus and the toolkit log in to Prometheus and Alertmanager as (basic auth).
+MONITORING_USER = "ops"
 # The uid each service runs as (the model's, all APP_UID today). Each container runs as uid:gid N:N, so the gid
 # of a secret file is the uid too.
 SERVICE_UIDS: Mapping[str, int] = MappingProxyType({service.name: service.uid for service in model.SERVICES})
@@ -41,10 +47,13 @@ POSTGRES_ROLES: Mapping[str, str] = MappingProxyType(
         "postgres_password": "analyticbot",
         "postgres_api_password": "analyticbot_api",
         "postgres_collector_password": "analyticbot_collector",
+        "postgres_monitor_password": "analyticbot_monitor",
     }
 )
 # The Redis ACL user whose password each secret is, for live rotation.
-REDIS_USERS: Mapping[str, str] = MappingProxyType({"redis_password": "analyticbot", "redis_admin_password": "ops"})
+REDIS_USERS: Mapping[str, str] = MappingProxyType(
+    {"redis_password": "analyticbot", "redis_admin_password": "ops", "redis_monitor_password": "monitor"}
+)
 
 
 @dataclass(frozen=True)
@@ -156,20 +165,99 @@ SECRETS: tuple[SecretSpec, ...] = (
         generate_bytes=32,
     ),
     SecretSpec(
+        name="redis_monitor_password",
+        purpose="password of the Redis user `monitor` that the Redis exporter connects as (no keys, read-only "
+        "commands)",
+        kind="generated",
+        required_in=_EVERYWHERE,
+        rotation="`invoke secrets.rotate redis_monitor_password`: set it in the live Redis ACL, swap it, redis_acl "
+        "and redis_monitor_auth, restart redis-exporter.",
+        pattern=_PRINTABLE,
+        rule=_PRINTABLE_RULE,
+        strength_checked=True,
+        generate_bytes=32,
+        restart_on_rotate=("redis-exporter",),
+    ),
+    SecretSpec(
         name="redis_acl",
-        purpose="Redis ACL file holding the sha256 of redis_password and redis_admin_password, never a password",
+        purpose="Redis ACL file holding the sha256 of the Redis users' passwords, never a password",
         kind="derived",
         required_in=_EVERYWHERE,
-        rotation="Derived: rewritten whenever redis_password or redis_admin_password is created or rotated.",
+        rotation="Derived: rewritten whenever a Redis user's password is created or rotated.",
         pattern=re.compile(
             r"user default on nopass resetchannels -@all \+ping\n"
             r"user analyticbot on #[0-9a-f]{64} " + re.escape(REDIS_APP_RULES) + r"\n"
-            r"user ops on #[0-9a-f]{64} " + re.escape(REDIS_ADMIN_RULES),
+            r"user ops on #[0-9a-f]{64} " + re.escape(REDIS_ADMIN_RULES) + r"\n"
+            r"user monitor on #[0-9a-f]{64} " + re.escape(REDIS_MONITOR_RULES),
             re.ASCII,
         ),
         rule=f"`user default on nopass resetchannels -@all +ping`, `user analyticbot on #<sha256 hex> "
-        f"{REDIS_APP_RULES}`, `user ops on #<sha256 hex> {REDIS_ADMIN_RULES}`",
-        derived_from=("redis_password", "redis_admin_password"),
+        f"{REDIS_APP_RULES}`, `user ops on #<sha256 hex> {REDIS_ADMIN_RULES}`, `user monitor on #<sha256 hex> "
+        f"{REDIS_MONITOR_RULES}`",
+        derived_from=("redis_password", "redis_admin_password", "redis_monitor_password"),
+    ),
+    SecretSpec(
+        name="redis_monitor_auth",
+        purpose="the Redis exporter's password file: JSON mapping the Redis address to redis_monitor_password",
+        kind="derived",
+        required_in=_EVERYWHERE,
+        rotation="Derived: rewritten whenever redis_monitor_password is created or rotated.",
+        pattern=re.compile(r'\{"redis://redis:6379": "[!-~]+"\}', re.ASCII),
+        rule='`{"redis://redis:6379": "<redis_monitor_password>"}`',
+        derived_from=("redis_monitor_password",),
+    ),
+    SecretSpec(
+        name="postgres_monitor_password",
+        purpose="password of the PostgreSQL role `analyticbot_monitor` (pg_monitor and nothing else) that the "
+        "PostgreSQL exporter connects as",
+        kind="generated",
+        required_in=_EVERYWHERE,
+        rotation="`invoke secrets.rotate postgres_monitor_password`: ALTER ROLE, swap the file, restart "
+        "postgres-exporter.",
+        pattern=_PRINTABLE,
+        rule=_PRINTABLE_RULE,
+        strength_checked=True,
+        generate_bytes=32,
+        restart_on_rotate=("postgres-exporter",),
+    ),
+    SecretSpec(
+        name="prometheus_password",
+        purpose="password of the user `ops` on Prometheus and Alertmanager (their UIs, APIs and each other)",
+        kind="generated",
+        required_in=_EVERYWHERE,
+        rotation="`invoke secrets.rotate prometheus_password`: swap it and prometheus_web_config, restart prometheus "
+        "and alertmanager.",
+        # bcrypt, which the web config holds, reads at most 72 bytes of a password.
+        pattern=re.compile(r"[!-~]{1,72}", re.ASCII),
+        rule=f"{_PRINTABLE_RULE}, at most 72 characters (bcrypt's limit)",
+        strength_checked=True,
+        generate_bytes=32,
+        restart_on_rotate=("prometheus", "alertmanager"),
+    ),
+    SecretSpec(
+        name="prometheus_web_config",
+        purpose="web config of Prometheus and Alertmanager: the bcrypt hash of prometheus_password, never the password",
+        kind="derived",
+        required_in=_EVERYWHERE,
+        rotation="Derived: rewritten whenever prometheus_password is created or rotated.",
+        pattern=re.compile(
+            r"basic_auth_users:\n  " + re.escape(MONITORING_USER) + r": '\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}'",
+            re.ASCII,
+        ),
+        rule=f"`basic_auth_users:` with `{MONITORING_USER}: '<bcrypt hash>'`",
+        derived_from=("prometheus_password",),
+    ),
+    SecretSpec(
+        name="alert_webhook_token",
+        purpose="bearer token Alertmanager sends with each alert to the bot's /alerts webhook",
+        kind="generated",
+        required_in=_EVERYWHERE,
+        rotation="`invoke secrets.rotate alert_webhook_token`: swap, restart alertmanager and bot.",
+        pattern=re.compile(r"[A-Za-z0-9_-]{32,}", re.ASCII),
+        rule="32 or more characters of [A-Za-z0-9_-]",
+        strength_checked=True,
+        generate_bytes=32,
+        restart_on_rotate=("alertmanager", "bot"),
     ),
     SecretSpec(
         name="jwt_secret_key",
@@ -216,6 +304,16 @@ SECRETS: tuple[SecretSpec, ...] = (
         pattern=re.compile(r"\d+:[A-Za-z0-9_-]{35}", re.ASCII),
         rule=r"^\d+:[A-Za-z0-9_-]{35}$",
         without="the bot runs degraded",
+    ),
+    SecretSpec(
+        name="alert_chat_id",
+        purpose="Telegram chat id of the operators, where the bot sends alerts (a group's id starts with -100)",
+        kind="user",
+        required_in=_NOWHERE,
+        rotation="Fixed per chat; change with `invoke secrets.from-env --force`, restart bot.",
+        pattern=re.compile(r"-?[0-9]{1,20}", re.ASCII),
+        rule="an integer chat id (negative for groups)",
+        without="alerts are logged by the bot, not sent",
     ),
     SecretSpec(
         name="stripe_secret_key",

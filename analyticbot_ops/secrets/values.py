@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from secrets import token_urlsafe
@@ -15,7 +16,7 @@ from types import MappingProxyType, ModuleType
 
 from ..errors import BadInput, OpsError
 from ..paths import SERVICES_DIR
-from .registry import REDIS_ADMIN_RULES, REDIS_APP_RULES, get_spec
+from .registry import MONITORING_USER, REDIS_ADMIN_RULES, REDIS_APP_RULES, REDIS_MONITOR_RULES, get_spec
 
 
 def _load_placeholders() -> ModuleType:
@@ -76,18 +77,39 @@ def generate_value(name: str) -> str:
             return value
 
 
-def redis_acl_line(password: str, admin_password: str) -> str:
+def redis_acl_line(password: str, admin_password: str, monitor_password: str) -> str:
     """Return the Redis ACL file: the sha256 of each password, so the file never holds one in clear.
 
     Unauthenticated connections are the `default` user, allowed PING only: the
     healthcheck needs no secret on a command line. The API is user `analyticbot`,
-    with only the commands and keys its cache uses (REDIS_APP_RULES); `ops` is the toolkit's."""
-    app, admin = (hashlib.sha256(p.encode()).hexdigest() for p in (password, admin_password))
+    with only the commands and keys its cache uses (REDIS_APP_RULES); `ops` is the toolkit's;
+    `monitor` is the exporter's, with no keys and only the commands that read the server's state."""
+    app, admin, monitor = (hashlib.sha256(p.encode()).hexdigest() for p in (password, admin_password, monitor_password))
     return (
         "user default on nopass resetchannels -@all +ping\n"
         f"user analyticbot on #{app} {REDIS_APP_RULES}\n"
         f"user ops on #{admin} {REDIS_ADMIN_RULES}\n"
+        f"user monitor on #{monitor} {REDIS_MONITOR_RULES}\n"
     )
+
+
+def redis_monitor_auth(password: str) -> str:
+    """The Redis exporter's --redis.password-file: JSON from the address it scrapes to the password (a flag or
+    an environment variable would show the password in `ps` or `docker inspect`)."""
+    return json.dumps({"redis://redis:6379": password}) + "\n"
+
+
+# bcrypt's cost: Prometheus and Alertmanager check it on every request, their own scrapes and healthchecks
+# included, so a high cost is paid every few seconds; 10 is what their documentation's examples use.
+WEB_CONFIG_BCRYPT_ROUNDS = 10
+
+
+def prometheus_web_config(password: str, rounds: int = WEB_CONFIG_BCRYPT_ROUNDS) -> str:
+    """The web config file of Prometheus and Alertmanager: basic auth for MONITORING_USER, as a bcrypt hash."""
+    import bcrypt  # needed only where the file is written or checked
+
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+    return f"basic_auth_users:\n  {MONITORING_USER}: '{hashed}'\n"
 
 
 @dataclass(frozen=True)
@@ -99,13 +121,39 @@ class Derivation:
 
 
 def _acl(sources: Mapping[str, str]) -> str:
-    return redis_acl_line(sources["redis_password"], sources["redis_admin_password"])
+    return redis_acl_line(sources["redis_password"], sources["redis_admin_password"], sources["redis_monitor_password"])
 
 
 def _acl_problems(value: str, sources: Mapping[str, str]) -> tuple[str, ...]:
     if value.strip() == _acl(sources).strip():
         return ()
-    return ("does not match the current redis_password and redis_admin_password",)
+    return ("does not match the current passwords of the Redis users",)
+
+
+def _monitor_auth(sources: Mapping[str, str]) -> str:
+    return redis_monitor_auth(sources["redis_monitor_password"])
+
+
+def _monitor_auth_problems(value: str, sources: Mapping[str, str]) -> tuple[str, ...]:
+    if value.strip() == _monitor_auth(sources).strip():
+        return ()
+    return ("does not hold the current redis_monitor_password",)
+
+
+def _web_config(sources: Mapping[str, str]) -> str:
+    return prometheus_web_config(sources["prometheus_password"])
+
+
+def _web_config_problems(value: str, sources: Mapping[str, str]) -> tuple[str, ...]:
+    import bcrypt
+
+    hashed = value.rsplit("'", 2)[-2] if value.count("'") >= 2 else ""
+    try:
+        if bcrypt.checkpw(sources["prometheus_password"].encode(), hashed.encode()):
+            return ()
+    except ValueError:  # not a bcrypt hash at all
+        pass
+    return ("does not hold the hash of the current prometheus_password",)
 
 
 def _read_token(sources: Mapping[str, str]) -> str:
@@ -124,6 +172,8 @@ DERIVATIONS: Mapping[str, Derivation] = MappingProxyType(
     {
         "redis_acl": Derivation(_acl, _acl_problems),
         "api_read_token": Derivation(_read_token, _read_token_problems),
+        "redis_monitor_auth": Derivation(_monitor_auth, _monitor_auth_problems),
+        "prometheus_web_config": Derivation(_web_config, _web_config_problems),
     }
 )
 

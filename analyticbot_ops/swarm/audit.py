@@ -26,13 +26,13 @@ def rendered(stack: compose.Stack) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         files = {}
-        for name in {n for s in model.SERVICES for n in s.secrets} | {"fullchain.pem", "privkey.pem"}:
+        for name in {n for s in stack.services for n in s.secrets} | {"fullchain.pem", "privkey.pem"}:
             (folder / name).write_text("placeholder")
             files[name] = folder / name
         return render.render(
             compose.merged_config(stack),
             project=stack.project,
-            images={v: stack.settings[v] for v in model.IMAGE_VARIABLES.values()},
+            images={s.image_variable: stack.settings[s.image_variable] for s in stack.services},
             secret_files={k: v for k, v in files.items() if not k.endswith(".pem")},
             tls_dir=folder,
             redis_conf=COMPOSE_DIR / "redis" / "redis.conf",

@@ -44,7 +44,7 @@ def push_images(stack: compose.Stack, lab: Lab, progress: Progress) -> dict[str,
     """Each image variable's reference for the nodes: the lab's registry, pinned by digest (every node runs
     the same bytes). Pushed from this host through the registry's loopback port."""
     refs = {}
-    for variable in dict.fromkeys(s.image_variable for s in model.SERVICES):
+    for variable in dict.fromkeys(s.image_variable for s in stack.services):
         tag = stack.settings[variable]
         info = docker.inspect("image", tag)
         if info is None:
@@ -81,7 +81,7 @@ def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
     secrets.ensure_optional_placeholders(secrets_dir)  # an absent optional secret is an empty file, as on Compose
     # The secrets the services mount (the model says which). Swarm refuses an empty secret: an optional one
     # left empty is not mounted, which the services read the same way (absent or empty: not configured).
-    mounted = {name for service in model.SERVICES for name in service.secrets}
+    mounted = {name for service in stack.services for name in service.secrets}
     secret_files = {
         name: secrets_dir / name
         for name in sorted(mounted)

@@ -83,6 +83,7 @@ def test_from_env_generates_the_missing_secrets_and_prints_each_outcome(
     assert sorted(p.name for p in sdir.iterdir() if not p.name.startswith(".")) == sorted(MADE_WITHOUT_INPUT)
     text = capsys.readouterr().out
     assert "created" in row(text, "jwt_secret_key") and "missing" in row(text, "bot_token")
+    assert "created" in row(text, "prometheus_web_config") and "missing" in row(text, "alert_chat_id")
 
 
 def test_from_env_reads_an_env_file_and_keeps_what_exists_unless_forced(

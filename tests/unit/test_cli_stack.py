@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from invoke import Config, Context, Exit
 
-from analyticbot_ops import backups, compose, health, releases
+from analyticbot_ops import backups, compose, health, model, releases
 from analyticbot_ops.cli import stack as stack_cli
 from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import DockerUnavailable
@@ -304,10 +304,10 @@ def test_restart_rolls_the_apps_reloads_the_proxy_and_restarts_the_rest(
     restarting: dict[str, list[Any]], capsys: Any
 ) -> None:
     stack_cli.restart(context(), env="staging", timeout="60")
-    assert restarting["composed"] == [
-        ("analyticbot-staging", ("restart", "postgres", "redis", "mtproto"), {}),
-    ]
-    assert restarting["waited"] == [(["postgres", "redis", "mtproto"], 60.0)]
+    # The singletons, the monitoring overlay's included (ops.monitoring is on by default).
+    singletons = ["postgres", "redis", "mtproto", *model.MONITORS]
+    assert restarting["composed"] == [("analyticbot-staging", ("restart", *singletons), {})]
+    assert restarting["waited"] == [(singletons, 60.0)]
     assert restarting["rolled"] == [("api", 60.0), ("bot", 60.0)]
     assert restarting["reloaded"] == ["analyticbot-staging"]
     text = capsys.readouterr().out

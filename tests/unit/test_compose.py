@@ -165,10 +165,19 @@ def test_a_subnet_without_room_or_not_ipv4_is_refused(subnet: str) -> None:
 def test_load_stack_uses_the_environments_files_and_project(hermetic: dict[str, str]) -> None:
     dev = compose.load_stack("dev")
     assert (dev.env, dev.project) == ("dev", "analyticbot-dev")
-    assert dev.files == [COMPOSE_DIR / n for n in (*compose.BASE_FILES, "docker-compose.dev.yml")]
+    assert dev.files == [
+        COMPOSE_DIR / n for n in (*compose.BASE_FILES, "docker-compose.dev.yml", compose.MONITORING_FILE)
+    ]
+    assert dev.monitoring and "prometheus" in dev.running and "monitoring" in dev.networks
+    assert dev.published["PROMETHEUS_PORT"] == ("127.0.0.1", 9090)
+    without = compose.load_stack("dev", monitoring=False)
+    assert without.files == dev.files[:-1] and "prometheus" not in without.running
+    assert "monitoring" not in without.networks and "PROMETHEUS_PORT" not in without.published
+    # The proxy's stub_status answers the exporter's address, and nobody without the overlay.
+    assert dev.settings["NGINX_EXPORTER_IP"] == "172.20.0.253" and "NGINX_EXPORTER_IP" not in without.settings
     assert dev.settings["HTTP_PORT"] == "8080" and dev.settings["PROXY_FRONTEND_IP"] == "172.20.0.254"
     staging = compose.load_stack("staging")
-    assert (staging.project, staging.files[-1].name) == ("analyticbot-staging", "docker-compose.prod.yml")
+    assert (staging.project, staging.files[-2].name) == ("analyticbot-staging", "docker-compose.prod.yml")
     hermetic["COMPOSE_PROJECT_NAME"] = "preview-7"
     assert compose.load_stack("prod").project == "preview-7"
     named = compose.load_stack("prod", project="explicit")
@@ -176,7 +185,7 @@ def test_load_stack_uses_the_environments_files_and_project(hermetic: dict[str, 
 
 
 def test_load_stack_refuses_a_missing_compose_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in (*compose.BASE_FILES, "docker-compose.dev.yml"):
+    for name in (*compose.BASE_FILES, "docker-compose.dev.yml", compose.MONITORING_FILE):
         (tmp_path / name).write_text("services: {}\n")
     monkeypatch.setattr(compose, "COMPOSE_DIR", tmp_path)
     assert compose.load_stack("dev").files[0] == tmp_path / "docker-compose.yml"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import compose, deploy, docker, engine, preflight, releases, rollout, runner, secrets, tls
+from analyticbot_ops import compose, deploy, docker, engine, model, preflight, releases, rollout, runner, secrets, tls
 from analyticbot_ops.errors import BadInput, OpsError
 from analyticbot_ops.model import Labels
 from analyticbot_ops.paths import REPO_ROOT
@@ -92,9 +92,10 @@ def fake(world: World) -> Iterator[runner.FakeRunner]:
         yield fake
 
 
-def _stack(tmp_path: Path, env: str = "prod", **overrides: str) -> compose.Stack:
+def _stack(tmp_path: Path, env: str = "prod", monitoring: bool = False, **overrides: str) -> compose.Stack:
+    """The deploy's orchestration is the same with the monitoring overlay: most tests leave it out."""
     settings = {"SECRETS_DIR": str(tmp_path / "secrets"), "TLS_DIR": str(tmp_path / "tls"), **overrides}
-    return compose.load_stack(env, project=PROJECT, overrides=settings)
+    return compose.load_stack(env, project=PROJECT, overrides=settings, monitoring=monitoring)
 
 
 def _compose(stack: compose.Stack, *args: str) -> str:
@@ -121,6 +122,9 @@ def test_each_service_needs_the_image_its_setting_names_and_the_job_shares_the_a
     assert set(images) == {"postgres", "redis", "migrate", "api", "bot", "mtproto", "proxy"}
     assert images["api"] == images["migrate"] == "registry.example/api:r7"
     assert images["proxy"] == stack.settings["PROXY_IMAGE"]
+    monitored = deploy.required_images(_stack(tmp_path, monitoring=True))
+    assert set(monitored) - set(images) == set(model.MONITORS)
+    assert monitored["postgres-exporter"] == "analyticbot/postgres-exporter:bookworm"
 
 
 def test_missing_images_are_the_ones_the_daemon_does_not_have(world: World, tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ def _services(name: str) -> dict[str, dict]:
 
 
 def _merged_base() -> dict[str, dict]:
+    """The base files and the monitoring overlay: every service any stack runs."""
     merged: dict[str, dict] = {}
-    for name in compose.BASE_FILES:
+    for name in (*compose.BASE_FILES, compose.MONITORING_FILE):
         for service, body in _services(name).items():
             merged.setdefault(service, {}).update(body)
     return merged
@@ -28,13 +29,24 @@ def _merged_base() -> dict[str, dict]:
 
 def test_every_service_of_the_compose_files_is_in_the_model_and_back() -> None:
     assert set(_merged_base()) == {s.name for s in model.SERVICES}
+    # The overlay holds the monitoring services, and nothing else does.
+    assert set(_services(compose.MONITORING_FILE)) == set(model.MONITORS)
+    assert not set(model.MONITORS) & {s for name in compose.BASE_FILES for s in _services(name)}
 
 
 def test_the_secrets_overlay_mounts_exactly_what_the_model_says_each_service_reads() -> None:
-    overlay = _services("docker-compose.secrets.yml")
+    """The base services' secrets come from the secrets overlay; the monitoring services' from theirs."""
+    overlay, monitoring = _services("docker-compose.secrets.yml"), _services(compose.MONITORING_FILE)
     for service in model.SERVICES:
-        mounted = [s if isinstance(s, str) else s["source"] for s in overlay.get(service.name, {}).get("secrets", [])]
+        body = (monitoring if service.kind == "monitor" else overlay).get(service.name, {})
+        mounted = [s if isinstance(s, str) else s["source"] for s in body.get("secrets", [])]
         assert sorted(mounted) == sorted(service.secrets), service.name
+
+
+def test_every_secret_a_compose_file_mounts_is_declared_once_in_the_secrets_overlay() -> None:
+    declared = yaml.safe_load((COMPOSE_DIR / "docker-compose.secrets.yml").read_text())["secrets"]
+    assert set(declared) == {name for s in model.SERVICES for name in s.secrets}
+    assert "secrets" not in yaml.safe_load((COMPOSE_DIR / compose.MONITORING_FILE).read_text())
 
 
 def test_every_secret_a_service_reads_is_in_the_registry_and_has_its_readers_as_consumers() -> None:
@@ -64,7 +76,19 @@ def test_image_defaults_follow_the_namespace_and_the_settings_say_where_they_cam
 
 
 def test_derived_sets() -> None:
-    assert model.RUNNING == ("postgres", "redis", "api", "bot", "mtproto", "proxy")
+    core = ("postgres", "redis", "api", "bot", "mtproto", "proxy")
+    monitors = (
+        "prometheus",
+        "alertmanager",
+        "postgres-exporter",
+        "redis-exporter",
+        "nginx-exporter",
+        "blackbox-exporter",
+    )
+    assert (*core, *monitors) == model.RUNNING
+    assert monitors == model.MONITORS
+    assert [s.name for s in model.services(monitoring=False) if s.kind != "job"] == list(core)
+    assert model.BY_NAME["postgres-exporter"].image_variable == "POSTGRES_EXPORTER_IMAGE"
     assert model.JOBS == ("migrate",)
     assert model.ROLLING == ("api", "bot")
     assert model.BUILT == ("api", "bot", "mtproto", "proxy")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from analyticbot_ops import secrets as sec
@@ -63,16 +65,19 @@ def test_from_env_tightens_an_existing_open_folder(sdir: Path) -> None:
 
 def test_redis_acl_holds_the_sha256_never_the_password(sdir: Path) -> None:
     populate(sdir)
-    password = sec.read_secret("redis_password", sdir)
+    passwords = {name: sec.read_secret(name, sdir) for name in sec.REDIS_USERS}
+    assert set(passwords) == {"redis_password", "redis_admin_password", "redis_monitor_password"}
+    digest = {name: hashlib.sha256(password.encode()).hexdigest() for name, password in passwords.items()}
     acl = (sdir / "redis_acl").read_text()
-    digest = hashlib.sha256(password.encode()).hexdigest()
     assert acl == (
-        f"user default on nopass resetchannels -@all +ping\nuser analyticbot on #{digest} "
+        f"user default on nopass resetchannels -@all +ping\nuser analyticbot on #{digest['redis_password']} "
         "resetkeys ~summary:* ~health:* resetchannels -@all -@dangerous +get +set +del +ping +client|setname\n"
-        f"user ops on #{hashlib.sha256(sec.read_secret('redis_admin_password', sdir).encode()).hexdigest()} "
-        "~* &* +@all\n"
+        f"user ops on #{digest['redis_admin_password']} ~* &* +@all\n"
+        f"user monitor on #{digest['redis_monitor_password']} resetkeys resetchannels -@all +ping +info "
+        "+config|get +slowlog|get +slowlog|len +latency|latest +client|setname\n"
     )
-    assert password not in acl
+    for name, password in passwords.items():
+        assert password not in acl, name
     assert sec.validate_value("redis_acl", sec.read_secret("redis_acl", sdir)) == ()
 
 
@@ -90,7 +95,7 @@ def test_missing_redis_acl_is_recreated_from_the_kept_password(sdir: Path) -> No
     assert report.outcome("redis_password").status == "kept"
     assert report.outcome("redis_acl").status == "created"
     assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
-        password, sec.read_secret("redis_admin_password", sdir)
+        password, sec.read_secret("redis_admin_password", sdir), sec.read_secret("redis_monitor_password", sdir)
     )
 
 
@@ -114,7 +119,145 @@ def test_env_file_quoting_and_comments_are_understood(sdir: Path, tmp_path: Path
 def test_derived_secret_is_never_taken_from_input(sdir: Path) -> None:
     populate(sdir, REDIS_ACL="user default on nopass ~* +@all")
     assert "~* +@all\n" not in (sdir / "redis_acl").read_text()
-    assert (sdir / "redis_acl").read_text().endswith(f"{sec.REDIS_ADMIN_RULES}\n")
+    assert (sdir / "redis_acl").read_text().endswith(f"{sec.REDIS_MONITOR_RULES}\n")
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        *(sec.read_secret(name, sdir) for name in ("redis_password", "redis_admin_password", "redis_monitor_password"))
+    )
+
+
+def test_derived_monitoring_files_are_never_taken_from_input(sdir: Path) -> None:
+    auth_input = '{"redis://redis:6379": "' + SENSITIVE + '"}'
+    populate(sdir, REDIS_MONITOR_AUTH=auth_input, PROMETHEUS_WEB_CONFIG=f"basic_auth_users:\n  ops: '{SENSITIVE}'")
+    assert json.loads((sdir / "redis_monitor_auth").read_text()) == {
+        "redis://redis:6379": sec.read_secret("redis_monitor_password", sdir)
+    }
+    assert SENSITIVE not in (sdir / "prometheus_web_config").read_text()
+    assert web_config_hash(sdir) is not None
+
+
+# --- monitoring secrets: the exporter's password file and the Prometheus web config ------------------------------
+
+
+def web_config_hash(sdir: Path) -> bytes | None:
+    """The bcrypt hash in prometheus_web_config, or None when the file is not the expected one line of basic auth."""
+    match = re.fullmatch(
+        r"basic_auth_users:\n  ops: '(\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53})'\n",
+        (sdir / "prometheus_web_config").read_text(),
+    )
+    return match[1].encode() if match else None
+
+
+def test_prometheus_web_config_holds_a_bcrypt_hash_of_the_password_never_the_password(sdir: Path) -> None:
+    populate(sdir)
+    password = sec.read_secret("prometheus_password", sdir)
+    config = (sdir / "prometheus_web_config").read_text()
+    hashed = web_config_hash(sdir)
+    assert hashed is not None, "not the basic auth web config"
+    assert bcrypt.checkpw(password.encode(), hashed)
+    assert not bcrypt.checkpw(STRONG_PW.encode(), hashed)
+    assert password not in config
+    assert mode(sdir / "prometheus_web_config") == 0o600
+    assert sec.validate_value("prometheus_web_config", sec.read_secret("prometheus_web_config", sdir)) == ()
+
+
+def test_prometheus_web_config_is_renewed_when_prometheus_password_changes(sdir: Path) -> None:
+    populate(sdir)
+    old_password = sec.read_secret("prometheus_password", sdir)
+    old_config = (sdir / "prometheus_web_config").read_text()
+    report = sec.from_env("dev", sdir, env_file=None, environ={"PROMETHEUS_PASSWORD": STRONG_PW}, force=True)
+    outcome = report.outcome("prometheus_web_config")
+    assert (outcome.status, outcome.detail) == ("created", "derived from the new prometheus_password")
+    assert outcome.backup is not None and outcome.backup.read_text() == old_config
+    hashed = web_config_hash(sdir)
+    assert hashed is not None
+    assert bcrypt.checkpw(STRONG_PW.encode(), hashed)
+    assert not bcrypt.checkpw(old_password.encode(), hashed)
+    assert STRONG_PW not in (sdir / "prometheus_web_config").read_text()
+    # Nothing else derived changed with it.
+    assert report.outcome("redis_acl").status == report.outcome("redis_monitor_auth").status == "kept"
+
+
+def test_redis_monitor_auth_is_json_naming_the_redis_address(sdir: Path) -> None:
+    populate(sdir)
+    password = sec.read_secret("redis_monitor_password", sdir)
+    assert json.loads((sdir / "redis_monitor_auth").read_text()) == {"redis://redis:6379": password}
+    assert mode(sdir / "redis_monitor_auth") == 0o600
+    assert sec.validate_value("redis_monitor_auth", sec.read_secret("redis_monitor_auth", sdir)) == ()
+
+
+def test_a_new_redis_monitor_password_rewrites_its_auth_file_and_the_acl(sdir: Path) -> None:
+    populate(sdir)
+    old_auth = (sdir / "redis_monitor_auth").read_text()
+    report = sec.from_env("dev", sdir, env_file=None, environ={"REDIS_MONITOR_PASSWORD": STRONG_PW}, force=True)
+    for name in ("redis_monitor_auth", "redis_acl"):
+        assert report.outcome(name).status == "created", name
+        assert report.outcome(name).detail == "derived from the new redis_monitor_password", name
+    assert report.outcome("redis_monitor_auth").backup.read_text() == old_auth
+    assert json.loads((sdir / "redis_monitor_auth").read_text()) == {"redis://redis:6379": STRONG_PW}
+    acl = (sdir / "redis_acl").read_text()
+    assert acl == sec.redis_acl_line(
+        sec.read_secret("redis_password", sdir), sec.read_secret("redis_admin_password", sdir), STRONG_PW
+    )
+    assert f"user monitor on #{hashlib.sha256(STRONG_PW.encode()).hexdigest()} " in acl
+    assert STRONG_PW not in acl
+
+
+# The files that came with the monitoring overlay; a folder made before it has none of them.
+MONITORING_SECRETS = (
+    "redis_monitor_password",
+    "redis_monitor_auth",
+    "postgres_monitor_password",
+    "prometheus_password",
+    "prometheus_web_config",
+    "alert_webhook_token",
+)
+
+
+def test_a_folder_made_before_the_monitoring_secrets_gets_them_without_losing_a_value(sdir: Path) -> None:
+    populate(sdir, "prod", BOT_TOKEN=BOT_TOKEN)
+    for name in MONITORING_SECRETS:
+        (sdir / name).unlink()
+    # The ACL as it was then: no `monitor` user.
+    app, admin = (
+        hashlib.sha256(sec.read_secret(name, sdir).encode()).hexdigest()
+        for name in ("redis_password", "redis_admin_password")
+    )
+    old_acl = (
+        "user default on nopass resetchannels -@all +ping\n"
+        f"user analyticbot on #{app} {sec.REDIS_APP_RULES}\nuser ops on #{admin} {sec.REDIS_ADMIN_RULES}\n"
+    )
+    write_raw(sdir, "redis_acl", old_acl)
+    before = {p.name: p.read_bytes() for p in sdir.iterdir() if not p.name.startswith(".")}
+
+    report = sec.from_env("prod", sdir, env_file=None, environ={})
+
+    # Every secret that was there keeps its value, byte for byte; the ACL alone is made again (it is derived).
+    assert {name: (sdir / name).read_bytes() for name in before if name != "redis_acl"} == {
+        name: value for name, value in before.items() if name != "redis_acl"
+    }
+    for name in before.keys() - {"redis_acl"}:
+        assert report.outcome(name).status == "kept", name
+        assert report.outcome(name).backup is None, name
+    for name in MONITORING_SECRETS:
+        assert report.outcome(name).status == "created", name
+        assert mode(sdir / name) == 0o600, name
+    assert report.outcome("redis_monitor_password").detail == "generated"
+    acl = report.outcome("redis_acl")
+    assert (acl.status, acl.detail) == ("created", "derived from the new redis_monitor_password")
+    assert acl.backup is not None and acl.backup.read_text() == old_acl
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        *(sec.read_secret(name, sdir) for name in ("redis_password", "redis_admin_password", "redis_monitor_password"))
+    )
+    assert json.loads((sdir / "redis_monitor_auth").read_text()) == {
+        "redis://redis:6379": sec.read_secret("redis_monitor_password", sdir)
+    }
+    assert bcrypt.checkpw(sec.read_secret("prometheus_password", sdir).encode(), web_config_hash(sdir) or b"")
+    assert not sec.check_failed(sec.check("prod", sdir), "prod")
+    # Run again: nothing left to make, nothing changes.
+    after = {p.name: p.read_bytes() for p in sdir.iterdir() if not p.name.startswith(".")}
+    again = sec.from_env("prod", sdir, env_file=None, environ={})
+    assert all(o.status in ("kept", "missing") for o in again.outcomes)
+    assert {p.name: p.read_bytes() for p in sdir.iterdir() if not p.name.startswith(".")} == after
 
 
 # --- refusal: nothing changed ------------------------------------------------------------------------------------
@@ -319,7 +462,7 @@ def test_force_with_a_new_redis_password_rewrites_the_acl(sdir: Path) -> None:
     report = sec.from_env("dev", sdir, env_file=None, environ={"REDIS_PASSWORD": STRONG_PW}, force=True)
     assert report.outcome("redis_acl").status == "created"
     assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
-        STRONG_PW, sec.read_secret("redis_admin_password", sdir)
+        STRONG_PW, sec.read_secret("redis_admin_password", sdir), sec.read_secret("redis_monitor_password", sdir)
     )
     assert report.outcome("redis_acl").backup is not None
     assert report.outcome("redis_acl").backup.read_text() == old_acl
@@ -394,6 +537,7 @@ def test_init_asks_for_user_secrets_and_generates_the_rest(sdir: Path) -> None:
     asked = [re.match(r"(\w+) - ", p).group(1) for p in prompt.prompts]
     assert asked == [
         "bot_token",
+        "alert_chat_id",
         "stripe_secret_key",
         "openai_api_key",
         "telegram_api_id",
@@ -403,6 +547,7 @@ def test_init_asks_for_user_secrets_and_generates_the_rest(sdir: Path) -> None:
     assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
     assert sec.read_secret("telegram_api_id", sdir) == API_ID
     assert report.outcome("openai_api_key").status == "missing"
+    assert report.outcome("alert_chat_id").status == "missing"
     assert report.outcome("postgres_password").status == "created"
     assert (sdir / "redis_acl").is_file()
 
@@ -475,3 +620,11 @@ def test_a_name_without_equals_is_refused_by_its_line_not_skipped(tmp_path: Path
     # An empty value is a value: NAME= stays allowed (it means "unset" for optional secrets).
     env_file.write_text("A=\n")
     assert sec.read_env_file(env_file) == {"A": ""}
+
+
+def test_a_prometheus_password_past_bcrypts_limit_is_invalid_and_nothing_is_written(tmp_path: Path) -> None:
+    """bcrypt reads at most 72 bytes: a longer password is refused by the registry's rule, not by a traceback."""
+    sdir = tmp_path / "secrets"
+    with pytest.raises(sec.SecretsRejected, match="prometheus_password"):
+        sec.from_env("dev", sdir, environ={"PROMETHEUS_PASSWORD": "Aa1-" * 20})
+    assert not (sdir / "prometheus_web_config").exists()

@@ -21,11 +21,18 @@ def test_registry_declares_the_expected_secrets_and_kinds() -> None:
         "postgres_collector_password": "generated",
         "redis_password": "generated",
         "redis_admin_password": "generated",
+        "redis_monitor_password": "generated",
         "redis_acl": "derived",
+        "redis_monitor_auth": "derived",
+        "postgres_monitor_password": "generated",
+        "prometheus_password": "generated",
+        "prometheus_web_config": "derived",
+        "alert_webhook_token": "generated",
         "jwt_secret_key": "generated",
         "api_read_token": "derived",
         "telegram_webhook_secret": "generated",
         "bot_token": "user",
+        "alert_chat_id": "user",
         "stripe_secret_key": "user",
         "openai_api_key": "user",
         "telegram_api_id": "user",
@@ -35,10 +42,24 @@ def test_registry_declares_the_expected_secrets_and_kinds() -> None:
     assert sec.get_spec("bot_token").required_in == frozenset({"staging", "prod"})
     assert sec.get_spec("postgres_password").required_in == frozenset({"dev", "staging", "prod"})
     assert sec.get_spec("stripe_secret_key").required_in == frozenset()
+    assert sec.get_spec("alert_chat_id").required_in == frozenset()
+    for name in ("redis_monitor_password", "postgres_monitor_password", "prometheus_password", "alert_webhook_token"):
+        assert sec.get_spec(name).required_in == frozenset({"dev", "staging", "prod"}), name
+    assert sec.get_spec("redis_acl").derived_from == tuple(sec.REDIS_USERS)
+    assert tuple(sec.REDIS_USERS) == ("redis_password", "redis_admin_password", "redis_monitor_password")
+    assert sec.get_spec("redis_monitor_auth").derived_from == ("redis_monitor_password",)
+    assert sec.get_spec("prometheus_web_config").derived_from == ("prometheus_password",)
+    assert sec.REDIS_USERS["redis_monitor_password"] == "monitor"
+    assert sec.POSTGRES_ROLES["postgres_monitor_password"] == "analyticbot_monitor"
     assert sec.get_spec("postgres_password").consumers == ("postgres", "migrate")
     assert sec.get_spec("postgres_api_password").consumers == ("migrate", "api")  # the model's service order
     assert sec.get_spec("redis_acl").consumers == ("redis",)
     assert sec.get_spec("telegram_session").consumers == ("mtproto",)
+    assert sec.get_spec("redis_monitor_auth").consumers == ("redis-exporter",)
+    assert sec.get_spec("postgres_monitor_password").consumers == ("migrate", "postgres-exporter")
+    assert sec.get_spec("prometheus_web_config").consumers == ("prometheus", "alertmanager")
+    assert sec.get_spec("alert_webhook_token").consumers == ("bot", "alertmanager")
+    assert sec.get_spec("alert_chat_id").consumers == ("bot",)
 
 
 def test_consumers_are_the_services_that_mount_the_secret_in_the_model() -> None:
@@ -48,6 +69,9 @@ def test_consumers_are_the_services_that_mount_the_secret_in_the_model() -> None
     # No container mounts the Redis admin password: its file is owned for redis, which reads its hash in redis_acl.
     assert model.readers("redis_admin_password") == ()
     assert sec.get_spec("redis_admin_password").consumers == ("redis",)
+    # Nor the monitor's: redis reads its hash in redis_acl, the Redis exporter reads it in redis_monitor_auth.
+    assert model.readers("redis_monitor_password") == ()
+    assert sec.get_spec("redis_monitor_password").consumers == ("redis", "redis-exporter")
     assert all(spec.consumers for spec in sec.SECRETS)
 
 
@@ -66,7 +90,21 @@ def test_swarm_names_match_registry_and_docker_rules() -> None:
 
 
 def test_every_consumer_has_a_uid_and_shares_it() -> None:
-    assert set(sec.SERVICE_UIDS) == {"api", "bot", "mtproto", "migrate", "postgres", "redis", "proxy"}
+    assert set(sec.SERVICE_UIDS) == {
+        "api",
+        "bot",
+        "mtproto",
+        "migrate",
+        "postgres",
+        "redis",
+        "proxy",
+        "prometheus",
+        "alertmanager",
+        "postgres-exporter",
+        "redis-exporter",
+        "nginx-exporter",
+        "blackbox-exporter",
+    }
     for spec in sec.SECRETS:
         assert sec.consumer_uid(spec) == 10001
 

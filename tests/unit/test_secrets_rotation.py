@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from analyticbot_ops import secrets as sec
@@ -189,7 +191,9 @@ def test_rotate_redis_happy_path(sdir: Path) -> None:
     new = sec.read_secret("redis_password", sdir)
     assert new != old
     assert stack.calls == [("setpass", new), ("restart", ["api"]), ("wait", ["api"])]
-    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(new, sec.read_secret("redis_admin_password", sdir))
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        new, sec.read_secret("redis_admin_password", sdir), sec.read_secret("redis_monitor_password", sdir)
+    )
     assert result.files == ("redis_password", "redis_acl")
     assert sorted(b.name.split(".")[0] for b in result.backups) == ["redis_acl", "redis_password"]
 
@@ -305,4 +309,43 @@ def test_rotating_the_redis_admin_password_changes_the_ops_user_and_restarts_not
     sec.rotate("redis_admin_password", sdir, stack)
     new = sec.read_secret("redis_admin_password", sdir)
     assert calls == [("ops", new)] and stack.calls == []
-    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(sec.read_secret("redis_password", sdir), new)
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        sec.read_secret("redis_password", sdir), new, sec.read_secret("redis_monitor_password", sdir)
+    )
+
+
+def test_rotating_the_redis_monitor_password_rewrites_the_acl_and_the_exporters_file(sdir: Path) -> None:
+    populate(sdir)
+    old = sec.read_secret("redis_monitor_password", sdir)
+    calls: list[tuple[str, str]] = []
+
+    class MonitorStack(FakeStack):
+        def redis_acl_setpass(self, user: str, new_password: str) -> None:
+            calls.append((user, new_password))
+
+    stack = MonitorStack()
+    result = sec.rotate("redis_monitor_password", sdir, stack)
+    new = sec.read_secret("redis_monitor_password", sdir)
+    assert new != old
+    assert calls == [("monitor", new)]
+    assert stack.calls == [("restart", ["redis-exporter"]), ("wait", ["redis-exporter"])]
+    assert result.files == ("redis_monitor_password", "redis_acl", "redis_monitor_auth")
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        sec.read_secret("redis_password", sdir), sec.read_secret("redis_admin_password", sdir), new
+    )
+    assert json.loads((sdir / "redis_monitor_auth").read_text()) == {"redis://redis:6379": new}
+
+
+def test_rotating_the_prometheus_password_renews_the_web_config_and_restarts_both_servers(sdir: Path) -> None:
+    populate(sdir)
+    old = sec.read_secret("prometheus_password", sdir)
+    stack = FakeStack()
+    result = sec.rotate("prometheus_password", sdir, stack)
+    new = sec.read_secret("prometheus_password", sdir)
+    both = ["prometheus", "alertmanager"]
+    assert new != old and stack.calls == [("restart", both), ("wait", both)]
+    assert result.files == ("prometheus_password", "prometheus_web_config")
+    config = (sdir / "prometheus_web_config").read_text()
+    hashed = config.split("'")[1].encode()
+    assert bcrypt.checkpw(new.encode(), hashed) and not bcrypt.checkpw(old.encode(), hashed)
+    assert new not in config

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import time
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from analyticbot_ops import secrets as sec
@@ -91,7 +93,7 @@ def test_check_flags_an_acl_that_no_longer_matches_the_password(sdir: Path) -> N
     rows = {r.name: r for r in sec.check("dev", sdir)}
     assert rows["redis_acl"].format_ok is True
     assert rows["redis_acl"].valid is False
-    assert "does not match the current redis_password and redis_admin_password" in rows["redis_acl"].problems
+    assert "does not match the current passwords of the Redis users" in rows["redis_acl"].problems
     assert sec.check_failed(list(rows.values()), "dev") is True
 
 
@@ -231,7 +233,7 @@ def test_an_acl_with_the_old_broad_rules_is_renewed_to_the_narrow_ones(sdir: Pat
     assert row.valid is False
     sec.from_env("dev", sdir, environ={})
     assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
-        password, sec.read_secret("redis_admin_password", sdir)
+        password, sec.read_secret("redis_admin_password", sdir), sec.read_secret("redis_monitor_password", sdir)
     )
 
 
@@ -240,3 +242,48 @@ def test_an_unreadable_value_is_invalid_with_its_reason(sdir: Path) -> None:
     (sdir / "jwt_secret_key").write_bytes(b"\xff\xfe not utf-8")
     (row,) = [r for r in sec.check("dev", sdir) if r.name == "jwt_secret_key"]
     assert row.valid is False and row.problems == ("secret jwt_secret_key is not UTF-8 text",)
+
+
+def test_a_web_config_of_another_prometheus_password_is_reported_and_renewed(sdir: Path) -> None:
+    populate(sdir)
+    old_config = (sdir / "prometheus_web_config").read_text()
+    (sdir / "prometheus_password").write_text(STRONG_PW)  # changed by hand, the web config left behind
+    rows = {r.name: r for r in sec.check("dev", sdir)}
+    row = rows["prometheus_web_config"]
+    assert row.format_ok is True and row.valid is False
+    assert "does not hold the hash of the current prometheus_password" in row.problems
+    assert sec.check_failed(list(rows.values()), "dev") is True
+    assert STRONG_PW not in repr(rows)
+    report = sec.from_env("dev", sdir, environ={})
+    assert report.outcome("prometheus_web_config").detail == "renewed from prometheus_password"
+    assert report.outcome("prometheus_web_config").backup.read_text() == old_config
+    assert sec.read_secret("prometheus_password", sdir) == STRONG_PW  # the password is kept, never overwritten
+    config = (sdir / "prometheus_web_config").read_text()
+    assert STRONG_PW not in config
+    hashed = config.split("'")[1]
+    assert bcrypt.checkpw(STRONG_PW.encode(), hashed.encode())
+    assert all(r.valid for r in sec.check("dev", sdir) if r.name == "prometheus_web_config")
+
+
+def test_a_redis_monitor_auth_of_another_password_is_reported_and_renewed_with_the_acl(sdir: Path) -> None:
+    populate(sdir)
+    (sdir / "redis_monitor_password").write_text(STRONG_PW)  # changed by hand, its derived files left behind
+    rows = {r.name: r for r in sec.check("dev", sdir)}
+    assert rows["redis_monitor_auth"].valid is False
+    assert "does not hold the current redis_monitor_password" in rows["redis_monitor_auth"].problems
+    assert rows["redis_acl"].valid is False
+    assert "does not match the current passwords of the Redis users" in rows["redis_acl"].problems
+    assert STRONG_PW not in repr(rows)
+    report = sec.from_env("dev", sdir, environ={})
+    assert report.outcome("redis_monitor_password").status == "kept"
+    assert report.outcome("redis_monitor_auth").detail == "renewed from redis_monitor_password"
+    assert report.outcome("redis_acl").detail == (
+        "renewed from redis_password and redis_admin_password and redis_monitor_password"
+    )
+    assert sec.read_secret("redis_monitor_password", sdir) == STRONG_PW
+    assert json.loads((sdir / "redis_monitor_auth").read_text()) == {"redis://redis:6379": STRONG_PW}
+    assert (sdir / "redis_acl").read_text() == sec.redis_acl_line(
+        sec.read_secret("redis_password", sdir), sec.read_secret("redis_admin_password", sdir), STRONG_PW
+    )
+    rows = {r.name: r for r in sec.check("dev", sdir)}
+    assert rows["redis_monitor_auth"].valid is True and rows["redis_acl"].valid is True

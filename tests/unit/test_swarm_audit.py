@@ -21,8 +21,11 @@ from analyticbot_ops.swarm import audit as swarm_audit
 from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 
+# The monitoring overlay is not rendered for Swarm yet.
+SWARM_SERVICES = model.services(monitoring=False)
+
 P = support.PROJECT
-ALL_SECRETS = sorted({name for s in model.SERVICES for name in s.secrets})
+ALL_SECRETS = sorted({name for s in SWARM_SERVICES for name in s.secrets})
 UID = str(model.APP_UID)
 
 
@@ -59,7 +62,7 @@ def test_the_rendered_stack_is_the_prod_config_with_the_settings_image_tags(
 ) -> None:
     assert asked == [stack]
     assert rendered["version"] == render.STACK_VERSION
-    assert set(rendered["services"]) == {s.name for s in model.SERVICES}
+    assert set(rendered["services"]) == {s.name for s in SWARM_SERVICES}
     for name, service in rendered["services"].items():
         # The tags the settings name, not digests: the audit reads the images' own facts by tag.
         assert service["image"] == support.IMAGES[model.BY_NAME[name].image_variable], name
@@ -117,7 +120,7 @@ def test_what_swarm_cannot_express_fails_and_only_the_configured_exceptions_excu
     rendered = swarm_audit.rendered(stack)
     bare = _report(rendered, [])
     failed = {(f.check, f.target) for f in bare.findings if f.result == "FAIL"}
-    services = {s.name for s in model.SERVICES}
+    services = {s.name for s in SWARM_SERVICES}
     # no-new-privileges everywhere (security_opt ignored), no bounded restart count (the orchestrator replaces
     # tasks; the job retries 10 times), the migrate job's healthcheck, the proxy's host ports on every address
     # (and below 1024 when prod publishes 80 and 443).
@@ -146,7 +149,7 @@ def test_the_rendered_stack_passes_every_swarm_rule(rendered: dict[str, Any]) ->
     for f in found:
         by_rule.setdefault(f.check, set()).add(f.target)
     assert by_rule == {
-        "AB-SWARM-DNSRR": {s.name for s in model.SERVICES},
+        "AB-SWARM-DNSRR": {s.name for s in SWARM_SERVICES},
         "AB-SWARM-SECRETS": {n for n, s in rendered["services"].items() if s.get("secrets")},
         "AB-SWARM-DATA": {"postgres", "redis"},
     }

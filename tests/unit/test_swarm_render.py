@@ -16,8 +16,11 @@ from analyticbot_ops.paths import COMPOSE_DIR
 from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 
+# The monitoring overlay is not rendered for Swarm yet.
+SWARM_SERVICES = model.services(monitoring=False)
+
 REFS = {variable: f"172.29.7.2:5000/ns/{variable.lower()}@sha256:{'ab' * 32}" for variable in support.IMAGES}
-ALL_SECRETS = sorted({name for s in model.SERVICES for name in s.secrets})
+ALL_SECRETS = sorted({name for s in SWARM_SERVICES for name in s.secrets})
 
 
 def _secret_files(tmp_path: Path, names: list[str] | None = None) -> dict[str, Path]:
@@ -69,7 +72,7 @@ def test_the_input_is_shaped_like_compose_config() -> None:
 
 def test_every_service_of_the_model_is_in_the_stack_with_its_pinned_image(stack: dict[str, Any]) -> None:
     assert stack["version"] == "3.9"
-    assert set(stack["services"]) == {s.name for s in model.SERVICES}
+    assert set(stack["services"]) == {s.name for s in SWARM_SERVICES}
     for name, service in stack["services"].items():
         assert service["image"] == REFS[model.BY_NAME[name].image_variable], name
     assert stack["services"]["migrate"]["image"] == stack["services"]["api"]["image"]  # a job shares its app's image
@@ -236,7 +239,7 @@ def test_the_proxy_publishes_in_host_mode_on_the_given_ports(tmp_path: Path) -> 
 
 
 def test_each_service_mounts_its_secrets_0400_for_the_service_user(stack: dict[str, Any]) -> None:
-    for service in model.SERVICES:
+    for service in SWARM_SERVICES:
         if service.kind == "proxy":
             continue
         mounted = stack["services"][service.name]["secrets"]
