@@ -143,6 +143,12 @@ def dev_secrets_and_certificates(run: Run) -> None:
     tls.ensure_dev_certificates(run.tls_dir)
 
 
+def dev_secrets_without_the_monitoring_password(run: Run) -> None:
+    """Every dev secret but prometheus_password: Prometheus and Alertmanager would have no login."""
+    dev_secrets_and_certificates(run)
+    (run.secrets_dir / "prometheus_password").unlink()
+
+
 def https_port_taken(run: Run) -> None:
     """Valid dev secrets and certificates, every image present, HTTPS_PORT held by a listener."""
     dev_secrets_and_certificates(run)
@@ -763,6 +769,48 @@ CASES: tuple[Case, ...] = (
         EXIT_NO_DOCKER,
         r"Docker daemon",
         env={"DOCKER_HOST": NO_DAEMON},
+    ),
+    # 30. the monitoring overlay: its tasks need the daemon, its stack its secrets
+    Case(
+        "no-daemon-monitoring-alerts",
+        ("monitoring.alerts",),
+        EXIT_NO_DOCKER,
+        r"Docker daemon",
+        env={"DOCKER_HOST": NO_DAEMON},
+    ),
+    Case(
+        "no-daemon-monitoring-targets",
+        ("monitoring.targets",),
+        EXIT_NO_DOCKER,
+        r"Docker daemon",
+        env={"DOCKER_HOST": NO_DAEMON},
+    ),
+    Case(
+        "no-daemon-monitoring-silence",
+        ("monitoring.silence", "--alert", "PostgresDown", "--reason", "drill"),
+        EXIT_NO_DOCKER,
+        r"Docker daemon",
+        env={"DOCKER_HOST": NO_DAEMON},
+    ),
+    Case(
+        "monitoring-silence-unknown-alert",
+        ("monitoring.silence", "--alert", "PostgresDwn", "--reason", "drill"),
+        EXIT_BAD_INPUT,
+        r"unknown alert 'PostgresDwn'; known: ServiceDown",
+    ),
+    Case(
+        "monitoring-silence-bad-duration",
+        ("monitoring.silence", "--alert", "PostgresDown", "--for", "soon", "--reason", "drill"),
+        EXIT_BAD_INPUT,
+        r"--for must be a duration like 30m, 1h or 2d, got 'soon'",
+    ),
+    Case(
+        "up-dev-monitoring-secret-missing",
+        ("up", "--env", "dev", "--timeout", "5"),
+        EXIT_BAD_INPUT,
+        r"secrets not ready for dev: prometheus_password",
+        setup=dev_secrets_without_the_monitoring_password,
+        guard_env="dev",
     ),
     # 29. Swarm: refused before any engine is started or any image pushed
     Case(

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.integration.browser import chromium
 from tests.sandbox import RunningStack
-
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 def _spki_pin(fullchain: Path) -> str:
@@ -30,20 +26,8 @@ def _spki_pin(fullchain: Path) -> str:
 
 @pytest.fixture
 def browser(prod_stack: RunningStack, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.fail("chromium and chromium-driver are not installed: run scripts/bootstrap")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        # Without these Chromium keeps calling outside hosts.
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--ignore-certificate-errors-spki-list={_spki_pin(prod_stack.tls_dir / 'fullchain.pem')}",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    pin = _spki_pin(prod_stack.tls_dir / "fullchain.pem")
+    driver = chromium(tmp_path / "profile", f"--ignore-certificate-errors-spki-list={pin}")
     try:
         yield driver
     finally:
