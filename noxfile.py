@@ -62,5 +62,6 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/images.py")
     session.run("python", "benchmarks/stack.py", *session.posargs)
+    session.run("python", "benchmarks/monitoring.py")
     session.run("python", "benchmarks/deploy.py")
     session.run("python", "benchmarks/swarm.py")

@@ -82,3 +82,17 @@ def test_every_scrape_job_is_a_service_of_the_overlay_or_the_stack() -> None:
         if not target.startswith("https://")
     }
     assert hosts - {"localhost"} <= set(overlay) | set(model.APPS)
+
+
+def test_the_tools_come_from_the_venv_then_path_else_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyticbot_ops.errors import OpsError
+
+    monkeypatch.setattr(tools, "TOOLS_DIR", tmp_path / "venv-bin")
+    (tmp_path / "path").mkdir()
+    found = tmp_path / "path" / "amtool"
+    found.write_text("#!/bin/sh\n")
+    found.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "path"))
+    assert tools.tool("amtool") == found
+    with pytest.raises(OpsError, match=r"^promtool is not installed: run scripts/bootstrap"):
+        tools.tool("promtool")
