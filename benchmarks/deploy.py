@@ -62,7 +62,7 @@ def main() -> int:
     build(images["broken"], "FROM analyticbot/api:latest\nENV APP_MODULE=analyticbot_api.main:no_such_app\n")
 
     def with_api(image: str) -> compose.Stack:
-        return compose.load_stack("prod", project=project, overrides={**stack.stack.settings, "API_IMAGE": image})
+        return stack.reloaded(API_IMAGE=image)
 
     rows: list[tuple[str, float, int, list[str], float | None]] = []
     ok = True

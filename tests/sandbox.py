@@ -53,6 +53,16 @@ class RunningStack:
     def ca_file(self) -> str:
         return str(self.tls_dir / "ca.crt")
 
+    def reloaded(self, **overrides: str) -> compose.Stack:
+        """The same stack (project, settings, with or without the monitoring overlay) with some settings changed:
+        a new image, a broken setting."""
+        return compose.load_stack(
+            self.stack.env,
+            project=self.project,
+            overrides={**self.stack.settings, **overrides},
+            monitoring=self.stack.monitoring,
+        )
+
     def secret(self, name: str) -> str:
         return secrets.read_secret(name, self.secrets_dir)
 

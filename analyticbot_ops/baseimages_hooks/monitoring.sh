@@ -35,6 +35,9 @@ if [ "$binary" = prometheus ]; then
     # the packages' trees.
     web="$root/usr/share/prometheus/web"
     kept=$(mktemp -d)
+    # mktemp makes it 0700, and copying its contents (`.`) gives static/ that mode: uid 10001 could
+    # not read a single file (HTTP 403 for every script and style).
+    chmod 0755 "$kept"
     grep -rhoE 'static/[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+' "$web/templates" "$root/usr/share/prometheus/console_libraries" \
         | sort -u | while read -r ref; do
         file="${ref#static/}"

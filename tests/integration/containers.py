@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from analyticbot_ops import secrets, tokens
+from analyticbot_ops import model, secrets, tokens
 
 HARDENED = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 
@@ -173,7 +173,7 @@ def run_migrate(network: Network, secrets_dir: Path, timeout: float = 90) -> Non
     """The migrate job, as compose runs it before the API and the collector: schema, roles, grants; exit 0."""
     job = DockerContainer("analyticbot/api:latest").with_network(network)
     job.with_command("python3 -m analyticbot_api.migrate").with_env("POSTGRES_HOST", "postgres")
-    for name in ("postgres_password", "postgres_api_password", "postgres_collector_password"):
+    for name in model.BY_NAME["migrate"].secrets:
         job.with_volume_mapping(str(secrets_dir / name), f"/run/secrets/{name}", "ro")
     job.with_tmpfs_mount("/tmp").with_kwargs(**HARDENED)
     job.start()

@@ -46,7 +46,7 @@ def _psql(stack: RunningStack, sql: str) -> str:
 def _broken_deploy(stack: RunningStack, overrides: dict[str, str]) -> str:
     """Deploy the stack with `overrides`, which must fail fast (well inside its timeout); its message.
     The stack is deployed as it was afterwards, whatever happened."""
-    broken = compose.load_stack("prod", project=stack.project, overrides={**stack.stack.settings, **overrides})
+    broken = stack.reloaded(**overrides)
     started = time.monotonic()
     try:
         with pytest.raises(OpsError) as failure:

@@ -58,7 +58,7 @@ def release_images(run_id: str) -> Iterator[dict[str, str]]:
 
 
 def _with_api(stack: RunningStack, image: str) -> compose.Stack:
-    return compose.load_stack("prod", project=stack.project, overrides={**stack.stack.settings, "API_IMAGE": image})
+    return stack.reloaded(API_IMAGE=image)
 
 
 def test_a_rerun_with_nothing_changed_recreates_nothing(prod_stack: RunningStack, client: SteadyClient) -> None:
@@ -68,7 +68,7 @@ def test_a_rerun_with_nothing_changed_recreates_nothing(prod_stack: RunningStack
     deploy.up(prod_stack.stack, timeout=120, progress=messages.append)
     elapsed = time.monotonic() - started
     assert _container_ids(prod_stack) == before
-    assert all(f"{s}: unchanged, left running" in messages for s in compose.ALL_SERVICES), messages
+    assert all(f"{s}: unchanged, left running" in messages for s in prod_stack.stack.running), messages
     _assert_served(client, elapsed)
 
 
@@ -88,8 +88,7 @@ def test_a_new_api_release_rolls_and_rolls_back_without_a_failed_request(
         # `invoke rollback`: the release before the current one, deployed (rolled) again.
         back = releases.choose(prod_stack.project, None)
         assert back.images == first.images
-        overrides = {**prod_stack.stack.settings, **back.images}
-        deploy.up(compose.load_stack("prod", project=prod_stack.project, overrides=overrides), timeout=120)
+        deploy.up(prod_stack.reloaded(**back.images), timeout=120)
     api = docker.inspect("container", _ids(prod_stack)["api"])
     assert api is not None and api["Config"]["Image"] == first.images["API_IMAGE"]
     _assert_served(client, time.monotonic() - started)
@@ -140,11 +139,7 @@ def test_a_broken_release_rolls_back_by_itself_and_says_why(
 
 def test_the_proxy_is_never_recreated_without_allow_downtime(prod_stack: RunningStack) -> None:
     before = _container_ids(prod_stack)
-    changed = compose.load_stack(
-        "prod",
-        project=prod_stack.project,
-        overrides={**prod_stack.stack.settings, "EXTRA_SERVER_NAMES": "localhost x.test"},
-    )
+    changed = prod_stack.reloaded(EXTRA_SERVER_NAMES="localhost x.test")
     with pytest.raises(BadInput, match="--allow-downtime"):
         deploy.up(changed, timeout=60)
     assert _container_ids(prod_stack) == before

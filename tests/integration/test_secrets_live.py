@@ -159,7 +159,7 @@ def test_rotating_redis_password_swaps_the_live_acl(prod_stack: RunningStack) ->
     assert "WRONGPASS" in _redis_auth(prod_stack, old)
     # The ACL file on disk matches, so a Redis restart keeps the new password.
     assert (prod_stack.secrets_dir / "redis_acl").read_text() == secrets.redis_acl_line(
-        new, prod_stack.secret("redis_admin_password")
+        new, prod_stack.secret("redis_admin_password"), prod_stack.secret("redis_monitor_password")
     )
     with urllib.request.urlopen(
         f"{prod_stack.base_url}/api/health/ready", context=_context(prod_stack), timeout=5

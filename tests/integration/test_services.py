@@ -35,17 +35,22 @@ def network() -> Iterator[Network]:
 @pytest.fixture(scope="module")
 def postgres(network: Network, secrets_dir: Path) -> Iterator[PostgresContainer]:
     container = PostgresContainer(network, secrets_dir).start()
-    # The schema and the runtime roles the API and the collector log in as.
-    run_migrate(network, secrets_dir)
-    yield container
-    container.stop()
+    try:
+        # The schema and the runtime roles the API and the collector log in as. A failed job must not leave
+        # the database running: the daemon is shared, and nothing else would remove it.
+        run_migrate(network, secrets_dir)
+        yield container
+    finally:
+        container.stop()
 
 
 @pytest.fixture(scope="module")
 def redis(network: Network, secrets_dir: Path) -> Iterator[RedisContainer]:
     container = RedisContainer(network, secrets_dir, COMPOSE_DIR / "redis" / "redis.conf").start()
-    yield container
-    container.stop()
+    try:
+        yield container
+    finally:
+        container.stop()
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +58,10 @@ def api(
     network: Network, secrets_dir: Path, postgres: PostgresContainer, redis: RedisContainer
 ) -> Iterator[ServiceContainer]:
     container = ServiceContainer("api", network, secrets_dir).start()
-    yield container
-    container.stop()
+    try:
+        yield container
+    finally:
+        container.stop()
 
 
 def _ready(api: ServiceContainer) -> tuple[int, dict]:

@@ -253,7 +253,7 @@ def test_ssl_prod_without_a_running_proxy_says_so(prod_stack: RunningStack) -> N
     from analyticbot_ops import compose
 
     absent = compose.load_stack(
-        "prod", project=f"{prod_stack.project}-absent", overrides=dict(prod_stack.stack.settings)
+        "prod", project=f"{prod_stack.project}-absent", overrides=dict(prod_stack.stack.settings), monitoring=False
     )
     with pytest.raises(BadInput, match=r"proxy .* is not running"):
         acme.obtain(absent, acme.AcmeRequest("example.org"))
