@@ -4,14 +4,16 @@ checkout's, and a failure is checked as the one `error:` line and exit code a us
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from invoke import Exit
+from invoke import Config, Context, Exit
 
 from analyticbot_ops import compose, runner
+from analyticbot_ops.config import DEFAULTS
 
 
 class NoCommands(runner.FakeRunner):
@@ -55,3 +57,10 @@ def record(calls: list[tuple[tuple[Any, ...], dict[str, Any]]], result: Any = No
         return result
 
     return fake
+
+
+def context(**ops: Any) -> Context:
+    """An Invoke context with the toolkit's defaults, some `ops` settings changed."""
+    settings = copy.deepcopy(DEFAULTS)
+    settings["ops"].update(ops)
+    return Context(Config(overrides=settings))

@@ -4,14 +4,12 @@ it prints and exits with. The static mode and the rules themselves are tested in
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from invoke import Config, Context
 
 from analyticbot_ops import audit as rules
 from analyticbot_ops import compose
@@ -19,7 +17,7 @@ from analyticbot_ops.cli import audit as audit_cli
 from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import BadInput
 from analyticbot_ops.model import Labels
-from tests.unit.cli_support import fails, isolated_tasks
+from tests.unit.cli_support import context, fails, isolated_tasks
 
 from .secrets_support import write_raw
 
@@ -34,12 +32,6 @@ def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     write_raw(tmp_path / "secrets", "redis_admin_password", ADMIN)
     with isolated_tasks(monkeypatch, tmp_path):
         yield
-
-
-def context(**ops: Any) -> Context:
-    settings = copy.deepcopy(DEFAULTS)
-    settings["ops"].update(ops)
-    return Context(Config(overrides=settings))
 
 
 def container(service: str, *, running: bool = True, oneoff: bool = False, **env: str) -> dict[str, Any]:

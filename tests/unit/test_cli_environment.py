@@ -3,18 +3,15 @@ against a .env file in tmp_path, and the configuration and preflight checks (rep
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from invoke import Config, Context
 
 from analyticbot_ops import compose, environment, preflight, releases
 from analyticbot_ops.cli import environment as env_cli
-from analyticbot_ops.config import DEFAULTS
-from tests.unit.cli_support import fails, isolated_tasks
+from tests.unit.cli_support import context, fails, isolated_tasks
 
 NAMESPACE = "registry.example/team"
 
@@ -24,12 +21,6 @@ def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     # Each environment's .env file is read (and written) in tmp_path, never the checkout's.
     with isolated_tasks(monkeypatch, tmp_path):
         yield
-
-
-def context(**ops: Any) -> Context:
-    settings = copy.deepcopy(DEFAULTS)
-    settings["ops"].update(ops)
-    return Context(Config(overrides=settings))
 
 
 # --- check ------------------------------------------------------------------------------------------------

@@ -3,30 +3,22 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from invoke import Config, Context, Exit
+from invoke import Exit
 
 from analyticbot_ops import health
 from analyticbot_ops.cli import health as health_cli
-from analyticbot_ops.config import DEFAULTS
-from tests.unit.cli_support import fails, isolated_tasks
+from tests.unit.cli_support import context, fails, isolated_tasks
 
 
 @pytest.fixture(autouse=True)
 def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     with isolated_tasks(monkeypatch, tmp_path):
         yield
-
-
-def context(**ops: Any) -> Context:
-    settings = copy.deepcopy(DEFAULTS)
-    settings["ops"].update(ops)
-    return Context(Config(overrides=settings))
 
 
 API = health.ServiceHealth(

@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from invoke import Config, Context
 
 from analyticbot_ops.cli import monitoring as monitoring_cli
-from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import EXIT_BAD_INPUT, EXIT_DEGRADED, EXIT_UNHEALTHY
 from analyticbot_ops.monitoring import client
-from tests.unit.cli_support import fails, isolated_tasks
+from tests.unit.cli_support import context, fails, isolated_tasks
 
 WATCHDOG = client.Alert("Watchdog", "firing", "none", "the alerting pipeline works")
 REDIS_TARGET_DOWN = client.Alert("TargetDown", "firing", "warning", "target redis is down", {"job": "redis"})
@@ -26,12 +23,6 @@ POSTGRES_DOWN = client.Alert("PostgresDown", "firing", "critical", "PostgreSQL d
 def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     with isolated_tasks(monkeypatch, tmp_path):
         yield
-
-
-def context(**ops: Any) -> Context:
-    settings = copy.deepcopy(DEFAULTS)
-    settings["ops"].update(ops)
-    return Context(Config(overrides=settings))
 
 
 class FakeMonitoring:
