@@ -29,11 +29,12 @@ printf 'server_name%s;\n' "$names" > /tmp/nginx-runtime/server-names.inc
 # container of the service). A rolling update points one at its new container
 # for a while (`invoke up`, `invoke restart`), then back, with a reload.
 # stub_status (nginx's connection counts) answers the monitoring overlay's
-# exporter only, by its fixed address; without one, nobody.
+# exporter only: its fixed address on Compose, the internal monitoring
+# network's subnet on Swarm (no fixed address there); without one, nobody.
 exporter="${NGINX_EXPORTER_IP:-}"
 case "$exporter" in
     '') printf 'deny all;\n' > /tmp/nginx-runtime/status-clients.inc ;;
-    *[!0-9.]*) echo "proxy: NGINX_EXPORTER_IP must be an IPv4 address, got '$exporter'" >&2; exit 1 ;;
+    *[!0-9./]*) echo "proxy: NGINX_EXPORTER_IP must be an IPv4 address or subnet, got '$exporter'" >&2; exit 1 ;;
     *) printf 'allow %s;\ndeny all;\n' "$exporter" > /tmp/nginx-runtime/status-clients.inc ;;
 esac
 for service in api bot; do

@@ -61,8 +61,7 @@ def deploy(
     if env == "dev":
         raise BadInput("the swarm stack is for staging and prod (dev runs on Compose: `invoke stack.up`)")
     cluster = _cluster(context, registry)
-    # The monitoring overlay is not rendered for Swarm yet.
-    stack = stack_of(c, env, pinned=True, monitoring=False)
+    stack = stack_of(c, env, pinned=True)
     seconds = swarm_deploy.deploy(stack, cluster, timeout=timeout, progress=progress)
     out.print(f"{stack.project} converged on {cluster.name} in {seconds:.1f} s")
 
@@ -123,8 +122,7 @@ def rotate(
 ) -> None:
     """Rotate a secret on the swarm: the live change, a new secret version, the services rolled to it."""
     cluster = _cluster(context, registry)
-    # The monitoring overlay is not rendered for Swarm yet.
-    stack = stack_of(c, env, pinned=True, monitoring=False)
+    stack = stack_of(c, env, pinned=True)
     secrets.get_spec(name)
     control = swarm_rotation.SwarmStack(stack, cluster, progress)
     result = secrets.rotate(name, Path(stack.settings["SECRETS_DIR"]), control, timeout=timeout)

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import compose, model
 from ..audit import Finding
+from ..monitoring.config import swarm_files
 from ..paths import COMPOSE_DIR
 from . import render
 
@@ -38,6 +39,7 @@ def rendered(stack: compose.Stack) -> dict[str, Any]:
             redis_conf=COMPOSE_DIR / "redis" / "redis.conf",
             http_port=int(stack.settings["HTTP_PORT"]),
             https_port=int(stack.settings["HTTPS_PORT"]),
+            monitoring_files=swarm_files(stack.project, folder) if stack.monitoring else {},
         )
 
 

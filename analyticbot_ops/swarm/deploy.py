@@ -16,6 +16,7 @@ import yaml
 
 from .. import compose, docker, model, preflight, secrets
 from ..errors import OpsError
+from ..monitoring.config import swarm_files
 from ..paths import COMPOSE_DIR, STATE_DIR
 from . import render
 from .lab import Lab
@@ -87,6 +88,7 @@ def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
         for name in sorted(mounted)
         if (secrets_dir / name).is_file() and (secrets_dir / name).stat().st_size > 0
     }
+    STACK_FILES.mkdir(parents=True, exist_ok=True)
     rendered = render.render(
         compose.merged_config(stack),
         project=stack.project,
@@ -96,8 +98,8 @@ def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
         redis_conf=COMPOSE_DIR / "redis" / "redis.conf",
         http_port=int(stack.settings["HTTP_PORT"]),
         https_port=int(stack.settings["HTTPS_PORT"]),
+        monitoring_files=swarm_files(stack.project, STACK_FILES) if stack.monitoring else {},
     )
-    STACK_FILES.mkdir(parents=True, exist_ok=True)
     path = STACK_FILES / f"{stack.project}.yml"
     path.write_text(yaml.safe_dump(rendered, sort_keys=False))
     return path

@@ -13,7 +13,11 @@ What Swarm on Engine 20.10 does differently, and what each becomes here (checked
   IPVS), which also keeps the client's address.
 - bind mounts name host paths a node does not have: the TLS pair becomes secrets mounted where nginx
   reads them, redis.conf a config.
-- no IPVS: every service is `endpoint_mode: dnsrr`; nginx re-resolves its upstreams every second."""
+- no IPVS: every service is `endpoint_mode: dnsrr`; nginx re-resolves its upstreams every second.
+- the monitoring overlay: its files from compose/monitoring/ become configs (Prometheus finds each task by DNS,
+  `tasks.<service>`); Prometheus and Alertmanager publish nothing, since Swarm would drop the loopback address
+  and publish them on every interface; no address is fixed on an overlay, so the proxy joins the monitoring
+  network and its stub_status answers that network's subnet, where only the overlay's services are."""
 
 from __future__ import annotations
 
@@ -28,7 +32,13 @@ from .. import model
 STACK_VERSION = "3.9"
 # The overlays' subnets: fixed, so that the services can trust X-Forwarded-* from the frontend tier
 # (the proxy has no fixed address in Swarm).
-OVERLAYS = {"frontend": "10.120.0.0/24", "backend": "10.121.0.0/24", "database": "10.122.0.0/24"}
+OVERLAYS = {
+    "frontend": "10.120.0.0/24",
+    "backend": "10.121.0.0/24",
+    "database": "10.122.0.0/24",
+    "monitoring": "10.123.0.0/24",
+}
+INTERNAL = ("database", "monitoring")
 API_REPLICAS = 2
 # Longer than a health interval times its retries (1 s x 3), so a release that turns unhealthy is seen.
 MONITOR = "15s"
@@ -74,7 +84,7 @@ def _deploy(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
         deploy["restart_policy"] = {"condition": "on-failure", "delay": "2s", "max_attempts": 10}
     else:
         deploy["restart_policy"] = {"condition": "any", "delay": "1s"}
-    if spec.kind == "data":
+    if spec.kind == "data" or name in _KEEPS_DATA:
         deploy["placement"] = {"constraints": [DATA_CONSTRAINT]}  # their volumes live on that node
     if spec.rolling or name == "api":
         update = {"parallelism": 1, "order": "start-first", "failure_action": "rollback", "monitor": MONITOR}
@@ -84,6 +94,10 @@ def _deploy(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
         # A singleton (the collector's session, a database): the old one stops before the new one starts.
         deploy["update_config"] = {"order": "stop-first", "failure_action": "rollback", "monitor": MONITOR}
     return deploy
+
+
+# Monitoring services with a volume of their own (samples, silences): on the data node too, to keep it.
+_KEEPS_DATA = ("prometheus", "alertmanager")
 
 
 def render(
@@ -96,9 +110,11 @@ def render(
     redis_conf: Path,
     http_port: int,
     https_port: int,
+    monitoring_files: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """The stack file as data. `images`: each image variable's registry reference (pinned by digest);
-    `secret_files`: each secret's file (its versioned name comes from its content)."""
+    `secret_files`: each secret's file (its versioned name comes from its content); `monitoring_files`: each
+    monitoring config's file where it is not compose/monitoring's own (Prometheus's, rendered for Swarm)."""
     services: dict[str, Any] = {}
     for name, source in merged["services"].items():
         service = copy.deepcopy(dict(source))
@@ -112,7 +128,17 @@ def render(
         service["volumes"] = [*volumes, *mounts] if (volumes or mounts) else []
         if not service["volumes"]:
             service.pop("volumes")
-        service["networks"] = sorted(service.get("networks") or {})
+        networks = service.get("networks") or {}
+        aliases = {
+            n: list(c["aliases"]) for n, c in dict(networks).items() if isinstance(c, Mapping) and c.get("aliases")
+        }
+        # Names only (no fixed address on an overlay); the proxy's alias, its public name, stays: the edge
+        # probe asks for the proxy by that name, as a user does.
+        service["networks"] = (
+            {n: ({"aliases": aliases[n]} if n in aliases else {}) for n in sorted(networks)}
+            if aliases
+            else sorted(networks)
+        )
         # Swarm mounts a secret as root:root 0444 unless told: each is the service user's alone, as on Compose.
         service["secrets"] = [
             {"source": name, "uid": str(model.APP_UID), "gid": str(model.APP_UID), "mode": 0o400}
@@ -150,9 +176,12 @@ def render(
     configs = {
         "redis_conf": {"file": str(redis_conf), "name": versioned(project, "redis_conf", redis_conf.read_bytes())}
     }
+    if "prometheus" in services:
+        configs.update(_monitoring(services, project, monitoring_files or {}))
     networks = {
-        name: {"driver": "overlay", "internal": name == "database", "ipam": {"config": [{"subnet": subnet}]}}
+        name: {"driver": "overlay", "internal": name in INTERNAL, "ipam": {"config": [{"subnet": subnet}]}}
         for name, subnet in OVERLAYS.items()
+        if name in (merged.get("networks") or {})
     }
     return {
         "version": STACK_VERSION,
@@ -162,6 +191,29 @@ def render(
         "configs": configs,
         "volumes": {name: {} for name in merged.get("volumes") or {}},
     }
+
+
+def _monitoring(services: dict[str, Any], project: str, files: Mapping[str, Path]) -> dict[str, Any]:
+    """The monitoring overlay's services as Swarm runs them (see the module's docstring); its configs."""
+    from ..monitoring.config import mounted_files  # the overlay's files, only where it is rendered
+
+    configs: dict[str, Any] = {}
+    for mounted in mounted_files():
+        path = files.get(mounted.name, mounted.source)
+        configs[mounted.name] = {"file": str(path), "name": versioned(project, mounted.name, path.read_bytes())}
+        services[mounted.service].setdefault("configs", []).append(
+            {"source": mounted.name, "target": mounted.target, "uid": str(model.APP_UID), "mode": 0o444}
+        )
+    for name in ("prometheus", "alertmanager"):
+        services[name].pop("ports", None)
+    proxy = services["proxy"]
+    if isinstance(proxy["networks"], dict):
+        proxy["networks"]["monitoring"] = {}
+    else:
+        proxy["networks"] = sorted({*proxy["networks"], "monitoring"})
+    proxy["environment"]["NGINX_EXPORTER_IP"] = OVERLAYS["monitoring"]
+    services["nginx-exporter"]["networks"] = ["monitoring"]
+    return configs
 
 
 def _sources(service: Mapping[str, Any]) -> set[str]:

@@ -29,6 +29,13 @@ IMAGES = {
     "MTPROTO_IMAGE": f"{NAMESPACE}/mtproto:build-7",
     "PROXY_IMAGE": f"{NAMESPACE}/proxy:build-7",
 }
+# What the toolkit sets for the monitoring overlay (its images, the exporter's address on Compose).
+MONITORING_SETTINGS = {
+    **{variable: f"{NAMESPACE}/{variable.removesuffix('_IMAGE').lower().replace('_', '-')}:bookworm"
+       for variable in ("PROMETHEUS_IMAGE", "ALERTMANAGER_IMAGE", "POSTGRES_EXPORTER_IMAGE", "REDIS_EXPORTER_IMAGE",
+                        "NGINX_EXPORTER_IMAGE", "BLACKBOX_EXPORTER_IMAGE")},
+    "NGINX_EXPORTER_IP": "172.20.0.253",
+}  # fmt: skip
 _VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -67,12 +74,14 @@ def _volume(entry: str) -> str:
     return ":".join([source, target, *(mode or ["rw"])])
 
 
-def merged_config(settings: Mapping[str, str], env: str = "prod") -> dict[str, Any]:
-    """The environment's compose files merged and interpolated, in the shape `docker-compose config` 1.29
-    prints: networks as mappings, bind mounts with absolute host paths, named volumes with their mode,
-    cpus as numbers, secrets in long form."""
+def merged_config(settings: Mapping[str, str], env: str = "prod", *, monitoring: bool = False) -> dict[str, Any]:
+    """The environment's compose files merged and interpolated (with the monitoring overlay if asked), in the
+    shape `docker-compose config` 1.29 prints: networks as mappings, bind mounts with absolute host paths,
+    named volumes with their mode, cpus as numbers, secrets in long form."""
     merged: dict[str, Any] = {}
-    for name in (*compose.BASE_FILES, *compose.OVERLAYS[env]):
+    monitored = (compose.MONITORING_FILE,) if monitoring else ()
+    settings = {**MONITORING_SETTINGS, **settings} if monitoring else settings
+    for name in (*compose.BASE_FILES, *compose.OVERLAYS[env], *monitored):
         document = yaml.safe_load((COMPOSE_DIR / name).read_text())
         document = {k: v for k, v in document.items() if not k.startswith("x-")}
         for service in (document.get("services") or {}).values():

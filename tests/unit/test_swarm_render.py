@@ -160,8 +160,8 @@ def test_a_service_with_neither_volume_nor_tmpfs_has_no_volumes_key(tmp_path: Pa
 
 def test_networks_are_sorted_names_on_fixed_overlays(stack: dict[str, Any]) -> None:
     services = stack["services"]
-    # The proxy's fixed address and alias have no meaning on an overlay: only the names remain.
-    assert services["proxy"]["networks"] == ["backend", "frontend"]
+    # The proxy's fixed address has no meaning on an overlay; its alias, the public name, stays.
+    assert services["proxy"]["networks"] == {"backend": {}, "frontend": {"aliases": ["proxy.localdomain"]}}
     assert services["api"]["networks"] == ["database", "frontend"]
     assert services["bot"]["networks"] == ["backend", "frontend"]
     assert services["mtproto"]["networks"] == ["backend", "database"]
@@ -316,3 +316,60 @@ def test_everything_a_service_names_is_declared_and_the_file_is_yaml(stack: dict
         named = {v.split(":", 1)[0] for v in service.get("volumes", []) if isinstance(v, str)}
         assert named <= set(stack["volumes"]), name
     assert yaml.safe_load(yaml.safe_dump(stack, sort_keys=False)) == stack
+
+
+# --- the monitoring overlay ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def monitored(tmp_path: Path) -> dict[str, Any]:
+    merged = support.merged_config(support.settings(tmp_path), monitoring=True)
+    secrets = _secret_files(tmp_path, sorted({n for s in model.SERVICES for n in s.secrets}))
+    refs = {**REFS, **{v: f"172.29.7.2:5000/{v.lower()}@sha256:{'cd' * 32}" for v in support.MONITORING_SETTINGS}}
+    prometheus = tmp_path / "prometheus.swarm.yml"
+    prometheus.write_text("scrape_configs: []\n")
+    return _render(tmp_path, merged, images=refs, secret_files=secrets, monitoring_files={"prometheus_yml": prometheus})
+
+
+def test_the_overlays_files_are_configs_of_the_services_that_read_them(
+    monitored: dict[str, Any], tmp_path: Path
+) -> None:
+    services, configs = monitored["services"], monitored["configs"]
+    targets = {c["target"]: c for c in services["prometheus"]["configs"]}
+    assert {"/etc/monitoring/prometheus.yml", "/etc/monitoring/rules/analyticbot.yml"} <= set(targets)
+    assert all(c["uid"] == str(model.APP_UID) and c["mode"] == 0o444 for c in targets.values())
+    # Prometheus's own is the one rendered for Swarm; the others are compose/monitoring's, versioned by content.
+    assert configs["prometheus_yml"]["file"] == str(tmp_path / "prometheus.swarm.yml")
+    assert configs["alertmanager_yml"]["file"] == str(COMPOSE_DIR / "monitoring" / "alertmanager.yml")
+    assert configs["alertmanager_yml"]["name"].startswith(f"{support.PROJECT}_alertmanager_yml_")
+    assert [c["target"] for c in services["alertmanager"]["configs"]] == ["/etc/monitoring/alertmanager.yml"]
+    # The bind mount of compose/monitoring/ names a host path the nodes do not have: gone.
+    assert all("/etc/monitoring" not in str(v) for s in services.values() for v in s.get("volumes", []))
+
+
+def test_on_swarm_prometheus_and_alertmanager_publish_nothing_and_keep_their_data_node(
+    monitored: dict[str, Any],
+) -> None:
+    """Swarm drops a published port's host address, so a loopback-only port would open on every interface."""
+    for name in ("prometheus", "alertmanager"):
+        service = monitored["services"][name]
+        assert "ports" not in service
+        assert service["deploy"]["placement"] == {"constraints": [render.DATA_CONSTRAINT]}
+    assert "placement" not in monitored["services"]["redis-exporter"]["deploy"]
+
+
+def test_on_swarm_stub_status_answers_the_internal_monitoring_network(monitored: dict[str, Any]) -> None:
+    services = monitored["services"]
+    assert services["proxy"]["networks"] == {
+        "backend": {},
+        "frontend": {"aliases": ["proxy.localdomain"]},
+        "monitoring": {},
+    }
+    assert services["proxy"]["environment"]["NGINX_EXPORTER_IP"] == render.OVERLAYS["monitoring"]
+    assert services["nginx-exporter"]["networks"] == ["monitoring"]
+    assert monitored["networks"]["monitoring"]["internal"] is True
+    assert monitored["networks"]["monitoring"]["ipam"] == {"config": [{"subnet": "10.123.0.0/24"}]}
+
+
+def test_without_the_overlay_no_monitoring_network_or_config(stack: dict[str, Any]) -> None:
+    assert "monitoring" not in stack["networks"] and set(stack["configs"]) == {"redis_conf"}
