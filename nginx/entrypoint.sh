@@ -10,9 +10,9 @@ case "$port" in
 esac
 name="${PUBLIC_NAME:-localhost}"
 names=""
-for each in $name ${EXTRA_SERVER_NAMES:-}; do
+for each in $name ${EXTRA_SERVER_NAMES:-} ${INTERNAL_NAME:-}; do
     case "$each" in
-        *[!A-Za-z0-9.-]*|.*|-*) echo "proxy: '$each' is not a host name or IPv4 address (PUBLIC_NAME, EXTRA_SERVER_NAMES)" >&2; exit 1 ;;
+        *[!A-Za-z0-9.-]*|.*|-*) echo "proxy: '$each' is not a host name or IPv4 address (PUBLIC_NAME, EXTRA_SERVER_NAMES, INTERNAL_NAME)" >&2; exit 1 ;;
     esac
     case " $names " in
         *" $each "*) ;;

@@ -96,3 +96,16 @@ def test_the_tools_come_from_the_venv_then_path_else_one_line(tmp_path: Path, mo
     assert tools.tool("amtool") == found
     with pytest.raises(OpsError, match=r"^promtool is not installed: run scripts/bootstrap"):
         tools.tool("promtool")
+
+
+def test_the_edge_probe_asks_for_a_name_the_proxy_answers_to() -> None:
+    """The probe's name is the proxy's alias on the frontend network, and the proxy serves it: with DOMAIN, that
+    name; without (dev), an internal one. A name the proxy does not serve gets its TLS handshake refused."""
+    overlay = yaml.safe_load((compose.COMPOSE_DIR / compose.MONITORING_FILE).read_text())["services"]
+    proxy = yaml.safe_load((compose.COMPOSE_DIR / "docker-compose.proxy.yml").read_text())["services"]["proxy"]
+    probed = overlay["prometheus"]["environment"]["PUBLIC_NAME"]
+    assert probed == proxy["networks"]["frontend"]["aliases"][0] == proxy["environment"]["INTERNAL_NAME"]
+    assert "INTERNAL_NAME" in (compose.REPO_ROOT / "nginx" / "entrypoint.sh").read_text()
+    edge = next(j for j in yaml.safe_load((rules.MONITORING_DIR / "prometheus.yml").read_text())["scrape_configs"]
+                if j["job_name"] == "edge")  # fmt: skip
+    assert edge["static_configs"][0]["targets"] == ["https://__PUBLIC_NAME__:8443/api/health/ready"]
