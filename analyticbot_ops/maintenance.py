@@ -65,7 +65,9 @@ class LiveStack:
 
     def restart(self, services: list[str]) -> None:
         # The HTTP services roll (a new container, mounting the swapped file, beside the old one): no
-        # request is dropped while a secret rotates. The others restart.
+        # request is dropped while a secret rotates. The others restart. A service this stack does not run
+        # (the monitoring overlay's, with it off) reads the new file when it starts.
+        services = [s for s in services if s in self.stack.running]
         rolled = [s for s in services if rollout.can_roll(self.stack, s)]
         for service in rolled:
             self.progress(f"  rolling {service}")
@@ -76,4 +78,4 @@ class LiveStack:
             self.stack.compose("restart", *singletons)
 
     def wait_healthy(self, services: list[str], timeout: float) -> None:
-        wait_healthy(self.stack, services, timeout, self.progress)
+        wait_healthy(self.stack, [s for s in services if s in self.stack.running], timeout, self.progress)

@@ -65,7 +65,11 @@ def silence(c: Any, alert: str, reason: str, env: str = "dev", for_: str = "1h")
     duration = client.parse_duration(for_)
     if not reason.strip():
         raise BadInput("--reason must say why the alert is silenced")
-    author = f"{getpass.getuser()} via invoke monitoring.silence"
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no login name in the environment or the password database (a container)
+        who = "an unnamed user"
+    author = f"{who} via invoke monitoring.silence"
     silence_id = client.for_stack(stack_of(c, env)).silence(alert, duration, reason.strip(), author)
     out.print(f"{alert} silenced for {for_} ({silence_id}): {reason.strip()}")
 

@@ -4,6 +4,7 @@ alerts and their verdict, the scrape targets, silences. What `monitoring.*` prin
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 import urllib.error
@@ -52,6 +53,16 @@ class Endpoint:
     user: str
     password: str = field(repr=False)
 
+    def get(self, path: str, *keys: str) -> Any:
+        """GET a path and take `keys` from its JSON, or one line saying the answer was not the expected shape."""
+        found = self.request(path)
+        try:
+            for key in keys:
+                found = found[key]
+        except (KeyError, TypeError, IndexError):
+            raise Unhealthy(f"{self.name} on {self.url} answered {path} without {'.'.join(keys)}") from None
+        return found
+
     def request(self, path: str, body: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method="POST" if data else "GET")
@@ -62,6 +73,10 @@ class Endpoint:
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 return json.loads(response.read() or b"null")
+        except (ValueError, http.client.HTTPException) as exc:  # something else on the port, or not JSON
+            raise Unhealthy(
+                f"{self.name} on {self.url} gave an answer that is not its API's ({type(exc).__name__})"
+            ) from None
         except urllib.error.HTTPError as exc:
             if exc.code == 401:
                 raise BadInput(
@@ -82,7 +97,7 @@ class Monitoring:
 
     def alerts(self) -> list[Alert]:
         """Every alert Prometheus holds now, pending or firing, critical first."""
-        data = self.prometheus.request("/api/v1/alerts")["data"]["alerts"]
+        data = self.prometheus.get("/api/v1/alerts", "data", "alerts")
         found = [
             Alert(
                 name=a["labels"].get("alertname", ""),
@@ -98,7 +113,7 @@ class Monitoring:
         return sorted(found, key=lambda a: (order.get(a.severity, 2), a.name, sorted(a.labels.items())))
 
     def targets(self) -> list[Target]:
-        data = self.prometheus.request("/api/v1/targets?state=active")["data"]["activeTargets"]
+        data = self.prometheus.get("/api/v1/targets?state=active", "data", "activeTargets")
         return sorted(
             (
                 Target(
@@ -123,7 +138,10 @@ class Monitoring:
             "createdBy": author,
             "comment": reason,
         }
-        return str(self.alertmanager.request("/api/v2/silences", body)["silenceID"])
+        answer = self.alertmanager.request("/api/v2/silences", body)
+        if not isinstance(answer, dict) or "silenceID" not in answer:
+            raise Unhealthy(f"Alertmanager on {self.alertmanager.url} did not say which silence it made")
+        return str(answer["silenceID"])
 
 
 def verdict(alerts: Iterable[Alert]) -> tuple[int, str]:

@@ -311,8 +311,10 @@ SECRETS: tuple[SecretSpec, ...] = (
         kind="user",
         required_in=_NOWHERE,
         rotation="Fixed per chat; change with `invoke secrets.from-env --force`, restart bot.",
-        pattern=re.compile(r"-?[0-9]{1,20}", re.ASCII),
-        rule="an integer chat id (negative for groups)",
+        # The bot's own rule (services/bot/analyticbot_bot/settings.py): a chat id it would not use is refused
+        # here, not left to page nobody.
+        pattern=re.compile(r"-?[1-9][0-9]{0,15}", re.ASCII),
+        rule="an integer chat id of at most 16 digits, no leading zero (negative for groups)",
         without="alerts are logged by the bot, not sent",
     ),
     SecretSpec(

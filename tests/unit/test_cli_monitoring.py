@@ -103,8 +103,9 @@ def test_silence_names_the_alert_the_time_and_why(monkeypatch: pytest.MonkeyPatc
 def test_silence_refuses_bad_input_before_asking_anything(
     monkeypatch: pytest.MonkeyPatch, options: dict[str, str], said: str
 ) -> None:
-    use(monkeypatch, FakeMonitoring([]))
+    stacks = use(monkeypatch, FakeMonitoring([]))
     assert said in fails(EXIT_BAD_INPUT, monitoring_cli.silence, context(), **options)
+    assert stacks == []  # refused before any stack was looked up
 
 
 def test_with_the_overlay_off_each_task_says_so() -> None:

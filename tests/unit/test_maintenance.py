@@ -218,6 +218,19 @@ def test_http_services_that_can_roll_roll_and_the_others_restart(
     assert said == ["  rolling api", "  restarting bot, mtproto"]
 
 
+def test_a_service_the_stack_does_not_run_is_not_restarted(world: World, fake: runner.FakeRunner, sdir: Path) -> None:
+    """With the monitoring overlay off, rotating an exporter's password restarts nothing that is not there: the
+    exporter reads the new file when it starts."""
+    live = _live(sdir)
+    assert not live.stack.monitoring
+    live.restart(["mtproto", "redis-exporter"])
+    live.wait_healthy(["redis-exporter"], 1)
+    assert fake.commands() == [f"docker-compose -p {PROJECT} restart mtproto"]
+    live.stack.monitoring = True
+    live.restart(["redis-exporter"])
+    assert fake.commands()[-1] == f"docker-compose -p {PROJECT} restart redis-exporter"
+
+
 def test_when_every_service_rolls_nothing_restarts(world: World, fake: runner.FakeRunner, sdir: Path) -> None:
     _live(sdir).restart(["api", "bot"])
     assert world.rolled == ["api", "bot"] and fake.calls == []

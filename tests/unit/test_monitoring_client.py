@@ -39,6 +39,7 @@ class Fake:
         self.targets: list[dict[str, Any]] = []
         self.posted: list[dict[str, Any]] = []
         self.auth: list[str] = []
+        self.raw: bytes | None = None  # an answer that is not the API's
 
 
 @pytest.fixture
@@ -64,6 +65,11 @@ def fake() -> Iterator[tuple[Fake, int]]:
         def do_GET(self) -> None:
             if not self._authorized():
                 return self._answer(401, {"error": "Unauthorized"})
+            if state.raw is not None:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(state.raw)
+                return None
             if self.path.startswith("/api/v1/alerts"):
                 return self._answer(200, {"status": "success", "data": {"alerts": state.alerts}})
             if self.path.startswith("/api/v1/targets"):
@@ -187,3 +193,17 @@ def test_the_login_comes_from_the_stacks_secrets_folder(tmp_path: Path, monkeypa
     found = client.for_stack(compose.load_stack("dev", overrides=overrides))
     assert (found.prometheus.url, found.alertmanager.url) == ("http://127.0.0.1:19090", "http://127.0.0.1:19093")
     assert found.prometheus.password == PASSWORD and PASSWORD not in repr(found)
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b"<html>not prometheus</html>", r"gave an answer that is not its API's \(JSONDecodeError\)"),
+        (b'{"status": "error"}', r"answered /api/v1/alerts without data\.alerts"),
+    ],
+)
+def test_an_answer_that_is_not_prometheus_is_one_line(fake: tuple[Fake, int], raw: bytes, said: str) -> None:
+    state, port = fake
+    state.raw = raw
+    with pytest.raises(Unhealthy, match=said):
+        monitoring(port).alerts()

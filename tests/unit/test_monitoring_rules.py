@@ -42,6 +42,25 @@ CASES: dict[str, tuple[Case, Case | None]] = {
         # One failed scrape is not an outage.
         Case({series("up", API): "1 0 1x10"}, "40s"),
     ),
+    "ServiceMissing": (
+        # A swarm's api with no task: no `up` series for it at all.
+        Case(
+            {
+                series("up", {"job": "bot", "instance": "10.0.0.5:8000"}): "1x20",
+                series("up", {"job": "mtproto", "instance": "10.0.0.6:8000"}): "1x20",
+            },
+            "60s",
+            {"job": "api"},
+            "api has no target to scrape",
+        ),
+        Case(
+            {
+                series("up", {"job": job, "instance": f"10.0.0.{n}:8000"}): "1x20"
+                for n, job in enumerate(("api", "bot", "mtproto"))
+            },
+            "60s",
+        ),
+    ),
     "TargetDown": (
         Case(
             {series("up", POSTGRES): "1 0x20"},

@@ -21,7 +21,7 @@ from analyticbot_ops.swarm import audit as swarm_audit
 from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 
-# The monitoring overlay is not rendered for Swarm yet.
+# The stack these tests render: the base files, without the monitoring overlay.
 SWARM_SERVICES = model.services(monitoring=False)
 
 P = support.PROJECT

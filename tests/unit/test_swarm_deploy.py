@@ -21,7 +21,7 @@ from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 from tests.unit.swarm_support import Svc
 
-# The monitoring overlay is not rendered for Swarm yet.
+# The stack these tests render: the base files, without the monitoring overlay.
 SWARM_SERVICES = model.services(monitoring=False)
 
 LAB = support.three_nodes()

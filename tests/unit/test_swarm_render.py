@@ -16,7 +16,7 @@ from analyticbot_ops.paths import COMPOSE_DIR
 from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 
-# The monitoring overlay is not rendered for Swarm yet.
+# The stack these tests render: the base files (the overlay has its own tests below).
 SWARM_SERVICES = model.services(monitoring=False)
 
 REFS = {variable: f"172.29.7.2:5000/ns/{variable.lower()}@sha256:{'ab' * 32}" for variable in support.IMAGES}
