@@ -48,8 +48,15 @@ def swarm_prometheus_config(text: str) -> str:
         if not named or len(named) != sum(len(s.get("targets", [])) for s in static):
             continue  # itself (localhost) and the edge probe's URL stay as they are
         job.pop("static_configs")
+        # Looked up again every 10 s (Prometheus's default is 30 s): a task that moved to another node is
+        # scraped again within a few scrapes.
         job["dns_sd_configs"] = [
-            {"names": [f"tasks.{target.rsplit(':', 1)[0]}"], "type": "A", "port": int(target.rsplit(":", 1)[1])}
+            {
+                "names": [f"tasks.{target.rsplit(':', 1)[0]}"],
+                "type": "A",
+                "port": int(target.rsplit(":", 1)[1]),
+                "refresh_interval": "10s",
+            }
             for target in named
         ]
     header = "# Rendered for Docker Swarm from compose/monitoring/prometheus.yml (targets found by DNS).\n"

@@ -79,6 +79,52 @@ def test_data_services_run_on_the_labelled_node(lab: swarm_lab.Lab, swarm_stack:
         assert _state(lab, swarm_stack.project, service).nodes == [lab.manager.hostname], service
 
 
+def _prometheus_api(lab: swarm_lab.Lab, stack: RunningStack, path: str) -> dict:
+    """GET a Prometheus API path inside its container (it publishes nothing on a swarm): the password goes in
+    on stdin and into the request by the shell's printf, never into a process's arguments."""
+    node = _node_of(lab, stack.project, "prometheus")
+    container = _container_on(lab, node, stack.project, "prometheus")
+    script = (
+        'read -r p; printf "GET %s HTTP/1.0\\r\\nAuthorization: Basic %s\\r\\n\\r\\n" "$0" '
+        '"$(printf "ops:%s" "$p" | base64 -w0)" | nc 127.0.0.1 9090'
+    )
+    answer = lab.on(
+        node,
+        ["exec", "-i", container, "sh", "-c", script, path],
+        stdin=(stack.secret("prometheus_password") + "\n").encode(),
+    )
+    return json.loads(str(answer.stdout).split("\r\n\r\n", 1)[1])
+
+
+def test_prometheus_on_the_swarm_finds_every_task_and_each_answers(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack
+) -> None:
+    """Targets found by DNS (tasks.<service>): both api replicas scraped, every target up, Watchdog firing."""
+
+    def targets() -> list[dict]:
+        return _prometheus_api(lab, swarm_stack, "/api/v1/targets?state=active")["data"]["activeTargets"]
+
+    jobs = {"prometheus", "alertmanager", "api", "bot", "mtproto", "postgres", "redis", "nginx", "edge"}
+
+    def settled(found: list[dict]) -> bool:
+        """Every job found, every target up (an exporter may still be starting right after the deploy)."""
+        return {t["labels"]["job"] for t in found} == jobs and all(t["health"] == "up" for t in found)
+
+    deadline = time.monotonic() + 180
+    found = targets()
+    while time.monotonic() < deadline and not settled(found):
+        time.sleep(3)
+        found = targets()
+    by_job: dict[str, list[str]] = {}
+    for target in found:
+        by_job.setdefault(target["labels"]["job"], []).append(target["health"])
+    assert by_job.get("api") == ["up", "up"], by_job
+    assert set(by_job) == jobs
+    assert all(health == ["up"] for job, health in by_job.items() if job != "api"), by_job
+    alerts = _prometheus_api(lab, swarm_stack, "/api/v1/alerts")["data"]["alerts"]
+    assert any(a["labels"]["alertname"] == "Watchdog" and a["state"] == "firing" for a in alerts)
+
+
 def test_a_secret_is_only_a_file_under_run_secrets(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
     node = _node_of(lab, swarm_stack.project, "api")
     container = _container_on(lab, node, swarm_stack.project, "api")
@@ -221,43 +267,3 @@ def test_rotating_postgres_password_on_swarm_refuses_the_old_one(lab: swarm_lab.
     versions = [n for n in names if n.startswith(f"{swarm_stack.project}_postgres_password_")]
     assert len(versions) == 1, versions
     assert _get(swarm_stack, "/api/health/ready") == 200
-
-
-def _prometheus_api(lab: swarm_lab.Lab, stack: RunningStack, path: str) -> dict:
-    """GET a Prometheus API path inside its container (it publishes nothing on a swarm): the password goes in
-    on stdin and into the request by the shell's printf, never into a process's arguments."""
-    node = _node_of(lab, stack.project, "prometheus")
-    container = _container_on(lab, node, stack.project, "prometheus")
-    script = (
-        'read -r p; printf "GET %s HTTP/1.0\\r\\nAuthorization: Basic %s\\r\\n\\r\\n" "$0" '
-        '"$(printf "ops:%s" "$p" | base64 -w0)" | nc 127.0.0.1 9090'
-    )
-    answer = lab.on(
-        node,
-        ["exec", "-i", container, "sh", "-c", script, path],
-        stdin=(stack.secret("prometheus_password") + "\n").encode(),
-    )
-    return json.loads(str(answer.stdout).split("\r\n\r\n", 1)[1])
-
-
-def test_prometheus_on_the_swarm_finds_every_task_and_each_answers(
-    lab: swarm_lab.Lab, swarm_stack: RunningStack
-) -> None:
-    """Targets found by DNS (tasks.<service>): both api replicas scraped, every target up, Watchdog firing."""
-
-    def targets() -> list[dict]:
-        return _prometheus_api(lab, swarm_stack, "/api/v1/targets?state=active")["data"]["activeTargets"]
-
-    deadline = time.monotonic() + 120
-    found = targets()
-    while time.monotonic() < deadline and not (found and all(t["health"] == "up" for t in found)):
-        time.sleep(3)
-        found = targets()
-    by_job: dict[str, list[str]] = {}
-    for target in found:
-        by_job.setdefault(target["labels"]["job"], []).append(target["health"])
-    assert by_job.get("api") == ["up", "up"], by_job
-    assert set(by_job) == {"prometheus", "alertmanager", "api", "bot", "mtproto", "postgres", "redis", "nginx", "edge"}
-    assert all(health == ["up"] for job, health in by_job.items() if job != "api"), by_job
-    alerts = _prometheus_api(lab, swarm_stack, "/api/v1/alerts")["data"]["alerts"]
-    assert any(a["labels"]["alertname"] == "Watchdog" and a["state"] == "firing" for a in alerts)

