@@ -100,6 +100,30 @@ CASES: dict[str, tuple[Case, Case | None]] = {
         ),
         Case({series("probe_ssl_earliest_cert_expiry", EDGE): "2592000x30"}, "2m"),
     ),
+    "AlertDeliveryFailing": (
+        Case(
+            {
+                series(
+                    "alert_notifications_total", {"job": "bot", "instance": "bot:8000", "outcome": "rejected"}
+                ): "0 0 3x10"
+            },
+            "30s",
+            {"job": "bot"},
+            "alerts are not reaching the operators (bot)",
+        ),
+        # Deliveries that went to the chat, or were logged where none is set, are how it should be.
+        Case(
+            {
+                series(
+                    "alert_notifications_total", {"job": "bot", "instance": "bot:8000", "outcome": "sent"}
+                ): "0+1x10",
+                series(
+                    "alertmanager_notifications_failed_total", {"job": "alertmanager", "integration": "webhook"}
+                ): "0x10",
+            },
+            "30s",
+        ),
+    ),
     "Watchdog": (Case({}, "0s", {}, "the alerting pipeline works"), None),
     "HighErrorRate": (
         Case(
