@@ -72,7 +72,7 @@ audit:
 	$(INVOKE) audit $(if $(ENV),--env "$(ENV)") $(if $(RUNNING),--running) $(if $(JSON),--json)
 
 backup:
-	$(INVOKE) backup $(if $(ENV),--env "$(ENV)") $(if $(OUTPUT),--output "$(OUTPUT)") $(if $(VERIFY),--verify "$(VERIFY)") $(if $(KEEP),--keep "$(KEEP)")
+	$(INVOKE) backup $(if $(ENV),--env "$(ENV)") $(if $(KIND),--kind "$(KIND)") $(if $(REPO),--repo "$(REPO)") $(if $(OUTPUT),--output "$(OUTPUT)") $(if $(VERIFY),--verify "$(VERIFY)") $(if $(KEEP),--keep "$(KEEP)")
 
 base-images:
 	$(INVOKE) base-images $(if $(NAME),--name "$(NAME)") $(if $(SOURCE),--source "$(SOURCE)") $(if $(FORCE),--force)
@@ -132,7 +132,7 @@ restart:
 	$(INVOKE) restart $(if $(ENV),--env "$(ENV)") $(if $(SERVICE),--service "$(SERVICE)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
 
 restore:
-	$(INVOKE) restore $(if $(FILE),--file "$(FILE)") $(if $(ENV),--env "$(ENV)") $(if $(FORCE),--force) $(if $(ALLOW_FOREIGN),--allow-foreign)
+	$(INVOKE) restore $(if $(FILE),--file "$(FILE)") $(if $(TO),--to "$(TO)") $(if $(REPO),--repo "$(REPO)") $(if $(ENV),--env "$(ENV)") $(if $(FORCE),--force) $(if $(ALLOW_FOREIGN),--allow-foreign) $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
 
 rollback:
 	$(INVOKE) rollback $(if $(ENV),--env "$(ENV)") $(if $(TO),--to "$(TO)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)

@@ -168,9 +168,11 @@ RECIPES: tuple[BaseRecipe, ...] = (
     ),
     BaseRecipe(
         name="postgres",
-        description="PostgreSQL 15 server from Debian without LLVM JIT or Perl; official-image entrypoint contract",
-        # dash and coreutils run the entrypoint script (first-run initdb).
-        packages=("postgresql-15", "dash", "coreutils"),
+        description="PostgreSQL 15 server and pgBackRest 2.45 from Debian without LLVM JIT or Perl; "
+        "official-image entrypoint contract",
+        # dash and coreutils run the entrypoint script (first-run initdb). pgBackRest archives the WAL
+        # (archive_command), restores, and serves the repository host over TLS (recovery/).
+        packages=("postgresql-15", "pgbackrest", "dash", "coreutils"),
         hooks=(("common.sh",), ("postgres.sh",)),
         extra_files=("postgres-entrypoint.sh",),
         changes=(

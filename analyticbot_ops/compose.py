@@ -23,6 +23,8 @@ ENVIRONMENTS = model.ENVIRONMENTS
 BASE_FILES = ("docker-compose.yml", "docker-compose.secrets.yml", "docker-compose.proxy.yml")
 # Prometheus, Alertmanager and the exporters: on unless invoke.yaml says `ops: {monitoring: false}`.
 MONITORING_FILE = "docker-compose.monitoring.yml"
+# pgBackRest: WAL archiving, two repositories, scheduled backups; on unless `ops: {backup: false}`.
+BACKUP_FILE = "docker-compose.backup.yml"
 OVERLAYS = {
     "dev": ("docker-compose.dev.yml",),
     "staging": ("docker-compose.prod.yml",),
@@ -47,6 +49,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "BACKEND_SUBNET": "172.24.0.0/24",
         "DATABASE_SUBNET": "172.25.0.0/24",
         "MONITORING_SUBNET": "172.27.0.0/24",
+        "BACKUP_SUBNET": "172.27.1.0/24",
         "PROMETHEUS_PORT": "9190",
         "ALERTMANAGER_PORT": "9193",
     },
@@ -57,6 +60,7 @@ COMMON_DEFAULTS = {
     "BACKEND_SUBNET": "172.21.0.0/24",
     "DATABASE_SUBNET": "172.22.0.0/24",
     "MONITORING_SUBNET": "172.26.0.0/24",
+    "BACKUP_SUBNET": "172.26.1.0/24",
     "PROMETHEUS_PORT": "9090",
     "ALERTMANAGER_PORT": "9093",
     "PROMETHEUS_RETENTION": "15d",
@@ -73,6 +77,14 @@ SETTINGS: dict[str, str] = {
     "BACKEND_SUBNET": "subnet of the backend network (bot and collector egress)",
     "DATABASE_SUBNET": "subnet of the internal database network",
     "MONITORING_SUBNET": "subnet of the internal monitoring network (Prometheus, Alertmanager, exporters)",
+    "BACKUP_SUBNET": "subnet of the internal backup network (the database side and the repository host)",
+    "ARCHIVE_TIMEOUT": "PostgreSQL's archive_timeout: a WAL segment is archived at least this often (default 5s); "
+    "the bound on the writes a lost disk takes with it",
+    "BACKUP_FULL_EVERY": "the backup schedule: a full backup when the last one is this old (default 7d; 0: none)",
+    "BACKUP_DIFF_EVERY": "the backup schedule: a differential backup when the last backup is this old (default 1d)",
+    "BACKUP_SCHEDULE_TICK": "how often the backup schedule looks at the clock (default 60s)",
+    "BACKUP_RETENTION_FULL": "full backups each repository keeps (default 2); the WAL goes back to the oldest",
+    "BACKUP_RETENTION_DIFF": "differential backups each repository keeps (default 7)",
     "PROMETHEUS_PORT": "loopback port of Prometheus's UI and API (basic auth: user ops, prometheus_password)",
     "ALERTMANAGER_PORT": "loopback port of Alertmanager's UI and API (same login as Prometheus)",
     "PROMETHEUS_RETENTION": "how long Prometheus keeps samples (e.g. 15d)",
@@ -132,7 +144,7 @@ def validate_settings(values: Mapping[str, str], source: str) -> None:
         # ASCII digits only: str.isdigit() also takes other scripts' digits, which Docker then refuses.
         if key in values and not (re.fullmatch(r"[0-9]{1,5}", values[key]) and 0 < int(values[key]) < 65536):
             raise BadInput(f"{source}: {key} must be a port number, got {values[key]!r}")
-    for key in ("FRONTEND_SUBNET", "BACKEND_SUBNET", "DATABASE_SUBNET", "MONITORING_SUBNET"):
+    for key in ("FRONTEND_SUBNET", "BACKEND_SUBNET", "DATABASE_SUBNET", "MONITORING_SUBNET", "BACKUP_SUBNET"):
         if key in values:
             try:
                 ipaddress.ip_network(values[key])
@@ -149,6 +161,20 @@ def validate_settings(values: Mapping[str, str], source: str) -> None:
     size = values.get("PROMETHEUS_RETENTION_SIZE")
     if size is not None and not re.fullmatch(r"[0-9]+(B|KB|MB|GB|TB|PB|EB)", size):
         raise BadInput(f"{source}: PROMETHEUS_RETENTION_SIZE must be a size like 2GB, got {size!r}")
+    # PostgreSQL's own unit for it is s (it reads 5m as an error): seconds only.
+    if "ARCHIVE_TIMEOUT" in values and not re.fullmatch(r"[1-9][0-9]{0,4}s?", values["ARCHIVE_TIMEOUT"]):
+        raise BadInput(f"{source}: ARCHIVE_TIMEOUT must be seconds like 5s, got {values['ARCHIVE_TIMEOUT']!r}")
+    for key in ("BACKUP_FULL_EVERY", "BACKUP_DIFF_EVERY", "BACKUP_SCHEDULE_TICK"):
+        # What the schedule's shell arithmetic reads (compose/pgbackrest/service.sh).
+        if key in values and not re.fullmatch(r"[0-9]{1,6}[smhd]?", values[key]):
+            raise BadInput(f"{source}: {key} must be a duration like 90s, 15m, 6h or 7d, got {values[key]!r}")
+    # 0 turns a kind of backup off; a tick of 0 would make the schedule a busy loop (`sleep 0`).
+    tick = values.get("BACKUP_SCHEDULE_TICK")
+    if tick is not None and int(tick.rstrip("smhd")) == 0:
+        raise BadInput(f"{source}: BACKUP_SCHEDULE_TICK must be at least 1s, got {tick!r}")
+    for key in ("BACKUP_RETENTION_FULL", "BACKUP_RETENTION_DIFF"):
+        if key in values and not (re.fullmatch(r"[0-9]{1,4}", values[key]) and int(values[key]) >= 1):
+            raise BadInput(f"{source}: {key} must be a number of backups of at least 1, got {values[key]!r}")
     if "PROXY_BIND" in values:
         try:
             ipaddress.ip_address(values["PROXY_BIND"])
@@ -162,6 +188,7 @@ NETWORKS = {
     "backend": "BACKEND_SUBNET",
     "database": "DATABASE_SUBNET",
     "monitoring": "MONITORING_SUBNET",
+    "backup": "BACKUP_SUBNET",
 }
 
 
@@ -174,11 +201,12 @@ class Stack:
     settings: dict[str, str]
     files: list[Path] = field(default_factory=list)
     monitoring: bool = False
+    backup: bool = False
 
     @property
     def services(self) -> tuple[model.Service, ...]:
-        """The services this stack runs (the monitoring overlay's only when it is on)."""
-        return model.services(self.monitoring)
+        """The services this stack runs (the monitoring and backup overlays' only when they are on)."""
+        return model.services(self.monitoring, self.backup)
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -188,7 +216,8 @@ class Stack:
     @property
     def networks(self) -> dict[str, str]:
         """Each network of this stack, with the setting that names its subnet."""
-        return {name: key for name, key in NETWORKS.items() if self.monitoring or name != "monitoring"}
+        off = {name for name, on in (("monitoring", self.monitoring), ("backup", self.backup)) if not on}
+        return {name: key for name, key in NETWORKS.items() if name not in off}
 
     @property
     def published(self) -> dict[str, tuple[str, int]]:
@@ -277,10 +306,11 @@ def load_stack(
     pinned: bool = False,
     namespace: str = model.DEFAULT_NAMESPACE,
     monitoring: bool = True,
+    backup: bool = True,
 ) -> Stack:
     """The stack of an environment, its settings resolved by settings_with_sources. `pinned`: the images
     this checkout built, by their immutable tags (what deploys run), where no setting names an image.
-    `monitoring`: with the monitoring overlay (ops.monitoring)."""
+    `monitoring`, `backup`: with the monitoring overlay (ops.monitoring), the backup overlay (ops.backup)."""
     with_sources = settings_with_sources(env, overrides, namespace)
     settings = {k: v for k, (v, _source) in with_sources.items()}
     if pinned:
@@ -293,12 +323,17 @@ def load_stack(
     if not monitoring:
         # The proxy's stub_status then answers nobody.
         settings.pop("NGINX_EXPORTER_IP", None)
-    names = (*BASE_FILES, *OVERLAYS[env], *((MONITORING_FILE,) if monitoring else ()))
+    names = (
+        *BASE_FILES,
+        *OVERLAYS[env],
+        *((MONITORING_FILE,) if monitoring else ()),
+        *((BACKUP_FILE,) if backup else ()),
+    )
     files = [COMPOSE_DIR / name for name in names]
     for file in files:
         if not file.is_file():
             raise BadInput(f"compose file {file} is missing")
-    return Stack(env, project, settings, files, monitoring)
+    return Stack(env, project, settings, files, monitoring, backup)
 
 
 def compose_command() -> list[str]:

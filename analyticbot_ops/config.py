@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
         # The monitoring overlay (Prometheus, Alertmanager, exporters: compose/docker-compose.monitoring.yml) runs
         # with every stack; false leaves it out.
         "monitoring": True,
+        # The backup overlay (pgBackRest's WAL archiving into two repositories, scheduled backups, point-in-time
+        # restore: compose/docker-compose.backup.yml) runs with every stack; false leaves it out.
+        "backup": True,
         # Uncompressed size budgets (decimal MB, as docker reports): analyze-layers
         # and the benchmark fail when an image grows past its budget.
         "budgets_mb": {
@@ -149,6 +152,8 @@ def validate(section: Any) -> None:
         raise BadInput("invoke.yaml: ops.budgets_mb must map image names to sizes in MB above 0")
     if not isinstance(section.get("monitoring"), bool):
         raise BadInput(f"invoke.yaml: ops.monitoring must be true or false, got {section.get('monitoring')!r}")
+    if not isinstance(section.get("backup"), bool):
+        raise BadInput(f"invoke.yaml: ops.backup must be true or false, got {section.get('backup')!r}")
     if not isinstance(section.get("audit_exceptions"), list):
         raise BadInput("invoke.yaml: ops.audit_exceptions must be a list")
 
@@ -185,6 +190,7 @@ class OpsSettings:
     backup_keep: int
     release_keep: int
     monitoring: bool
+    backup: bool
     budgets_mb: dict[str, float]
     audit_exceptions: list[dict[str, Any]]
 
@@ -199,6 +205,7 @@ def ops(config: Any) -> OpsSettings:
         backup_keep=section["backup_keep"],
         release_keep=section["release_keep"],
         monitoring=section["monitoring"],
+        backup=section["backup"],
         budgets_mb=dict(section["budgets_mb"]),
         audit_exceptions=[dict(e) for e in section["audit_exceptions"]],
     )

@@ -24,6 +24,7 @@ from .compose import (
 from .errors import BadInput, OpsError
 from .model import Labels
 from .paths import REPO_ROOT
+from .tls import backup as backup_tls
 
 Progress = Callable[[str], None]
 
@@ -99,6 +100,10 @@ def up(
         tls.write_bootstrap_certificate(Path(stack.settings["TLS_DIR"]), stack.settings.get("DOMAIN", "localhost"))
         progress("wrote a 1-day bootstrap certificate; run `invoke ssl-prod --domain D` once the stack is up")
     secrets.ensure_optional_placeholders(Path(stack.settings["SECRETS_DIR"]))
+    if stack.backup:
+        issued = backup_tls.ensure_backup_certificates(Path(stack.settings["SECRETS_DIR"]) / backup_tls.FOLDER).issued
+        if issued:
+            progress(f"backup path: issued the TLS certificates of {', '.join(issued)}")
     wanted = list(services) or list(stack.running)
     running = any(change != "start" for change in changes.values())
     rolling = [s for s in rollout.ROLLING if s in wanted and changes.get(s) == "change" and rollout.can_roll(stack, s)]

@@ -15,7 +15,7 @@ DEFAULT_NAMESPACE = "analyticbot"
 # Every container of ours runs as this uid:gid (the images create the user; secrets are owned by it).
 APP_UID = 10001
 
-Kind = Literal["data", "app", "proxy", "job", "monitor"]
+Kind = Literal["data", "app", "proxy", "job", "monitor", "backup"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class Service:
 
     name: str
     # data: state on a volume; app: our Python code; proxy: the TLS front; job: runs once and exits;
-    # monitor: the monitoring overlay (compose/docker-compose.monitoring.yml), on unless ops.monitoring is false
+    # monitor: the monitoring overlay (compose/docker-compose.monitoring.yml), on unless ops.monitoring is false;
+    # backup: pgBackRest's agent and repository host (compose/docker-compose.backup.yml), on unless ops.backup is false
     kind: Kind
     image: str  # the image's repository name under the namespace: NAMESPACE/image:tag
     tag: str  # latest for what we build from source, the Debian codename for the base images
@@ -47,7 +48,7 @@ class Service:
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("postgres", "data", "postgres", "bookworm", ("postgres_password",)),
+    Service("postgres", "data", "postgres", "bookworm", ("postgres_password", "pgbackrest_db_conf")),
     Service("redis", "data", "redis", "bookworm", ("redis_acl",)),
     Service(
         "migrate",
@@ -82,6 +83,10 @@ SERVICES: tuple[Service, ...] = (
         ("postgres_collector_password", "telegram_api_id", "telegram_api_hash", "telegram_session"),
     ),
     Service("proxy", "proxy", "proxy", "latest", ()),
+    # pgBackRest (the postgres image): the database side's TLS server and repository 1's schedule, and the
+    # repository host (repository 2), which plays another machine on a network of its own.
+    Service("backup-agent", "backup", "postgres", "bookworm", ("pgbackrest_db_conf",)),
+    Service("backup-repo", "backup", "postgres", "bookworm", ("pgbackrest_repo_conf",)),
     # The monitoring overlay, each part from a Debian package (baseimages.MONITORING_RECIPES).
     Service("prometheus", "monitor", "prometheus", "bookworm", ("prometheus_password", "prometheus_web_config")),
     # Its healthcheck logs in with prometheus_password; the web config holds only the hash.
@@ -109,9 +114,12 @@ BUILT: tuple[str, ...] = tuple(dict.fromkeys(s.image for s in SERVICES if s.buil
 IMAGE_VARIABLES: dict[str, str] = {s.image: s.image_variable for s in SERVICES}
 
 
-def services(monitoring: bool) -> tuple[Service, ...]:
-    """The services a stack runs: all of them, or all but the monitoring overlay's."""
-    return tuple(s for s in SERVICES if monitoring or s.kind != "monitor")
+BACKUPS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "backup")
+
+
+def services(monitoring: bool, backup: bool = True) -> tuple[Service, ...]:
+    """The services a stack runs: all of them, or without the monitoring overlay's or the backup overlay's."""
+    return tuple(s for s in SERVICES if (monitoring or s.kind != "monitor") and (backup or s.kind != "backup"))
 
 
 def readers(secret: str) -> tuple[str, ...]:

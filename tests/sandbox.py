@@ -61,6 +61,7 @@ class RunningStack:
             project=self.project,
             overrides={**self.stack.settings, **overrides},
             monitoring=self.stack.monitoring,
+            backup=self.stack.backup,
         )
 
     def secret(self, name: str) -> str:
@@ -72,19 +73,22 @@ class RunningStack:
         return tokens.mint(key, tokens.parse_scopes(scope), tokens.parse_ttl(ttl), subject="tests").value
 
 
-def make_stack(root: Path, project: str, env: str = "prod", *, monitoring: bool = False) -> RunningStack:
-    """A stack on its own ports and subnets. Without the monitoring overlay unless asked: the modules that
-    prove the overlay start one with it; the others need not pay for six more containers."""
+def make_stack(
+    root: Path, project: str, env: str = "prod", *, monitoring: bool = False, backup: bool = False
+) -> RunningStack:
+    """A stack on its own ports and subnets. Without the monitoring and backup overlays unless asked: the
+    modules that prove an overlay start one with it; the others need not pay for its containers."""
     secrets_dir, tls_dir = root / "secrets", root / "tls"
     secrets.from_env(env, secrets_dir, environ={"BOT_TOKEN": FAKE_BOT_TOKEN})
     tls.ensure_dev_certificates(tls_dir)
     http_port, https_port = free_port(), free_port()
-    frontend, backend, database, watched = deploy.free_subnets(4)
+    frontend, backend, database, watched, backed_up = deploy.free_subnets(5)
     stack = compose.load_stack(
         env,
         pinned=True,
         project=project,
         monitoring=monitoring,
+        backup=backup,
         overrides={
             "PROXY_BIND": "127.0.0.1",
             "HTTP_PORT": str(http_port),
@@ -93,6 +97,7 @@ def make_stack(root: Path, project: str, env: str = "prod", *, monitoring: bool 
             "BACKEND_SUBNET": backend,
             "DATABASE_SUBNET": database,
             "MONITORING_SUBNET": watched,
+            "BACKUP_SUBNET": backed_up,
             "PROMETHEUS_PORT": str(free_port()),
             "ALERTMANAGER_PORT": str(free_port()),
             "SECRETS_DIR": str(secrets_dir),

@@ -31,7 +31,16 @@ keep=" postgres postmaster initdb pg_dump pg_restore pg_isready psql "
 for program in "$root/usr/lib/postgresql/15/bin"/*; do
     case "$keep" in *" ${program##*/} "*) ;; *) rm -f "$program" ;; esac
 done
-find "$root/usr/bin" "$root/usr/sbin" -mindepth 1 ! -name dash ! -name sh -exec rm -rf {} +
+find "$root/usr/bin" "$root/usr/sbin" -mindepth 1 ! -name dash ! -name sh ! -name pgbackrest ! -name sleep \
+    ! -name date -exec rm -rf {} +
+# pgBackRest's own folders, owned by the server's uid (a new named volume takes the owner of the folder it
+# is mounted on): the repository, the async archive's spool, its log folder, the second socket folder
+# that backup-agent shares, and where the toolkit mounts the configuration.
+mkdir -p "$root/var/lib/pgbackrest" "$root/var/spool/pgbackrest" "$root/var/log/pgbackrest" \
+    "$root/var/run/pgbackrest" "$root/etc/pgbackrest/conf.d"
+chown 10001:10001 "$root/var/lib/pgbackrest" "$root/var/spool/pgbackrest" "$root/var/log/pgbackrest" \
+    "$root/var/run/pgbackrest"
+chmod 0700 "$root/var/lib/pgbackrest" "$root/var/spool/pgbackrest" "$root/var/run/pgbackrest"
 # Locale sources and compiled locales: initdb runs with --locale=C (the entrypoint), so none is read.
 rm -rf "$root/usr/share/i18n" "$root/usr/lib/locale"
 
@@ -39,7 +48,8 @@ rm -rf "$root/usr/share/i18n" "$root/usr/lib/locale"
 # server's loadable modules (plpgsql, the contrib extensions: the server dlopens them) needs.
 loader=/lib64/ld-linux-x86-64.so.2
 needed="$(
-    for object in "$root/usr/lib/postgresql/15/bin"/* "$root/usr/lib/postgresql/15/lib"/*.so "$root/usr/bin/dash"; do
+    for object in "$root/usr/lib/postgresql/15/bin"/* "$root/usr/lib/postgresql/15/lib"/*.so "$root/usr/bin/dash" \
+                  "$root/usr/bin/pgbackrest"; do
         [ -f "$object" ] && chroot "$root" "$loader" --list "${object#"$root"}" 2>/dev/null
     done | sed -n 's/.* => \(\/[^ ]*\) .*/\1/p' | sort -u
 )"

@@ -87,10 +87,11 @@ def ops_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
 
 def stack_of(c: Any, env: str, *, pinned: bool = False, **kwargs: Any) -> compose.Stack:
     """The environment's stack, its image names under invoke.yaml's namespace, with the monitoring overlay
-    unless ops.monitoring is false. `pinned`: what runs is this checkout's build, by immutable tags, whatever
-    another checkout built."""
+    unless ops.monitoring is false and the backup overlay unless ops.backup is false. `pinned`: what runs is
+    this checkout's build, by immutable tags, whatever another checkout built."""
     settings = ops(c.config)
     kwargs.setdefault("monitoring", settings.monitoring)
+    kwargs.setdefault("backup", settings.backup)
     return compose.load_stack(env, pinned=pinned, namespace=settings.namespace, **kwargs)
 
 

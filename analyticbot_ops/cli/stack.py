@@ -1,4 +1,5 @@
-"""The `stack` namespace: up, down, ps, logs, restart, deploy, setup, backup, restore, releases, rollback."""
+"""The `stack` namespace: up, down, ps, logs, restart, deploy, setup, backup, backups, restore, releases,
+rollback."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from .. import releases as release_log
 from .. import secrets as secrets_module
 from ..config import ops
 from ..errors import BadInput, CheckFailed, Unhealthy
+from ..recovery import pitr
+from ..recovery import target as recovery_target
+from . import _recovery as recovery_view
 from ._task import ops_task, out, print_json, progress, stack_of
 from .health import print_sweep
 from .legacy import Legacy
@@ -273,17 +277,45 @@ def _check_ready(c: Any, env: str) -> None:
 @ops_task(
     help={
         "env": ENV,
+        "kind": "dump (a verified pg_dump in backups/, the default), or a pgBackRest full, diff or incr backup.",
+        "repo": "pgBackRest backups: only repository 1 (this host) or 2 (the repository host). Default: both.",
         "output": "Directory for the dump (default: backups/).",
-        "verify": "Check this dump instead of writing one: checksum and every data block read back.",
-        "keep": "How many backups of the project to keep (default: ops.backup_keep, 7).",
-    }
+        "verify": "Alone: pgBackRest's verify of the repositories and a read-back of the newest dump. "
+        "With a path (--verify=FILE): check that dump only.",
+        "keep": "How many dumps of the project to keep (default: ops.backup_keep, 7).",
+    },
+    optional=["verify"],
 )
-def backup(c: Any, env: str = "dev", output: str | None = None, verify: str | None = None, keep: int = 0) -> None:
-    """Write a timestamped pg_dump, verified in full, and prune the oldest; or --verify a dump."""
+def backup(
+    c: Any,
+    env: str = "dev",
+    kind: str = "dump",
+    repo: int = 0,
+    output: str | None = None,
+    verify: Any = None,
+    keep: int = 0,
+) -> None:
+    """Write a verified pg_dump (default) or a pgBackRest full/diff/incr backup; --verify checks them."""
     stack = _stack(c, env)
-    if verify:
+    if isinstance(verify, str) and verify:
         entries = backups.verify(stack, Path(verify))
         out.print(f"{verify}: whole, {entries} entries, every data block read back")
+        return
+    repos = (repo,) if repo else pitr.REPOSITORIES
+    if verify:
+        for line in pitr.verify(stack, pitr.check_repos(repos)):
+            out.print(line)
+        newest = backups.backups_of(backups.BACKUP_DIR, stack.project)
+        if newest:
+            entries = backups.verify(stack, newest[-1])
+            out.print(f"{newest[-1]}: whole, {entries} entries, every data block read back")
+        return
+    if kind != "dump":
+        for taken in pitr.backup(stack, kind, repos, progress=progress):
+            out.print(
+                f"repository {taken.repo}: {taken.kind} backup {taken.label} in {taken.seconds:.1f} s, "
+                f"{taken.stored} bytes stored"
+            )
         return
     result = backups.backup(
         stack, Path(output) if output else backups.BACKUP_DIR, keep=keep or ops(c.config).backup_keep
@@ -293,18 +325,63 @@ def backup(c: Any, env: str = "dev", output: str | None = None, verify: str | No
         progress(f"pruned {path.name} (keeping the newest {keep or ops(c.config).backup_keep})")
 
 
+@ops_task(help={"env": ENV, "json": "Print the backups, the repositories and the WAL archive as JSON."})
+def backups_(c: Any, env: str = "dev", json: bool = False) -> None:
+    """List every pgBackRest backup of both repositories, the WAL archive's state and the restore window."""
+    stack = _stack(c, env)
+    found = pitr.catalog(stack)
+    view = recovery_view.as_dict(found, pitr.now())
+    if json:
+        print_json(view)
+        return
+    recovery_view.print_catalog(out, view)
+
+
 @ops_task(
     help={
-        "file": "The dump to restore.",
+        "file": "Restore this pg_dump (the logical restore, in one transaction).",
+        "to": "Point-in-time restore from pgBackRest: latest, or a time like 2026-12-07T16:59:00Z (UTC).",
+        "repo": "With --to: restore from repository 1 or 2 only. Default: the first that answers with a backup.",
         "env": ENV,
-        "force": "Replace a database that already has tables (a safety backup is taken first).",
-        "allow_foreign": "Restore a dump of another project or environment, or one without a backup record.",
+        "force": "Replace a database that already has tables (a safety dump is taken first).",
+        "allow_foreign": "With --file: restore a dump of another project or environment, or one without a record.",
+        "timeout": "With --to: seconds to wait for the WAL replay and for health.",
     }
 )
-def restore(c: Any, file: str, env: str = "dev", force: bool = False, allow_foreign: bool = False) -> None:
-    """Restore a pg_dump in one transaction, after checking all of it; refuses a non-empty database without --force."""
+def restore(
+    c: Any,
+    file: str | None = None,
+    to: str | None = None,
+    repo: int = 0,
+    env: str = "dev",
+    force: bool = False,
+    allow_foreign: bool = False,
+    timeout: float = 600,
+) -> None:
+    """Restore a point in time (--to) or a pg_dump (--file); refuses a non-empty database without --force."""
+    if bool(file) == bool(to):
+        raise BadInput("give exactly one of --to latest|TIME (point in time) or --file DUMP (a pg_dump)")
+    stack = _stack(c, env)
+    if to:
+        target = recovery_target.parse_target(to, pitr.now())
+        done = pitr.restore(
+            stack,
+            target,
+            repo=repo or None,
+            force=force,
+            timeout=timeout,
+            keep=ops(c.config).backup_keep,
+            progress=progress,
+        )
+        saved = f"; the database as it was is in {done.safety_dump.path}" if done.safety_dump else ""
+        out.print(
+            f"restored to {done.target} from repository {done.repo} in {done.seconds:.1f} s: "
+            f"{done.tables} tables, the runtime grants applied, every service healthy{saved}"
+        )
+        return
+    assert file is not None
     result = backups.restore(
-        _stack(c, env),
+        stack,
         Path(file),
         force=force,
         allow_foreign=allow_foreign,
@@ -318,6 +395,7 @@ def restore(c: Any, file: str, env: str = "dev", force: bool = False, allow_fore
 ns = Collection("stack")
 for _task in (up, down, ps, logs, restart, deploy, setup, backup, restore, releases, rollback):
     ns.add_task(_task, default=_task is up)
+ns.add_task(backups_, name="backups")
 # Old flat names (cli/legacy.py): the deploy and setup variants are options of one task each now.
 LEGACY: dict[str, Legacy | Any] = {
     "up": Legacy("stack.up"),

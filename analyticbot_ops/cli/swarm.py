@@ -13,7 +13,7 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import docker, secrets
+from .. import compose, docker, secrets
 from ..config import ops
 from ..errors import BadInput
 from ..swarm import deploy as swarm_deploy
@@ -32,8 +32,13 @@ def _cluster(context: str, registry: str | None) -> swarm_lab.Lab:
     return swarm_lab.target(context, registry)
 
 
+def _stack(c: Any, env: str, **kwargs: Any) -> compose.Stack:
+    """The environment's stack as Swarm runs it: the backup overlay is not rendered for Swarm yet."""
+    return stack_of(c, env, backup=False, **kwargs)
+
+
 def _project(c: Any, env: str) -> str:
-    return stack_of(c, env).project
+    return _stack(c, env).project
 
 
 @ops_task(help={"nodes": "How many nodes (1-9); the first is the manager.", "name": "The lab's name and context."})
@@ -61,7 +66,7 @@ def deploy(
     if env == "dev":
         raise BadInput("the swarm stack is for staging and prod (dev runs on Compose: `invoke stack.up`)")
     cluster = _cluster(context, registry)
-    stack = stack_of(c, env, pinned=True)
+    stack = _stack(c, env, pinned=True)
     seconds = swarm_deploy.deploy(stack, cluster, timeout=timeout, progress=progress)
     out.print(f"{stack.project} converged on {cluster.name} in {seconds:.1f} s")
 
@@ -122,7 +127,7 @@ def rotate(
 ) -> None:
     """Rotate a secret on the swarm: the live change, a new secret version, the services rolled to it."""
     cluster = _cluster(context, registry)
-    stack = stack_of(c, env, pinned=True)
+    stack = _stack(c, env, pinned=True)
     secrets.get_spec(name)
     control = swarm_rotation.SwarmStack(stack, cluster, progress)
     result = secrets.rotate(name, Path(stack.settings["SECRETS_DIR"]), control, timeout=timeout)

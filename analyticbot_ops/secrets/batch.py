@@ -75,6 +75,7 @@ class SecretsRejected(BadInput):
 # Replacing these on disk does not change what the running data service holds.
 _REPLACE_NOTES = {
     "postgres_password": "an initialised database keeps its old password: use `invoke secrets-rotate` on a live stack",
+    "pgbackrest_cipher_pass": "the backups already in the repositories need the old key, kept in secrets/.backup/",
 }
 
 

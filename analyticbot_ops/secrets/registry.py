@@ -73,6 +73,8 @@ class SecretSpec:
     # Services that must restart to pick up a new value; the data services read theirs only at first start.
     restart_on_rotate: tuple[str, ...] = ()
     without: str = ""  # what runs differently when an optional secret is absent
+    # False for a key that data already written depends on (the backup repositories' cipher key).
+    rotatable: bool = True
 
     @property
     def env_var(self) -> str:
@@ -246,6 +248,42 @@ SECRETS: tuple[SecretSpec, ...] = (
         ),
         rule=f"`basic_auth_users:` with `{MONITORING_USER}: '<bcrypt hash>'`",
         derived_from=("prometheus_password",),
+    ),
+    SecretSpec(
+        name="pgbackrest_cipher_pass",
+        purpose="key pgBackRest encrypts both backup repositories with (aes-256-cbc): every backup and WAL segment",
+        kind="generated",
+        required_in=_EVERYWHERE,
+        rotation="Not rotatable in place: the repositories were encrypted with it. Keep a copy off the host; "
+        "without it no backup can be read.",
+        pattern=re.compile(r"[A-Za-z0-9_-]{32,}", re.ASCII),
+        rule="32 or more characters of [A-Za-z0-9_-]",
+        strength_checked=True,
+        generate_bytes=48,
+        rotatable=False,
+    ),
+    SecretSpec(
+        name="pgbackrest_db_conf",
+        purpose="pgBackRest settings on the database side (postgres, backup-agent): the cipher key of "
+        "repository 1 and 2",
+        kind="derived",
+        required_in=_EVERYWHERE,
+        rotation="Derived: written when pgbackrest_cipher_pass is created.",
+        pattern=re.compile(
+            r"\[global\]\nrepo1-cipher-pass=[A-Za-z0-9_-]{32,}\nrepo2-cipher-pass=[A-Za-z0-9_-]{32,}", re.ASCII
+        ),
+        rule="`[global]`, `repo1-cipher-pass=<key>`, `repo2-cipher-pass=<key>`",
+        derived_from=("pgbackrest_cipher_pass",),
+    ),
+    SecretSpec(
+        name="pgbackrest_repo_conf",
+        purpose="pgBackRest settings on the repository host (backup-repo): the cipher key of repository 2",
+        kind="derived",
+        required_in=_EVERYWHERE,
+        rotation="Derived: written when pgbackrest_cipher_pass is created.",
+        pattern=re.compile(r"\[global\]\nrepo2-cipher-pass=[A-Za-z0-9_-]{32,}", re.ASCII),
+        rule="`[global]`, `repo2-cipher-pass=<key>`",
+        derived_from=("pgbackrest_cipher_pass",),
     ),
     SecretSpec(
         name="alert_webhook_token",

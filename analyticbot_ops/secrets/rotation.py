@@ -113,10 +113,18 @@ def rotate(
             "`invoke secrets-from-env --force`"
         )
     if spec.kind == "derived":
+        # Only the sources that can be rotated are named: the others' rotation would be refused too.
+        sources = [source for source in spec.derived_from if get_spec(source).rotatable]
+        if not sources:
+            reason = get_spec(spec.derived_from[0]).rotation
+            named = " and ".join(spec.derived_from)
+            raise BadInput(f"{name} is derived from {named}, which cannot be rotated: {reason}")
         raise BadInput(
             f"{name} is derived from {' and '.join(spec.derived_from)}; rotate that: "
-            + " or ".join(f"`invoke secrets-rotate {source}`" for source in spec.derived_from)
+            + " or ".join(f"`invoke secrets-rotate {source}`" for source in sources)
         )
+    if not spec.rotatable:
+        raise BadInput(f"{name} cannot be rotated: {spec.rotation}")
     role = role or POSTGRES_ROLES.get(name, DEFAULT_DB_ROLE)
     if name in POSTGRES_ROLES:
         alter_role_sql(role, "")  # refuse a bad role name before anything changes

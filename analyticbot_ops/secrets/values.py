@@ -112,6 +112,19 @@ def prometheus_web_config(password: str, rounds: int = WEB_CONFIG_BCRYPT_ROUNDS)
     return f"basic_auth_users:\n  {MONITORING_USER}: '{hashed}'\n"
 
 
+def pgbackrest_cipher_conf(key: str, repos: tuple[int, ...]) -> str:
+    """A pgBackRest include file (conf.d) with the cipher key of each repository: a setting in a file, since
+    pgBackRest reads none from a file of its own and the environment would show in `docker inspect`. The
+    repository host's lists only its own repository (an index it does not hold is refused there)."""
+    return "[global]\n" + "".join(f"repo{repo}-cipher-pass={key}\n" for repo in repos)
+
+
+# The repositories each side of the backup path holds the key of (compose/docker-compose.backup.yml).
+PGBACKREST_CONF_REPOS: Mapping[str, tuple[int, ...]] = MappingProxyType(
+    {"pgbackrest_db_conf": (1, 2), "pgbackrest_repo_conf": (2,)}
+)
+
+
 @dataclass(frozen=True)
 class Derivation:
     """How a derived secret is made from its sources (by name), and what is wrong with a stored one."""
@@ -168,8 +181,19 @@ def _read_token_problems(value: str, sources: Mapping[str, str]) -> tuple[str, .
     return tokens.check_service_token(value, sources["jwt_secret_key"])
 
 
+def _cipher_conf(name: str) -> Derivation:
+    def derive(sources: Mapping[str, str]) -> str:
+        return pgbackrest_cipher_conf(sources["pgbackrest_cipher_pass"], PGBACKREST_CONF_REPOS[name])
+
+    def problems(value: str, sources: Mapping[str, str]) -> tuple[str, ...]:
+        return () if value.strip() == derive(sources).strip() else ("does not hold the current pgbackrest_cipher_pass",)
+
+    return Derivation(derive, problems)
+
+
 DERIVATIONS: Mapping[str, Derivation] = MappingProxyType(
     {
+        **{name: _cipher_conf(name) for name in PGBACKREST_CONF_REPOS},
         "redis_acl": Derivation(_acl, _acl_problems),
         "api_read_token": Derivation(_read_token, _read_token_problems),
         "redis_monitor_auth": Derivation(_monitor_auth, _monitor_auth_problems),

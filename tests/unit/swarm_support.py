@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from analyticbot_ops import compose, runner
+from analyticbot_ops import compose, model, runner
 from analyticbot_ops.errors import OpsError
 from analyticbot_ops.paths import COMPOSE_DIR
 from analyticbot_ops.swarm import lab as swarm_lab
@@ -36,6 +36,16 @@ MONITORING_SETTINGS = {
                         "NGINX_EXPORTER_IMAGE", "BLACKBOX_EXPORTER_IMAGE")},
     "NGINX_EXPORTER_IP": "172.20.0.253",
 }  # fmt: skip
+# The secrets only the backup overlay declares and mounts (postgres' and its own services' pgBackRest settings). The
+# overlay is not rendered for Swarm yet: a swarm service mounts what the model says it reads but these.
+BACKUP_SECRETS = frozenset(yaml.safe_load((COMPOSE_DIR / compose.BACKUP_FILE).read_text())["secrets"])
+
+
+def swarm_secrets(service: model.Service) -> tuple[str, ...]:
+    """The secrets a service mounts on Swarm."""
+    return tuple(name for name in service.secrets if name not in BACKUP_SECRETS)
+
+
 _VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 

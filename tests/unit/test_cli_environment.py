@@ -58,6 +58,15 @@ def test_check_shows_images_under_the_configured_namespace(json_output: bool, ca
         assert deployed in out
 
 
+def test_a_tasks_stack_has_the_overlays_invoke_yaml_turns_on() -> None:
+    on = env_cli.stack_of(context(), "dev")
+    assert on.monitoring and on.backup and compose.BACKUP_FILE in {f.name for f in on.files}
+    off = env_cli.stack_of(context(backup=False), "dev")
+    assert off.monitoring and not off.backup and compose.BACKUP_FILE not in {f.name for f in off.files}
+    # A caller that cannot run an overlay leaves it out whatever invoke.yaml says (the Swarm tasks).
+    assert not env_cli.stack_of(context(), "prod", backup=False).backup
+
+
 def test_check_refuses_an_unknown_environment_or_a_bad_setting(tmp_path: Path) -> None:
     assert "unknown environment 'local'" in fails(2, env_cli.env_check, context(), env="local")
     (tmp_path / ".env.dev").write_text("HTTP_PORT=eighty\n")

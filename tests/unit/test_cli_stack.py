@@ -304,8 +304,8 @@ def test_restart_rolls_the_apps_reloads_the_proxy_and_restarts_the_rest(
     restarting: dict[str, list[Any]], capsys: Any
 ) -> None:
     stack_cli.restart(context(), env="staging", timeout="60")
-    # The singletons, the monitoring overlay's included (ops.monitoring is on by default).
-    singletons = ["postgres", "redis", "mtproto", *model.MONITORS]
+    # The singletons, the backup and monitoring overlays' included (ops.backup and ops.monitoring are on by default).
+    singletons = ["postgres", "redis", "mtproto", *model.BACKUPS, *model.MONITORS]
     assert restarting["composed"] == [("analyticbot-staging", ("restart", *singletons), {})]
     assert restarting["waited"] == [(singletons, 60.0)]
     assert restarting["rolled"] == [("api", 60.0), ("bot", 60.0)]

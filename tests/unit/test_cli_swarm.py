@@ -103,6 +103,8 @@ def test_deploy_pushes_the_pinned_stack_to_the_named_swarm(
     assert clusters == ["daemon", ("prod-swarm", "registry.internal:5000")]
     ((stack, cluster), kwargs), *_ = calls
     assert (stack.env, stack.project, cluster) == ("staging", "analyticbot-staging", LAB)
+    # The monitoring overlay as invoke.yaml says; the backup overlay is not rendered for Swarm yet.
+    assert stack.monitoring and not stack.backup and "backup-agent" not in stack.running
     # This checkout's build, pinned; the other images under invoke.yaml's namespace.
     assert stack.settings["API_IMAGE"] == f"{NAMESPACE}/api:build-1" and "API_IMAGE" in pins[0]
     assert stack.settings["BOT_IMAGE"] == f"{NAMESPACE}/bot:latest"
@@ -223,6 +225,7 @@ def test_rotate_rotates_through_the_swarm_stack(
     assert isinstance(control, swarm_rotation.SwarmStack)
     assert control.lab is LAB and control.progress is swarm_cli.progress
     assert control.stack.project == "analyticbot-staging" and control.stack.settings["API_IMAGE"].endswith(":build-1")
+    assert not control.stack.backup  # the stack swarm.deploy renders
     assert (
         capsys.readouterr().out
         == "rotated jwt_secret_key on analyticbot-lab; the old version is removed, backups kept\n"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from analyticbot_ops import compose, docker, engine, releases, runner
+from analyticbot_ops import compose, docker, engine, model, releases, runner
 from analyticbot_ops.compose import ServiceState, Stack
 from analyticbot_ops.errors import EXIT_BAD_INPUT, BadInput, OpsError
 from analyticbot_ops.paths import COMPOSE_DIR, REPO_ROOT, SECRETS_DIR
@@ -123,6 +123,30 @@ def test_unknown_environment_and_services_are_bad_input() -> None:
         ({"PROXY_BIND": "0.0.0.0:80"}, "PROXY_BIND must be an IP address"),
         ({"API_WORKERS": "two"}, "API_WORKERS must be a number of processes"),
         ({"API_WORKERS": "-1"}, "API_WORKERS must be a number of processes"),
+        ({"BACKUP_SUBNET": "backup"}, "BACKUP_SUBNET must be a subnet"),
+        ({"BACKUP_SUBNET": "172.26.1.1/24"}, "BACKUP_SUBNET must be a subnet"),  # host bits set
+        # PostgreSQL's archive_timeout: seconds only (it refuses 5m), and 0 would turn it off.
+        ({"ARCHIVE_TIMEOUT": "5m"}, "ARCHIVE_TIMEOUT must be seconds like 5s, got '5m'"),
+        ({"ARCHIVE_TIMEOUT": "1min"}, "ARCHIVE_TIMEOUT must be seconds like 5s"),
+        ({"ARCHIVE_TIMEOUT": "0"}, "ARCHIVE_TIMEOUT must be seconds like 5s"),
+        ({"ARCHIVE_TIMEOUT": "0s"}, "ARCHIVE_TIMEOUT must be seconds like 5s"),
+        ({"ARCHIVE_TIMEOUT": "-5s"}, "ARCHIVE_TIMEOUT must be seconds like 5s"),
+        ({"ARCHIVE_TIMEOUT": ""}, "ARCHIVE_TIMEOUT must be seconds like 5s"),
+        # What the schedule's shell arithmetic reads: digits and one unit of s, m, h or d.
+        ({"BACKUP_FULL_EVERY": "1w"}, "BACKUP_FULL_EVERY must be a duration like 90s, 15m, 6h or 7d, got '1w'"),
+        ({"BACKUP_FULL_EVERY": "7 d"}, "BACKUP_FULL_EVERY must be a duration like"),
+        ({"BACKUP_DIFF_EVERY": "1d12h"}, "BACKUP_DIFF_EVERY must be a duration like"),
+        ({"BACKUP_DIFF_EVERY": "d"}, "BACKUP_DIFF_EVERY must be a duration like"),
+        ({"BACKUP_DIFF_EVERY": "1.5h"}, "BACKUP_DIFF_EVERY must be a duration like"),
+        ({"BACKUP_SCHEDULE_TICK": "\u0666\u0660s"}, "BACKUP_SCHEDULE_TICK must be a duration like"),  # not ASCII
+        ({"BACKUP_SCHEDULE_TICK": "1234567s"}, "BACKUP_SCHEDULE_TICK must be a duration like"),
+        # A tick of 0 would be a busy loop.
+        ({"BACKUP_SCHEDULE_TICK": "0"}, "BACKUP_SCHEDULE_TICK must be at least 1s, got '0'"),
+        ({"BACKUP_SCHEDULE_TICK": "0m"}, "BACKUP_SCHEDULE_TICK must be at least 1s, got '0m'"),
+        ({"BACKUP_RETENTION_FULL": "0"}, "BACKUP_RETENTION_FULL must be a number of backups of at least 1, got '0'"),
+        ({"BACKUP_RETENTION_FULL": "two"}, "BACKUP_RETENTION_FULL must be a number of backups of at least 1"),
+        ({"BACKUP_RETENTION_DIFF": "-1"}, "BACKUP_RETENTION_DIFF must be a number of backups of at least 1"),
+        ({"BACKUP_RETENTION_DIFF": "00"}, "BACKUP_RETENTION_DIFF must be a number of backups of at least 1"),
     ],
 )
 def test_validate_settings_refuses(values: dict[str, str], message: str) -> None:
@@ -146,6 +170,35 @@ def test_validate_settings_accepts() -> None:
 
 
 @pytest.mark.parametrize(
+    "values",
+    [
+        {"ARCHIVE_TIMEOUT": "5s"},
+        {"ARCHIVE_TIMEOUT": "60"},
+        {"ARCHIVE_TIMEOUT": "99999s"},
+        {"BACKUP_SUBNET": "10.9.0.0/24"},
+        # 0 turns a kind of scheduled backup off.
+        {"BACKUP_FULL_EVERY": "0", "BACKUP_DIFF_EVERY": "0"},
+        {"BACKUP_FULL_EVERY": "7d", "BACKUP_DIFF_EVERY": "6h", "BACKUP_SCHEDULE_TICK": "90s"},
+        {"BACKUP_FULL_EVERY": "86400", "BACKUP_DIFF_EVERY": "15m", "BACKUP_SCHEDULE_TICK": "1"},
+        {"BACKUP_RETENTION_FULL": "1", "BACKUP_RETENTION_DIFF": "9999"},
+    ],
+)
+def test_validate_settings_accepts_the_backup_settings(values: dict[str, str]) -> None:
+    compose.validate_settings(values, "where")
+
+
+def test_the_backup_settings_are_settings_and_a_bad_one_names_its_source(tmp_path: Path) -> None:
+    for key in ("BACKUP_SUBNET", "ARCHIVE_TIMEOUT", "BACKUP_FULL_EVERY", "BACKUP_DIFF_EVERY", "BACKUP_SCHEDULE_TICK"):
+        assert key in compose.SETTINGS, key
+    assert compose.settings_with_sources("dev")["BACKUP_SUBNET"] == ("172.26.1.0/24", "default")
+    assert compose.settings_with_sources("prod")["BACKUP_SUBNET"] == ("172.26.1.0/24", "default")
+    assert compose.settings_with_sources("staging")["BACKUP_SUBNET"] == ("172.27.1.0/24", "default")  # its own
+    (tmp_path / ".env.prod").write_text("ARCHIVE_TIMEOUT=1m\n")
+    with pytest.raises(BadInput, match=r"^\.env\.prod: ARCHIVE_TIMEOUT must be seconds like 5s, got '1m'$"):
+        compose.settings_with_sources("prod")
+
+
+@pytest.mark.parametrize(
     ("subnet", "address"),
     [("172.20.0.0/24", "172.20.0.254"), ("10.0.0.0/28", "10.0.0.14"), ("10.8.0.0/16", "10.8.255.254")],
 )
@@ -166,18 +219,24 @@ def test_load_stack_uses_the_environments_files_and_project(hermetic: dict[str, 
     dev = compose.load_stack("dev")
     assert (dev.env, dev.project) == ("dev", "analyticbot-dev")
     assert dev.files == [
-        COMPOSE_DIR / n for n in (*compose.BASE_FILES, "docker-compose.dev.yml", compose.MONITORING_FILE)
+        COMPOSE_DIR / n
+        for n in (*compose.BASE_FILES, "docker-compose.dev.yml", compose.MONITORING_FILE, compose.BACKUP_FILE)
     ]
     assert dev.monitoring and "prometheus" in dev.running and "monitoring" in dev.networks
+    assert dev.backup and "backup-agent" in dev.running and dev.networks["backup"] == "BACKUP_SUBNET"
     assert dev.published["PROMETHEUS_PORT"] == ("127.0.0.1", 9090)
     without = compose.load_stack("dev", monitoring=False)
-    assert without.files == dev.files[:-1] and "prometheus" not in without.running
+    assert without.files == [*dev.files[:-2], dev.files[-1]] and "prometheus" not in without.running
     assert "monitoring" not in without.networks and "PROMETHEUS_PORT" not in without.published
+    unbacked = compose.load_stack("dev", backup=False)
+    assert unbacked.files == dev.files[:-1] and not unbacked.backup
+    assert not set(model.BACKUPS) & set(unbacked.running) and "backup" not in unbacked.networks
+    assert "monitoring" in unbacked.networks  # each overlay on its own
     # The proxy's stub_status answers the exporter's address, and nobody without the overlay.
     assert dev.settings["NGINX_EXPORTER_IP"] == "172.20.0.253" and "NGINX_EXPORTER_IP" not in without.settings
     assert dev.settings["HTTP_PORT"] == "8080" and dev.settings["PROXY_FRONTEND_IP"] == "172.20.0.254"
     staging = compose.load_stack("staging")
-    assert (staging.project, staging.files[-2].name) == ("analyticbot-staging", "docker-compose.prod.yml")
+    assert (staging.project, staging.files[-3].name) == ("analyticbot-staging", "docker-compose.prod.yml")
     hermetic["COMPOSE_PROJECT_NAME"] = "preview-7"
     assert compose.load_stack("prod").project == "preview-7"
     named = compose.load_stack("prod", project="explicit")
@@ -188,7 +247,11 @@ def test_load_stack_refuses_a_missing_compose_file(monkeypatch: pytest.MonkeyPat
     for name in (*compose.BASE_FILES, "docker-compose.dev.yml", compose.MONITORING_FILE):
         (tmp_path / name).write_text("services: {}\n")
     monkeypatch.setattr(compose, "COMPOSE_DIR", tmp_path)
-    assert compose.load_stack("dev").files[0] == tmp_path / "docker-compose.yml"
+    with pytest.raises(BadInput, match=f"^compose file {tmp_path / compose.BACKUP_FILE} is missing$"):
+        compose.load_stack("dev")
+    assert compose.load_stack("dev", backup=False).files[0] == tmp_path / "docker-compose.yml"
+    (tmp_path / compose.BACKUP_FILE).write_text("services: {}\n")
+    assert compose.load_stack("dev").files[-1] == tmp_path / compose.BACKUP_FILE
     with pytest.raises(BadInput, match=f"^compose file {tmp_path / 'docker-compose.prod.yml'} is missing$"):
         compose.load_stack("prod")
 

@@ -20,6 +20,13 @@ def _with(**changes: object) -> dict:
 def test_the_defaults_are_valid() -> None:
     config.validate(config.DEFAULTS["ops"])
     config.validate(_with(namespace="registry.example.org/team/analyticbot"))
+    config.validate(_with(backup=False, monitoring=False))
+
+
+def test_the_backup_overlay_is_on_unless_ops_backup_is_false() -> None:
+    assert config.DEFAULTS["ops"]["backup"] is True
+    assert config.ops({"ops": _with()}).backup is True
+    assert config.ops({"ops": _with(backup=False)}).backup is False
 
 
 @pytest.mark.parametrize(
@@ -33,6 +40,11 @@ def test_the_defaults_are_valid() -> None:
         ({"release_keep": "five"}, "release_keep must be a whole number of at least 1"),
         ({"budgets_mb": {"api": -1}}, "budgets_mb must map image names to sizes"),
         ({"audit_exceptions": {"check": "5.8"}}, "audit_exceptions must be a list"),
+        ({"monitoring": "yes"}, r"^invoke\.yaml: ops\.monitoring must be true or false, got 'yes'$"),
+        # A YAML `backup: off` is a bool already; a quoted one, a number or nothing is not.
+        ({"backup": "false"}, r"^invoke\.yaml: ops\.backup must be true or false, got 'false'$"),
+        ({"backup": 0}, r"^invoke\.yaml: ops\.backup must be true or false, got 0$"),
+        ({"backup": None}, r"^invoke\.yaml: ops\.backup must be true or false, got None$"),
     ],
 )
 def test_a_mistake_is_named(changes: dict, message: str) -> None:

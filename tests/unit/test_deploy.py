@@ -16,6 +16,7 @@ from analyticbot_ops import compose, deploy, docker, engine, model, preflight, r
 from analyticbot_ops.errors import BadInput, OpsError
 from analyticbot_ops.model import Labels
 from analyticbot_ops.paths import REPO_ROOT
+from analyticbot_ops.tls import backup as backup_tls
 
 from .secrets_support import BOT_TOKEN, populate
 
@@ -92,10 +93,12 @@ def fake(world: World) -> Iterator[runner.FakeRunner]:
         yield fake
 
 
-def _stack(tmp_path: Path, env: str = "prod", monitoring: bool = False, **overrides: str) -> compose.Stack:
-    """The deploy's orchestration is the same with the monitoring overlay: most tests leave it out."""
+def _stack(
+    tmp_path: Path, env: str = "prod", monitoring: bool = False, backup: bool = False, **overrides: str
+) -> compose.Stack:
+    """The deploy's orchestration is the same with the monitoring and backup overlays: most tests leave them out."""
     settings = {"SECRETS_DIR": str(tmp_path / "secrets"), "TLS_DIR": str(tmp_path / "tls"), **overrides}
-    return compose.load_stack(env, project=PROJECT, overrides=settings, monitoring=monitoring)
+    return compose.load_stack(env, project=PROJECT, overrides=settings, monitoring=monitoring, backup=backup)
 
 
 def _compose(stack: compose.Stack, *args: str) -> str:
@@ -125,6 +128,10 @@ def test_each_service_needs_the_image_its_setting_names_and_the_job_shares_the_a
     monitored = deploy.required_images(_stack(tmp_path, monitoring=True))
     assert set(monitored) - set(images) == set(model.MONITORS)
     assert monitored["postgres-exporter"] == "analyticbot/postgres-exporter:bookworm"
+    # The backup services run pgBackRest from the postgres image: nothing more to build or pull.
+    backed = deploy.required_images(_stack(tmp_path, backup=True))
+    assert set(backed) - set(images) == set(model.BACKUPS)
+    assert {backed[name] for name in model.BACKUPS} == {images["postgres"]}
 
 
 def test_missing_images_are_the_ones_the_daemon_does_not_have(world: World, tmp_path: Path) -> None:
@@ -437,6 +444,38 @@ def test_a_fresh_stack_starts_in_dependency_order_and_its_release_is_recorded(
     ]
     # Compose mounts every declared secret: the optional ones get empty placeholders first.
     assert (tmp_path / "secrets" / "openai_api_key").read_text() == ""
+
+
+def test_with_the_backup_overlay_up_issues_the_backup_paths_certificates_once(
+    world: World, rec: Recorder, fake: runner.FakeRunner, tmp_path: Path
+) -> None:
+    stack = _stack(tmp_path, backup=True)
+    tls.ensure_dev_certificates(tmp_path / "tls")
+    _hashes(fake, stack, **HASHES, **{"backup-agent": "g1", "backup-repo": "h1"})
+    said: list[str] = []
+    deploy.up(stack, progress=said.append)
+    folder = tmp_path / "secrets" / backup_tls.FOLDER
+    assert "backup path: issued the TLS certificates of ca, backup-agent, backup-repo" in said
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{name}.{ext}" for name in ("ca", "backup-agent", "backup-repo") for ext in ("crt", "key")
+    )
+    assert rec.named("wait")[0][1] == ("postgres", "redis", "api", "bot", "mtproto", "proxy", *model.BACKUPS)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    said.clear()
+    deploy.up(stack, progress=said.append)
+    assert not any(line.startswith("backup path:") for line in said)  # valid ones are kept
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_without_the_backup_overlay_up_issues_no_backup_certificate(
+    world: World, rec: Recorder, fake: runner.FakeRunner, tmp_path: Path
+) -> None:
+    stack = _stack(tmp_path)
+    _hashes(fake, stack, **HASHES)
+    said: list[str] = []
+    deploy.up(stack, progress=said.append)
+    assert not (tmp_path / "secrets" / backup_tls.FOLDER).exists()
+    assert not any(line.startswith("backup path:") for line in said)
 
 
 def test_a_new_release_on_a_running_stack_migrates_first_then_rolls_the_http_services(

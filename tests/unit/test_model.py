@@ -18,35 +18,60 @@ def _services(name: str) -> dict[str, dict]:
     return yaml.safe_load((COMPOSE_DIR / name).read_text())["services"]
 
 
+# The files that mount secrets: the secrets overlay (the base services), and each overlay (its own services; the
+# backup overlay also gives postgres the pgBackRest settings).
+SECRET_FILES = ("docker-compose.secrets.yml", compose.MONITORING_FILE, compose.BACKUP_FILE)
+
+
 def _merged_base() -> dict[str, dict]:
-    """The base files and the monitoring overlay: every service any stack runs."""
+    """The base files and the monitoring and backup overlays: every service any stack runs."""
     merged: dict[str, dict] = {}
-    for name in (*compose.BASE_FILES, compose.MONITORING_FILE):
+    for name in (*compose.BASE_FILES, compose.MONITORING_FILE, compose.BACKUP_FILE):
         for service, body in _services(name).items():
             merged.setdefault(service, {}).update(body)
     return merged
 
 
+def _declared(name: str) -> set[str]:
+    return set(yaml.safe_load((COMPOSE_DIR / name).read_text()).get("secrets") or {})
+
+
 def test_every_service_of_the_compose_files_is_in_the_model_and_back() -> None:
     assert set(_merged_base()) == {s.name for s in model.SERVICES}
-    # The overlay holds the monitoring services, and nothing else does.
+    base = {s for name in compose.BASE_FILES for s in _services(name)}
+    # The monitoring overlay holds the monitoring services, and nothing else does.
     assert set(_services(compose.MONITORING_FILE)) == set(model.MONITORS)
-    assert not set(model.MONITORS) & {s for name in compose.BASE_FILES for s in _services(name)}
+    assert not set(model.MONITORS) & base
+    # The backup overlay holds the backup services and extends postgres (WAL archiving); nothing else holds them.
+    assert set(_services(compose.BACKUP_FILE)) == {"postgres", *model.BACKUPS}
+    assert not set(model.BACKUPS) & base and not set(model.BACKUPS) & set(model.MONITORS)
 
 
-def test_the_secrets_overlay_mounts_exactly_what_the_model_says_each_service_reads() -> None:
-    """The base services' secrets come from the secrets overlay; the monitoring services' from theirs."""
-    overlay, monitoring = _services("docker-compose.secrets.yml"), _services(compose.MONITORING_FILE)
+def test_the_compose_files_mount_exactly_what_the_model_says_each_service_reads() -> None:
+    """The base services' secrets come from the secrets overlay, the overlays' services' from their overlay, and
+    postgres' pgBackRest settings from the backup overlay."""
     for service in model.SERVICES:
-        body = (monitoring if service.kind == "monitor" else overlay).get(service.name, {})
-        mounted = [s if isinstance(s, str) else s["source"] for s in body.get("secrets", [])]
+        mounted = [
+            s if isinstance(s, str) else s["source"]
+            for name in SECRET_FILES
+            for s in _services(name).get(service.name, {}).get("secrets", [])
+        ]
         assert sorted(mounted) == sorted(service.secrets), service.name
 
 
-def test_every_secret_a_compose_file_mounts_is_declared_once_in_the_secrets_overlay() -> None:
-    declared = yaml.safe_load((COMPOSE_DIR / "docker-compose.secrets.yml").read_text())["secrets"]
-    assert set(declared) == {name for s in model.SERVICES for name in s.secrets}
-    assert "secrets" not in yaml.safe_load((COMPOSE_DIR / compose.MONITORING_FILE).read_text())
+def test_every_secret_a_compose_file_mounts_is_declared_once() -> None:
+    """In the secrets overlay, but the backup overlay's own (a stack without it declares none of them)."""
+    shared, backup = _declared("docker-compose.secrets.yml"), _declared(compose.BACKUP_FILE)
+    assert shared | backup == {name for s in model.SERVICES for name in s.secrets}
+    assert not shared & backup
+    assert not _declared(compose.MONITORING_FILE)
+    # What only the backup overlay mounts is what it declares.
+    backup_mounts = {
+        s if isinstance(s, str) else s["source"]
+        for body in _services(compose.BACKUP_FILE).values()
+        for s in body.get("secrets", [])
+    }
+    assert backup == backup_mounts == {"pgbackrest_db_conf", "pgbackrest_repo_conf"}
 
 
 def test_every_secret_a_service_reads_is_in_the_registry_and_has_its_readers_as_consumers() -> None:
@@ -85,14 +110,22 @@ def test_derived_sets() -> None:
         "nginx-exporter",
         "blackbox-exporter",
     )
-    assert (*core, *monitors) == model.RUNNING
+    backups = ("backup-agent", "backup-repo")
+    assert (*core, *backups, *monitors) == model.RUNNING
     assert monitors == model.MONITORS
-    assert [s.name for s in model.services(monitoring=False) if s.kind != "job"] == list(core)
+    assert backups == model.BACKUPS
+    assert [s.name for s in model.services(monitoring=False, backup=False) if s.kind != "job"] == list(core)
+    assert [s.name for s in model.services(monitoring=False) if s.kind != "job"] == [*core, *backups]
+    assert [s.name for s in model.services(monitoring=True, backup=False) if s.kind != "job"] == [*core, *monitors]
+    # The backup services run the postgres image (pgBackRest is in it); they build nothing of their own.
+    assert {model.BY_NAME[name].image_variable for name in backups} == {"POSTGRES_IMAGE"}
     assert model.BY_NAME["postgres-exporter"].image_variable == "POSTGRES_EXPORTER_IMAGE"
     assert model.JOBS == ("migrate",)
     assert model.ROLLING == ("api", "bot")
     assert model.BUILT == ("api", "bot", "mtproto", "proxy")
     assert model.readers("postgres_password") == ("postgres", "migrate")
+    assert model.readers("pgbackrest_db_conf") == ("postgres", "backup-agent")
+    assert model.readers("pgbackrest_repo_conf") == ("backup-repo",)
 
 
 # Values the services refuse at start outside development (their rule's every branch), in the shapes

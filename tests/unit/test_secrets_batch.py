@@ -260,6 +260,60 @@ def test_a_folder_made_before_the_monitoring_secrets_gets_them_without_losing_a_
     assert {p.name: p.read_bytes() for p in sdir.iterdir() if not p.name.startswith(".")} == after
 
 
+# --- backup secrets: pgBackRest's cipher key and the settings files made from it --------------------------------
+
+KEY = "K"
+
+
+def test_each_sides_settings_file_holds_the_key_of_the_repositories_it_reaches() -> None:
+    sources = {"pgbackrest_cipher_pass": KEY}
+    # The database side reaches both repositories, the repository host only its own (repository 2).
+    assert sec.DERIVATIONS["pgbackrest_db_conf"].derive(sources) == (
+        "[global]\nrepo1-cipher-pass=K\nrepo2-cipher-pass=K\n"
+    )
+    assert sec.DERIVATIONS["pgbackrest_repo_conf"].derive(sources) == "[global]\nrepo2-cipher-pass=K\n"
+
+
+def test_a_settings_file_with_another_key_is_a_problem_named_without_a_key() -> None:
+    derivation = sec.DERIVATIONS["pgbackrest_db_conf"]
+    current = {"pgbackrest_cipher_pass": SENSITIVE}
+    assert derivation.problems(derivation.derive(current), current) == ()
+    problems = derivation.problems(derivation.derive({"pgbackrest_cipher_pass": KEY}), current)
+    assert problems == ("does not hold the current pgbackrest_cipher_pass",)
+    assert not any(SENSITIVE in p for p in problems)
+
+
+def test_the_cipher_key_is_generated_and_both_settings_files_hold_it(sdir: Path) -> None:
+    populate(sdir)
+    key = sec.read_secret("pgbackrest_cipher_pass", sdir)
+    assert len(key) == 64 and sec.validate_value("pgbackrest_cipher_pass", key) == ()  # 48 random bytes
+    assert (sdir / "pgbackrest_db_conf").read_text() == f"[global]\nrepo1-cipher-pass={key}\nrepo2-cipher-pass={key}\n"
+    assert (sdir / "pgbackrest_repo_conf").read_text() == f"[global]\nrepo2-cipher-pass={key}\n"
+    for name in ("pgbackrest_cipher_pass", "pgbackrest_db_conf", "pgbackrest_repo_conf"):
+        assert mode(sdir / name) == 0o600, name
+        assert sec.validate_value(name, sec.read_secret(name, sdir)) == (), name
+
+
+def test_the_settings_files_are_never_taken_from_input(sdir: Path) -> None:
+    populate(sdir, PGBACKREST_DB_CONF=f"[global]\nrepo1-cipher-pass={SENSITIVE}\n")
+    assert SENSITIVE not in (sdir / "pgbackrest_db_conf").read_text()
+    assert sec.read_secret("pgbackrest_cipher_pass", sdir) in (sdir / "pgbackrest_db_conf").read_text()
+
+
+def test_a_settings_file_that_lost_the_key_is_made_again_and_the_key_is_kept(sdir: Path) -> None:
+    populate(sdir)
+    key = (sdir / "pgbackrest_cipher_pass").read_bytes()
+    stale = "[global]\nrepo2-cipher-pass=" + "x" * 40 + "\n"
+    write_raw(sdir, "pgbackrest_repo_conf", stale)
+    report = sec.from_env("dev", sdir, env_file=None, environ={})
+    outcome = report.outcome("pgbackrest_repo_conf")
+    assert (outcome.status, outcome.detail) == ("created", "renewed from pgbackrest_cipher_pass")
+    assert outcome.backup is not None and outcome.backup.read_text() == stale
+    assert (sdir / "pgbackrest_cipher_pass").read_bytes() == key
+    assert (sdir / "pgbackrest_repo_conf").read_text() == f"[global]\nrepo2-cipher-pass={key.decode().strip()}\n"
+    assert report.outcome("pgbackrest_cipher_pass").status == report.outcome("pgbackrest_db_conf").status == "kept"
+
+
 # --- refusal: nothing changed ------------------------------------------------------------------------------------
 
 

@@ -27,6 +27,9 @@ def test_registry_declares_the_expected_secrets_and_kinds() -> None:
         "postgres_monitor_password": "generated",
         "prometheus_password": "generated",
         "prometheus_web_config": "derived",
+        "pgbackrest_cipher_pass": "generated",
+        "pgbackrest_db_conf": "derived",
+        "pgbackrest_repo_conf": "derived",
         "alert_webhook_token": "generated",
         "jwt_secret_key": "generated",
         "api_read_token": "derived",
@@ -60,6 +63,28 @@ def test_registry_declares_the_expected_secrets_and_kinds() -> None:
     assert sec.get_spec("prometheus_web_config").consumers == ("prometheus", "alertmanager")
     assert sec.get_spec("alert_webhook_token").consumers == ("bot", "alertmanager")
     assert sec.get_spec("alert_chat_id").consumers == ("bot",)
+
+
+def test_the_backup_secrets_are_one_key_and_the_settings_files_made_from_it() -> None:
+    for name in ("pgbackrest_cipher_pass", "pgbackrest_db_conf", "pgbackrest_repo_conf"):
+        assert sec.get_spec(name).required_in == frozenset({"dev", "staging", "prod"}), name
+    for name in ("pgbackrest_db_conf", "pgbackrest_repo_conf"):
+        assert sec.get_spec(name).derived_from == ("pgbackrest_cipher_pass",), name
+    # The database side holds both repositories' key, the repository host only its own.
+    assert sec.get_spec("pgbackrest_db_conf").consumers == ("postgres", "backup-agent")
+    assert sec.get_spec("pgbackrest_repo_conf").consumers == ("backup-repo",)
+    # No container mounts the key itself: its file is owned for those that read what is made from it.
+    assert model.readers("pgbackrest_cipher_pass") == ()
+    assert sec.get_spec("pgbackrest_cipher_pass").consumers == ("postgres", "backup-agent", "backup-repo")
+    cipher = sec.get_spec("pgbackrest_cipher_pass")
+    assert cipher.strength_checked and cipher.generate_bytes == 48
+
+
+def test_only_the_backup_cipher_key_is_not_rotatable() -> None:
+    # The repositories were encrypted with it: a new key would leave every backup unreadable.
+    assert [spec.name for spec in sec.SECRETS if not spec.rotatable] == ["pgbackrest_cipher_pass"]
+    assert "Not rotatable" in sec.get_spec("pgbackrest_cipher_pass").rotation
+    assert "\n" not in sec.get_spec("pgbackrest_cipher_pass").rotation  # an error line quotes it
 
 
 def test_consumers_are_the_services_that_mount_the_secret_in_the_model() -> None:
@@ -98,6 +123,8 @@ def test_every_consumer_has_a_uid_and_shares_it() -> None:
         "postgres",
         "redis",
         "proxy",
+        "backup-agent",
+        "backup-repo",
         "prometheus",
         "alertmanager",
         "postgres-exporter",

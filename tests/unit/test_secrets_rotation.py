@@ -245,6 +245,33 @@ def test_rotate_refuses_user_and_derived_secrets(sdir: Path) -> None:
     assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
 
 
+def test_the_backup_cipher_key_cannot_be_rotated_and_nothing_is_touched(sdir: Path) -> None:
+    populate(sdir)
+    before = {p.name: p.read_bytes() for p in sdir.iterdir() if p.is_file()}
+    stack = FakeStack()
+    with pytest.raises(BadInput) as refused:
+        sec.rotate("pgbackrest_cipher_pass", sdir, stack)
+    message = str(refused.value)
+    # One line, that says why (the repositories were encrypted with it).
+    assert message.startswith("pgbackrest_cipher_pass cannot be rotated: ") and "\n" not in message
+    assert "the repositories were encrypted with it" in message
+    assert stack.calls == []
+    assert {p.name: p.read_bytes() for p in sdir.iterdir() if p.is_file()} == before
+    assert not (sdir / sec.BACKUP_DIR_NAME).exists() or not any((sdir / sec.BACKUP_DIR_NAME).iterdir())
+
+
+@pytest.mark.parametrize("name", ["pgbackrest_db_conf", "pgbackrest_repo_conf"])
+def test_the_backup_settings_files_are_refused_without_sending_you_to_rotate_the_key(sdir: Path, name: str) -> None:
+    populate(sdir)
+    stack = FakeStack()
+    with pytest.raises(BadInput) as refused:
+        sec.rotate(name, sdir, stack)
+    message = str(refused.value)
+    assert message.startswith(f"{name} is derived from pgbackrest_cipher_pass, which cannot be rotated: ")
+    assert "secrets-rotate" not in message and "\n" not in message
+    assert stack.calls == []
+
+
 def test_rotate_a_missing_secret_is_bad_input(sdir: Path) -> None:
     stack = FakeStack()
     with pytest.raises(BadInput, match="jwt_secret_key is missing"):

@@ -6,6 +6,7 @@ tests/unit/swarm_support.py: no Compose, no Docker."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from analyticbot_ops.paths import COMPOSE_DIR
 from analyticbot_ops.swarm import audit as swarm_audit
 from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
+from tests.unit.cli_support import context, isolated_tasks
 
-# The stack these tests render: the base files, without the monitoring overlay.
-SWARM_SERVICES = model.services(monitoring=False)
+# The stack these tests render: the base files, without the monitoring overlay (nor the backup overlay, which is
+# not rendered for Swarm yet).
+SWARM_SERVICES = model.services(monitoring=False, backup=False)
 
 P = support.PROJECT
-ALL_SECRETS = sorted({name for s in SWARM_SERVICES for name in s.secrets})
+ALL_SECRETS = sorted({name for s in SWARM_SERVICES for name in support.swarm_secrets(s)})
 UID = str(model.APP_UID)
 
 
@@ -89,7 +92,9 @@ def test_every_secret_is_a_placeholder_file_in_a_scratch_folder_gone_afterwards(
 def test_every_mounted_secret_is_its_services_alone(rendered: dict[str, Any]) -> None:
     for name, service in rendered["services"].items():
         mounted = {s["source"] for s in service.get("secrets") or []}
-        expected = {"tls_fullchain", "tls_privkey"} if name == "proxy" else set(model.BY_NAME[name].secrets)
+        # The backup overlay's settings files are not among them: it is not rendered for Swarm yet.
+        reads = set(support.swarm_secrets(model.BY_NAME[name]))
+        expected = {"tls_fullchain", "tls_privkey"} if name == "proxy" else reads
         assert mounted == expected, name
         assert all(s["mode"] == 0o400 and s["uid"] == UID for s in service.get("secrets") or []), name
 
@@ -101,6 +106,20 @@ def test_a_compose_error_is_the_audits_error(monkeypatch: pytest.MonkeyPatch, st
     monkeypatch.setattr(compose, "merged_config", refuse)
     with pytest.raises(BadInput, match="do not merge"):
         swarm_audit.rendered(stack)
+
+
+def test_the_audit_task_renders_the_swarm_stack_without_the_backup_overlay(
+    monkeypatch: pytest.MonkeyPatch, asked: list[compose.Stack], tmp_path: Path, capsys: Any
+) -> None:
+    """The backup overlay is not rendered for Swarm yet: prod's own report has it (ops.backup is on by default),
+    the swarm report does not."""
+    monkeypatch.setattr(audit_cli, "image_report", lambda running, exceptions: audit.make_report("images", [], []))
+    with isolated_tasks(monkeypatch, tmp_path):
+        audit_cli.audit(context(), env="prod", json=True)
+    assert [(s.env, s.backup) for s in asked] == [("prod", True), ("prod", False)]
+    reports = {r["name"]: r for r in json.loads(capsys.readouterr().out)["reports"]}
+    targets = {f["target"] for f in reports["swarm"]["findings"]}
+    assert "postgres" in targets and not targets & set(model.BACKUPS)
 
 
 # --- through the CIS container checks -------------------------------------------------------------------

@@ -21,8 +21,9 @@ from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 from tests.unit.swarm_support import Svc
 
-# The stack these tests render: the base files, without the monitoring overlay.
-SWARM_SERVICES = model.services(monitoring=False)
+# The stack these tests render: the base files, without the monitoring overlay (nor the backup overlay, which is
+# not rendered for Swarm yet).
+SWARM_SERVICES = model.services(monitoring=False, backup=False)
 
 LAB = support.three_nodes()
 P = support.PROJECT
@@ -167,6 +168,7 @@ def _secrets_folder(tmp_path: Path) -> Path:
         "api_read_token",
         "telegram_webhook_secret",
         "telegram_api_id",
+        "pgbackrest_db_conf",
     ):
         (folder / name).write_text(f"s3cr3t-{name}-value")  # fmt: skip
     (folder / "stripe_secret_key").write_text("")  # an optional one left empty
@@ -202,6 +204,9 @@ def test_the_stack_file_mounts_the_non_empty_secrets_and_holds_no_value(
     # Empty ones (the one left empty, and the placeholders made for absent optional ones) are not mounted.
     assert not declared & {"stripe_secret_key", "bot_token", "openai_api_key", "telegram_api_hash", "telegram_session"}
     assert not declared & {"README.md", ".gitignore", ".backup"}
+    # The backup overlay is not rendered for Swarm yet: its settings file is neither declared nor mounted.
+    assert "pgbackrest_db_conf" not in declared
+    assert [s["source"] for s in written["services"]["postgres"]["secrets"]] == ["postgres_password"]
     assert (folder / "openai_api_key").read_bytes() == b""  # the placeholder Compose would have needed
     assert written["secrets"]["jwt_secret_key"]["file"] == str(folder / "jwt_secret_key")
     assert written["services"]["api"]["image"] == images["API_IMAGE"]

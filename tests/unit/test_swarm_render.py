@@ -16,11 +16,12 @@ from analyticbot_ops.paths import COMPOSE_DIR
 from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 
-# The stack these tests render: the base files (the overlay has its own tests below).
-SWARM_SERVICES = model.services(monitoring=False)
+# The stack these tests render: the base files (the monitoring overlay has its own tests below; the backup overlay
+# is not rendered for Swarm yet).
+SWARM_SERVICES = model.services(monitoring=False, backup=False)
 
 REFS = {variable: f"172.29.7.2:5000/ns/{variable.lower()}@sha256:{'ab' * 32}" for variable in support.IMAGES}
-ALL_SECRETS = sorted({name for s in SWARM_SERVICES for name in s.secrets})
+ALL_SECRETS = sorted({name for s in SWARM_SERVICES for name in support.swarm_secrets(s)})
 
 
 def _secret_files(tmp_path: Path, names: list[str] | None = None) -> dict[str, Path]:
@@ -243,7 +244,7 @@ def test_each_service_mounts_its_secrets_0400_for_the_service_user(stack: dict[s
         if service.kind == "proxy":
             continue
         mounted = stack["services"][service.name]["secrets"]
-        assert [m["source"] for m in mounted] == sorted(service.secrets), service.name
+        assert [m["source"] for m in mounted] == sorted(support.swarm_secrets(service)), service.name
         for mount in mounted:
             assert mount == {"source": mount["source"], "uid": "10001", "gid": "10001", "mode": 0o400}
 
@@ -256,6 +257,18 @@ def test_only_secrets_whose_file_is_given_are_mounted_or_declared(tmp_path: Path
     assert api == ["jwt_secret_key", "postgres_api_password", "redis_password"]
     assert "secrets" not in stack["services"]["redis"]  # its only one was not given
     assert set(stack["secrets"]) == {*given, "tls_fullchain", "tls_privkey"}
+
+
+def test_without_the_backup_overlay_no_backup_secret_is_mounted_even_when_its_file_is_given(tmp_path: Path) -> None:
+    # What is mounted is what the merged compose config mounts: the backup overlay's settings for postgres are not
+    # in it (the overlay is not rendered for Swarm yet), whatever the model says postgres reads with it.
+    given = _secret_files(tmp_path, [*ALL_SECRETS, *support.BACKUP_SECRETS])
+    stack = _render(tmp_path, secret_files=given)
+    assert "pgbackrest_db_conf" in model.BY_NAME["postgres"].secrets
+    assert [m["source"] for m in stack["services"]["postgres"]["secrets"]] == ["postgres_password"]
+    assert not set(stack["secrets"]) & support.BACKUP_SECRETS
+    assert not set(stack["services"]) & set(model.BACKUPS) and "backup" not in stack["networks"]
+    assert stack["services"]["postgres"]["command"] == ["postgres", "-c", "unix_socket_directories=/tmp"]
 
 
 def test_a_secret_file_no_service_reads_is_not_declared(tmp_path: Path) -> None:

@@ -1,0 +1,248 @@
+"""Backups into the pgBackRest repositories, what they hold, and point-in-time restores.
+
+A restore checks first (the repository answers, holds a backup, reaches the moment; the database is
+empty or --force), takes a logical safety dump of a database that has tables, then stops PostgreSQL,
+restores with a one-off run of `backup-agent` (which has the data volume), starts PostgreSQL, waits until
+the WAL is replayed and the server promoted, and runs the migrate job for the runtime grants."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import backups, deploy, runner
+from ..compose import Stack, in_service, service_states, wait_healthy
+from ..docker import client
+from ..errors import BadInput, OpsError
+from .catalog import ARCHIVER_SQL, KINDS, REPOSITORIES, STANZA, Archiver, Catalog, parse_archiver, parse_info
+from .target import Target, check_window
+
+Progress = Callable[[str], None]
+# Where each repository is local: a backup or a verify of it runs there.
+HOLDER = {1: "backup-agent", 2: "backup-repo"}
+AGENT = "backup-agent"
+
+
+def pgbackrest_error(output: str) -> str:
+    """pgBackRest's own error line (`ERROR: [055]: unable to ...`), without its code; else the last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("ERROR:"):
+            message = line.removeprefix("ERROR:").strip()
+            if message.startswith("[") and "]:" in message:
+                message = message.split("]:", 1)[1].strip()
+            return message
+    return lines[-1] if lines else "no output"
+
+
+def _pgbackrest(stack: Stack, service: str, args: Sequence[str], *, timeout: float = 3600.0) -> str:
+    """pgBackRest in a service's running container, or in a one-off run of it when none runs (the agent
+    after its data volume was lost). OpsError with pgBackRest's own error line."""
+    command = ["pgbackrest", f"--stanza={STANZA}", *args]
+    state = service_states(stack.project).get(service)
+    if state is not None and state.status == "running":
+        result = runner.run([client().path, "exec", state.container, *command], check=False, timeout=timeout)
+        output = f"{result.stdout}\n{result.stderr}"
+    else:
+        result = stack.compose(
+            "run", "--rm", "--no-deps", "-T", "--entrypoint", "pgbackrest", service, *command[1:], check=False
+        )
+        output = f"{result.stdout}\n{result.stderr}"
+    if result.returncode != 0:
+        raise OpsError(f"pgBackRest ({' '.join(args[-1:])} in {service}): {pgbackrest_error(output)}")
+    return str(result.stdout)
+
+
+# The cipher key and the two settings files made from it: without them no repository can be read.
+CIPHER_SECRETS = ("pgbackrest_cipher_pass", "pgbackrest_db_conf", "pgbackrest_repo_conf")
+
+
+def require(stack: Stack) -> None:
+    """Refuse, before anything runs, a stack without the backup overlay or without the cipher key."""
+    if not stack.backup:
+        raise BadInput("the backup overlay is off (invoke.yaml: ops.backup: false), so there is no pgBackRest here")
+    folder = Path(stack.settings["SECRETS_DIR"])
+    for name in CIPHER_SECRETS:
+        path = folder / name
+        if not path.is_file() or path.stat().st_size == 0:
+            raise BadInput(
+                f"the repositories' cipher key is missing ({path}): without it no backup can be read or written; "
+                "put back your copy of secrets/pgbackrest_cipher_pass (and run `invoke secrets.check`); nothing was "
+                "touched"
+            )
+
+
+def catalog(stack: Stack) -> Catalog:
+    """Every backup of both repositories (read from the database side), and PostgreSQL's archiver."""
+    require(stack)
+    # A repository host that does not answer costs this many seconds per attempt, not pgBackRest's minute.
+    repositories, sets = parse_info(_pgbackrest(stack, AGENT, ["--output=json", "--io-timeout=5", "info"], timeout=180))
+    return Catalog(repositories, sets, archiver(stack))
+
+
+def archiver(stack: Stack) -> Archiver | None:
+    """pg_stat_archiver, or None while PostgreSQL is not running."""
+    try:
+        database = in_service(stack, "postgres")
+        out = database.run(["psql", "-U", backups.DB_USER, "-d", backups.DB_NAME, "-tA"], stdin=ARCHIVER_SQL.encode())
+    except OpsError:
+        return None
+    return parse_archiver(out.decode().strip())
+
+
+def check_repos(repos: Sequence[int]) -> tuple[int, ...]:
+    for repo in repos:
+        if repo not in REPOSITORIES:
+            raise BadInput(f"--repo must be 1 (this host) or 2 (the repository host), got {repo}")
+    return tuple(dict.fromkeys(repos))
+
+
+@dataclass(frozen=True)
+class Taken:
+    repo: int
+    kind: str
+    label: str
+    seconds: float
+    stored: int
+
+
+def backup(
+    stack: Stack, kind: str, repos: Sequence[int] = REPOSITORIES, progress: Progress = lambda _m: None
+) -> list[Taken]:
+    """A full, differential or incremental backup into each repository, where that repository is local."""
+    if kind not in KINDS:
+        raise BadInput(f"--kind must be dump, {', '.join(KINDS)}; got {kind!r}")
+    require(stack)
+    taken: list[Taken] = []
+    for repo in check_repos(repos):
+        progress(f"repository {repo}: {kind} backup in {HOLDER[repo]}")
+        started = time.monotonic()
+        _pgbackrest(stack, HOLDER[repo], [f"--repo={repo}", f"--type={kind}", "backup"])
+        seconds = time.monotonic() - started
+        newest = catalog(stack).last_backup(repo)
+        if newest is None:
+            raise OpsError(f"repository {repo} lists no backup after a backup that succeeded")
+        taken.append(Taken(repo, newest.kind, newest.label, seconds, newest.stored))
+    return taken
+
+
+def verify(stack: Stack, repos: Sequence[int] = REPOSITORIES) -> list[str]:
+    """pgBackRest's verify of each repository (every backup file and WAL segment against its checksum):
+    OpsError naming what is damaged; else one line per repository."""
+    require(stack)
+    said: list[str] = []
+    for repo in check_repos(repos):
+        _pgbackrest(stack, HOLDER[repo], [f"--repo={repo}", "--log-level-console=info", "verify"])
+        said.append(f"repository {repo}: every backup file and WAL segment matches its checksum")
+    return said
+
+
+@dataclass(frozen=True)
+class Restored:
+    repo: int
+    target: Target
+    seconds: float  # from stopping PostgreSQL to the migrate job's end
+    tables: int
+    safety_dump: backups.Backup | None
+
+
+def choose_repo(catalog_: Catalog, repo: int | None) -> int:
+    """The repository asked for, or the first that answers and holds a backup."""
+    if repo is not None:
+        check_repos([repo])
+        state = catalog_.repository(repo)
+        if state is None or not state.ok:
+            why = state.message if state else "not configured"
+            raise BadInput(f"repository {repo} cannot be read ({why}); nothing was touched")
+        return repo
+    for candidate in REPOSITORIES:
+        state = catalog_.repository(candidate)
+        if state is not None and state.ok and catalog_.backups_of(candidate):
+            return candidate
+    raise BadInput("no repository answers with a backup in it; nothing was touched")
+
+
+def restore(
+    stack: Stack,
+    target: Target,
+    *,
+    repo: int | None = None,
+    force: bool = False,
+    timeout: float = 600.0,
+    backup_dir: Path = backups.BACKUP_DIR,
+    keep: int = backups.DEFAULT_KEEP,
+    progress: Progress = lambda _m: None,
+) -> Restored:
+    """Restore the database to `target` from a repository, or change nothing (see the module)."""
+    current = catalog(stack)
+    chosen = choose_repo(current, repo)
+    check_window(target, current, chosen)
+    if target.moment is not None and current.archiver is not None:
+        latest = current.latest(chosen)
+        if latest is not None and target.moment > latest:
+            progress(f"note: the last archived segment is from {latest:%H:%M:%S}; writes after it may not be there")
+    safety: backups.Backup | None = None
+    running = service_states(stack.project).get("postgres")
+    if running is not None and running.status == "running":
+        database = backups.database_of(stack)
+        tables = backups.table_count(database)
+        if tables and not force:
+            raise BadInput(
+                f"the {stack.project} database is not empty ({tables} tables): use --force to replace it with "
+                f"its state at {target} (a logical safety dump is taken first)"
+            )
+        if tables:
+            safety = backups.backup(stack, backup_dir, keep=keep, label="pre-restore", database=database)
+            progress(f"safety dump of the current database: {safety.path}")
+    started = time.monotonic()
+    progress(f"stopping postgres and {AGENT}; restoring to {target} from repository {chosen}")
+    stack.compose("stop", AGENT, "postgres")
+    try:
+        args = [f"--repo={chosen}", "--delta", *target.pgbackrest_args(), "restore"]
+        _pgbackrest_oneoff(stack, args)
+    except OpsError as exc:
+        where = f"; the safety dump is {safety.path}" if safety else ""
+        raise OpsError(f"the restore failed: {exc}; postgres is stopped{where}") from None
+    progress("restored the files; starting postgres to replay the WAL")
+    stack.compose("up", "-d", "--no-deps", "--no-build", "postgres")
+    _wait_promoted(stack, timeout)
+    stack.compose("up", "-d", "--no-deps", "--no-build", AGENT)
+    deploy.run_migrate(stack)
+    seconds = time.monotonic() - started
+    wait_healthy(stack, list(stack.running), timeout, progress, fail_fast=False)
+    return Restored(chosen, target, seconds, backups.table_count(backups.database_of(stack)), safety)
+
+
+def _pgbackrest_oneoff(stack: Stack, args: Sequence[str]) -> None:
+    """A restore in a one-off run of the agent: postgres is stopped, and the agent's container may be gone."""
+    result = stack.compose(
+        "run", "--rm", "--no-deps", "-T", "--entrypoint", "pgbackrest", AGENT, f"--stanza={STANZA}", *args, check=False
+    )
+    if result.returncode != 0:
+        raise OpsError(pgbackrest_error(f"{result.stdout}\n{result.stderr}"))
+
+
+def _wait_promoted(stack: Stack, timeout: float) -> None:
+    """Until PostgreSQL has replayed the WAL to the target and left recovery (it answers pg_isready before)."""
+    deadline = time.monotonic() + timeout
+    said = ""
+    while time.monotonic() < deadline:
+        try:
+            database = in_service(stack, "postgres")
+            out = database.run(
+                ["psql", "-U", backups.DB_USER, "-d", backups.DB_NAME, "-tA"], stdin=b"SELECT pg_is_in_recovery();"
+            )
+            if out.decode().strip() == "f":
+                return
+            said = "still replaying the WAL"
+        except OpsError as exc:
+            said = str(exc)
+        time.sleep(0.5)
+    raise OpsError(f"postgres did not finish recovery within {timeout:g} s ({said}); see `invoke stack.logs postgres`")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

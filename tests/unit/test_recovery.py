@@ -1,0 +1,228 @@
+"""The typed view of pgBackRest's info and pg_stat_archiver, restore targets and their window, and
+pgBackRest's error lines: from real output of pgBackRest 2.45 (trimmed), no containers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from analyticbot_ops.errors import BadInput, OpsError
+from analyticbot_ops.recovery import catalog, pitr, target
+
+UTC = dt.UTC
+
+
+def _backup(repo: int, label: str, kind: str, start: int, stop: int, *, error: bool = False) -> dict[str, object]:
+    return {
+        "archive": {"start": "000000010000000000000003", "stop": "000000010000000000000003"},
+        "backrest": {"format": 5, "version": "2.45"},
+        "database": {"id": 1, "repo-key": repo},
+        "error": error,
+        "info": {"delta": 30754313, "repository": {"delta": 3792560, "size": 3792560}, "size": 30754313},
+        "label": label,
+        "lsn": {"start": "0/3000028", "stop": "0/3000100"},
+        "prior": None,
+        "reference": None,
+        "timestamp": {"start": start, "stop": stop},
+        "type": kind,
+    }
+
+
+def _info(backups: list[dict[str, object]], repo2: tuple[int, str] = (0, "ok")) -> str:
+    return json.dumps(
+        [
+            {
+                "archive": [
+                    {
+                        "database": {"id": 1, "repo-key": 1},
+                        "id": "15-1",
+                        "max": "00000001000000000000000A",
+                        "min": "000000010000000000000001",
+                    },
+                    {
+                        "database": {"id": 1, "repo-key": 2},
+                        "id": "15-1",
+                        "max": "00000001000000000000000A",
+                        "min": "000000010000000000000001",
+                    },
+                ],
+                "backup": backups,
+                "cipher": "aes-256-cbc",
+                "name": "analyticbot",
+                "repo": [
+                    {"cipher": "aes-256-cbc", "key": 1, "status": {"code": 0, "message": "ok"}},
+                    {"cipher": "aes-256-cbc", "key": 2, "status": {"code": repo2[0], "message": repo2[1]}},
+                ],
+                "status": {"code": 0, "message": "ok"},
+            }
+        ]
+    )
+
+
+T0 = 1796610225  # 2026-12-07T02:23:45Z
+
+
+def test_info_gives_each_backup_oldest_first_without_failed_ones() -> None:
+    repos, sets = catalog.parse_info(
+        _info(
+            [
+                _backup(1, "B", "diff", T0 + 100, T0 + 104),
+                _backup(2, "A", "full", T0, T0 + 4),
+                _backup(1, "C", "full", T0 + 200, T0 + 209, error=True),
+            ]
+        )
+    )
+    assert [(b.repo, b.label, b.kind) for b in sets] == [(2, "A", "full"), (1, "B", "diff")]
+    assert sets[0].stopped == dt.datetime.fromtimestamp(T0 + 4, UTC)
+    assert sets[0].stored == 3792560 and sets[0].size == 30754313
+    assert [(r.repo, r.ok, r.wal_max) for r in repos] == [(1, True, "00000001000000000000000A")] * 1 + [
+        (2, True, "00000001000000000000000A")
+    ]
+
+
+def test_an_unreadable_repository_is_not_ok_and_keeps_pgbackrests_words() -> None:
+    repos, _ = catalog.parse_info(_info([], repo2=(99, "[HostConnectError] unable to connect to 'backup-repo:8432'")))
+    assert not repos[1].ok and "unable to connect" in repos[1].message
+    # No valid backups yet is readable: a restore is refused for the lack of a backup, not of the repository.
+    repos, _ = catalog.parse_info(_info([], repo2=(2, "no valid backups")))
+    assert repos[1].ok
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '[{"name": "analyticbot", "repo": [{"key": "x"}]}]'])
+def test_info_that_is_not_pgbackrests_is_one_error(text: str) -> None:
+    with pytest.raises(OpsError):
+        catalog.parse_info(text)
+
+
+def test_the_window_runs_from_the_oldest_backups_end_to_the_last_archived_segment() -> None:
+    _, sets = catalog.parse_info(
+        _info([_backup(1, "A", "full", T0, T0 + 4), _backup(1, "B", "diff", T0 + 60, T0 + 62)])
+    )
+    archived = dt.datetime.fromtimestamp(T0 + 300, UTC)
+    found = catalog.Catalog((), sets, catalog.Archiver(10, "X", archived, 0, None, None))
+    assert found.earliest(1) == dt.datetime.fromtimestamp(T0 + 4, UTC)
+    assert found.latest(1) == archived
+    assert found.earliest(2) is None and found.latest(2) is None
+    assert found.last_backup(1, "full").label == "A"  # type: ignore[union-attr]
+    assert found.last_backup(1, "diff").label == "B"  # type: ignore[union-attr]
+    # Without PostgreSQL, the newest backup's end is all that is known.
+    assert catalog.Catalog((), sets, None).latest(1) == dt.datetime.fromtimestamp(T0 + 62, UTC)
+
+
+def test_the_archiver_row_and_whether_it_is_failing() -> None:
+    row = {
+        "archived": 7,
+        "last_wal": "W7",
+        "last_at": T0 + 10.5,
+        "failed": 2,
+        "last_failed_wal": "W8",
+        "last_failed_at": T0 + 20,
+    }
+    archiver = catalog.parse_archiver(json.dumps(row))
+    assert archiver.failing() and archiver.age(dt.datetime.fromtimestamp(T0 + 20.5, UTC)) == 10.0
+    row["last_at"] = T0 + 30
+    assert not catalog.parse_archiver(json.dumps(row)).failing()
+    never = catalog.parse_archiver(
+        json.dumps(
+            {
+                **row,
+                "archived": 0,
+                "last_wal": None,
+                "last_at": None,
+                "failed": 0,
+                "last_failed_wal": None,
+                "last_failed_at": None,
+            }
+        )
+    )
+    assert not never.failing() and never.age(dt.datetime.now(UTC)) is None
+    with pytest.raises(OpsError):
+        catalog.parse_archiver("not json")
+
+
+NOW = dt.datetime(2026, 12, 7, 17, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("latest", None),
+        (" LATEST ", None),
+        ("2026-12-07T16:59:00Z", dt.datetime(2026, 12, 7, 16, 59, tzinfo=UTC)),
+        ("2026-12-07 16:59:00", dt.datetime(2026, 12, 7, 16, 59, tzinfo=UTC)),  # no offset: UTC
+        ("2026-12-07T17:59:00+01:00", dt.datetime(2026, 12, 7, 16, 59, tzinfo=UTC)),
+    ],
+)
+def test_a_target_is_latest_or_a_moment_in_utc(text: str, expected: dt.datetime | None) -> None:
+    assert target.parse_target(text, NOW).moment == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("tomorrow", "--to must be `latest` or a time"),
+        ("2026-12-07T17:00:01Z", "is in the future"),
+        ("", "--to must be"),
+    ],
+)
+def test_a_target_that_is_not_a_past_moment_is_refused_in_one_line(text: str, said: str) -> None:
+    with pytest.raises(BadInput, match=said) as refused:
+        target.parse_target(text, NOW)
+    assert "\n" not in str(refused.value)
+
+
+def test_pgbackrest_is_told_a_time_target_in_utc_and_to_promote() -> None:
+    moment = target.Target(dt.datetime(2026, 12, 7, 17, 59, 0, 250000, tzinfo=dt.timezone(dt.timedelta(hours=1))))
+    assert moment.pgbackrest_args() == [
+        "--type=time",
+        "--target=2026-12-07 16:59:00.250000+00",
+        "--target-action=promote",
+    ]
+    assert target.Target(None).pgbackrest_args() == ["--type=default"]
+
+
+def test_the_window_check_refuses_before_the_oldest_backup_and_an_empty_repository() -> None:
+    _, sets = catalog.parse_info(_info([_backup(1, "A", "full", T0, T0 + 4)]))
+    found = catalog.Catalog((), sets, None)
+    with pytest.raises(BadInput, match="before the earliest restore point of repository 1"):
+        target.check_window(target.Target(dt.datetime.fromtimestamp(T0, UTC)), found, 1)
+    with pytest.raises(BadInput, match="repository 2 holds no backup"):
+        target.check_window(target.Target(None), found, 2)
+    target.check_window(target.Target(dt.datetime.fromtimestamp(T0 + 5, UTC)), found, 1)
+
+
+def test_the_repository_is_the_one_asked_for_or_the_first_with_a_backup() -> None:
+    repos, sets = catalog.parse_info(_info([_backup(2, "A", "full", T0, T0 + 4)], repo2=(0, "ok")))
+    found = catalog.Catalog(repos, sets, None)
+    assert pitr.choose_repo(found, None) == 2
+    assert pitr.choose_repo(found, 1) == 1
+    with pytest.raises(BadInput, match="--repo must be 1"):
+        pitr.choose_repo(found, 3)
+    down = catalog.Catalog(catalog.parse_info(_info([], repo2=(99, "unable to connect")))[0], (), None)
+    with pytest.raises(BadInput, match="repository 2 cannot be read \\(unable to connect\\)"):
+        pitr.choose_repo(down, 2)
+    with pytest.raises(BadInput, match="no repository answers with a backup"):
+        pitr.choose_repo(down, None)
+
+
+@pytest.mark.parametrize(
+    ("output", "line"),
+    [
+        (
+            "2026-12-07 02:23:29.036 P00   WARN: something\n"
+            "ERROR: [056]: unable to find primary cluster - cannot proceed\n"
+            "       HINT: are all available clusters in recovery?\n",
+            "unable to find primary cluster - cannot proceed",
+        ),
+        (
+            "ERROR: [032]: raised from remote-0 tls protocol on 'backup-repo': key '2' is not valid\n",
+            "raised from remote-0 tls protocol on 'backup-repo': key '2' is not valid",
+        ),
+        ("\nsomething else went wrong\n", "something else went wrong"),
+        ("", "no output"),
+    ],
+)
+def test_pgbackrests_error_line_is_what_the_user_reads(output: str, line: str) -> None:
+    assert pitr.pgbackrest_error(output) == line
