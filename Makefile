@@ -132,7 +132,7 @@ restart:
 	$(INVOKE) restart $(if $(ENV),--env "$(ENV)") $(if $(SERVICE),--service "$(SERVICE)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
 
 restore:
-	$(INVOKE) restore $(if $(FILE),--file "$(FILE)") $(if $(TO),--to "$(TO)") $(if $(REPO),--repo "$(REPO)") $(if $(ENV),--env "$(ENV)") $(if $(FORCE),--force) $(if $(ALLOW_FOREIGN),--allow-foreign) $(if $(TIMEOUT),--timeout "$(TIMEOUT)")
+	$(INVOKE) restore $(if $(FILE),--file "$(FILE)") $(if $(TO),--to "$(TO)") $(if $(REPO),--repo "$(REPO)") $(if $(ENV),--env "$(ENV)") $(if $(FORCE),--force) $(if $(ALLOW_FOREIGN),--allow-foreign) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(INTO),--into "$(INTO)") $(if $(KEEP),--keep) $(if $(JSON),--json)
 
 rollback:
 	$(INVOKE) rollback $(if $(ENV),--env "$(ENV)") $(if $(TO),--to "$(TO)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)

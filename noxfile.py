@@ -63,5 +63,6 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/images.py")
     session.run("python", "benchmarks/stack.py", *session.posargs)
     session.run("python", "benchmarks/monitoring.py")
+    session.run("python", "benchmarks/backup.py")
     session.run("python", "benchmarks/deploy.py")
     session.run("python", "benchmarks/swarm.py")

@@ -6,13 +6,25 @@ secrets-check`) still work: cli/legacy.py maps each to its namespaced task, and 
 
 from pathlib import Path
 
-from analyticbot_ops.cli import audit, environment, health, images, legacy, monitoring, secrets, stack, swarm, tls
+from analyticbot_ops.cli import (
+    audit,
+    environment,
+    health,
+    images,
+    legacy,
+    monitoring,
+    schedule,
+    secrets,
+    stack,
+    swarm,
+    tls,
+)
 from analyticbot_ops.config import DEFAULTS, check_project_file
 
 # Invoke reads invoke.yaml after this module: a broken one is stopped here with one line, not its traceback.
 check_project_file(Path(__file__).resolve().parent)
 legacy.install()
 
-MODULES = (stack, images, secrets, tls, health, monitoring, environment, audit, swarm)
+MODULES = (stack, images, secrets, tls, health, monitoring, schedule, environment, audit, swarm)
 ns = legacy.TaskTree(*(m.ns for m in MODULES), legacy={k: v for m in MODULES for k, v in m.LEGACY.items()})
 ns.configure(DEFAULTS)

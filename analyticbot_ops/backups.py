@@ -13,8 +13,10 @@ Every command runs inside the stack's postgres container, as the bootstrap super
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -116,6 +118,30 @@ def check_writable(directory: Path) -> None:
         raise BadInput(f"cannot write backups to {directory}: {exc.strerror or exc}; nothing was dumped") from None
 
 
+# Room left beside a dump: its record, and the filesystem's own blocks.
+SPACE_MARGIN = 1 << 20
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def check_space(directory: Path, needed: int) -> None:
+    """Refuse, before anything is written, a dump that the folder's filesystem has no room for."""
+    free = shutil.disk_usage(directory).free
+    if free < needed + SPACE_MARGIN:
+        raise OpsError(_no_space(directory, needed, free))
+
+
+def _no_space(directory: Path, needed: int, free: int | None = None) -> str:
+    if free is None:
+        free = shutil.disk_usage(directory).free
+    return (
+        f"no space for the dump in {directory}: it needs {_megabytes(needed + SPACE_MARGIN)}, "
+        f"{_megabytes(free)} is free; nothing was written"
+    )
+
+
 def _archive_path(directory: Path, project: str, stamp: str, label: str) -> Path:
     suffix = f"-{label}" if label else ""
     path = directory / f"{project}-{stamp}{suffix}{DUMP_SUFFIX}"
@@ -173,6 +199,7 @@ def backup(
         FORMAT, stack.project, stack.env, moment.isoformat(), hashlib.sha256(data).hexdigest(), len(data), entries
     )
     record = (json.dumps(asdict(origin), indent=2) + "\n").encode()
+    check_space(directory, len(data) + len(record))
     try:
         # Each appears whole or not at all, 0600, and never over an existing file.
         files.create_exclusive(path, data, files.PRIVATE_FILE)
@@ -183,6 +210,9 @@ def backup(
         origin_path(path).unlink(missing_ok=True)
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted("interrupted while writing the backup; nothing was written") from None
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            # Another writer took the room between the check and the write.
+            raise OpsError(_no_space(directory, len(data) + len(record))) from None
         raise
     try:
         pruned = prune(directory, stack.project, keep, protect)

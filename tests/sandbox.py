@@ -7,12 +7,13 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyticbot_ops import compose, deploy, secrets, tls, tokens
+from analyticbot_ops import compose, deploy, docker, secrets, tls, tokens
 
 # A token of the right shape. The bot is pointed at a closed local port instead
 # of Telegram (TELEGRAM_API_BASE), so no test sends anything off this machine.
@@ -183,3 +184,65 @@ def create_channel(stack: RunningStack, username: str) -> None:
         connection.close()
     if status != 201:
         raise RuntimeError(f"creating channel {username} answered {status}")
+
+
+# The channel AckWriter writes to (create it first: INSERT INTO channels (id, username) ...).
+WRITER_CHANNEL = 424242
+
+
+@dataclass(eq=False)
+class AckWriter(threading.Thread):
+    """One psql session inserting a post_views row every 50 ms (channel WRITER_CHANNEL, which must exist); a row
+    counts as acknowledged when psql has printed its RETURNING line, which it does after the commit
+    (autocommit). The recovery tests and benchmarks/backup.py count what a restore brings back."""
+
+    stack: RunningStack
+    first: int
+    acknowledged: dict[int, float] = field(default_factory=dict)  # post_id -> time.time() of the ack
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        super().__init__(daemon=True)
+        container = compose.service_states(self.stack.project)["postgres"].container
+        self.process = subprocess.Popen(
+            [docker.client().path, "exec", "-i", container, "psql", "-U", "analyticbot", "-d", "analyticbot", "-qtA"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+
+    def run(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        post = self.first
+        try:
+            while not self.stop.is_set():
+                self.process.stdin.write(
+                    f"INSERT INTO post_views (channel_id, post_id, views) VALUES ({WRITER_CHANNEL}, {post}, 1) "
+                    "RETURNING post_id;\n"
+                )
+                self.process.stdin.flush()
+                line = self.process.stdout.readline()
+                if not line.strip().isdigit():
+                    return  # the server went away: what was acknowledged is recorded
+                self.acknowledged[int(line)] = time.time()
+                post += 1
+                time.sleep(0.05)
+        except (BrokenPipeError, OSError):
+            return
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.process.kill()
+        self.join(10)
+
+
+def lose_database_disk(stack: RunningStack, *, and_repository_1: bool = False) -> None:
+    """postgres killed and its volume deleted, as a dead disk would take it (repository 1's volume too)."""
+    states = compose.service_states(stack.project)
+    docker.docker(["kill", states["postgres"].container], check=False)
+    stack.stack.compose("rm", "-s", "-f", "postgres", "backup-agent")
+    volumes = ["pgdata", *(["pgbackrest"] if and_repository_1 else [])]
+    for volume in volumes:
+        docker.docker(["volume", "rm", f"{stack.project}_{volume}"])

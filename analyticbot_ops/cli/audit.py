@@ -157,8 +157,8 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
             )
         )
     if not running and env in (None, "prod"):
-        # The stack swarm.deploy would run, from prod's settings (the backup overlay is not rendered for Swarm yet).
-        swarm_stack = swarm_audit.rendered(stack_of(c, "prod", backup=False))
+        # The stack swarm.deploy would run, from prod's settings.
+        swarm_stack = swarm_audit.rendered(stack_of(c, "prod"))
         findings = rules.audit_compose(swarm_stack, facts_by_service(swarm_stack, cfg.namespace))
         findings += swarm_audit.swarm_findings(swarm_stack)
         reports.append(

@@ -16,7 +16,7 @@ from .. import releases as release_log
 from .. import secrets as secrets_module
 from ..config import ops
 from ..errors import BadInput, CheckFailed, Unhealthy
-from ..recovery import pitr
+from ..recovery import drill, pitr
 from ..recovery import target as recovery_target
 from . import _recovery as recovery_view
 from ._task import ops_task, out, print_json, progress, stack_of
@@ -345,7 +345,11 @@ def backups_(c: Any, env: str = "dev", json: bool = False) -> None:
         "env": ENV,
         "force": "Replace a database that already has tables (a safety dump is taken first).",
         "allow_foreign": "With --file: restore a dump of another project or environment, or one without a record.",
-        "timeout": "With --to: seconds to wait for the WAL replay and for health.",
+        "timeout": "With --to: seconds to wait for the WAL replay and for health (with --into: for the copy's).",
+        "into": "With --to: the drill. Restore into this throwaway project instead, compare its row counts with "
+        "the source's, print the time it took, and remove it.",
+        "keep": "With --into: keep the throwaway copy (its container and volume) to look at.",
+        "json": "With --into: print the drill's result as JSON.",
     }
 )
 def restore(
@@ -357,11 +361,25 @@ def restore(
     force: bool = False,
     allow_foreign: bool = False,
     timeout: float = 600,
+    into: str | None = None,
+    keep: bool = False,
+    json: bool = False,
 ) -> None:
     """Restore a point in time (--to) or a pg_dump (--file); refuses a non-empty database without --force."""
+    # `--into ""` is a mistake, never the restore of the stack itself.
+    if into is not None and not to:
+        raise BadInput("--into is the drill of a point-in-time restore: give --to latest|TIME with it")
     if bool(file) == bool(to):
         raise BadInput("give exactly one of --to latest|TIME (point in time) or --file DUMP (a pg_dump)")
+    if into is None and (keep or json):
+        raise BadInput(f"--{'keep' if keep else 'json'} goes with --into (the drill); nothing was touched")
+    if repo:
+        pitr.check_repos([repo])  # --repo 3 is refused before anything is asked of Docker
     stack = _stack(c, env)
+    if into is not None:
+        target = recovery_target.parse_target(to or "", pitr.now())
+        _drill(stack, target, into, repo=repo or None, keep=keep, json=json, timeout=timeout)
+        return
     if to:
         target = recovery_target.parse_target(to, pitr.now())
         done = pitr.restore(
@@ -390,6 +408,40 @@ def restore(
     )
     saved = f"; the database as it was is in {result.safety_backup.path}" if result.safety_backup else ""
     out.print(f"restored {file}: {result.entries} entries, {result.tables} tables{saved}")
+
+
+def _drill(
+    stack: compose.Stack, target: Any, into: str, *, repo: int | None, keep: bool, json: bool, timeout: float
+) -> None:
+    result = drill.drill(stack, target, into, repo=repo, keep=keep, timeout=timeout, progress=progress)
+    differing = [t for t, (source, copy) in result.counts.items() if source != copy]
+    if json:
+        print_json(
+            {
+                "project": result.project,
+                "repo": result.repo,
+                "target": str(result.target),
+                "seconds": round(result.seconds, 1),
+                "tables": {t: {"source": s, "copy": c} for t, (s, c) in result.counts.items()},
+                "matches": result.matches,
+                "kept": result.kept,
+            }
+        )
+    else:
+        table = Table(title=f"drill {result.project}: {result.target} from repository {result.repo}")
+        for column in ("table", "source rows", "restored rows", ""):
+            table.add_column(column)
+        for name, (source, copy) in result.counts.items():
+            mark = "" if source == copy else "DIFFERS"
+            table.add_row(name, "-" if source is None else str(source), "-" if copy is None else str(copy), mark)
+        out.print(table)
+        where = f"kept as container {result.kept}" if result.kept else "removed"
+        out.print(f"restored and promoted in {result.seconds:.1f} s (the RTO); the copy was {where}")
+    if differing:
+        raise CheckFailed(
+            f"the drill's copy differs from the source in {', '.join(differing)} (rows written or removed since "
+            f"{result.target}?)"
+        )
 
 
 ns = Collection("stack")

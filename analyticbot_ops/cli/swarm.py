@@ -33,8 +33,8 @@ def _cluster(context: str, registry: str | None) -> swarm_lab.Lab:
 
 
 def _stack(c: Any, env: str, **kwargs: Any) -> compose.Stack:
-    """The environment's stack as Swarm runs it: the backup overlay is not rendered for Swarm yet."""
-    return stack_of(c, env, backup=False, **kwargs)
+    """The environment's stack as Swarm runs it (both overlays as invoke.yaml's ops section says)."""
+    return stack_of(c, env, **kwargs)
 
 
 def _project(c: Any, env: str) -> str:

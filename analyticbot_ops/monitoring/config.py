@@ -36,6 +36,12 @@ def mounted_files(directory: Path = MONITORING_DIR) -> Iterator[MountedFile]:
         "alertmanager_yml", "alertmanager", directory / "alertmanager.yml", f"{TARGET_DIR}/alertmanager.yml"
     )
     yield MountedFile("blackbox_yml", "blackbox-exporter", directory / "blackbox.yml", f"{TARGET_DIR}/blackbox.yml")
+    yield MountedFile(
+        "postgres_queries",
+        "postgres-exporter",
+        directory / "postgres-queries.yml",
+        f"{TARGET_DIR}/postgres-queries.yml",
+    )
 
 
 def swarm_prometheus_config(text: str) -> str:

@@ -8,6 +8,7 @@ the WAL is replayed and the server promoted, and runs the migrate job for the ru
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -129,13 +130,41 @@ def backup(
     return taken
 
 
+# pgBackRest's verify reports each bad file from a worker (P01...) at info level, and then completes
+# "successfully": its exit code says nothing about damage, these lines do.
+_DAMAGE = re.compile(r"P0*[1-9]\d*\s+INFO: (?P<what>[a-z ]+?) '?(?P<path>[^' :]+)'?(?::|$)")
+
+
+def damaged_files(output: str) -> tuple[str, ...]:
+    """The repository files `pgbackrest verify` named as damaged (checksum, size, unreadable, missing)."""
+    found = []
+    for line in output.splitlines():
+        match = _DAMAGE.search(line)
+        if match and match.group("path") not in found:
+            found.append(match.group("path"))
+    return tuple(found)
+
+
+class Damaged(OpsError):
+    """A repository with files that do not match their checksums."""
+
+    def __init__(self, repo: int, files: Sequence[str]) -> None:
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        super().__init__(f"repository {repo} is damaged: {len(files)} files fail pgBackRest's verify: {shown}")
+        self.repo = repo
+        self.files = tuple(files)
+
+
 def verify(stack: Stack, repos: Sequence[int] = REPOSITORIES) -> list[str]:
     """pgBackRest's verify of each repository (every backup file and WAL segment against its checksum):
-    OpsError naming what is damaged; else one line per repository."""
+    Damaged naming each damaged file; else one line per repository."""
     require(stack)
     said: list[str] = []
     for repo in check_repos(repos):
-        _pgbackrest(stack, HOLDER[repo], [f"--repo={repo}", "--log-level-console=info", "verify"])
+        output = _pgbackrest(stack, HOLDER[repo], [f"--repo={repo}", "--log-level-console=info", "verify"])
+        damaged = damaged_files(output)
+        if damaged:
+            raise Damaged(repo, damaged)
         said.append(f"repository {repo}: every backup file and WAL segment matches its checksum")
     return said
 
@@ -180,6 +209,14 @@ def restore(
     current = catalog(stack)
     chosen = choose_repo(current, repo)
     check_window(target, current, chosen)
+    progress(f"repository {chosen}: checking every backup file and WAL segment (pgBackRest's verify)")
+    try:
+        verify(stack, [chosen])
+    except Damaged as exc:
+        others = [r for r in REPOSITORIES if r != chosen]
+        raise BadInput(
+            f"{exc}; a restore from it could stop half-way, so nothing was touched (try --repo {others[0]})"
+        ) from None
     if target.moment is not None and current.archiver is not None:
         latest = current.latest(chosen)
         if latest is not None and target.moment > latest:
@@ -208,7 +245,7 @@ def restore(
         raise OpsError(f"the restore failed: {exc}; postgres is stopped{where}") from None
     progress("restored the files; starting postgres to replay the WAL")
     stack.compose("up", "-d", "--no-deps", "--no-build", "postgres")
-    _wait_promoted(stack, timeout)
+    wait_promoted(lambda: in_service(stack, "postgres"), timeout)
     stack.compose("up", "-d", "--no-deps", "--no-build", AGENT)
     deploy.run_migrate(stack)
     seconds = time.monotonic() - started
@@ -225,15 +262,15 @@ def _pgbackrest_oneoff(stack: Stack, args: Sequence[str]) -> None:
         raise OpsError(pgbackrest_error(f"{result.stdout}\n{result.stderr}"))
 
 
-def _wait_promoted(stack: Stack, timeout: float) -> None:
-    """Until PostgreSQL has replayed the WAL to the target and left recovery (it answers pg_isready before)."""
+def wait_promoted(connect: Callable[[], backups.Database], timeout: float) -> None:
+    """Until PostgreSQL has replayed the WAL to the target and left recovery (it answers pg_isready before).
+    `connect` finds the server again on each try: its container may still be starting."""
     deadline = time.monotonic() + timeout
     said = ""
     while time.monotonic() < deadline:
         try:
-            database = in_service(stack, "postgres")
-            out = database.run(
-                ["psql", "-U", backups.DB_USER, "-d", backups.DB_NAME, "-tA"], stdin=b"SELECT pg_is_in_recovery();"
+            out = connect().run(
+                ["psql", "-U", backups.DB_USER, "-d", backups.DB_NAME, "-tA"], b"SELECT pg_is_in_recovery();"
             )
             if out.decode().strip() == "f":
                 return

@@ -16,6 +16,7 @@ from .. import compose, model
 from ..audit import Finding
 from ..monitoring.config import swarm_files
 from ..paths import COMPOSE_DIR
+from ..tls import backup as backup_tls
 from . import render
 
 ENV = "swarm"  # the environment name its findings and exceptions carry
@@ -30,6 +31,9 @@ def rendered(stack: compose.Stack) -> dict[str, Any]:
         for name in {n for s in stack.services for n in s.secrets} | {"fullchain.pem", "privkey.pem"}:
             (folder / name).write_text("placeholder")
             files[name] = folder / name
+        for peer in ("ca", *backup_tls.PEERS):  # the backup path's TLS files, where the overlay is on
+            for suffix in ("crt", "key"):
+                (folder / f"{peer}.{suffix}").write_text("placeholder")
         return render.render(
             compose.merged_config(stack),
             project=stack.project,
@@ -40,6 +44,7 @@ def rendered(stack: compose.Stack) -> dict[str, Any]:
             http_port=int(stack.settings["HTTP_PORT"]),
             https_port=int(stack.settings["HTTPS_PORT"]),
             monitoring_files=swarm_files(stack.project, folder) if stack.monitoring else {},
+            backup_tls_dir=folder if stack.backup else None,
         )
 
 

@@ -18,6 +18,7 @@ from .. import compose, docker, model, preflight, secrets
 from ..errors import OpsError
 from ..monitoring.config import swarm_files
 from ..paths import COMPOSE_DIR, STATE_DIR
+from ..tls import backup as backup_tls
 from . import render
 from .lab import Lab
 
@@ -88,6 +89,9 @@ def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
         for name in sorted(mounted)
         if (secrets_dir / name).is_file() and (secrets_dir / name).stat().st_size > 0
     }
+    backup_tls_dir = secrets_dir / backup_tls.FOLDER
+    if stack.backup:
+        backup_tls.ensure_backup_certificates(backup_tls_dir)
     STACK_FILES.mkdir(parents=True, exist_ok=True)
     rendered = render.render(
         compose.merged_config(stack),
@@ -99,6 +103,7 @@ def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
         http_port=int(stack.settings["HTTP_PORT"]),
         https_port=int(stack.settings["HTTPS_PORT"]),
         monitoring_files=swarm_files(stack.project, STACK_FILES) if stack.monitoring else {},
+        backup_tls_dir=backup_tls_dir if stack.backup else None,
     )
     path = STACK_FILES / f"{stack.project}.yml"
     path.write_text(yaml.safe_dump(rendered, sort_keys=False))

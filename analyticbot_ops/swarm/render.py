@@ -17,7 +17,11 @@ What Swarm on Engine 20.10 does differently, and what each becomes here (checked
 - the monitoring overlay: its files from compose/monitoring/ become configs (Prometheus finds each task by DNS,
   `tasks.<service>`); Prometheus and Alertmanager publish nothing, since Swarm would drop the loopback address
   and publish them on every interface; no address is fixed on an overlay, so the proxy joins the monitoring
-  network and its stub_status answers that network's subnet, where only the overlay's services are."""
+  network and its stub_status answers that network's subnet, where only the overlay's services are.
+- the backup overlay: pgBackRest's settings and service.sh become configs, the TLS files secrets mounted where
+  pgBackRest reads them; the async archiver's spool moves to /tmp (a tmpfs owned by uid 10001 cannot be given);
+  backup-agent runs on the data node beside postgres (their socket and data volumes are that node's), and
+  backup-repo on any other node: repository 2 is on another machine, as it is meant to be."""
 
 from __future__ import annotations
 
@@ -37,14 +41,16 @@ OVERLAYS = {
     "backend": "10.121.0.0/24",
     "database": "10.122.0.0/24",
     "monitoring": "10.123.0.0/24",
+    "backup": "10.124.0.0/24",
 }
-INTERNAL = ("database", "monitoring")
+INTERNAL = ("database", "monitoring", "backup")
 API_REPLICAS = 2
 # Longer than a health interval times its retries (1 s x 3), so a release that turns unhealthy is seen.
 MONITOR = "15s"
 TLS_TARGET = "/etc/nginx/tls"
 DATA_LABEL = "analyticbot.data"  # the node label of the one that keeps postgres' and redis' volumes
 DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} == true"
+OFF_DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} != true"  # the repository host: never the database's node
 
 
 def versioned(project: str, name: str, content: bytes) -> str:
@@ -86,6 +92,8 @@ def _deploy(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
         deploy["restart_policy"] = {"condition": "any", "delay": "1s"}
     if spec.kind == "data" or name in _KEEPS_DATA:
         deploy["placement"] = {"constraints": [DATA_CONSTRAINT]}  # their volumes live on that node
+    elif name == "backup-repo":
+        deploy["placement"] = {"constraints": [OFF_DATA_CONSTRAINT]}
     if spec.rolling or name == "api":
         update = {"parallelism": 1, "order": "start-first", "failure_action": "rollback", "monitor": MONITOR}
         deploy["update_config"] = update
@@ -96,8 +104,9 @@ def _deploy(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
     return deploy
 
 
-# Monitoring services with a volume of their own (samples, silences): on the data node too, to keep it.
-_KEEPS_DATA = ("prometheus", "alertmanager")
+# Monitoring services with a volume of their own (samples, silences): on the data node too, to keep it; and
+# the backup agent, which reads postgres' data volume and socket.
+_KEEPS_DATA = ("prometheus", "alertmanager", "backup-agent")
 
 
 def render(
@@ -111,10 +120,12 @@ def render(
     http_port: int,
     https_port: int,
     monitoring_files: Mapping[str, Path] | None = None,
+    backup_tls_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The stack file as data. `images`: each image variable's registry reference (pinned by digest);
     `secret_files`: each secret's file (its versioned name comes from its content); `monitoring_files`: each
-    monitoring config's file where it is not compose/monitoring's own (Prometheus's, rendered for Swarm)."""
+    monitoring config's file where it is not compose/monitoring's own (Prometheus's, rendered for Swarm);
+    `backup_tls_dir`: the backup path's certificates (tls/backup.py), with the backup overlay."""
     services: dict[str, Any] = {}
     for name, source in merged["services"].items():
         service = copy.deepcopy(dict(source))
@@ -139,9 +150,12 @@ def render(
             if aliases
             else sorted(networks)
         )
-        # Swarm mounts a secret as root:root 0444 unless told: each is the service user's alone, as on Compose.
+        # Swarm mounts a secret as root:root 0444 unless told: each is the service user's alone, as on Compose;
+        # one that Compose mounts elsewhere than /run/secrets (pgBackRest's cipher key) keeps its place.
+        targets = _targets(service)
         service["secrets"] = [
             {"source": name, "uid": str(model.APP_UID), "gid": str(model.APP_UID), "mode": 0o400}
+            | ({"target": targets[name]} if name in targets else {})
             for name in sorted(_sources(service))
             if name in secret_files
         ]
@@ -153,8 +167,14 @@ def render(
             environment["FORWARDED_ALLOW_IPS"] = OVERLAYS["frontend"]
         service["environment"] = environment
         services[name] = service
-    # The socket folder it would use is not writable in Swarm (see _tmpfs); the last -c wins.
-    services["postgres"]["command"] = ["postgres", "-c", "unix_socket_directories=/tmp"]
+    # The socket folder it would use is not writable in Swarm (see _tmpfs): /tmp instead (the backup overlay's
+    # second folder, a volume, stays).
+    command = [str(a) for a in services["postgres"].get("command") or ["postgres"]]
+    socket = "unix_socket_directories=/var/run/postgresql"
+    command = [a.replace(socket, "unix_socket_directories=/tmp") for a in command]
+    if not any(a.startswith("unix_socket_directories=") for a in command):
+        command += ["-c", "unix_socket_directories=/tmp"]
+    services["postgres"]["command"] = command
     proxy = services["proxy"]
     proxy["ports"] = [
         {"target": 8080, "published": http_port, "protocol": "tcp", "mode": "host"},
@@ -178,6 +198,10 @@ def render(
     }
     if "prometheus" in services:
         configs.update(_monitoring(services, project, monitoring_files or {}))
+    if "backup-agent" in services:
+        backup_configs, backup_secrets = _backup(services, project, backup_tls_dir)
+        configs.update(backup_configs)
+        secrets.update(backup_secrets)
     networks = {
         name: {"driver": "overlay", "internal": name in INTERNAL, "ipam": {"config": [{"subnet": subnet}]}}
         for name, subnet in OVERLAYS.items()
@@ -214,6 +238,67 @@ def _monitoring(services: dict[str, Any], project: str, files: Mapping[str, Path
     proxy["environment"]["NGINX_EXPORTER_IP"] = OVERLAYS["monitoring"]
     services["nginx-exporter"]["networks"] = ["monitoring"]
     return configs
+
+
+# pgBackRest's files on each side of the backup path (compose/docker-compose.backup.yml): configs from
+# compose/pgbackrest/, and the TLS files each side mounts.
+PGBACKREST_DIR = "/etc/pgbackrest"
+_BACKUP_CONFIGS = {
+    "pgbackrest_db_settings": ("db.conf", f"{PGBACKREST_DIR}/pgbackrest.conf", ("postgres", "backup-agent")),
+    "pgbackrest_repo_settings": ("repo.conf", f"{PGBACKREST_DIR}/pgbackrest.conf", ("backup-repo",)),
+    "pgbackrest_service": ("service.sh", f"{PGBACKREST_DIR}/service.sh", ("backup-agent", "backup-repo")),
+}
+_BACKUP_TLS = {
+    "postgres": ("ca", "backup-agent"),
+    "backup-agent": ("ca", "backup-agent"),
+    "backup-repo": ("ca", "backup-repo"),
+}
+
+
+def _backup(services: dict[str, Any], project: str, tls_dir: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The backup overlay's services as Swarm runs them (see the module's docstring); its configs and the TLS
+    files' secrets."""
+    from ..paths import COMPOSE_DIR
+
+    if tls_dir is None:
+        raise ValueError("the backup overlay needs its TLS folder (backup_tls_dir)")
+    configs: dict[str, Any] = {}
+    for name, (file, target, users) in _BACKUP_CONFIGS.items():
+        path = COMPOSE_DIR / "pgbackrest" / file
+        configs[name] = {"file": str(path), "name": versioned(project, name, path.read_bytes())}
+        for user in users:
+            services[user].setdefault("configs", []).append(
+                {"source": name, "target": target, "uid": str(model.APP_UID), "mode": 0o444}
+            )
+    secrets: dict[str, Any] = {}
+    for user, peers in _BACKUP_TLS.items():
+        for peer in peers:
+            for suffix in ("crt", "key") if peer != "ca" else ("crt",):
+                file = tls_dir / f"{peer}.{suffix}"
+                name = f"backup_tls_{peer.replace('-', '_')}_{suffix}"
+                secrets[name] = {"file": str(file), "name": versioned(project, name, file.read_bytes())}
+                services[user].setdefault("secrets", []).append(
+                    {
+                        "source": name,
+                        "target": f"{PGBACKREST_DIR}/tls/{file.name}",
+                        "uid": str(model.APP_UID),
+                        "gid": str(model.APP_UID),
+                        "mode": 0o400,
+                    }
+                )
+    for user in ("postgres", "backup-agent"):
+        # The async archiver's queue: its compose tmpfs (owned by uid 10001) has no Swarm equivalent.
+        services[user].setdefault("environment", {})["PGBACKREST_SPOOL_PATH"] = "/tmp/pgbackrest-spool"
+    return configs, secrets
+
+
+def _targets(service: Mapping[str, Any]) -> dict[str, str]:
+    """The secrets Compose mounts at a path of their own (a long-form entry with an absolute target)."""
+    return {
+        s["source"]: s["target"]
+        for s in service.get("secrets") or []
+        if isinstance(s, Mapping) and str(s.get("target", "")).startswith("/")
+    }
 
 
 def _sources(service: Mapping[str, Any]) -> set[str]:

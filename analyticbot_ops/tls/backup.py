@@ -43,6 +43,8 @@ LEAF_DAYS = 365
 RENEW_WITHIN_DAYS = 30
 # The pgBackRest TLS servers, by the service (and host) name the other side dials.
 PEERS = ("backup-agent", "backup-repo")
+# What the database side mounts as its TLS client (and the agent's server): the CA and its own pair.
+CLIENT_FILES = ("ca.crt", "backup-agent.crt", "backup-agent.key")
 # The containers read their keys as this uid (pgBackRest refuses a key readable by others).
 OWNER_UID = model.APP_UID
 

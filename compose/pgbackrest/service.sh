@@ -56,6 +56,9 @@ backup() {  # backup KIND: one backup of this repository, its outcome recorded
         outcome=ok
     else
         outcome=failed
+        # A repository that lost its volume (a new disk, a new node) has no stanza: make it again, so that
+        # the retry and the WAL archive work (a no-op when the stanza is there).
+        pgbackrest --stanza=$stanza stanza-create >/dev/null 2>&1 || true
     fi
     echo "$started $1 $outcome $(( $(date +%s) - started ))" > "$state.last"
     echo "backup schedule: $1 backup of repository $BACKUP_REPO: $outcome" >&2
@@ -68,20 +71,27 @@ stop() {
 }
 trap stop TERM INT
 
+# The server first: each side's stanza-create needs the other side's server.
+pgbackrest server &
+server=$!
 if [ "$ROLE" = agent ]; then
     # The stanza needs a running primary and both repositories; until then, wait.
     until pg_isready -q -h /var/run/pgbackrest && pgbackrest --stanza=$stanza stanza-create; do
         sleep 2 & wait $! || true
     done
 fi
-pgbackrest server &
-server=$!
 # The healthcheck's mark: the stanza exists (agent) and the server runs.
 : > /tmp/ready
 
 while kill -0 "$server" 2>/dev/null; do
     now=$(date +%s)
     outcome=ok
+    if [ "$ROLE" = agent ]; then
+        # Both repositories as the database side sees them, for the backup metrics (PostgreSQL's
+        # backup_info() reads the file): a short I/O timeout, so that a repository host that does not
+        # answer is reported within a tick instead of holding the schedule up.
+        pgbackrest --stanza=$stanza --output=json --io-timeout=5 info > "$state.info.json" 2>/dev/null || true
+    fi
     if [ "$full_every" -gt 0 ] && [ $(( now - $(last full) )) -ge "$full_every" ]; then
         backup full
     elif [ "$diff_every" -gt 0 ] && [ $(( now - $(last diff) )) -ge "$diff_every" ]; then

@@ -695,6 +695,43 @@ CASES: tuple[Case, ...] = (
         EXIT_FAILED,
         r"postgres of {project} is not running",
     ),
+    # 26. point-in-time restores and pgBackRest backups refused before anything runs
+    Case(
+        "restore-to-not-a-time",
+        ("restore", "--to", "yesterday"),
+        EXIT_BAD_INPUT,
+        r"--to must be `latest` or a time like 2026-12-07T16:59:00Z \(UTC without an offset\), got 'yesterday'",
+    ),
+    Case(
+        "restore-to-the-future",
+        ("restore", "--to", "2999-01-01T00:00:00Z"),
+        EXIT_BAD_INPUT,
+        r"--to 2999-01-01T00:00:00\+00:00 is in the future .*nothing was touched",
+    ),
+    Case(
+        "restore-repo-3",
+        ("restore", "--to", "latest", "--repo", "3"),
+        EXIT_BAD_INPUT,
+        r"--repo must be 1 \(this host\) or 2 \(the repository host\), got 3",
+    ),
+    Case(
+        "restore-without-the-cipher-key",
+        ("restore", "--to", "latest"),
+        EXIT_BAD_INPUT,
+        r"the repositories' cipher key is missing \(.*pgbackrest_cipher_pass\).*nothing was touched",
+    ),
+    Case(
+        "backup-unknown-kind",
+        ("backup", "--kind", "weekly"),
+        EXIT_BAD_INPUT,
+        r"--kind must be dump, full, diff, incr; got 'weekly'",
+    ),
+    Case(
+        "restore-drill-without-a-time",
+        ("restore", "--into", "scratch"),
+        EXIT_BAD_INPUT,
+        r"--into is the drill of a point-in-time restore: give --to latest\|TIME with it",
+    ),
     # 25. what runs is protected before anything is written, built or started
     Case(
         "secrets-from-env-over-an-existing-database",

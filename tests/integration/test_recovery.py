@@ -8,29 +8,35 @@ Each test prints its figure (the writes lost and their seconds, the restore's se
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 import subprocess
-import threading
+import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from analyticbot_ops import compose, deploy, docker
-from analyticbot_ops.errors import BadInput, OpsError
-from analyticbot_ops.recovery import pitr
+from analyticbot_ops import compose, deploy, docker, schedule
+from analyticbot_ops.errors import EXIT_BAD_INPUT, BadInput, OpsError
+from analyticbot_ops.monitoring import client
+from analyticbot_ops.paths import REPO_ROOT
+from analyticbot_ops.recovery import drill, pitr
 from analyticbot_ops.recovery.target import Target, parse_target
+from tests import sandbox
 from tests.sandbox import RunningStack, make_stack
 
 # The promise: a lost disk takes at most this many seconds of acknowledged writes (ARCHIVE_TIMEOUT is 5 s).
 RPO_SECONDS = 10.0
-CHANNEL = 424242
+CHANNEL = sandbox.WRITER_CHANNEL
 
 
 @pytest.fixture(scope="module")
 def archived(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[RunningStack]:
-    """A prod-mode stack with the backup overlay, both repositories holding a first full backup."""
-    running = make_stack(tmp_path_factory.mktemp("archived"), f"abpitr-{run_id}", backup=True)
+    """A prod-mode stack with the backup and monitoring overlays, both repositories holding a first full backup."""
+    running = make_stack(tmp_path_factory.mktemp("archived"), f"abpitr-{run_id}", backup=True, monitoring=True)
     try:
         deploy.up(running.stack, timeout=240, progress=print)
         _until(lambda: all(pitr.catalog(running.stack).backups_of(r) for r in (1, 2)), 180, "a full backup in each")
@@ -66,69 +72,31 @@ def _post_ids(stack: RunningStack) -> set[int]:
     return {int(line) for line in out.splitlines() if line}
 
 
-@dataclass(eq=False)
-class Writer(threading.Thread):
-    """One psql session inserting a row every 50 ms; a row counts as acknowledged when psql has printed
-    its RETURNING line, which it does after the commit (autocommit)."""
-
-    stack: RunningStack
-    first: int
-    acknowledged: dict[int, float] = field(default_factory=dict)  # post_id -> time.time() of the ack
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        super().__init__(daemon=True)
-        container = compose.service_states(self.stack.project)["postgres"].container
-        self.process = subprocess.Popen(
-            [docker.client().path, "exec", "-i", container, "psql", "-U", "analyticbot", "-d", "analyticbot", "-qtA"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
-
-    def run(self) -> None:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        post = self.first
-        try:
-            while not self.stop.is_set():
-                self.process.stdin.write(
-                    f"INSERT INTO post_views (channel_id, post_id, views) VALUES ({CHANNEL}, {post}, 1) "
-                    "RETURNING post_id;\n"
-                )
-                self.process.stdin.flush()
-                line = self.process.stdout.readline()
-                if not line.strip().isdigit():
-                    return  # the server went away: what was acknowledged is recorded
-                self.acknowledged[int(line)] = time.time()
-                post += 1
-                time.sleep(0.05)
-        except (BrokenPipeError, OSError):
-            return
-
-    def finish(self) -> None:
-        self.stop.set()
-        self.process.kill()
-        self.join(10)
+def _metric(stack: RunningStack, query: str) -> dict[str, float]:
+    """An instant query's value per `repo` label (or "" without one)."""
+    found = client.for_stack(stack.stack).prometheus.get(f"/api/v1/query?query={quote(query)}", "data", "result")
+    return {r["metric"].get("repo", ""): float(r["value"][1]) for r in found}
 
 
-def _lose_the_database_disk(stack: RunningStack, *, and_repository_1: bool = False) -> None:
-    """postgres killed and its volume deleted, as a dead disk would take it (repository 1's volume too)."""
-    states = compose.service_states(stack.project)
-    docker.docker(["kill", states["postgres"].container], check=False)
-    stack.stack.compose("rm", "-s", "-f", "postgres", "backup-agent")
-    volumes = ["pgdata", *(["pgbackrest"] if and_repository_1 else [])]
-    for volume in volumes:
-        docker.docker(["volume", "rm", f"{stack.project}_{volume}"])
+def test_the_backups_and_the_wal_archive_are_metrics_with_alerts_quiet(archived: RunningStack) -> None:
+    newest = "max by (repo) (analyticbot_backup_last_completed_timestamp_seconds)"
+    waited = _until(lambda: set(_metric(archived, newest)) == {"1", "2"}, 150, "each repository's newest backup")
+    ends = {b.repo: b.stopped.timestamp() for b in pitr.catalog(archived.stack).backups}
+    assert _metric(archived, newest) == {str(repo): end for repo, end in ends.items()}
+    assert _metric(archived, "analyticbot_backup_repository_reachable") == {"1": 1.0, "2": 1.0}
+    assert _metric(archived, "analyticbot_wal_archive_archived_total")[""] > 0
+    assert _metric(archived, "analyticbot_wal_archive_failing") == {"": 0.0}
+    names = {a.name for a in client.for_stack(archived.stack).alerts()}
+    assert not names & {"BackupTooOld", "WalArchiveFailing", "RepositoryUnreachable"}
+    print(f"metrics: both repositories' backups in Prometheus {waited:.0f} s after the first backups")
 
 
 def test_a_lost_database_disk_costs_at_most_the_last_archive_interval_of_writes(archived: RunningStack) -> None:
-    writer = Writer(archived, first=1_000_000)
+    writer = sandbox.AckWriter(archived, first=1_000_000)
     writer.start()
     time.sleep(20)
     killed_at = time.time()
-    _lose_the_database_disk(archived)
+    sandbox.lose_database_disk(archived)
     writer.finish()
     assert len(writer.acknowledged) > 100, "the writer never got going"
 
@@ -147,7 +115,7 @@ def test_a_lost_database_disk_costs_at_most_the_last_archive_interval_of_writes(
 
 
 def test_a_dropped_table_comes_back_from_the_second_before_it_was_dropped(archived: RunningStack) -> None:
-    writer = Writer(archived, first=2_000_000)
+    writer = sandbox.AckWriter(archived, first=2_000_000)
     writer.start()
     time.sleep(5)
     writer.finish()
@@ -175,7 +143,7 @@ def test_repository_2_alone_restores_when_repository_1_is_lost_too(archived: Run
     _sql(archived, f"INSERT INTO post_views (channel_id, post_id, views) VALUES ({CHANNEL}, 3000000, 7);")
     _sql(archived, "SELECT pg_switch_wal();")
     _until(lambda: "3000000" in _archived_marker(archived), 30, "the segment with the row archived")
-    _lose_the_database_disk(archived, and_repository_1=True)
+    sandbox.lose_database_disk(archived, and_repository_1=True)
 
     with pytest.raises(BadInput, match="repository 1 cannot be read"):
         pitr.restore(archived.stack, Target(None), repo=1)
@@ -207,24 +175,54 @@ def test_a_shortened_schedule_backs_up_with_nobody_calling_a_task(archived: Runn
             "a scheduled backup in each repository",
         )
         print(f"unattended: a scheduled backup in each repository {waited:.0f} s after the schedule was shortened")
+        rows = {r.job: r for r in schedule.stack_rows(shortened)}
+        for repo in (1, 2):
+            row = rows[f"backup repository {repo}"]
+            assert row.installed and row.last_run and row.result.startswith("ok: diff backup"), row
     finally:
         archived.stack.compose("up", "-d", "--no-deps", "--no-build", "backup-agent", "backup-repo")
 
 
+def _invoke(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `invoke` on this stack: its settings and project through the environment, as a user's .env
+    would give them."""
+    settings = {k: v for k, v in stack.stack.settings.items() if k in compose.SETTINGS}
+    env = {**os.environ, **settings, "COMPOSE_PROJECT_NAME": stack.project}
+    command = [str(Path(sys.executable).with_name("invoke")), *args, "--env", stack.stack.env]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str], code: int, said: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("repository ")]
+    assert result.returncode == code, result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(said, lines[0]), lines
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_the_refusals_name_the_problem_and_touch_nothing(archived: RunningStack) -> None:
     tables = _sql(archived, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public';")
+    started = compose.service_states(archived.project)["postgres"].started_at
     earliest = min(b.stopped for b in pitr.catalog(archived.stack).backups)
-    with pytest.raises(BadInput, match="before the earliest restore point"):
-        pitr.restore(archived.stack, Target(earliest - dt.timedelta(hours=1)), force=True)
+    too_early = (earliest - dt.timedelta(hours=1)).isoformat()
+    _one_error_line(
+        _invoke(archived, "stack.restore", "--to", too_early, "--force"),
+        EXIT_BAD_INPUT,
+        r"before the earliest restore point of repository 1 .*nothing was touched",
+    )
     with pytest.raises(BadInput, match="--repo must be 1"):
         pitr.restore(archived.stack, Target(None), repo=3, force=True)
     repo_host = compose.service_states(archived.project)["backup-repo"].container
     docker.docker(["stop", repo_host])
     try:
-        with pytest.raises(BadInput, match="repository 2 cannot be read"):
-            pitr.restore(archived.stack, Target(None), repo=2, force=True)
+        _one_error_line(
+            _invoke(archived, "stack.restore", "--to", "latest", "--repo", "2", "--force"),
+            EXIT_BAD_INPUT,
+            r"repository 2 cannot be read \(.*\); nothing was touched",
+        )
     finally:
         docker.docker(["start", repo_host])
+    # PostgreSQL's archiver backs off for a minute after three failures: archiving resumes after that.
+    _until(lambda: not pitr.archiver(archived.stack).failing(), 240, "archiving resumed")  # type: ignore[union-attr]
     key = archived.secrets_dir / "pgbackrest_cipher_pass"
     aside = key.with_name(key.name + ".aside")
     key.rename(aside)  # moved, not rewritten: its mode and owner come back with it
@@ -234,4 +232,49 @@ def test_the_refusals_name_the_problem_and_touch_nothing(archived: RunningStack)
     finally:
         aside.rename(key)
     assert _sql(archived, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public';") == tables
-    assert compose.service_states(archived.project)["postgres"].status == "running"
+    assert compose.service_states(archived.project)["postgres"].started_at == started
+
+
+def test_the_drill_restores_into_a_throwaway_copy_that_matches_and_is_removed(archived: RunningStack) -> None:
+    project = f"{archived.project}-drill"
+    found = drill.drill(archived.stack, Target(None), project, progress=print)
+
+    print(f"drill: {len(found.counts)} tables restored from repository {found.repo}, RTO {found.seconds:.1f} s")
+    assert found.matches, found.counts
+    assert found.counts["post_views"][0] and found.counts["post_views"][0] > 0
+    assert not docker.containers_by_label(f"com.docker.compose.project={project}")
+    assert docker.inspect("volume", f"{project}_pgdata") is None
+
+
+_FLIP = """
+import pathlib, sys
+repo = pathlib.Path("/repo")
+full = sorted((repo / "backup/analyticbot").glob("*F"))[-1]
+data = max((p for p in (full / "pg_data/base").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+wal = sorted(p for p in (repo / "archive/analyticbot").rglob("0000*-*") if ".partial" not in p.name)[0]
+for path in (data, wal):
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+print(data.relative_to(repo / "backup/analyticbot"))
+print(wal.relative_to(repo / "archive/analyticbot"))
+"""
+
+
+def test_a_flipped_byte_is_named_by_verify_and_a_restore_needing_it_touches_nothing(archived: RunningStack) -> None:
+    flip = ["run", "--rm", "--user", "10001:10001", "-v", f"{archived.project}_pgbackrest:/repo"]
+    flip += ["--entrypoint", "python3", archived.stack.settings["API_IMAGE"], "-c", _FLIP]
+    damaged = docker.docker(flip).stdout.split()
+    before = _sql(archived, "SELECT count(*) FROM post_views;")
+    started = compose.service_states(archived.project)["postgres"].started_at
+
+    with pytest.raises(pitr.Damaged) as named:
+        pitr.verify(archived.stack, [1])
+    assert set(named.value.files) == set(damaged)
+    with pytest.raises(BadInput, match="repository 1 is damaged: 2 files") as refused:
+        pitr.restore(archived.stack, Target(None), repo=1, force=True)
+    assert "\n" not in str(refused.value)
+    print(f"damage: verify named {', '.join(damaged)}; the restore refused")
+
+    assert _sql(archived, "SELECT count(*) FROM post_views;") == before
+    assert compose.service_states(archived.project)["postgres"].started_at == started

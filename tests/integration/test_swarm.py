@@ -31,8 +31,9 @@ def lab() -> Iterator[swarm_lab.Lab]:
 
 @pytest.fixture(scope="module")
 def swarm_stack(lab: swarm_lab.Lab, tmp_path_factory: pytest.TempPathFactory) -> RunningStack:
-    # With the monitoring overlay, as a swarm runs it by default.
-    running = make_stack(tmp_path_factory.mktemp("swarm"), f"abswarm-{uuid.uuid4().hex[:6]}", monitoring=True)
+    # With the monitoring and backup overlays, as a swarm runs it by default.
+    project = f"abswarm-{uuid.uuid4().hex[:6]}"
+    running = make_stack(tmp_path_factory.mktemp("swarm"), project, monitoring=True, backup=True)
     swarm_deploy.deploy(running.stack, lab, timeout=300)
     running.address = _node_of(lab, running.project, "proxy").address
     return running
@@ -77,6 +78,31 @@ def test_the_proxy_answers_200_on_a_nodes_address(lab: swarm_lab.Lab, swarm_stac
 def test_data_services_run_on_the_labelled_node(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
     for service in ("postgres", "redis"):
         assert _state(lab, swarm_stack.project, service).nodes == [lab.manager.hostname], service
+
+
+def test_the_backups_reach_repository_2_on_another_node(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+    """The agent beside postgres on the data node, the repository host on another node: the schedule's first
+    full backup lands in each repository, and the WAL archive is in both."""
+    assert _state(lab, swarm_stack.project, "backup-agent").nodes == [lab.manager.hostname]
+    repo_host = _state(lab, swarm_stack.project, "backup-repo").nodes
+    assert repo_host and repo_host != [lab.manager.hostname], repo_host
+    node = _node_of(lab, swarm_stack.project, "backup-agent")
+    container = _container_on(lab, node, swarm_stack.project, "backup-agent")
+
+    def backed_up() -> dict[int, int]:
+        said = lab.on(node, ["exec", container, "pgbackrest", "--stanza=analyticbot", "--output=json", "info"])
+        stanza = json.loads(said.stdout)[0]
+        counts = {1: 0, 2: 0}
+        for backup in stanza.get("backup", []):
+            counts[int(backup["database"]["repo-key"])] += 1
+        return counts
+
+    deadline = time.monotonic() + 240
+    counts = backed_up()
+    while time.monotonic() < deadline and not all(counts.values()):
+        time.sleep(5)
+        counts = backed_up()
+    assert all(counts.values()), counts
 
 
 def _prometheus_api(lab: swarm_lab.Lab, stack: RunningStack, path: str) -> dict:

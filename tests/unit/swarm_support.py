@@ -36,14 +36,26 @@ MONITORING_SETTINGS = {
                         "NGINX_EXPORTER_IMAGE", "BLACKBOX_EXPORTER_IMAGE")},
     "NGINX_EXPORTER_IP": "172.20.0.253",
 }  # fmt: skip
-# The secrets only the backup overlay declares and mounts (postgres' and its own services' pgBackRest settings). The
-# overlay is not rendered for Swarm yet: a swarm service mounts what the model says it reads but these.
+# The secrets only the backup overlay declares and mounts (postgres' and its own services' pgBackRest settings):
+# without the overlay, a service mounts what the model says it reads but these.
 BACKUP_SECRETS = frozenset(yaml.safe_load((COMPOSE_DIR / compose.BACKUP_FILE).read_text())["secrets"])
+# The backup path's TLS files (tls/backup.py's folder), as render() is given them.
+BACKUP_TLS_FILES = ("ca.crt", "ca.key", "backup-agent.crt", "backup-agent.key", "backup-repo.crt", "backup-repo.key")
 
 
-def swarm_secrets(service: model.Service) -> tuple[str, ...]:
-    """The secrets a service mounts on Swarm."""
-    return tuple(name for name in service.secrets if name not in BACKUP_SECRETS)
+def swarm_secrets(service: model.Service, *, backup: bool = False) -> tuple[str, ...]:
+    """The secrets a service mounts on Swarm (from the Docker secrets Compose declares: the backup overlay's TLS
+    files are not among them)."""
+    return tuple(name for name in service.secrets if backup or name not in BACKUP_SECRETS)
+
+
+def backup_tls_dir(tmp_path: Path) -> Path:
+    """A folder holding the backup path's TLS files (placeholders: render() reads only their bytes)."""
+    folder = tmp_path / "backup-tls"
+    folder.mkdir(exist_ok=True)
+    for name in BACKUP_TLS_FILES:
+        (folder / name).write_text(f"placeholder {name}")
+    return folder
 
 
 _VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -77,6 +89,29 @@ def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+def _secret(entry: str | Mapping[str, Any]) -> dict[str, Any]:
+    return {"source": entry} if isinstance(entry, str) else dict(entry)
+
+
+def _merge_service(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """One service's overlay on its base, as Compose 1.29 merges them: volumes by their container path, secrets by
+    their source, tmpfs entries unioned; the rest as _merge (mappings merged, the command replaced)."""
+    lists: dict[str, Any] = {}
+    if "volumes" in overlay and base.get("volumes"):
+        by_target = {str(v).split(":")[1]: v for v in base["volumes"]}
+        by_target.update({str(v).split(":")[1]: v for v in overlay["volumes"]})
+        lists["volumes"] = list(by_target.values())
+    if "secrets" in overlay and base.get("secrets"):
+        by_source = {s["source"]: s for s in map(_secret, base["secrets"])}
+        by_source.update({s["source"]: s for s in map(_secret, overlay["secrets"])})
+        lists["secrets"] = list(by_source.values())
+    if "tmpfs" in overlay and base.get("tmpfs"):
+        lists["tmpfs"] = sorted({*base["tmpfs"], *overlay["tmpfs"]})
+    _merge(base, {k: v for k, v in overlay.items() if k not in lists})
+    base.update(lists)
+    return base
+
+
 def _volume(entry: str) -> str:
     source, target, *mode = entry.split(":")
     if source.startswith((".", "/")):  # a bind mount: Compose makes its path absolute
@@ -84,27 +119,31 @@ def _volume(entry: str) -> str:
     return ":".join([source, target, *(mode or ["rw"])])
 
 
-def merged_config(settings: Mapping[str, str], env: str = "prod", *, monitoring: bool = False) -> dict[str, Any]:
-    """The environment's compose files merged and interpolated (with the monitoring overlay if asked), in the
-    shape `docker-compose config` 1.29 prints: networks as mappings, bind mounts with absolute host paths,
-    named volumes with their mode, cpus as numbers, secrets in long form."""
-    merged: dict[str, Any] = {}
-    monitored = (compose.MONITORING_FILE,) if monitoring else ()
+def merged_config(
+    settings: Mapping[str, str], env: str = "prod", *, monitoring: bool = False, backup: bool = False
+) -> dict[str, Any]:
+    """The environment's compose files merged and interpolated (with the monitoring and backup overlays if
+    asked), in the shape `docker-compose config` 1.29 prints: networks as mappings, bind mounts with absolute
+    host paths, named volumes with their mode, cpus as numbers, secrets in long form."""
+    merged: dict[str, Any] = {"services": {}}
+    overlays = (*((compose.MONITORING_FILE,) if monitoring else ()), *((compose.BACKUP_FILE,) if backup else ()))
     settings = {**MONITORING_SETTINGS, **settings} if monitoring else settings
-    for name in (*compose.BASE_FILES, *compose.OVERLAYS[env], *monitored):
+    for name in (*compose.BASE_FILES, *compose.OVERLAYS[env], *overlays):
         document = yaml.safe_load((COMPOSE_DIR / name).read_text())
-        document = {k: v for k, v in document.items() if not k.startswith("x-")}
-        for service in (document.get("services") or {}).values():
+        document = _interpolate({k: v for k, v in document.items() if not k.startswith("x-")}, settings)
+        services = document.pop("services", None) or {}
+        for service_name, service in services.items():
             if isinstance(service.get("networks"), list):
                 service["networks"] = {n: {} for n in service["networks"]}
-        _merge(merged, _interpolate(document, settings))
+            _merge_service(merged["services"].setdefault(service_name, {}), service)
+        _merge(merged, document)
     for service in merged["services"].values():
         service["volumes"] = [_volume(v) for v in service.get("volumes") or []]
         if not service["volumes"]:
             del service["volumes"]
         limits = service["deploy"]["resources"]["limits"]
         limits["cpus"] = float(limits["cpus"])
-        service["secrets"] = [{"source": s} for s in sorted(service.get("secrets") or [])]
+        service["secrets"] = sorted(map(_secret, service.get("secrets") or []), key=lambda s: s["source"])
         if not service["secrets"]:
             del service["secrets"]
     merged["volumes"] = {name: {} for name in merged["volumes"]}

@@ -206,3 +206,35 @@ def test_an_interrupt_while_pruning_still_reports_the_whole_backup(
     monkeypatch.setattr(backups, "prune", interrupted)
     result = backups.backup(stack(), tmp_path, now=NOW, database=FakeDatabase())
     assert result.path.is_file() and backups.origin_path(result.path).is_file() and result.pruned == ()
+
+
+def test_a_full_folder_is_one_line_with_the_space_needed_and_free_and_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10_000_000, 9_900_000, 100_000))
+    with pytest.raises(OpsError) as refused:
+        backups.backup(stack(), tmp_path, now=NOW, database=FakeDatabase())
+    said = str(refused.value)
+    assert said.startswith(f"no space for the dump in {tmp_path}: it needs 1.0 MB, 0.1 MB is free")
+    assert "nothing was written" in said and "\n" not in said
+    assert list(tmp_path.iterdir()) == [] or all(p.name.startswith(".probe") for p in tmp_path.iterdir())
+
+
+def test_a_disk_that_fills_while_writing_leaves_nothing_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from analyticbot_ops import files
+
+    def full(*_a: object, **_k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "create_exclusive", full)
+    with pytest.raises(OpsError, match=r"^no space for the dump in .*nothing was written$"):
+        backups.backup(stack(), tmp_path, now=NOW, database=FakeDatabase())
+    assert not list(tmp_path.glob("*.dump*"))

@@ -103,13 +103,25 @@ def test_deploy_pushes_the_pinned_stack_to_the_named_swarm(
     assert clusters == ["daemon", ("prod-swarm", "registry.internal:5000")]
     ((stack, cluster), kwargs), *_ = calls
     assert (stack.env, stack.project, cluster) == ("staging", "analyticbot-staging", LAB)
-    # The monitoring overlay as invoke.yaml says; the backup overlay is not rendered for Swarm yet.
-    assert stack.monitoring and not stack.backup and "backup-agent" not in stack.running
+    # Both overlays as invoke.yaml says (each on by default), as on Compose.
+    assert stack.monitoring and stack.backup and {"prometheus", "backup-agent", "backup-repo"} <= set(stack.running)
     # This checkout's build, pinned; the other images under invoke.yaml's namespace.
     assert stack.settings["API_IMAGE"] == f"{NAMESPACE}/api:build-1" and "API_IMAGE" in pins[0]
     assert stack.settings["BOT_IMAGE"] == f"{NAMESPACE}/bot:latest"
     assert kwargs == {"timeout": 90.0, "progress": swarm_cli.progress}
     assert capsys.readouterr().out == "analyticbot-staging converged on analyticbot-lab in 12.3 s\n"
+
+
+def test_deploy_follows_ops_to_leave_an_overlay_out(
+    monkeypatch: pytest.MonkeyPatch, clusters: list[Any], pins: list[set[str]]
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "deploy", record(calls, 1.0))
+    swarm_cli.deploy(context(backup=False), env="staging")
+    swarm_cli.deploy(context(monitoring=False), env="staging")
+    (unbacked, _), (unmonitored, _) = (call[0] for call in calls)
+    assert unbacked.monitoring and not unbacked.backup and "backup-agent" not in unbacked.running
+    assert unmonitored.backup and not unmonitored.monitoring and "prometheus" not in unmonitored.running
 
 
 def test_deploy_defaults_to_prod_on_the_lab(
@@ -225,7 +237,7 @@ def test_rotate_rotates_through_the_swarm_stack(
     assert isinstance(control, swarm_rotation.SwarmStack)
     assert control.lab is LAB and control.progress is swarm_cli.progress
     assert control.stack.project == "analyticbot-staging" and control.stack.settings["API_IMAGE"].endswith(":build-1")
-    assert not control.stack.backup  # the stack swarm.deploy renders
+    assert control.stack.backup and control.stack.monitoring  # the stack swarm.deploy renders, as ops says
     assert (
         capsys.readouterr().out
         == "rotated jwt_secret_key on analyticbot-lab; the old version is removed, backups kept\n"

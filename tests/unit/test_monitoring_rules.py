@@ -192,6 +192,73 @@ CASES: dict[str, tuple[Case, Case | None]] = {
             "20m",
         ),
     ),
+    "BackupTooOld": (
+        # The value is when the backup ended; promtool's clock starts at 0, so a day and more is negative.
+        Case(
+            {
+                series(
+                    "analyticbot_backup_last_completed_timestamp_seconds", {**POSTGRES, "repo": "2", "kind": "full"}
+                ): "-100000x200",
+                series(
+                    "analyticbot_backup_last_completed_timestamp_seconds", {**POSTGRES, "repo": "1", "kind": "full"}
+                ): "-100x200",
+            },
+            "11m",
+            {"repo": "2"},
+            "repository 2's newest backup ended 1d 3h 57m 40s ago",
+        ),
+        # A full backup two days old with yesterday's differential one on top is fresh enough.
+        Case(
+            {
+                series(
+                    "analyticbot_backup_last_completed_timestamp_seconds", {**POSTGRES, "repo": "1", "kind": "full"}
+                ): "-180000x200",
+                series(
+                    "analyticbot_backup_last_completed_timestamp_seconds", {**POSTGRES, "repo": "1", "kind": "diff"}
+                ): "-80000x200",
+            },
+            "11m",
+        ),
+    ),
+    "WalArchiveFailing": (
+        Case(
+            {
+                series("analyticbot_wal_archive_failing", POSTGRES): "0 1x20",
+                series("analyticbot_wal_archive_failed_total", POSTGRES): "0 1+1x20",
+            },
+            "80s",
+            POSTGRES,
+            "PostgreSQL cannot archive WAL (16 failures so far)",
+        ),
+        # One failure that the next attempt fixed.
+        Case(
+            {
+                series("analyticbot_wal_archive_failing", POSTGRES): "0 1 0x20",
+                series("analyticbot_wal_archive_failed_total", POSTGRES): "0 1x20",
+            },
+            "80s",
+        ),
+    ),
+    "RepositoryUnreachable": (
+        Case(
+            {
+                series("analyticbot_backup_repository_reachable", {**POSTGRES, "repo": "1"}): "1x60",
+                series("analyticbot_backup_repository_reachable", {**POSTGRES, "repo": "2"}): "1 0x60",
+                series("analyticbot_backup_report_age_seconds", POSTGRES): "30x60",
+            },
+            "4m",
+            {**POSTGRES, "repo": "2"},
+            "backup repository 2 cannot be read",
+        ),
+        # The repository host restarting: back within the 3 minutes.
+        Case(
+            {
+                series("analyticbot_backup_repository_reachable", {**POSTGRES, "repo": "2"}): "1 0x20 1x40",
+                series("analyticbot_backup_report_age_seconds", POSTGRES): "30x60",
+            },
+            "4m",
+        ),
+    ),
     "PostgresDown": (
         Case({series("pg_up", POSTGRES): "1 0x10"}, "30s", POSTGRES, "PostgreSQL does not answer the exporter"),
         Case({series("pg_up", POSTGRES): "1 0 1x10"}, "30s"),

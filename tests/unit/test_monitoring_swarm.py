@@ -42,4 +42,9 @@ def test_each_file_the_overlay_mounts_is_a_config_of_the_service_that_reads_it()
     mounted = {f.name: f for f in config.mounted_files()}
     assert set(mounted) >= {"prometheus_yml", "rules_analyticbot", "console_analyticbot", "alertmanager_yml"}
     assert all(f.source.is_file() and f.target.startswith("/etc/monitoring/") for f in mounted.values())
-    assert {f.service for f in mounted.values()} == {"prometheus", "alertmanager", "blackbox-exporter"}
+    assert {f.service for f in mounted.values()} == {
+        "prometheus",
+        "alertmanager",
+        "blackbox-exporter",
+        "postgres-exporter",
+    }

@@ -226,3 +226,31 @@ def test_the_repository_is_the_one_asked_for_or_the_first_with_a_backup() -> Non
 )
 def test_pgbackrests_error_line_is_what_the_user_reads(output: str, line: str) -> None:
     assert pitr.pgbackrest_error(output) == line
+
+
+VERIFY_OUTPUT = """\
+2026-12-07 03:04:10.125 P00   INFO: verify command begin 2.45: --exec-id=43-098677a6 --repo=1 --stanza=analyticbot
+2026-12-07 03:04:30.965 P01   INFO: invalid result 15-1/0000000200000000/00000002000000000000000A-ec2e0c7b.zst: [29] \
+raised from local-1 protocol: zst error: [-20] Data corruption detected
+                                    [FormatError] on retry after 0ms
+2026-12-07 03:04:31.051 P01   INFO: invalid checksum '20261207-022822F/pg_data/base/13572/2654.zst'
+2026-12-07 03:04:31.470 P00   INFO: stanza: analyticbot
+                                    status: error
+                                      backup: 20261207-022822F, status: invalid, total files checked: 1274
+2026-12-07 03:04:31.470 P00   INFO: verify command end: completed successfully (15844ms)
+"""
+
+
+def test_verify_names_each_damaged_file_though_pgbackrest_completes_successfully() -> None:
+    assert pitr.damaged_files(VERIFY_OUTPUT) == (
+        "15-1/0000000200000000/00000002000000000000000A-ec2e0c7b.zst",
+        "20261207-022822F/pg_data/base/13572/2654.zst",
+    )
+    clean = "\n".join(line for line in VERIFY_OUTPUT.splitlines() if " P01 " not in line)
+    assert pitr.damaged_files(clean) == ()
+
+
+def test_a_damaged_repository_is_one_line_naming_at_most_five_files() -> None:
+    damaged = pitr.Damaged(2, [f"f{n}" for n in range(7)])
+    assert str(damaged) == "repository 2 is damaged: 7 files fail pgBackRest's verify: f0, f1, f2, f3, f4 and 2 more"
+    assert damaged.files == tuple(f"f{n}" for n in range(7))

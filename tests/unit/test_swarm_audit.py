@@ -23,8 +23,8 @@ from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 from tests.unit.cli_support import context, isolated_tasks
 
-# The stack these tests render: the base files, without the monitoring overlay (nor the backup overlay, which is
-# not rendered for Swarm yet).
+# The stack these tests render: the base files, without the monitoring and backup overlays (the backup overlay
+# has its own tests below).
 SWARM_SERVICES = model.services(monitoring=False, backup=False)
 
 P = support.PROJECT
@@ -46,7 +46,7 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[compose.Stack]:
 
     def merged(stack: compose.Stack) -> dict[str, Any]:
         asked.append(stack)
-        return support.merged_config(stack.settings, stack.env)
+        return support.merged_config(stack.settings, stack.env, monitoring=stack.monitoring, backup=stack.backup)
 
     monkeypatch.setattr(compose, "merged_config", merged)
     return asked
@@ -92,7 +92,7 @@ def test_every_secret_is_a_placeholder_file_in_a_scratch_folder_gone_afterwards(
 def test_every_mounted_secret_is_its_services_alone(rendered: dict[str, Any]) -> None:
     for name, service in rendered["services"].items():
         mounted = {s["source"] for s in service.get("secrets") or []}
-        # The backup overlay's settings files are not among them: it is not rendered for Swarm yet.
+        # The backup overlay's settings files are not among them: the overlay is off in this stack.
         reads = set(support.swarm_secrets(model.BY_NAME[name]))
         expected = {"tls_fullchain", "tls_privkey"} if name == "proxy" else reads
         assert mounted == expected, name
@@ -108,15 +108,33 @@ def test_a_compose_error_is_the_audits_error(monkeypatch: pytest.MonkeyPatch, st
         swarm_audit.rendered(stack)
 
 
-def test_the_audit_task_renders_the_swarm_stack_without_the_backup_overlay(
+def test_the_audit_task_renders_the_swarm_stack_with_the_overlays_ops_turns_on(
     monkeypatch: pytest.MonkeyPatch, asked: list[compose.Stack], tmp_path: Path, capsys: Any
 ) -> None:
-    """The backup overlay is not rendered for Swarm yet: prod's own report has it (ops.backup is on by default),
-    the swarm report does not."""
+    """The swarm report audits the stack swarm.deploy would run: with the backup overlay's services, as prod's
+    own report has them (ops.backup and ops.monitoring are on by default); the defaults' exceptions excuse
+    what Swarm cannot express, and nothing else fails."""
     monkeypatch.setattr(audit_cli, "image_report", lambda running, exceptions: audit.make_report("images", [], []))
     with isolated_tasks(monkeypatch, tmp_path):
         audit_cli.audit(context(), env="prod", json=True)
-    assert [(s.env, s.backup) for s in asked] == [("prod", True), ("prod", False)]
+    assert [(s.env, s.monitoring, s.backup) for s in asked] == [("prod", True, True), ("prod", True, True)]
+    reports = {r["name"]: r for r in json.loads(capsys.readouterr().out)["reports"]}
+    services = {s.name for s in model.services(monitoring=True, backup=True)}
+    swarm = reports["swarm"]
+    assert {f["target"] for f in swarm["findings"]} == {f["target"] for f in reports["prod"]["findings"]} == services
+    assert swarm["failed"] == 0
+    backup_checks = {(f["check"], f["target"]) for f in swarm["findings"] if f["target"] in model.BACKUPS}
+    assert {("AB-SWARM-DNSRR", name) for name in model.BACKUPS} <= backup_checks
+    assert {("AB-SWARM-SECRETS", name) for name in model.BACKUPS} <= backup_checks
+
+
+def test_with_ops_backup_off_the_swarm_report_has_no_backup_service(
+    monkeypatch: pytest.MonkeyPatch, asked: list[compose.Stack], tmp_path: Path, capsys: Any
+) -> None:
+    monkeypatch.setattr(audit_cli, "image_report", lambda running, exceptions: audit.make_report("images", [], []))
+    with isolated_tasks(monkeypatch, tmp_path):
+        audit_cli.audit(context(backup=False), env="prod", json=True)
+    assert [s.backup for s in asked] == [False, False]
     reports = {r["name"]: r for r in json.loads(capsys.readouterr().out)["reports"]}
     targets = {f["target"] for f in reports["swarm"]["findings"]}
     assert "postgres" in targets and not targets & set(model.BACKUPS)
@@ -259,3 +277,65 @@ def test_a_data_service_passes_only_with_the_data_node_constraint(placement: Any
 def test_services_that_keep_no_data_need_no_placement() -> None:
     for name in ("api", "bot", "mtproto", "proxy", "migrate"):
         assert [f.check for f in _one(name, deploy={"endpoint_mode": "dnsrr"})] == ["AB-SWARM-DNSRR"]
+
+
+# --- the backup overlay ---------------------------------------------------------------------------------------
+
+BACKED_SERVICES = model.services(monitoring=False, backup=True)
+
+
+@pytest.fixture
+def backed(stack: compose.Stack, asked: list[compose.Stack]) -> dict[str, Any]:
+    """prod's stack with the backup overlay, rendered as the audit renders it (placeholder TLS files too)."""
+    stack.backup = True
+    return swarm_audit.rendered(stack)
+
+
+def test_with_the_backup_overlay_its_services_and_tls_files_are_rendered_from_placeholders(
+    stack: compose.Stack, backed: dict[str, Any]
+) -> None:
+    assert set(backed["services"]) == {s.name for s in BACKED_SERVICES}
+    tls = {name: secret for name, secret in backed["secrets"].items() if name.startswith("backup_tls_")}
+    assert set(tls) == {
+        "backup_tls_ca_crt",
+        "backup_tls_backup_agent_crt",
+        "backup_tls_backup_agent_key",
+        "backup_tls_backup_repo_crt",
+        "backup_tls_backup_repo_key",
+    }
+    for name, secret in tls.items():
+        assert secret["name"] == render.versioned(P, name, b"placeholder"), name
+        assert not Path(secret["file"]).exists()  # the scratch folder is gone once rendered
+    assert {"pgbackrest_db_conf", "pgbackrest_repo_conf"} <= set(backed["secrets"])
+    assert not Path(stack.settings["SECRETS_DIR"]).exists()  # the real folder was neither read nor made
+
+
+def test_with_the_backup_overlay_the_rendered_stack_passes_every_swarm_rule(backed: dict[str, Any]) -> None:
+    found = swarm_audit.swarm_findings(backed)
+    assert all(f.ok for f in found), [f for f in found if not f.ok]
+    by_rule: dict[str, set[str]] = {}
+    for f in found:
+        by_rule.setdefault(f.check, set()).add(f.target)
+    assert by_rule == {
+        "AB-SWARM-DNSRR": {s.name for s in BACKED_SERVICES},
+        "AB-SWARM-SECRETS": {n for n, s in backed["services"].items() if s.get("secrets")},
+        "AB-SWARM-DATA": {"postgres", "redis"},
+    }
+    assert set(model.BACKUPS) <= by_rule["AB-SWARM-SECRETS"]
+    # The database side mounts its password, its pgBackRest settings and its three TLS files; the agent and the
+    # repository host their settings and their three.
+    details = {f.target: f.detail for f in found if f.check == "AB-SWARM-SECRETS"}
+    assert details["postgres"] == f"5 secrets 0400 uid {UID}"
+    assert details["backup-agent"] == details["backup-repo"] == f"4 secrets 0400 uid {UID}"
+
+
+def test_with_the_backup_overlay_only_the_configured_exceptions_excuse_what_fails(backed: dict[str, Any]) -> None:
+    bare = _report(backed, [])
+    failed = {(f.check, f.target) for f in bare.findings if f.result == "FAIL"}
+    # The backup services fail what every service fails on Swarm, and nothing more.
+    assert {(check, name) for check, name in failed if name in model.BACKUPS} == {
+        (check, name) for check in ("5.15", "5.26") for name in model.BACKUPS
+    }
+    excused = _report(backed, DEFAULTS["ops"]["audit_exceptions"])
+    assert not excused.failed
+    assert {f.target for f in excused.findings} == {s.name for s in BACKED_SERVICES}

@@ -21,8 +21,8 @@ from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 from tests.unit.swarm_support import Svc
 
-# The stack these tests render: the base files, without the monitoring overlay (nor the backup overlay, which is
-# not rendered for Swarm yet).
+# The stack these tests render: the base files, without the monitoring and backup overlays (a stack file with the
+# backup overlay has its own test).
 SWARM_SERVICES = model.services(monitoring=False, backup=False)
 
 LAB = support.three_nodes()
@@ -204,14 +204,48 @@ def test_the_stack_file_mounts_the_non_empty_secrets_and_holds_no_value(
     # Empty ones (the one left empty, and the placeholders made for absent optional ones) are not mounted.
     assert not declared & {"stripe_secret_key", "bot_token", "openai_api_key", "telegram_api_hash", "telegram_session"}
     assert not declared & {"README.md", ".gitignore", ".backup"}
-    # The backup overlay is not rendered for Swarm yet: its settings file is neither declared nor mounted.
+    # The backup overlay is off in this stack: its settings file is neither declared nor mounted, no certificate made.
     assert "pgbackrest_db_conf" not in declared
     assert [s["source"] for s in written["services"]["postgres"]["secrets"]] == ["postgres_password"]
+    assert not (folder / "backup-tls").exists()
     assert (folder / "openai_api_key").read_bytes() == b""  # the placeholder Compose would have needed
     assert written["secrets"]["jwt_secret_key"]["file"] == str(folder / "jwt_secret_key")
     assert written["services"]["api"]["image"] == images["API_IMAGE"]
     assert written["services"]["proxy"]["ports"][1]["published"] == 443
     assert written["configs"]["redis_conf"]["name"].startswith(f"{P}_redis_conf_")
+
+
+def test_with_the_backup_overlay_the_stack_file_mounts_the_backup_certificates_it_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = _secrets_folder(tmp_path)
+    (folder / "pgbackrest_repo_conf").write_text("s3cr3t-pgbackrest_repo_conf-value")
+    stack = compose.Stack("prod", P, support.settings(tmp_path), backup=True)
+    monkeypatch.setattr(swarm_deploy, "STACK_FILES", tmp_path / "state" / "swarm")
+    monkeypatch.setattr(compose, "merged_config", lambda s: support.merged_config(s.settings, backup=s.backup))
+    images = {variable: f"172.29.7.2:5000/{tag}" for variable, tag in support.IMAGES.items()}
+
+    path = swarm_deploy.stack_file(stack, LAB, images)
+
+    text = path.read_text()
+    assert "s3cr3t" not in text and "BEGIN" not in text  # file paths and names only, never a key or certificate
+    written = yaml.safe_load(text)
+    assert set(model.BACKUPS) <= set(written["services"])
+    tls = folder / "backup-tls"
+    # The certificates, made where Compose mounts them from (tls/backup.py), are the stack's secrets; the CA's
+    # key stays on this host.
+    assert {n: s["file"] for n, s in written["secrets"].items() if n.startswith("backup_tls_")} == {
+        "backup_tls_ca_crt": str(tls / "ca.crt"),
+        "backup_tls_backup_agent_crt": str(tls / "backup-agent.crt"),
+        "backup_tls_backup_agent_key": str(tls / "backup-agent.key"),
+        "backup_tls_backup_repo_crt": str(tls / "backup-repo.crt"),
+        "backup_tls_backup_repo_key": str(tls / "backup-repo.key"),
+    }
+    assert (tls / "ca.key").is_file() and b"BEGIN CERTIFICATE" in (tls / "backup-repo.crt").read_bytes()
+    assert {"pgbackrest_db_conf", "pgbackrest_repo_conf"} <= set(written["secrets"])
+    # A second render keeps the certificates, so the secrets' versions (and the running tasks) stay.
+    again = yaml.safe_load(swarm_deploy.stack_file(stack, LAB, images).read_text())
+    assert again["secrets"] == written["secrets"]
 
 
 # --- states --------------------------------------------------------------------------------------------

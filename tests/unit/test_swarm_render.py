@@ -16,8 +16,7 @@ from analyticbot_ops.paths import COMPOSE_DIR
 from analyticbot_ops.swarm import render
 from tests.unit import swarm_support as support
 
-# The stack these tests render: the base files (the monitoring overlay has its own tests below; the backup overlay
-# is not rendered for Swarm yet).
+# The stack these tests render: the base files (the monitoring and backup overlays have their own tests below).
 SWARM_SERVICES = model.services(monitoring=False, backup=False)
 
 REFS = {variable: f"172.29.7.2:5000/ns/{variable.lower()}@sha256:{'ab' * 32}" for variable in support.IMAGES}
@@ -260,8 +259,8 @@ def test_only_secrets_whose_file_is_given_are_mounted_or_declared(tmp_path: Path
 
 
 def test_without_the_backup_overlay_no_backup_secret_is_mounted_even_when_its_file_is_given(tmp_path: Path) -> None:
-    # What is mounted is what the merged compose config mounts: the backup overlay's settings for postgres are not
-    # in it (the overlay is not rendered for Swarm yet), whatever the model says postgres reads with it.
+    # What is mounted is what the merged compose config mounts: without the backup overlay, its settings for
+    # postgres are not in it, whatever the model says postgres reads with it.
     given = _secret_files(tmp_path, [*ALL_SECRETS, *support.BACKUP_SECRETS])
     stack = _render(tmp_path, secret_files=given)
     assert "pgbackrest_db_conf" in model.BY_NAME["postgres"].secrets
@@ -386,3 +385,273 @@ def test_on_swarm_stub_status_answers_the_internal_monitoring_network(monitored:
 
 def test_without_the_overlay_no_monitoring_network_or_config(stack: dict[str, Any]) -> None:
     assert "monitoring" not in stack["networks"] and set(stack["configs"]) == {"redis_conf"}
+
+
+# --- the backup overlay -------------------------------------------------------------------------------------------
+
+BACKUP_FILE = yaml.safe_load((COMPOSE_DIR / "docker-compose.backup.yml").read_text())
+TLS_TARGET = "/etc/pgbackrest/tls"
+CIPHER_TARGET = "/etc/pgbackrest/conf.d/cipher.conf"
+DATABASE_SIDE = ("postgres", "backup-agent")
+BACKED_SECRETS = sorted({n for s in model.services(monitoring=False, backup=True) for n in s.secrets})
+
+
+def _compose_binds(service: str, folder: str) -> dict[str, str]:
+    """What the backup overlay bind-mounts into a service under `folder` on Compose: each target and its file's
+    name."""
+    volumes = BACKUP_FILE["services"][service]["volumes"]
+    binds = [v.rsplit(":", 2) for v in volumes if v.startswith((".", "$"))]  # source:target:ro
+    return {target: Path(source).name for source, target, _ in binds if target.startswith(folder + "/")}
+
+
+def _render_backed(tmp_path: Path, *, monitoring: bool = False, **settings: str) -> dict[str, Any]:
+    merged = support.merged_config({**support.settings(tmp_path), **settings}, monitoring=monitoring, backup=True)
+    services = model.services(monitoring=monitoring, backup=True)
+    secrets = _secret_files(tmp_path, sorted({n for s in services for n in s.secrets}))
+    refs = {**REFS, **{v: f"172.29.7.2:5000/{v.lower()}@sha256:{'cd' * 32}" for v in support.MONITORING_SETTINGS}}
+    extra: dict[str, Any] = {}
+    if monitoring:
+        prometheus = tmp_path / "prometheus.swarm.yml"
+        prometheus.write_text("scrape_configs: []\n")
+        extra["monitoring_files"] = {"prometheus_yml": prometheus}
+    return _render(
+        tmp_path, merged, images=refs, secret_files=secrets, backup_tls_dir=support.backup_tls_dir(tmp_path), **extra
+    )
+
+
+@pytest.fixture(params=[False, True], ids=["without-monitoring", "with-monitoring"])
+def backed(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """prod's stack with the backup overlay (and the monitoring overlay or not), placeholder secrets and TLS files."""
+    return _render_backed(tmp_path, monitoring=request.param)
+
+
+def test_the_backup_overlays_services_run_the_postgres_image(backed: dict[str, Any]) -> None:
+    services = backed["services"]
+    monitoring = "prometheus" in services
+    assert set(services) == {s.name for s in model.services(monitoring=monitoring, backup=True)}
+    for name in model.BACKUPS:
+        assert services[name]["image"] == REFS["POSTGRES_IMAGE"], name
+        assert services[name]["entrypoint"] == ["sh", "/etc/pgbackrest/service.sh"], name
+    assert services["backup-agent"]["environment"]["ROLE"] == "agent"
+    assert services["backup-repo"]["environment"]["ROLE"] == "repo"
+
+
+def test_postgres_archives_to_pgbackrest_and_keeps_its_second_socket_folder(backed: dict[str, Any]) -> None:
+    # Compose's command, merged with the overlay's, the socket moved from /var/run/postgresql to /tmp (see _tmpfs)
+    # and the one on the volume backup-agent shares kept.
+    assert backed["services"]["postgres"]["command"] == [
+        "postgres",
+        "-c",
+        "unix_socket_directories=/tmp,/var/run/pgbackrest",
+        "-c",
+        "archive_mode=on",
+        "-c",
+        "archive_command=pgbackrest --stanza=analyticbot archive-push %p",
+        "-c",
+        "archive_timeout=5s",
+    ]
+
+
+def test_the_archive_timeout_setting_reaches_the_command(tmp_path: Path) -> None:
+    command = _render_backed(tmp_path, ARCHIVE_TIMEOUT="30s")["services"]["postgres"]["command"]
+    assert "archive_timeout=30s" in command and command.count("-c") == 4
+
+
+def test_the_database_side_stays_on_the_data_node_and_the_repository_host_off_it(backed: dict[str, Any]) -> None:
+    placement = {name: backed["services"][name]["deploy"].get("placement") for name in (*DATABASE_SIDE, "backup-repo")}
+    assert placement == {
+        "postgres": {"constraints": [render.DATA_CONSTRAINT]},
+        "backup-agent": {"constraints": [render.DATA_CONSTRAINT]},  # postgres' data volume and socket are there
+        "backup-repo": {"constraints": [render.OFF_DATA_CONSTRAINT]},  # repository 2 on another machine
+    }
+    assert render.OFF_DATA_CONSTRAINT == "node.labels.analyticbot.data != true"
+    for name in model.BACKUPS:
+        deploy = backed["services"][name]["deploy"]
+        assert deploy["endpoint_mode"] == "dnsrr" and deploy["replicas"] == 1, name
+        assert deploy["restart_policy"] == {"condition": "any", "delay": "1s"}, name
+        assert deploy["update_config"]["order"] == "stop-first", name
+        assert deploy["resources"]["limits"] == {"cpus": "0.5", "memory": "256M", "pids": 64}, name
+
+
+def test_each_side_mounts_exactly_its_own_tls_files_0400_for_the_service_user(
+    backed: dict[str, Any], tmp_path: Path
+) -> None:
+    expected = {
+        "postgres": ("ca.crt", "backup-agent.crt", "backup-agent.key"),
+        "backup-agent": ("ca.crt", "backup-agent.crt", "backup-agent.key"),
+        "backup-repo": ("ca.crt", "backup-repo.crt", "backup-repo.key"),
+    }
+    for name, files in expected.items():
+        mounted = [s for s in backed["services"][name]["secrets"] if s.get("target", "").startswith(TLS_TARGET + "/")]
+        assert [m["target"] for m in mounted] == [f"{TLS_TARGET}/{file}" for file in files], name
+        # Where Compose bind-mounts them (compose/docker-compose.backup.yml), the same files.
+        assert {m["target"]: Path(m["target"]).name for m in mounted} == _compose_binds(name, TLS_TARGET), name
+        for mount, file in zip(mounted, files, strict=True):
+            source = "backup_tls_" + file.replace(".", "_").replace("-", "_")
+            assert mount == {"source": source, "target": f"{TLS_TARGET}/{file}", "uid": "10001", "gid": "10001",
+                             "mode": 0o400}  # fmt: skip
+            declared = backed["secrets"][source]
+            path = tmp_path / "backup-tls" / file
+            assert declared == {"file": str(path), "name": render.versioned(support.PROJECT, source, path.read_bytes())}
+    # Neither side holds the other's key; the CA's key is no service's.
+    sources = {name: {s["source"] for s in backed["services"][name]["secrets"]} for name in expected}
+    assert "backup_tls_backup_repo_key" not in sources["postgres"] | sources["backup-agent"]
+    assert "backup_tls_backup_agent_key" not in sources["backup-repo"]
+    assert not any("ca_key" in name for name in backed["secrets"])
+    everyone_else = {n for name, s in backed["services"].items() if name not in expected for n in _mounted(s)}
+    assert not {n for n in everyone_else if n.startswith("backup_tls_")}
+
+
+def _mounted(service: dict[str, Any]) -> set[str]:
+    return {s["source"] for s in service.get("secrets") or []}
+
+
+def test_the_cipher_settings_keep_their_place_on_each_side(backed: dict[str, Any], tmp_path: Path) -> None:
+    for name in (*DATABASE_SIDE, "backup-repo"):
+        own = "pgbackrest_repo_conf" if name == "backup-repo" else "pgbackrest_db_conf"
+        other = "pgbackrest_db_conf" if name == "backup-repo" else "pgbackrest_repo_conf"
+        secrets = backed["services"][name]["secrets"]
+        cipher = [s for s in secrets if s["source"] == own]
+        assert cipher == [{"source": own, "uid": "10001", "gid": "10001", "mode": 0o400, "target": CIPHER_TARGET}], name
+        assert other not in _mounted(backed["services"][name]), name
+    for own in ("pgbackrest_db_conf", "pgbackrest_repo_conf"):
+        path = tmp_path / "secrets" / own
+        assert backed["secrets"][own] == {
+            "file": str(path),
+            "name": render.versioned(support.PROJECT, own, path.read_bytes()),
+        }
+    # The rest of postgres' secrets stay at /run/secrets, as Compose mounts them.
+    password = next(s for s in backed["services"]["postgres"]["secrets"] if s["source"] == "postgres_password")
+    assert "target" not in password
+
+
+def test_pgbackrests_settings_and_the_service_script_are_configs(backed: dict[str, Any]) -> None:
+    expected = {
+        "postgres": {"/etc/pgbackrest/pgbackrest.conf": "pgbackrest_db_settings"},
+        "backup-agent": {
+            "/etc/pgbackrest/pgbackrest.conf": "pgbackrest_db_settings",
+            "/etc/pgbackrest/service.sh": "pgbackrest_service",
+        },
+        "backup-repo": {
+            "/etc/pgbackrest/pgbackrest.conf": "pgbackrest_repo_settings",
+            "/etc/pgbackrest/service.sh": "pgbackrest_service",
+        },
+    }
+    files = {
+        "pgbackrest_db_settings": "db.conf",
+        "pgbackrest_repo_settings": "repo.conf",
+        "pgbackrest_service": "service.sh",
+    }
+    for name, targets in expected.items():
+        configs = backed["services"][name]["configs"]
+        assert {c["target"]: c["source"] for c in configs} == targets, name
+        assert all(c["uid"] == "10001" and c["mode"] == 0o444 for c in configs), name
+        # Where Compose bind-mounts compose/pgbackrest/'s files, the same files.
+        compose_binds = {t: f for t, f in _compose_binds(name, "/etc/pgbackrest").items() if "/tls/" not in t}
+        assert {t: files[source] for t, source in targets.items()} == compose_binds, name
+    for config, file in files.items():
+        path = COMPOSE_DIR / "pgbackrest" / file
+        assert backed["configs"][config] == {
+            "file": str(path),
+            "name": render.versioned(support.PROJECT, config, path.read_bytes()),
+        }
+
+
+def test_no_bind_mount_survives_and_the_shared_volumes_stay_named(backed: dict[str, Any]) -> None:
+    services = backed["services"]
+    for name, service in services.items():
+        assert not any(str(v).startswith("/") for v in service.get("volumes", [])), name
+        assert not any(isinstance(v, dict) and v.get("type") == "bind" for v in service.get("volumes", [])), name
+    tmp = {"type": "tmpfs", "target": "/tmp"}
+    assert services["postgres"]["volumes"] == [
+        "pgdata:/var/lib/postgresql/data:rw",
+        "pgbackrest:/var/lib/pgbackrest:rw",
+        "pgsocket:/var/run/pgbackrest:rw",
+        tmp,
+    ]
+    assert services["backup-agent"]["volumes"] == [
+        "pgdata:/var/lib/postgresql/data:rw",
+        "pgbackrest:/var/lib/pgbackrest:rw",
+        "pgsocket:/var/run/pgbackrest:rw",
+        tmp,
+    ]
+    assert services["backup-repo"]["volumes"] == ["pgbackrest-repo:/var/lib/pgbackrest:rw", tmp]
+    assert {"pgbackrest", "pgbackrest-repo", "pgsocket"} <= set(backed["volumes"])
+
+
+def test_the_async_archivers_spool_is_on_the_tmpfs_of_the_database_side(backed: dict[str, Any]) -> None:
+    services = backed["services"]
+    for name in DATABASE_SIDE:
+        spool = services[name]["environment"]["PGBACKREST_SPOOL_PATH"]
+        assert spool == "/tmp/pgbackrest-spool", name
+        assert {"type": "tmpfs", "target": "/tmp"} in services[name]["volumes"], name
+        # The tmpfs owned by uid 10001 that Compose gives the spool cannot be given on Swarm: dropped.
+        assert not any("spool" in str(v) for v in services[name]["volumes"]), name
+    assert "PGBACKREST_SPOOL_PATH" not in services["backup-repo"]["environment"]  # it archives nothing
+    # The rest of the environment is Compose's.
+    assert services["postgres"]["environment"]["POSTGRES_USER"] == "analyticbot"
+    assert services["backup-agent"]["environment"]["FULL_EVERY"] == "7d"
+
+
+def test_the_backup_network_is_an_internal_overlay_of_its_own(backed: dict[str, Any]) -> None:
+    assert backed["networks"]["backup"] == {
+        "driver": "overlay",
+        "internal": True,
+        "ipam": {"config": [{"subnet": "10.124.0.0/24"}]},
+    }
+    subnets = [n["ipam"]["config"][0]["subnet"] for n in backed["networks"].values()]
+    assert len(subnets) == len(set(subnets))
+    services = backed["services"]
+    assert services["postgres"]["networks"] == ["backup", "database"]
+    assert services["backup-agent"]["networks"] == services["backup-repo"]["networks"] == ["backup"]
+    on_backup = {name for name, s in services.items() if "backup" in s["networks"]}
+    assert on_backup == {"postgres", "backup-agent", "backup-repo"}
+
+
+def test_with_the_backup_overlay_everything_a_service_names_is_declared(backed: dict[str, Any]) -> None:
+    for name, service in backed["services"].items():
+        assert {s["source"] for s in service.get("secrets", [])} <= set(backed["secrets"]), name
+        assert {c["source"] for c in service.get("configs", [])} <= set(backed["configs"]), name
+        assert set(service["networks"]) <= set(backed["networks"]), name
+        named = {v.split(":", 1)[0] for v in service.get("volumes", []) if isinstance(v, str)}
+        assert named <= set(backed["volumes"]), name
+        for key in ("depends_on", "restart", "security_opt", "pids_limit", "tmpfs"):
+            assert key not in service, (name, key)
+        # Each secret and config is mounted once at one target.
+        targets = [m.get("target", m["source"]) for m in [*service.get("secrets", []), *service.get("configs", [])]]
+        assert len(targets) == len(set(targets)), name
+    assert yaml.safe_load(yaml.safe_dump(backed, sort_keys=False)) == backed
+
+
+def test_with_the_backup_overlay_the_input_is_left_as_it_was(tmp_path: Path) -> None:
+    merged = support.merged_config(support.settings(tmp_path), backup=True)
+    before = copy.deepcopy(merged)
+    secrets = _secret_files(tmp_path, BACKED_SECRETS)
+    _render(tmp_path, merged, secret_files=secrets, backup_tls_dir=support.backup_tls_dir(tmp_path))
+    assert merged == before
+
+
+def test_a_new_certificate_is_a_new_secret_name(tmp_path: Path) -> None:
+    before = _render_backed(tmp_path)["secrets"]
+    (tmp_path / "backup-tls" / "backup-repo.crt").write_text("re-issued")
+    folder = tmp_path / "backup-tls"
+    merged = support.merged_config(support.settings(tmp_path), backup=True)
+    secrets = {n: tmp_path / "secrets" / n for n in BACKED_SECRETS}
+    after = _render(tmp_path, merged, secret_files=secrets, backup_tls_dir=folder)["secrets"]
+    assert [n for n in before if before[n]["name"] != after[n]["name"]] == ["backup_tls_backup_repo_crt"]
+
+
+def test_the_backup_overlay_without_its_tls_folder_is_refused(tmp_path: Path) -> None:
+    merged = support.merged_config(support.settings(tmp_path), backup=True)
+    secrets = _secret_files(tmp_path, BACKED_SECRETS)
+    with pytest.raises(ValueError, match="backup_tls_dir"):
+        _render(tmp_path, merged, secret_files=secrets)
+
+
+def test_without_the_backup_overlay_a_tls_folder_given_is_ignored(tmp_path: Path) -> None:
+    stack = _render(tmp_path, backup_tls_dir=support.backup_tls_dir(tmp_path))
+    assert not set(stack["services"]) & set(model.BACKUPS) and "backup" not in stack["networks"]
+    assert not [n for n in stack["secrets"] if n.startswith("backup_tls_")]
+    assert set(stack["configs"]) == {"redis_conf"}
+    assert stack["services"]["postgres"]["command"] == ["postgres", "-c", "unix_socket_directories=/tmp"]
+    assert "PGBACKREST_SPOOL_PATH" not in stack["services"]["postgres"]["environment"]

@@ -63,6 +63,26 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE post_views ADD CONSTRAINT post_views_views_bound CHECK (views <= 100000000000) NOT VALID
         """,
     ),
+    (
+        5,
+        "backup_info",
+        # What pgBackRest's backup agent writes each minute (`pgbackrest info --output=json` and when), for the
+        # PostgreSQL exporter's backup metrics. SECURITY DEFINER, so that the monitoring role may read this one
+        # file and no other: pg_read_server_files would let it read the secrets mounted beside the server.
+        # NULL where there is no file (the backup overlay is off) or while the agent rewrites it.
+        """
+        CREATE FUNCTION backup_info(OUT info jsonb, OUT written timestamptz)
+        LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+        BEGIN
+            info := pg_read_file('/var/lib/pgbackrest/schedule.info.json', 0, 16777216, true)::jsonb;
+            written := (pg_stat_file('/var/lib/pgbackrest/schedule.info.json', true)).modification;
+        EXCEPTION WHEN invalid_text_representation THEN  -- the agent is rewriting it: half a JSON text
+            info := NULL;
+            written := NULL;
+        END $$;
+        REVOKE ALL ON FUNCTION backup_info() FROM PUBLIC
+        """,
+    ),
 )
 
 
@@ -104,7 +124,8 @@ RUNTIME_GRANTS: dict[str, tuple[str, ...]] = {
         "GRANT SELECT ON schema_migrations TO {role}",
     ),
     # The PostgreSQL exporter's: the statistics views through the predefined pg_monitor role, no table.
-    "analyticbot_monitor": ("GRANT pg_monitor TO {role}",),
+    # And the backup agent's report (migration 5), the one file it may read.
+    "analyticbot_monitor": ("GRANT pg_monitor TO {role}", "GRANT EXECUTE ON FUNCTION backup_info() TO {role}"),
 }
 
 
