@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import backups, deploy, runner
+from .. import backups, deploy, docker, runner
 from ..compose import Stack, in_service, service_states, wait_healthy
 from ..docker import client
 from ..errors import BadInput, OpsError
@@ -118,16 +118,71 @@ def backup(
         raise BadInput(f"--kind must be dump, {', '.join(KINDS)}; got {kind!r}")
     require(stack)
     taken: list[Taken] = []
+    before = catalog(stack)
     for repo in check_repos(repos):
+        needed = needed_bytes(before, repo, kind)
+        free = free_bytes(stack, repo)
+        if free is not None and free < needed:
+            raise OpsError(_no_space(stack, repo, kind, needed, free))
         progress(f"repository {repo}: {kind} backup in {HOLDER[repo]}")
         started = time.monotonic()
-        _pgbackrest(stack, HOLDER[repo], [f"--repo={repo}", f"--type={kind}", "backup"])
+        try:
+            _pgbackrest(stack, HOLDER[repo], [f"--repo={repo}", f"--type={kind}", "backup"])
+        except OpsError as exc:
+            if "No space left on device" not in str(exc):
+                raise
+            # The disk filled while writing (the WAL archive shares it): pgBackRest resumes or removes the
+            # partial backup at the next one.
+            raise OpsError(_no_space(stack, repo, kind, needed, free_bytes(stack, repo), partial=True)) from None
         seconds = time.monotonic() - started
         newest = catalog(stack).last_backup(repo)
         if newest is None:
             raise OpsError(f"repository {repo} lists no backup after a backup that succeeded")
         taken.append(Taken(repo, newest.kind, newest.label, seconds, newest.stored))
     return taken
+
+
+# Each repository's volume (compose/docker-compose.backup.yml) and where its holder mounts it.
+VOLUMES = {1: "pgbackrest", 2: "pgbackrest-repo"}
+REPOSITORY_PATH = "/var/lib/pgbackrest"
+# zstd level 3 on PostgreSQL pages: what a first full backup is expected to take of the database's size.
+FIRST_FULL_RATIO = 0.25
+FREE_SCRIPT = "import shutil; print(shutil.disk_usage('/repository').free)"
+
+
+def needed_bytes(found: Catalog, repo: int, kind: str) -> int:
+    """What a backup of `kind` is expected to store in `repo`: as much as the last one of that kind there, else
+    as the last full one, else a quarter of the database (nothing known: 0)."""
+    same = [b.stored for b in found.backups_of(repo) if b.kind == kind]
+    full = [b.stored for b in found.backups_of(repo) if b.kind == "full"]
+    if same or full:
+        return (same or full)[-1]
+    sizes = [b.size for b in found.backups]
+    return int(sizes[-1] * FIRST_FULL_RATIO) if sizes else 0
+
+
+def free_bytes(stack: Stack, repo: int) -> int | None:
+    """The free space of a repository's volume, read by the API image's Python in a container of its own (no
+    network, read-only); None where the volume is not on this Docker host (a real second machine)."""
+    volume = f"{stack.project}_{VOLUMES[repo]}"
+    image = stack.settings.get("API_IMAGE")
+    if not image or docker.inspect("volume", volume) is None:
+        return None
+    command = ["run", "--rm", "--network", "none", "--read-only", "--user", "10001:10001"]
+    command += ["-v", f"{volume}:/repository:ro", "--entrypoint", "python3", image, "-c", FREE_SCRIPT]
+    result = docker.docker(command, check=False, timeout=60)
+    said = result.stdout.strip()
+    return int(said) if result.returncode == 0 and said.isdigit() else None
+
+
+def _no_space(stack: Stack, repo: int, kind: str, needed: int, free: int | None, *, partial: bool = False) -> str:
+    where = f"{REPOSITORY_PATH} of {HOLDER[repo]}, volume {stack.project}_{VOLUMES[repo]}"
+    left = "-" if free is None else f"{free / 1e6:.1f} MB"
+    outcome = "the partial backup is resumed or removed by the next one" if partial else "nothing was written"
+    return (
+        f"no space for a {kind} backup in repository {repo} ({where}): it needs about {needed / 1e6:.1f} MB, "
+        f"{left} is free; {outcome}"
+    )
 
 
 # pgBackRest's verify reports each bad file from a worker (P01...) at info level, and then completes

@@ -254,3 +254,88 @@ def test_a_damaged_repository_is_one_line_naming_at_most_five_files() -> None:
     damaged = pitr.Damaged(2, [f"f{n}" for n in range(7)])
     assert str(damaged) == "repository 2 is damaged: 7 files fail pgBackRest's verify: f0, f1, f2, f3, f4 and 2 more"
     assert damaged.files == tuple(f"f{n}" for n in range(7))
+
+
+def _stack_with_key(tmp_path: object) -> object:
+    from pathlib import Path
+
+    from analyticbot_ops.compose import Stack
+
+    folder = Path(str(tmp_path))
+    for name in pitr.CIPHER_SECRETS:
+        (folder / name).write_text("x")
+    return Stack("prod", "abfull", {"SECRETS_DIR": str(folder), "API_IMAGE": "analyticbot/api:latest"}, backup=True)
+
+
+def test_a_backup_is_expected_to_store_what_the_last_one_of_its_kind_did() -> None:
+    _, sets = catalog.parse_info(_info([_backup(1, "A", "full", T0, T0 + 4), _backup(2, "B", "diff", T0 + 9, T0 + 10)]))
+    found = catalog.Catalog((), sets, None)
+    assert pitr.needed_bytes(found, 1, "full") == 3792560
+    assert pitr.needed_bytes(found, 1, "diff") == 3792560  # no diff there yet: the last full's size
+    assert pitr.needed_bytes(found, 2, "full") == 30754313 // 4  # no full there: a quarter of the database
+    assert pitr.needed_bytes(catalog.Catalog((), (), None), 1, "full") == 0
+
+
+def test_a_full_repository_is_one_line_with_the_space_needed_and_free_and_nothing_runs(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = _stack_with_key(tmp_path)
+    _, sets = catalog.parse_info(_info([_backup(1, "A", "full", T0, T0 + 4)]))
+    monkeypatch.setattr(pitr, "catalog", lambda _s: catalog.Catalog((), sets, None))
+    monkeypatch.setattr(pitr, "free_bytes", lambda _s, _r: 1_000_000)
+    ran: list[object] = []
+    monkeypatch.setattr(pitr, "_pgbackrest", lambda *a, **k: ran.append(a) or "")
+    with pytest.raises(OpsError) as refused:
+        pitr.backup(stack, "full", (1,))  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "no space for a full backup in repository 1 (/var/lib/pgbackrest of backup-agent, volume abfull_pgbackrest): "
+        "it needs about 3.8 MB, 1.0 MB is free; nothing was written"
+    )
+    assert ran == []
+
+
+def test_a_disk_that_fills_during_the_backup_is_the_same_line(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = _stack_with_key(tmp_path)
+    monkeypatch.setattr(pitr, "catalog", lambda _s: catalog.Catalog((), (), None))
+    monkeypatch.setattr(pitr, "free_bytes", lambda _s, _r: 0 if ran else None)
+    ran: list[object] = []
+
+    def full(*args: object, **_k: object) -> str:
+        ran.append(args)
+        raise OpsError(
+            "pgBackRest (backup in backup-repo): unable to write '/var/lib/pgbackrest/x': [28] No space left on device"
+        )
+
+    monkeypatch.setattr(pitr, "_pgbackrest", full)
+    with pytest.raises(
+        OpsError, match=r"^no space for a diff backup in repository 2 .*0\.0 MB is free; the partial backup"
+    ):
+        pitr.backup(stack, "diff", (2,))  # type: ignore[arg-type]
+
+
+def test_the_free_space_is_read_in_a_container_without_network_and_only_for_a_volume_here(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from analyticbot_ops import docker
+
+    stack = _stack_with_key(tmp_path)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(docker, "inspect", lambda kind, name: {"Name": name} if name == "abfull_pgbackrest" else None)
+
+    def run(args: list[str], **_k: object) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, "123456\n", "")
+
+    monkeypatch.setattr(docker, "docker", run)
+    assert pitr.free_bytes(stack, 1) == 123456  # type: ignore[arg-type]
+    assert pitr.free_bytes(stack, 2) is None  # type: ignore[arg-type]
+    assert (
+        len(calls) == 1
+        and "--network" in calls[0]
+        and "none" in calls[0]
+        and "abfull_pgbackrest:/repository:ro" in calls[0]
+    )
