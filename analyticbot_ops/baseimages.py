@@ -43,6 +43,8 @@ class BaseRecipe:
     # extract unpacks packages without running their maintainer scripts (the smallest images); minbase
     # runs them, for what needs them (an engine's groups and iptables alternatives).
     variant: str = "extract"
+    # Why the official image cannot stand in for this one (then `--source official` builds it from Debian too).
+    official_lacks: str = ""
 
     def tag(self, namespace: str = DEFAULT_NAMESPACE) -> str:
         return f"{namespace}/{self.name}:bookworm"
@@ -185,6 +187,7 @@ RECIPES: tuple[BaseRecipe, ...] = (
             'VOLUME ["/var/lib/postgresql/data"]',
         ),
         official_image="postgres:15-bookworm",
+        official_lacks="the official postgres image has no pgBackRest, which the backup overlay runs",
     ),
     BaseRecipe(
         name="redis",
@@ -470,7 +473,9 @@ def build_base_images(
     results = []
     for index, base in enumerate(selected, 1):
         progress(f"[{index}/{len(selected)}] {base.name}: {base.description}")
-        if source == "official":
+        if source == "official" and base.official_lacks:
+            progress(f"  {base.official_lacks}: building {base.name} from Debian packages")
+        if source == "official" and not base.official_lacks:
             if use_official(base):
                 results.append(BaseBuild(base.name, base.official_image, "official", source="official"))
                 continue
@@ -480,6 +485,8 @@ def build_base_images(
             result = build_from_debian(base, namespace, mirrors, codename, force)
             result.action = "fallback"
         else:
+            codename = codename or host_codename()
+            mirrors = mirrors or mirror_lines(host_apt_sources(), codename)
             result = build_from_debian(base, namespace, mirrors, codename, force)
         results.append(result)
     return results

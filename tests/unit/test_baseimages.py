@@ -544,3 +544,27 @@ def test_official_fallbacks_read_the_host_once(images: dict[str, dict[str, Any]]
         ["mmdebstrap", "--quiet"],
         ["docker", "import"],
     ]
+
+
+def test_official_source_builds_postgres_from_debian_since_the_official_image_lacks_pgbackrest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(baseimages.docker, "require_daemon", lambda: "20.10")
+    monkeypatch.setattr(baseimages, "use_official", lambda base: pytest.fail("must not pull postgres"))
+    monkeypatch.setattr(baseimages, "host_codename", lambda: "bookworm")
+    monkeypatch.setattr(
+        baseimages,
+        "host_apt_sources",
+        lambda: [baseimages.AptSource("http://m.invalid/debian", ("bookworm",), ("main",))],
+    )
+    built: list[str] = []
+
+    def fake_build(base, namespace, mirrors, codename, force):  # type: ignore[no-untyped-def]
+        built.append(base.name)
+        return baseimages.BaseBuild(base.name, base.tag(namespace), "built")
+
+    monkeypatch.setattr(baseimages, "build_from_debian", fake_build)
+    said: list[str] = []
+    results = baseimages.build_base_images(["postgres"], source="official", progress=said.append)
+    assert built == ["postgres"] and results[0].tag == "analyticbot/postgres:bookworm"
+    assert any("has no pgBackRest" in line for line in said)
