@@ -50,8 +50,8 @@ def rendered(stack: compose.Stack) -> dict[str, Any]:
 
 def swarm_findings(stack_file: Mapping[str, Any]) -> list[Finding]:
     """AB-SWARM-DNSRR (no IPVS here: a virtual IP would not route), AB-SWARM-SECRETS (each secret its
-    user's alone: 0400, uid 10001; Swarm's default is root 0444), AB-SWARM-DATA (postgres and redis
-    pinned to the node with their volumes)."""
+    user's alone: 0400, uid 10001; Swarm's default is root 0444), AB-SWARM-DATA (postgres, redis and the
+    backup agent pinned to the node with their volumes; the repository host kept off it)."""
     found = []
     for name, service in stack_file["services"].items():
         deploy = service.get("deploy") or {}
@@ -67,8 +67,13 @@ def swarm_findings(stack_file: Mapping[str, Any]) -> list[Finding]:
                 f"loose: {', '.join(loose)}" if loose else f"{len(service['secrets'])} secrets 0400 uid {model.APP_UID}"
             )
             found.append(Finding("AB-SWARM-SECRETS", name, not loose, detail))
-        if model.BY_NAME[name].kind == "data":
-            constraints = (deploy.get("placement") or {}).get("constraints") or []
+        constraints = (deploy.get("placement") or {}).get("constraints") or []
+        if model.BY_NAME[name].kind == "data" or name == "backup-agent":
+            # The agent reads postgres' data volume and socket: on another node it would back up an empty volume.
             pinned = render.DATA_CONSTRAINT in constraints
             found.append(Finding("AB-SWARM-DATA", name, pinned, "on the data node" if pinned else "unpinned"))
+        if name == "backup-repo":
+            # Repository 2 is the off-host copy: on the database's node it would go with that node's disk.
+            away = render.OFF_DATA_CONSTRAINT in constraints
+            found.append(Finding("AB-SWARM-DATA", name, away, "off the data node" if away else "may share it"))
     return found

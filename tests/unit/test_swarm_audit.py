@@ -274,6 +274,19 @@ def test_a_data_service_passes_only_with_the_data_node_constraint(placement: Any
         assert found[-1] == Finding("AB-SWARM-DATA", name, ok, "on the data node" if ok else "unpinned")
 
 
+def test_the_backup_agent_sits_with_the_data_and_the_repository_host_away_from_it() -> None:
+    def data_finding(name: str, constraints: list[str]) -> Finding:
+        return _one(name, deploy={"endpoint_mode": "dnsrr", "placement": {"constraints": constraints}})[-1]
+
+    assert data_finding("backup-agent", [render.DATA_CONSTRAINT]).ok
+    assert data_finding("backup-agent", []) == Finding("AB-SWARM-DATA", "backup-agent", False, "unpinned")
+    assert data_finding("backup-repo", [render.OFF_DATA_CONSTRAINT]).ok
+    # On the database's node, repository 2 would go with that node's disk.
+    assert data_finding("backup-repo", [render.DATA_CONSTRAINT]) == Finding(
+        "AB-SWARM-DATA", "backup-repo", False, "may share it"
+    )
+
+
 def test_services_that_keep_no_data_need_no_placement() -> None:
     for name in ("api", "bot", "mtproto", "proxy", "migrate"):
         assert [f.check for f in _one(name, deploy={"endpoint_mode": "dnsrr"})] == ["AB-SWARM-DNSRR"]
@@ -319,7 +332,7 @@ def test_with_the_backup_overlay_the_rendered_stack_passes_every_swarm_rule(back
     assert by_rule == {
         "AB-SWARM-DNSRR": {s.name for s in BACKED_SERVICES},
         "AB-SWARM-SECRETS": {n for n, s in backed["services"].items() if s.get("secrets")},
-        "AB-SWARM-DATA": {"postgres", "redis"},
+        "AB-SWARM-DATA": {"postgres", "redis", "backup-agent", "backup-repo"},
     }
     assert set(model.BACKUPS) <= by_rule["AB-SWARM-SECRETS"]
     # The database side mounts its password, its pgBackRest settings and its three TLS files; the agent and the
