@@ -168,14 +168,20 @@ def _deployable(run: Run) -> None:
     missing = preflight.missing_images(compose.load_stack("dev", project=run.project))
     if missing:
         pytest.fail(f"images missing: {', '.join(missing)}; run `invoke base-images build-optimized`")
-    frontend, backend, database = deploy.free_subnets(3)
+    # Every network's subnet and every published port its own: a dev stack on this daemon (the overlays'
+    # default subnets and ports) is left alone and does not decide the case.
+    frontend, backend, database, watched, backed_up = deploy.free_subnets(5)
     run.env.update(
         HTTP_PORT=str(free_port()),
         HTTPS_PORT=str(free_port()),
+        PROMETHEUS_PORT=str(free_port()),
+        ALERTMANAGER_PORT=str(free_port()),
         PROXY_BIND="127.0.0.1",
         FRONTEND_SUBNET=frontend,
         BACKEND_SUBNET=backend,
         DATABASE_SUBNET=database,
+        MONITORING_SUBNET=watched,
+        BACKUP_SUBNET=backed_up,
     )
 
 
