@@ -121,7 +121,7 @@ def rotate(
             raise BadInput(f"{name} is derived from {named}, which cannot be rotated: {reason}")
         raise BadInput(
             f"{name} is derived from {' and '.join(spec.derived_from)}; rotate that: "
-            + " or ".join(f"`invoke secrets-rotate {source}`" for source in sources)
+            + " or ".join(f"`invoke secrets.rotate {source}`" for source in sources)
         )
     if not spec.rotatable:
         raise BadInput(f"{name} cannot be rotated: {spec.rotation}")
