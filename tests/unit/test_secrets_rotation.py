@@ -239,7 +239,7 @@ def test_rotate_refuses_user_and_derived_secrets(sdir: Path) -> None:
     stack = FakeStack()
     with pytest.raises(BadInput, match=r"secrets-from-env --force"):
         sec.rotate("bot_token", sdir, stack)
-    with pytest.raises(BadInput, match="rotate that: `invoke secrets.rotate redis_password`"):
+    with pytest.raises(BadInput, match=r"rotate that: `invoke secrets\.rotate redis_password`"):
         sec.rotate("redis_acl", sdir, stack)
     assert stack.calls == []
     assert sec.read_secret("bot_token", sdir) == BOT_TOKEN
