@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .. import compose, docker, model, preflight, secrets
+from .. import compose, model, preflight, registry, secrets
 from ..errors import OpsError
 from ..monitoring.config import swarm_files
 from ..paths import COMPOSE_DIR, STATE_DIR
@@ -45,36 +45,7 @@ class ServiceState:
 def push_images(stack: compose.Stack, lab: Lab, progress: Progress) -> dict[str, str]:
     """Each image variable's reference for the nodes: the lab's registry, pinned by digest (every node runs
     the same bytes). Pushed from this host through the registry's loopback port."""
-    refs = {}
-    for variable in dict.fromkeys(s.image_variable for s in stack.services):
-        tag = stack.settings[variable]
-        info = docker.inspect("image", tag)
-        if info is None:
-            raise OpsError(f"image {tag} is missing; run `invoke images.base images.build`")
-        repository = _path_of(tag)
-        local = f"{lab.registry_local}/{repository}:{str(info['Id']).removeprefix('sha256:')[:12]}"
-        docker.docker(["tag", tag, local])
-        docker.docker(["push", local], timeout=600)
-        pushed = docker.inspect("image", local) or {}
-        digests = [d for d in pushed.get("RepoDigests") or [] if d.startswith(f"{lab.registry_local}/{repository}@")]
-        if not digests:
-            raise OpsError(f"the registry gave no digest for {local}")
-        refs[variable] = f"{lab.registry}/{repository}@{digests[0].rsplit('@', 1)[1]}"
-        progress(f"  {variable}: {refs[variable]}")
-    return refs
-
-
-def _path_of(reference: str) -> str:
-    """An image reference's repository path without its registry, tag or digest:
-    registry.internal:5000/ab/api:1.4 -> ab/api (Docker's rule: a first part with '.' or ':' is a host)."""
-    name = reference.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return rest
-    return name
+    return registry.push_pinned(stack, lab.registry_local, lab.registry, progress)
 
 
 def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
