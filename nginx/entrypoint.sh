@@ -37,7 +37,23 @@ case "$exporter" in
     *[!0-9./]*) echo "proxy: NGINX_EXPORTER_IP must be an IPv4 address or subnet, got '$exporter'" >&2; exit 1 ;;
     *) printf 'allow %s;\ndeny all;\n' "$exporter" > /tmp/nginx-runtime/status-clients.inc ;;
 esac
-for service in api bot; do
-    printf 'map "" $%s_host { default "%s"; }\n' "$service" "$service" > "/tmp/nginx-runtime/upstream-$service.conf"
+# nginx's resolver: the first nameserver of resolv.conf (an IPv4 address; else
+# Docker's embedded DNS). nginx's resolver applies no search domains, so on
+# Kubernetes UPSTREAM_DOMAIN (the namespace's svc.cluster.local) completes the
+# service names; on Compose and Swarm it is empty.
+resolver=""
+while read -r key value _rest; do
+    if [ "$key" = nameserver ] && [ -z "$resolver" ]; then resolver="$value"; fi
+done < /etc/resolv.conf || true
+case "$resolver" in
+    ''|*[!0-9.]*) resolver=127.0.0.11 ;;
+esac
+printf 'resolver %s valid=1s ipv6=off;\n' "$resolver" > /tmp/nginx-runtime/resolver.conf
+domain="${UPSTREAM_DOMAIN:-}"
+case "$domain" in
+    *[!A-Za-z0-9.-]*|.*|-*) echo "proxy: UPSTREAM_DOMAIN must be a domain name, got '$domain'" >&2; exit 1 ;;
+esac
+for service in api bot mtproto; do
+    printf 'map "" $%s_host { default "%s%s"; }\n' "$service" "$service" "${domain:+.$domain}" > "/tmp/nginx-runtime/upstream-$service.conf"
 done
 exec "$@"

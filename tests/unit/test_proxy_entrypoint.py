@@ -1,0 +1,72 @@
+"""The proxy's entrypoint (nginx/entrypoint.sh) as the container runs it, in a mount namespace of its own: a tmpfs
+on /tmp for its runtime files and a resolv.conf of the test's choosing. nginx's resolver is the container's own
+DNS server (Docker's 127.0.0.11 on Compose and Swarm, the cluster's on Kubernetes), and UPSTREAM_DOMAIN completes
+the upstreams' names where nginx's resolver would not (it applies no search domain)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ENTRYPOINT = Path(__file__).resolve().parents[2] / "nginx" / "entrypoint.sh"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare for a mount namespace"
+)
+
+
+def _run(tmp_path: Path, resolv: str, **environment: str) -> tuple[int, str, dict[str, str]]:
+    """Run the entrypoint (its command: `true`) and return its exit code, stderr and the runtime files it wrote."""
+    (tmp_path / "resolv.conf").write_text(resolv)
+    root_tmp = tmp_path / "tmp"  # the container's /tmp: what the entrypoint writes there stays here
+    root_tmp.mkdir()
+    # resolv.conf first: once /tmp is covered, the test's own folder (under /tmp) is out of sight.
+    script = 'mount --bind "$RESOLV" /etc/resolv.conf && mount --bind "$ROOT_TMP" /tmp && exec sh "$ENTRYPOINT" true'
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script],
+        env={"PATH": os.environ["PATH"], "RESOLV": str(tmp_path / "resolv.conf"), "ENTRYPOINT": str(ENTRYPOINT),
+             "ROOT_TMP": str(root_tmp), **environment},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )  # fmt: skip
+    runtime = root_tmp / "nginx-runtime"
+    return (
+        result.returncode,
+        result.stderr,
+        {p.name: p.read_text() for p in runtime.iterdir()} if runtime.is_dir() else {},
+    )
+
+
+def test_on_docker_the_resolver_is_the_embedded_dns_and_upstreams_are_service_names(tmp_path: Path) -> None:
+    code, _err, written = _run(tmp_path, "nameserver 127.0.0.11\noptions ndots:0\n")
+    assert code == 0
+    assert written["resolver.conf"] == "resolver 127.0.0.11 valid=1s ipv6=off;\n"
+    for service in ("api", "bot", "mtproto"):
+        assert written[f"upstream-{service}.conf"] == f'map "" ${service}_host {{ default "{service}"; }}\n'
+
+
+def test_on_kubernetes_the_cluster_dns_answers_and_upstream_domain_completes_the_names(tmp_path: Path) -> None:
+    resolv = "search ab.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    code, _err, written = _run(tmp_path, resolv, UPSTREAM_DOMAIN="ab.svc.cluster.local")
+    assert code == 0
+    assert written["resolver.conf"] == "resolver 10.96.0.10 valid=1s ipv6=off;\n"
+    assert written["upstream-api.conf"] == 'map "" $api_host { default "api.ab.svc.cluster.local"; }\n'
+    assert written["upstream-mtproto.conf"] == 'map "" $mtproto_host { default "mtproto.ab.svc.cluster.local"; }\n'
+
+
+def test_a_resolver_nginx_cannot_take_as_written_falls_back_to_the_embedded_dns(tmp_path: Path) -> None:
+    # An IPv6 nameserver would need brackets in nginx, and the resolver runs with ipv6=off.
+    code, _err, written = _run(tmp_path, "nameserver fd00::10\nnameserver 10.0.0.2\n")
+    assert code == 0
+    assert written["resolver.conf"] == "resolver 127.0.0.11 valid=1s ipv6=off;\n"
+
+
+def test_a_malformed_upstream_domain_stops_the_proxy_with_one_line(tmp_path: Path) -> None:
+    code, err, _written = _run(tmp_path, "nameserver 10.96.0.10\n", UPSTREAM_DOMAIN="ab.svc; evil")
+    assert code == 1
+    assert err.strip() == "proxy: UPSTREAM_DOMAIN must be a domain name, got 'ab.svc; evil'"
