@@ -1,4 +1,4 @@
-"""Nox sessions: `nox` runs lint, tests and integration; `nox -s bench` the benchmarks.
+"""Nox sessions: `nox` runs lint, tests, k8s_policy and integration; `nox -s bench` the benchmarks.
 
 Dependencies come from setup.cfg's extras, never a second list here. The
 integration session needs a Docker daemon and builds every image it uses."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "integration"]
+nox.options.sessions = ["lint", "tests", "k8s_policy", "integration"]
 nox.options.reuse_existing_virtualenvs = True
 # pytest exits 5 when a selection collects nothing: fine for a filtered run
 # (`nox -s tests -- -k name`), a failure for the full suites.
@@ -37,6 +37,27 @@ def tests(session: nox.Session) -> None:
     session.run(
         "pytest", "tests/unit", "-q", *coverage, *session.posargs, success_codes=PYTEST_OK if session.posargs else [0]
     )
+
+
+# checkov's Kubernetes checks that the rendered sets must pass (a skip only as a justified annotation on the
+# object): probes, requests and limits, pinned images, no host namespaces or ports, no privilege, non-root, a
+# read-only root, seccomp, dropped capabilities, secrets as files, no service account token, a network policy.
+K8S_CHECKS = [
+    *(f"CKV_K8S_{n}" for n in (*range(8, 24), *range(25, 32), 35, *range(37, 42), 43)),
+    "CKV2_K8S_6",
+]
+
+
+@nox.session
+def k8s_policy(session: nox.Session) -> None:
+    """checkov's Kubernetes checks on the rendered sets, offline (the golden sets the unit tests hold to k8s.render)."""
+    session.install("-e", ".[k8s-policy]")
+    for env in ("dev", "staging", "prod"):
+        # --skip-download: checkov otherwise asks its vendor's API for extra checks and guidelines.
+        session.run(
+            "checkov", "--directory", f"tests/golden/k8s/{env}", "--framework", "kubernetes", "--skip-download",
+            "--check", ",".join(K8S_CHECKS), "--compact", "--quiet",
+        )  # fmt: skip
 
 
 @nox.session

@@ -11,6 +11,7 @@ from analyticbot_ops.cli import (
     environment,
     health,
     images,
+    k8s,
     legacy,
     monitoring,
     schedule,
@@ -25,6 +26,6 @@ from analyticbot_ops.config import DEFAULTS, check_project_file
 check_project_file(Path(__file__).resolve().parent)
 legacy.install()
 
-MODULES = (stack, images, secrets, tls, health, monitoring, schedule, environment, audit, swarm)
+MODULES = (stack, images, secrets, tls, health, monitoring, schedule, environment, audit, swarm, k8s)
 ns = legacy.TaskTree(*(m.ns for m in MODULES), legacy={k: v for m in MODULES for k, v in m.LEGACY.items()})
 ns.configure(DEFAULTS)

@@ -116,6 +116,31 @@ IMAGE_VARIABLES: dict[str, str] = {s.image: s.image_variable for s in SERVICES}
 
 BACKUPS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "backup")
 
+# The ports each service listens on, by name (a Kubernetes port name: at most 15 characters). Compose publishes
+# none but the proxy's; Kubernetes Services, probes and network policies name them. The apps answer HTTP (and
+# their probes) on 8000; the proxy's nginx listens on unprivileged ports (nginx/conf.d/analyticbot.conf), 8081
+# on loopback only; pgBackRest's TLS server listens on its default port on both sides of the backup path.
+PORTS: dict[str, dict[str, int]] = {
+    "postgres": {"postgresql": 5432},
+    "redis": {"redis": 6379},
+    "migrate": {},
+    "api": {"http": 8000},
+    "bot": {"http": 8000},
+    "mtproto": {"http": 8000},
+    "proxy": {"http": 8080, "https": 8443, "stub-status": 8082},
+    "backup-agent": {"pgbackrest": 8432},
+    "backup-repo": {"pgbackrest": 8432},
+    "prometheus": {"http": 9090},
+    "alertmanager": {"http": 9093},
+    "postgres-exporter": {"metrics": 9187},
+    "redis-exporter": {"metrics": 9121},
+    "nginx-exporter": {"metrics": 9113},
+    "blackbox-exporter": {"http": 9115},
+}
+# The services that reach the internet: Telegram's Bot API and MTProto servers. In Compose they are the apps on the
+# one network that is not internal besides the proxy's front (backend); Kubernetes gives only them internet egress.
+INTERNET: tuple[str, ...] = ("bot", "mtproto")
+
 
 def services(monitoring: bool, backup: bool = True) -> tuple[Service, ...]:
     """The services a stack runs: all of them, or without the monitoring overlay's or the backup overlay's."""

@@ -38,8 +38,8 @@ def parse_exceptions(raw: Iterable[Any]) -> list[AuditException]:
             raise BadInput(f'{where} needs `check` and `service` ("*" for every service)')
         if not str(item.get("reason") or "").strip():
             raise BadInput(f"{where} has no reason; every exception must say why it is acceptable")
-        if env not in ("", "*", *ENVIRONMENTS, "swarm"):
-            raise BadInput(f"{where}: unknown env {env!r}; use *, {', '.join(ENVIRONMENTS)} or swarm")
+        if env not in ("", "*", *ENVIRONMENTS, "swarm", "k8s"):
+            raise BadInput(f"{where}: unknown env {env!r}; use *, {', '.join(ENVIRONMENTS)}, swarm or k8s")
         if check in NEVER_EXCEPTED:
             raise BadInput(f"{where}: {check} can never be excepted")
         parsed.append(AuditException(check, service, env or "*", str(item["reason"]).strip()))

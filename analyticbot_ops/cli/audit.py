@@ -15,6 +15,8 @@ from .. import access_audit, baseimages, build, compose, docker, model, secrets
 from .. import audit as rules
 from ..config import ops
 from ..errors import BadInput, CheckFailed
+from ..k8s import manifests as k8s_manifests
+from ..k8s import policy as k8s_policy
 from ..model import Labels
 from ..paths import REPO_ROOT
 from ..swarm import audit as swarm_audit
@@ -158,12 +160,18 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
         )
     if not running and env in (None, "prod"):
         # The stack swarm.deploy would run, from prod's settings.
-        swarm_stack = swarm_audit.rendered(stack_of(c, "prod"))
+        prod = stack_of(c, "prod")
+        swarm_stack = swarm_audit.rendered(prod)
         findings = rules.audit_compose(swarm_stack, facts_by_service(swarm_stack, cfg.namespace))
         findings += swarm_audit.swarm_findings(swarm_stack)
         reports.append(
             ("swarm: the prod stack rendered for docker stack deploy", rules.make_report("swarm", findings, exceptions))
         )
+        # The set k8s.render writes for prod: Pod Security, the model's facts and the Compose topology.
+        merged = compose.merged_config(prod)
+        context = k8s_policy.context_of(merged)
+        findings = k8s_policy.findings(k8s_manifests.render_stack(prod, merged=merged), context)
+        reports.append(("k8s: the prod set k8s.render writes", rules.make_report("k8s", findings, exceptions)))
     if running and not reports:
         raise BadInput("no running containers for any environment; start one with `invoke up --env dev`")
     reports.append(("images: Dockerfiles and hadolint", image_report(running, exceptions)))

@@ -52,7 +52,19 @@ def test_every_old_name_resolves_to_its_namespaced_task(name: str) -> None:
 
 
 def test_namespaces_each_have_a_default_task() -> None:
-    namespaces = {"stack", "images", "secrets", "tls", "health", "monitoring", "schedule", "env", "audit", "swarm"}
+    namespaces = {
+        "stack",
+        "images",
+        "secrets",
+        "tls",
+        "health",
+        "monitoring",
+        "schedule",
+        "env",
+        "audit",
+        "swarm",
+        "k8s",
+    }
     assert set(tasks.ns.collections) == namespaces
     assert all(collection.default for collection in tasks.ns.collections.values())
 
