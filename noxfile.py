@@ -16,15 +16,18 @@ PYTEST_OK = [0, 5]
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff (lint, format), hadolint, yamllint on compose/, and the static `invoke audit`."""
-    session.install("-e", ".[dev]")
+    """Ruff (lint, format), mypy, hadolint, yamllint on compose/, and the static `invoke audit.run`."""
+    # The test extra too: mypy follows the services' imports into their libraries (fastapi, asyncpg, ...).
+    session.install("-e", ".[dev,test]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # mypy --strict on the toolkit and the services' packages (the [mypy] section of setup.cfg).
+    session.run("mypy")
     session.run("hadolint", "--config", ".hadolint.yaml", "services/Dockerfile", "nginx/Dockerfile")
     session.run("yamllint", "-c", ".yamllint.yaml", "compose/")
     # Every environment's merged compose and the Dockerfiles against the CIS checks;
     # `docker-compose config` needs no daemon, and nothing is built or started.
-    session.run("invoke", "audit")
+    session.run("invoke", "audit.run")
 
 
 @nox.session
@@ -70,8 +73,8 @@ def integration(session: nox.Session) -> None:
     # Ryuk's image would have to be pulled, and no registry answers here: the
     # tests clean up after themselves instead.
     session.env["TESTCONTAINERS_RYUK_DISABLED"] = "true"
-    session.run("invoke", "base-images")
-    session.run("invoke", "build-optimized")
+    session.run("invoke", "images.base")
+    session.run("invoke", "images.build")
     # The full suite must run tests; only a filtered run (posargs) may select none.
     codes = PYTEST_OK if session.posargs else [0]
     session.run("pytest", "tests/integration", "-q", *session.posargs, success_codes=codes)

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import model
 from .audit import Finding
 from .paths import REPO_ROOT
 
 NGINX_DIR = REPO_ROOT / "nginx"
 # The services that log in to PostgreSQL at run time (the migrate job is the owner's, on purpose).
-DATABASE_CLIENTS = ("api", "mtproto")
+DATABASE_CLIENTS = model.DATABASE_CLIENTS
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,8 @@ def _server_blocks(conf: str) -> list[str]:
 def nginx_findings(conf: str, target: str = "proxy") -> list[Finding]:
     """AB-METRICS and AB-HOST over the proxy's server configuration text."""
     blocks = _server_blocks(conf)
-    public = [b for b in blocks if re.search(r"listen\s+8443\b", b) and "ssl_reject_handshake" not in b]
+    http, https = model.PROXY_HTTP_PORT, model.PROXY_HTTPS_PORT
+    public = [b for b in blocks if re.search(rf"listen\s+{https}\b", b) and "ssl_reject_handshake" not in b]
     blocked = all(
         re.search(r"location\s+~\s+\^/\(api\|bot\|mtproto\)/\(metrics\|performance\)/\?\$\s*\{\s*return\s+404;", b)
         for b in public
@@ -139,9 +141,9 @@ def nginx_findings(conf: str, target: str = "proxy") -> list[Finding]:
         )
     ]
     reflects = re.search(r"return\s+30[1278][^;]*\$(host|http_host)\b", conf)
-    http_default = any(re.search(r"listen\s+8080\s+default_server", b) and "return 444" in b for b in blocks)
+    http_default = any(re.search(rf"listen\s+{http}\s+default_server", b) and "return 444" in b for b in blocks)
     tls_default = any(
-        re.search(r"listen\s+8443[^;]*default_server", b) and "ssl_reject_handshake on" in b for b in blocks
+        re.search(rf"listen\s+{https}[^;]*default_server", b) and "ssl_reject_handshake on" in b for b in blocks
     )
     ok = not reflects and http_default and tls_default
     missing = [

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from . import build, docker, runner, tls
-from .compose import Stack, service_states
+from . import build, docker, model, runner, tls
+from .compose import Stack, running_proxy
 from .errors import BadInput, OpsError
 
 WEBROOT = "/var/www/acme"
@@ -33,10 +33,7 @@ Progress = Callable[[str], None]
 
 
 def _proxy(stack: Stack) -> str:
-    state = service_states(stack.project).get("proxy")
-    if state is None or state.status != "running":
-        raise BadInput(f"the proxy of {stack.project} is not running; deploy it first (`invoke up --env {stack.env}`)")
-    return state.container
+    return running_proxy(stack, "serve the certificate")
 
 
 def _certbot(
@@ -145,7 +142,7 @@ def reload_proxy(stack: Stack, timeout: float = 10.0) -> None:
 def _loopback_https_port(proxy: str) -> int | None:
     """The host port publishing the proxy's HTTPS, where it is reachable on 127.0.0.1."""
     info = docker.inspect("container", proxy) or {}
-    for binding in ((info.get("NetworkSettings") or {}).get("Ports") or {}).get("8443/tcp") or []:
+    for binding in ((info.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{model.PROXY_HTTPS_PORT}/tcp") or []:
         if binding.get("HostIp") in ("127.0.0.1", "0.0.0.0", ""):
             return int(binding["HostPort"])
     return None

@@ -23,14 +23,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import deploy, files
+from . import deploy, files, model
 from .compose import Stack, in_service
 from .errors import BadInput, Interrupted, OpsError
 from .paths import REPO_ROOT
 
 BACKUP_DIR = REPO_ROOT / "backups"
 DEFAULT_KEEP = 7
-DB_USER = DB_NAME = "analyticbot"
+DB_USER, DB_NAME = model.DATABASE_OWNER, model.DATABASE
 DUMP_SUFFIX = ".dump"
 ORIGIN_SUFFIX = ".json"  # beside NAME.dump: NAME.dump.json
 FORMAT = "analyticbot-backup/1"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import docker, runner
+from . import docker, model, runner
 from .errors import BadInput, OpsError
 from .model import APP_UID, DEFAULT_NAMESPACE
 
@@ -205,12 +205,13 @@ RECIPES: tuple[BaseRecipe, ...] = (
     ),
     BaseRecipe(
         name="nginx",
-        description="nginx 1.22 from Debian, unprivileged (8080/8443), busybox wget for its healthcheck",
+        description=f"nginx 1.22 from Debian, unprivileged ({model.PROXY_HTTP_PORT}/{model.PROXY_HTTPS_PORT}), "
+        "busybox wget for its healthcheck",
         packages=("nginx", "busybox"),
         hooks=(("common.sh",), ("nginx.sh",)),
         changes=(
             f"USER {APP_UID}:{APP_UID}",
-            "EXPOSE 8080 8443",
+            f"EXPOSE {model.PROXY_HTTP_PORT} {model.PROXY_HTTPS_PORT}",
             'CMD ["nginx", "-e", "stderr", "-g", "daemon off;"]',
         ),
         official_image="nginxinc/nginx-unprivileged:1.22",
@@ -361,7 +362,7 @@ def mirror_lines(sources: Iterable[AptSource], codename: str) -> list[str]:
 def inputs_hash(base: BaseRecipe, mirrors: list[str], codename: str) -> str:
     """Everything that decides an image's content, hashed; stored in its label."""
     digest = hashlib.sha256()
-    content = [RECIPE_FORMAT, base.packages, base.hooks, base.changes, mirrors, codename]
+    content = [RECIPE_FORMAT, base.packages, base.hooks, base.changes, mirrors, codename, APP_UID]
     if base.variant != "extract":  # the images built before variants existed keep their hash
         content.append(base.variant)
     digest.update(json.dumps(content).encode())
@@ -384,7 +385,8 @@ def mmdebstrap_command(base: BaseRecipe, codename: str, mirrors: list[str]) -> l
     kind = "--extract-hook" if base.variant == "extract" else "--customize-hook"
     for script, *args in base.hooks:
         quoted = " ".join(f"'{a}'" for a in args)
-        command.append(f"{kind}=sh '{HOOKS_DIR / script}' \"$1\" {quoted}")
+        # The app user's uid comes from the model: the hooks write it into passwd and chown to it.
+        command.append(f"{kind}=APP_UID={APP_UID} sh '{HOOKS_DIR / script}' \"$1\" {quoted}")
     return [*command, codename, "-", *mirrors]
 
 

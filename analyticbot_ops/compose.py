@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from . import docker, engine, model, runner
+from . import docker, engine, envfile, model, runner
 from .errors import BadInput, OpsError
 from .model import Labels
 from .paths import COMPOSE_DIR, REPO_ROOT, SECRETS_DIR
-from .secrets import read_env_file
 
 ENVIRONMENTS = model.ENVIRONMENTS
 BASE_FILES = ("docker-compose.yml", "docker-compose.secrets.yml", "docker-compose.proxy.yml")
@@ -67,6 +67,12 @@ COMMON_DEFAULTS = {
     "PROMETHEUS_RETENTION_SIZE": "2GB",
     "SECRETS_DIR": str(SECRETS_DIR),
     "TLS_DIR": str(SECRETS_DIR / "tls"),
+    "ARCHIVE_TIMEOUT": "5s",
+    "BACKUP_FULL_EVERY": "7d",
+    "BACKUP_DIFF_EVERY": "1d",
+    "BACKUP_SCHEDULE_TICK": "60s",
+    "BACKUP_RETENTION_FULL": "2",
+    "BACKUP_RETENTION_DIFF": "7",
 }
 # Every variable the compose files read, with what it is for (env-template writes these).
 SETTINGS: dict[str, str] = {
@@ -91,7 +97,7 @@ SETTINGS: dict[str, str] = {
     "PROMETHEUS_RETENTION_SIZE": "the most disk Prometheus's samples may take (e.g. 2GB); the oldest go first",
     "SECRETS_DIR": "directory of the Docker file secrets",
     "TLS_DIR": "directory of fullchain.pem and privkey.pem for the proxy",
-    "DOMAIN": "public DNS name: the proxy's primary name, redirect target and ssl-prod's domain",
+    "DOMAIN": "public DNS name: the proxy's primary name, redirect target and tls.prod's domain",
     "EXTRA_SERVER_NAMES": "more names the proxy serves, space-separated (dev: localhost 127.0.0.1); others get nothing",
     "ACME_EMAIL": "contact address for the ACME account (prod only)",
     **{
@@ -102,12 +108,8 @@ SETTINGS: dict[str, str] = {
     "API_WORKERS": "API server processes (default 0: sized from the API container's CPU limit)",
     "COMPOSE_PROJECT_NAME": "project name (default: analyticbot-dev, analyticbot-staging, analyticbot)",
 }
-PYTHON_SERVICES = model.APPS
 # What nginx's server_name takes from us (the proxy's entrypoint applies the same rule).
 _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*", re.ASCII)
-# The services that run and get healthy; JOBS run once per deploy and exit (0 is success).
-ALL_SERVICES = model.RUNNING
-JOBS = model.JOBS
 
 
 def check_env(env: str) -> str:
@@ -117,9 +119,9 @@ def check_env(env: str) -> str:
 
 
 def check_services(names: Sequence[str]) -> list[str]:
-    unknown = [n for n in names if n not in ALL_SERVICES]
+    unknown = [n for n in names if n not in model.RUNNING]
     if unknown:
-        raise BadInput(f"unknown service {unknown[0]!r}; known: {', '.join(ALL_SERVICES)}")
+        raise BadInput(f"unknown service {unknown[0]!r}; known: {', '.join(model.RUNNING)}")
     return list(names)
 
 
@@ -202,6 +204,9 @@ class Stack:
     files: list[Path] = field(default_factory=list)
     monitoring: bool = False
     backup: bool = False
+    # The image settings nobody named (.env, the environment, an override): the namespace's defaults, which
+    # releases.pin replaces with this checkout's build where a deploy runs it.
+    unnamed_images: frozenset[str] = frozenset()
 
     @property
     def services(self) -> tuple[model.Service, ...]:
@@ -264,7 +269,7 @@ def settings_with_sources(
     settings.update({k: (v, NAMESPACE_SOURCE) for k, v in model.default_images(namespace).items()})
     path = env_file(env)
     if path.exists():
-        from_file = read_env_file(path)
+        from_file = envfile.read(path)
         validate_settings(from_file, str(path.name))
         settings.update({k: (v, path.name) for k, v in from_file.items() if k in SETTINGS})
     process = _process_env()
@@ -303,21 +308,16 @@ def load_stack(
     project: str | None = None,
     overrides: Mapping[str, str] | None = None,
     *,
-    pinned: bool = False,
     namespace: str = model.DEFAULT_NAMESPACE,
     monitoring: bool = True,
     backup: bool = True,
 ) -> Stack:
-    """The stack of an environment, its settings resolved by settings_with_sources. `pinned`: the images
-    this checkout built, by their immutable tags (what deploys run), where no setting names an image.
-    `monitoring`, `backup`: with the monitoring overlay (ops.monitoring), the backup overlay (ops.backup)."""
+    """The stack of an environment, its settings resolved by settings_with_sources (releases.pin then puts this
+    checkout's build where no setting names an image, for a stack that runs). `monitoring`, `backup`: with the
+    monitoring overlay (ops.monitoring), the backup overlay (ops.backup)."""
     with_sources = settings_with_sources(env, overrides, namespace)
     settings = {k: v for k, (v, _source) in with_sources.items()}
-    if pinned:
-        from . import releases  # images are pinned only where stacks run, not where files are read
-
-        unnamed = {k for k, (_v, source) in with_sources.items() if source == NAMESPACE_SOURCE}
-        settings.update(releases.pinned_settings(unnamed))
+    unnamed = frozenset(k for k, (_v, source) in with_sources.items() if source == NAMESPACE_SOURCE)
     project = project or settings.pop("COMPOSE_PROJECT_NAME", None) or PROJECTS[env]
     settings.pop("COMPOSE_PROJECT_NAME", None)
     if not monitoring:
@@ -333,7 +333,7 @@ def load_stack(
     for file in files:
         if not file.is_file():
             raise BadInput(f"compose file {file} is missing")
-    return Stack(env, project, settings, files, monitoring, backup)
+    return Stack(env, project, settings, files, monitoring, backup, unnamed)
 
 
 def compose_command() -> list[str]:
@@ -354,14 +354,15 @@ def config_hashes(stack: Stack) -> dict[str, str]:
     return dict(line.split(None, 1) for line in result.stdout.splitlines() if len(line.split()) == 2)
 
 
-def merged_config(stack: Stack) -> dict[str, object]:
+def merged_config(stack: Stack) -> dict[str, Any]:
     """The merged compose file as JSON-able data (Compose validates it on the way)."""
     import yaml
 
     result = stack.compose("config", check=False)
     if result.returncode != 0:
         raise BadInput(f"the {stack.env} compose files do not merge: {docker.first_line(result.stderr)}")
-    return yaml.safe_load(result.stdout)
+    merged: dict[str, Any] = yaml.safe_load(result.stdout)
+    return merged
 
 
 def port_in_use(bind: str, port: int) -> bool:
@@ -394,9 +395,34 @@ class ServiceState:
         return self.health == "unhealthy" or self.status in ("exited", "dead") or self.restarts > restarts_before
 
 
-def project_containers(project: str) -> list[dict[str, object]]:
-    """`docker inspect` of every container of a Compose project."""
+def project_containers(project: str) -> list[dict[str, Any]]:
+    """`docker inspect` of every container of a Compose project (the Engine API's JSON)."""
     return docker.containers_by_label(f"{Labels.PROJECT}={project}")
+
+
+def running_containers(project: str, service: str | None = None) -> list[dict[str, Any]]:
+    """The project's running containers (of one service, if named), oldest first: what the stack runs, so not
+    `compose run` one-offs, nor a stopped container Compose keeps while it recreates one."""
+    found = [
+        info
+        for info in project_containers(project)
+        if (info.get("State") or {}).get("Running")
+        and (info["Config"]["Labels"] or {}).get(Labels.ONEOFF) != "True"
+        and (service is None or (info["Config"]["Labels"] or {}).get(Labels.SERVICE) == service)
+    ]
+    return sorted(found, key=lambda info: str(info.get("Created", "")))
+
+
+def running_proxy(stack: Stack, doing: str) -> str:
+    """The name of the proxy container that serves now (the newest, during a rollout's overlap); BadInput saying
+    what cannot be done (`doing`: "reload it", "switch its upstream") when none runs."""
+    running = running_containers(stack.project, "proxy")
+    if not running:
+        raise BadInput(
+            f"the proxy of {stack.project} is not running, so nothing can {doing}; "
+            f"start the stack first (`invoke stack.up --env {stack.env}`)"
+        )
+    return str(running[-1]["Name"]).lstrip("/")
 
 
 def service_states(project: str) -> dict[str, ServiceState]:
@@ -404,12 +430,12 @@ def service_states(project: str) -> dict[str, ServiceState]:
     # Newest first: while Compose recreates a service, its old container (stopped,
     # renamed) still carries the service label and must not be mistaken for it.
     for info in sorted(project_containers(project), key=lambda i: str(i.get("Created", "")), reverse=True):
-        labels = info["Config"]["Labels"] or {}  # type: ignore[index]
+        labels = info["Config"]["Labels"] or {}
         if labels.get(Labels.ONEOFF) == "True":
             continue
         if labels.get(Labels.SERVICE) in states:
             continue
-        state = info["State"]  # type: ignore[index]
+        state = info["State"]
         service = labels.get(Labels.SERVICE, info["Name"])
         states[service] = ServiceState(
             service=service,
@@ -417,7 +443,7 @@ def service_states(project: str) -> dict[str, ServiceState]:
             status=state["Status"],
             health=(state.get("Health") or {}).get("Status", "none"),
             exit_code=int(state.get("ExitCode", 0)),
-            restarts=int(info.get("RestartCount", 0)),  # type: ignore[arg-type]
+            restarts=int(info.get("RestartCount", 0)),
             started_at=state.get("StartedAt", ""),
         )
     return states
@@ -449,7 +475,7 @@ def in_service(stack: Stack, service: str) -> InContainer:
     state = service_states(stack.project).get(service)
     if state is None or state.status != "running":
         raise OpsError(
-            f"{service} of {stack.project} is not running; start the stack first (`invoke up --env {stack.env}`)"
+            f"{service} of {stack.project} is not running; start the stack first (`invoke stack.up --env {stack.env}`)"
         )
     return InContainer(state.container)
 
@@ -468,7 +494,7 @@ def _compose_failed(
     name the service that failed, with its logs, and Compose's own last word."""
     detail = (process.stderr.read() if process.stderr else "").strip().splitlines()
     said = detail[-1] if detail else "no output"
-    for name in JOBS:
+    for name in model.JOBS:
         state = states.get(name)
         if state is not None and state.status in ("exited", "dead", "restarting") and state.exit_code != 0:
             raise OpsError(

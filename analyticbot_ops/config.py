@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "budgets_mb": {
             "python-runtime": 50,
             "python-build": 100,
-            # The services' targets (issue 14): pruned to their import closure.
+            # The services' images: their shared runtime layer is pruned to what their code imports.
             "api": 50,
             "bot": 55,
             "mtproto": 55,

@@ -7,31 +7,25 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import random
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import build, docker, preflight, releases, rollout, runner, secrets, tls
+from . import build, docker, model, preflight, releases, rollout, runner, secrets, tls
 from .compose import (
     Stack,
     compose_command,
     config_hashes,
-    project_containers,
+    running_containers,
     wait_healthy,
 )
 from .errors import BadInput, OpsError
 from .model import Labels
 from .paths import REPO_ROOT
-from .tls import backup as backup_tls
+from .tls import backup
 
 Progress = Callable[[str], None]
-
-
-def required_images(stack: Stack) -> dict[str, str]:
-    """The image of each service, as the stack's settings name them (load_stack fills in every one)."""
-    return {s.name: stack.settings[s.image_variable] for s in stack.services}
 
 
 def plan(stack: Stack) -> dict[str, str]:
@@ -39,10 +33,9 @@ def plan(stack: Stack) -> dict[str, str]:
     hash, image ID included, differs from the running container's)."""
     hashes = config_hashes(stack)
     running: dict[str, str] = {}
-    for info in project_containers(stack.project):
+    for info in running_containers(stack.project):
         labels = info["Config"]["Labels"]
-        if labels.get(Labels.ONEOFF) != "True" and info["State"]["Running"]:
-            running[labels.get(Labels.SERVICE, "")] = labels.get(Labels.CONFIG_HASH, "")
+        running[labels.get(Labels.SERVICE, "")] = labels.get(Labels.CONFIG_HASH, "")
     return {
         service: "start" if service not in running else "unchanged" if running[service] == wanted else "change"
         for service, wanted in hashes.items()
@@ -67,8 +60,8 @@ def run_migrate(stack: Stack) -> None:
         hint = ""
         if any("password authentication failed" in line for line in said):
             hint = (
-                " The database volume was initialised with another postgres_password: restore the secrets folder "
-                "it was made with, or `invoke down --volumes` to start over (deletes the data)."
+                " The database volume was initialised with another postgres_password: restore the secrets folder it "
+                f"was made with, or `invoke stack.down --env {stack.env} --volumes` to start over (deletes the data)."
             )
         raise OpsError(
             f"the migrate job failed (exit code {result.returncode}), so nothing that needs it was started.{hint} "
@@ -98,15 +91,15 @@ def up(
     # Changes only after every check passed.
     if preflight.needs_bootstrap_certificate(stack):
         tls.write_bootstrap_certificate(Path(stack.settings["TLS_DIR"]), stack.settings.get("DOMAIN", "localhost"))
-        progress("wrote a 1-day bootstrap certificate; run `invoke ssl-prod --domain D` once the stack is up")
+        progress("wrote a 1-day bootstrap certificate; run `invoke tls.prod --domain D` once the stack is up")
     secrets.ensure_optional_placeholders(Path(stack.settings["SECRETS_DIR"]))
     if stack.backup:
-        issued = backup_tls.ensure_backup_certificates(Path(stack.settings["SECRETS_DIR"]) / backup_tls.FOLDER).issued
+        issued = backup.ensure_backup_certificates(Path(stack.settings["SECRETS_DIR"]) / backup.FOLDER).issued
         if issued:
             progress(f"backup path: issued the TLS certificates of {', '.join(issued)}")
     wanted = list(services) or list(stack.running)
     running = any(change != "start" for change in changes.values())
-    rolling = [s for s in rollout.ROLLING if s in wanted and changes.get(s) == "change" and rollout.can_roll(stack, s)]
+    rolling = [s for s in model.ROLLING if s in wanted and changes.get(s) == "change" and rollout.can_roll(stack, s)]
     if running and any(changes.get(s) != "unchanged" for s in _NEEDS_SCHEMA if s in wanted):
         # The schema first: new code may need it, and the old code keeps working on it (expand, then contract).
         run_migrate(stack)
@@ -121,7 +114,7 @@ def up(
     # every dependent of a recreated dependency (a new migrate job would recreate the api just rolled).
     # The job already ran above when anything rolled; a fresh stack starts in dependency order.
     scope = ["--no-deps", *wanted] if running else list(services)
-    # --no-build: images come from build-optimized; Compose v1 would use the
+    # --no-build: images come from `invoke images.build`; Compose v1 would use the
     # classic builder. Started in the background so progress shows meanwhile.
     process = runner.start(
         [*command, "up", "-d", "--no-build", "--remove-orphans", *scope],
@@ -149,18 +142,13 @@ def up(
 
 
 # The services that start only once the migrate job has applied the schema.
-_NEEDS_SCHEMA = ("api", "mtproto")
+_NEEDS_SCHEMA = model.DATABASE_CLIENTS
 _SAID = {
     "start": "starting",
     "unchanged": "unchanged, left running",
     "change": "changed: recreated (a singleton)",
     "rolled": "rolled without a gap",
 }
-
-
-def _environ() -> dict[str, str]:
-
-    return dict(os.environ)
 
 
 def down(stack: Stack, *, volumes: bool = False) -> None:
@@ -186,7 +174,9 @@ def free_subnets(count: int, pool: str = "172.28.0.0/14", seed: int | None = Non
     """`count` /24 subnets from `pool` that overlap no existing Docker network, for
     a second stack (tests, previews) beside a running one."""
     taken = used_subnets()
-    candidates = list(ipaddress.ip_network(pool).subnets(new_prefix=24))
+    candidates: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = list(
+        ipaddress.ip_network(pool).subnets(new_prefix=24)
+    )
     random.Random(seed).shuffle(candidates)
     chosen: list[str] = []
     for candidate in candidates:

@@ -13,9 +13,10 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import docker as sdk
+import docker as sdk  # aliased: analyticbot_ops.docker (the CLI wrapper) shares its name
 import requests
-from docker import errors as sdk_errors
+from docker import errors as sdk_errors  # aliased: analyticbot_ops.errors shares its name
+from docker import utils
 
 from .errors import DockerUnavailable, OpsError
 from .runner import first_line
@@ -44,7 +45,7 @@ def _why(exc: BaseException) -> str:
 @functools.lru_cache(maxsize=4)
 def _client(host: str | None) -> sdk.APIClient:
     try:
-        return sdk.APIClient(version="auto", timeout=API_TIMEOUT, **sdk.utils.kwargs_from_env())
+        return sdk.APIClient(version="auto", timeout=API_TIMEOUT, **utils.kwargs_from_env())
     except (sdk_errors.DockerException, requests.RequestException) as exc:
         raise DockerUnavailable(f"Docker daemon is not reachable at {_where()}: {_why(exc)}") from None
 
@@ -95,7 +96,8 @@ def history(tag: str) -> list[dict[str, Any]]:
 
 def logs(container: str, tail: int = 40) -> str:
     """The last lines a container wrote to stdout and stderr."""
-    output = call(api().logs, container, stdout=True, stderr=True, tail=tail)
+    client = api()  # a lambda picks logs' overload that returns bytes (not a stream)
+    output = call(lambda: client.logs(container, stdout=True, stderr=True, tail=tail))
     return (output or b"").decode(errors="replace")
 
 

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audit, build, compose, docker, secrets, tls
+from . import audit, build, compose, docker, envfile, tls
 from .errors import BadInput
 
 SECRET_LOOKING = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "API_HASH")
@@ -19,7 +19,7 @@ def template(env: str) -> str:
     defaults = {**compose.COMMON_DEFAULTS, **compose.DEFAULTS[env]}
     lines = [
         f"# Settings for the {env} stack (read by invoke with python-dotenv; never by another environment).",
-        "# Secrets do NOT belong here: they are files under secrets/ (invoke secrets-from-env).",
+        "# Secrets do NOT belong here: they are files under secrets/ (invoke secrets.from-env).",
         "",
     ]
     for key, purpose in compose.SETTINGS.items():
@@ -49,8 +49,8 @@ def validate_file(env: str, path: Path | None = None) -> list[Finding]:
         raise BadInput(f"no settings file at {path}")
     path = path or compose.env_file(env)
     if not path.exists():
-        return [Finding("warning", f"{path.name} does not exist: the defaults apply (invoke env-template)")]
-    values = secrets.read_env_file(path)
+        return [Finding("warning", f"{path.name} does not exist: the defaults apply (invoke env.template)")]
+    values = envfile.read(path)
     findings = []
     try:
         compose.validate_settings(values, path.name)
@@ -60,7 +60,7 @@ def validate_file(env: str, path: Path | None = None) -> list[Finding]:
         # A setting the compose files read is never a secret, whatever its name (SECRETS_DIR is a folder).
         if key not in compose.SETTINGS and any(word in key.upper() for word in SECRET_LOOKING):
             findings.append(
-                Finding("error", f"{key} looks like a secret: keep it in secrets/ (invoke secrets-from-env)")
+                Finding("error", f"{key} looks like a secret: keep it in secrets/ (invoke secrets.from-env)")
             )
         elif key not in compose.SETTINGS:
             findings.append(Finding("warning", f"{key} is not a setting the compose files read"))
@@ -78,7 +78,7 @@ def _nginx_test() -> Check:
     """`nginx -t` inside the proxy image, with a throwaway dev certificate."""
     tag = build.service_tag("proxy")
     if docker.inspect("image", tag) is None:
-        return Check("nginx -t", False, f"{tag} is missing: invoke build-optimized --service proxy")
+        return Check("nginx -t", False, f"{tag} is missing: invoke images.build --service proxy")
     with tempfile.TemporaryDirectory() as scratch:
         tls.ensure_dev_certificates(Path(scratch) / "tls")
         result = docker.docker(

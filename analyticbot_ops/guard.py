@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import docker, files, secrets
-from .compose import Stack, port_in_use, project_containers
+from .compose import Stack, port_in_use, running_containers
 from .errors import BadInput
 from .model import Labels
 from .paths import COMPOSE_DIR
@@ -36,7 +36,7 @@ class Check:
 
 
 def _running(stack: Stack) -> list[dict[str, Any]]:
-    return [i for i in project_containers(stack.project) if i["State"]["Running"]]
+    return running_containers(stack.project)
 
 
 def same_checkout(stack: Stack, containers: Iterable[dict[str, Any]]) -> Check:
@@ -76,7 +76,8 @@ def secrets_match_database(stack: Stack) -> Check:
         "database volume",
         False,
         f"the database volume {stack.project}_pgdata exists but {secrets_dir}/postgres_password does not: a new "
-        "password would not open it. Restore the old secrets folder, or `invoke down --volumes` to start over "
+        "password would not open it. Restore the old secrets folder, or "
+        f"`invoke stack.down --env {stack.env} --volumes` to start over "
         "(deletes the data)",
     )
 
@@ -129,7 +130,7 @@ def subnets_fit(stack: Stack) -> Check:
                     "subnets",
                     False,
                     f"{key} is {wanted} but the running network {own} has {subnets[0]}: set it back, or "
-                    f"`invoke down --env {stack.env}` first to change it",
+                    f"`invoke stack.down --env {stack.env}` first to change it",
                 )
             if network != own and any(wanted.overlaps(s) for s in subnets):
                 return Check(
@@ -167,7 +168,7 @@ def secrets_readable(stack: Stack, fix: bool | None = None) -> Check:
 
 
 def rows(stack: Stack, *, generating: bool = False, fix: bool = False) -> list[Check]:
-    """Every check as a row, none raising (test-environment shows them all)."""
+    """Every check as a row, none raising (env.preflight shows them all)."""
     docker.require_daemon()
     running = _running(stack)
     found = [same_checkout(stack, running), ports_free(stack, running), subnets_fit(stack)]

@@ -15,14 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import docker
-from .compose import JOBS, PYTHON_SERVICES, project_containers
-from .errors import EXIT_DEGRADED, EXIT_OK, EXIT_UNHEALTHY
+from . import docker, errors, model
+from .compose import project_containers
 from .model import Labels
 
-APP_PORT = 8000
+APP_PORT = model.APP_PORT
 # The verdict of a sweep as the exit code of the tasks that run it (errors.EXIT_CODES).
-EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNHEALTHY = EXIT_OK, EXIT_DEGRADED, EXIT_UNHEALTHY
+EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNHEALTHY = errors.EXIT_OK, errors.EXIT_DEGRADED, errors.EXIT_UNHEALTHY
 RANK = {"healthy": 0, "degraded": 1, "disabled": 1, "unhealthy": 2, "unreachable": 2, "missing": 2}
 
 
@@ -84,7 +83,7 @@ def _address(info: dict[str, Any]) -> str | None:
     internal = {name for name in networks if _is_internal(name)}
     for name, net in sorted(networks.items()):
         if name not in internal and net.get("IPAddress"):
-            return net["IPAddress"]
+            return str(net["IPAddress"])
     return None
 
 
@@ -125,7 +124,7 @@ def _probe(info: dict[str, Any], path: str, timeout: float) -> ServiceHealth:
         docker_state=state.get("Status", "missing"),
         docker_health=(state.get("Health") or {}).get("Status", "none"),
     )
-    if result.service not in PYTHON_SERVICES or result.docker_state != "running":
+    if result.service not in model.APPS or result.docker_state != "running":
         return result
     address = _address(info)
     if address is None:
@@ -149,7 +148,7 @@ def sweep(project: str, services: Sequence[str] = (), path: str = "/health", tim
     infos = [
         i
         for i in project_containers(project)
-        if i["Config"]["Labels"].get(Labels.SERVICE) not in JOBS
+        if i["Config"]["Labels"].get(Labels.SERVICE) not in model.JOBS
         and (not services or i["Config"]["Labels"].get(Labels.SERVICE) in services)
     ]
     with ThreadPoolExecutor(max_workers=max(1, len(infos))) as pool:
@@ -176,8 +175,9 @@ def call_endpoints(project: str, timeout: float = 2.0) -> list[EndpointCall]:
     """Every health and performance endpoint of every Python service, with status and latency."""
     targets = []
     for info in project_containers(project):
-        service = (info["Config"].get("Labels") or {}).get(Labels.SERVICE)
-        address = _address(info) if service in PYTHON_SERVICES else None
+        labels: dict[str, str] = info["Config"].get("Labels") or {}
+        service = labels.get(Labels.SERVICE, "")
+        address = _address(info) if service in model.APPS else None
         if address:
             targets += [(service, path, f"http://{address}:{APP_PORT}{path}") for path in ENDPOINTS]
     with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
@@ -186,15 +186,6 @@ def call_endpoints(project: str, timeout: float = 2.0) -> list[EndpointCall]:
         EndpointCall(service, path, status, round(latency, 1), error)
         for (service, path, _), (status, _body, latency, error) in zip(targets, fetched, strict=True)
     ]
-
-
-def swarm_services() -> list[dict[str, str]]:
-    """Swarm services and their replicas, when this node is in an active Swarm."""
-    state = docker.docker(["info", "--format", "{{.Swarm.LocalNodeState}}"], check=False).stdout.strip()
-    if state != "active":
-        return []
-    out = docker.docker(["service", "ls", "--format", "{{json .}}"], check=False).stdout
-    return [{"name": d.get("Name", ""), "replicas": d.get("Replicas", "")} for d in map(json.loads, out.splitlines())]
 
 
 def uptimes(project: str) -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ def image_layers(name: str, tag: str, budget: int | None) -> ImageLayers:
     """Pair the layer-creating history entries with the image's diff ids, oldest first."""
     info = docker.inspect("image", tag)
     if info is None:
-        raise OpsError(f"image {tag} does not exist; run `invoke build-optimized` first")
+        raise OpsError(f"image {tag} does not exist; run `invoke images.build` first")
     diff_ids = [d for d in info.get("RootFS", {}).get("Layers", []) if d != EMPTY_LAYER]
     history = [h for h in reversed(docker.image_history(tag)) if _bytes(h.get("Size", "0")) > 0]
     layers: list[Layer] = []

@@ -14,6 +14,25 @@ PROJECTS: dict[str, str] = {"dev": "analyticbot-dev", "staging": "analyticbot-st
 DEFAULT_NAMESPACE = "analyticbot"
 # Every container of ours runs as this uid:gid (the images create the user; secrets are owned by it).
 APP_UID = 10001
+# The database and its owner role (the official image's POSTGRES_USER and POSTGRES_DB), and the roles the migrate
+# job makes for each client, with the secret that holds each one's password.
+DATABASE = DATABASE_OWNER = "analyticbot"
+POSTGRES_ROLES: dict[str, str] = {
+    "postgres_password": DATABASE_OWNER,
+    "postgres_api_password": "analyticbot_api",
+    "postgres_collector_password": "analyticbot_collector",
+    "postgres_monitor_password": "analyticbot_monitor",
+}
+# The Redis ACL users, by the secret that holds each one's password: the app, the toolkit's admin, the exporter.
+REDIS_USERS: dict[str, str] = {
+    "redis_password": "analyticbot",
+    "redis_admin_password": "ops",
+    "redis_monitor_password": "monitor",
+}
+# The services that read and write the database through the schema the migrate job applies.
+DATABASE_CLIENTS: tuple[str, ...] = ("api", "mtproto")
+# The port our Python services answer HTTP (and their health routes) on.
+APP_PORT = 8000
 
 Kind = Literal["data", "app", "proxy", "job", "monitor", "backup"]
 
@@ -109,9 +128,12 @@ MONITORS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "monitor
 JOBS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "job")
 APPS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "app")
 ROLLING: tuple[str, ...] = tuple(s.name for s in SERVICES if s.rolling)
-# What `invoke build-optimized` builds from services/, and the setting naming each image.
+# The images built from this repository that the stack runs (`invoke images.build` builds certbot too, a tool
+# image), and the setting naming each.
 BUILT: tuple[str, ...] = tuple(dict.fromkeys(s.image for s in SERVICES if s.built_here))
 IMAGE_VARIABLES: dict[str, str] = {s.image: s.image_variable for s in SERVICES}
+# The settings naming what we build, which a release pins (api: API_IMAGE).
+BUILT_VARIABLES: dict[str, str] = {image: IMAGE_VARIABLES[image] for image in BUILT}
 
 
 BACKUPS: tuple[str, ...] = tuple(s.name for s in SERVICES if s.kind == "backup")
@@ -124,9 +146,9 @@ PORTS: dict[str, dict[str, int]] = {
     "postgres": {"postgresql": 5432},
     "redis": {"redis": 6379},
     "migrate": {},
-    "api": {"http": 8000},
-    "bot": {"http": 8000},
-    "mtproto": {"http": 8000},
+    "api": {"http": APP_PORT},
+    "bot": {"http": APP_PORT},
+    "mtproto": {"http": APP_PORT},
     "proxy": {"http": 8080, "https": 8443, "stub-status": 8082},
     "backup-agent": {"pgbackrest": 8432},
     "backup-repo": {"pgbackrest": 8432},
@@ -137,6 +159,8 @@ PORTS: dict[str, dict[str, int]] = {
     "nginx-exporter": {"metrics": 9113},
     "blackbox-exporter": {"http": 9115},
 }
+# The proxy's nginx ports, inside its container (unprivileged: no capability needed to bind them).
+PROXY_HTTP_PORT, PROXY_HTTPS_PORT = PORTS["proxy"]["http"], PORTS["proxy"]["https"]
 # The services that reach the internet: Telegram's Bot API and MTProto servers. In Compose they are the apps on the
 # one network that is not internal besides the proxy's front (backend); Kubernetes gives only them internet egress.
 INTERNET: tuple[str, ...] = ("bot", "mtproto")

@@ -5,8 +5,8 @@
 - A deploy pins the stack's images to those immutable tags (unless the settings name an image), so a build
   in another checkout, which moves the shared `:latest`, never changes what this stack runs.
 - Each successful deploy records a release in `.state/<project>/releases.json` (newest last, the last
-  `keep`). `invoke releases` lists them, `invoke rollback` deploys an earlier one (rolled, like any
-  release), and image tags that no kept release or build names are pruned."""
+  `keep`). `invoke stack.releases` lists them, `invoke stack.rollback` deploys an earlier one (rolled,
+  like any release), and image tags that no kept release or build names are pruned."""
 
 from __future__ import annotations
 
@@ -15,18 +15,14 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import docker, model
+from .compose import Stack
 from .errors import BadInput
 from .paths import STATE_DIR
 
-if TYPE_CHECKING:  # compose pins images through this module: no import cycle at run time
-    from .compose import Stack
-
 DEFAULT_KEEP = 5
-# The image variable of each image we build (compose reads them; the base images are pinned by tag).
-IMAGE_VARS: Mapping[str, str] = {image: model.IMAGE_VARIABLES[image] for image in model.BUILT}
 
 
 def id_tag(repository: str, image_id: str) -> str:
@@ -68,12 +64,19 @@ def record_build(tags: Mapping[str, str], state_dir: Path = STATE_DIR) -> dict[s
     return pinned
 
 
+def pin(stack: Stack, state_dir: Path = STATE_DIR) -> Stack:
+    """The stack running this checkout's build: each image no setting names, by the immutable tag it was built
+    under (what deploys run), where that image still exists. Changes `stack` and returns it."""
+    stack.settings.update(pinned_settings(stack.unnamed_images, state_dir))
+    return stack
+
+
 def pinned_settings(unnamed: Collection[str], state_dir: Path = STATE_DIR) -> dict[str, str]:
     """The image variables to set so that the stack runs this checkout's build: only for the `unnamed`
     ones (no .env, environment or override names them), and only where the recorded image still exists."""
     builds = _read(state_dir / "builds.json") or {}
     pins = {}
-    for service, variable in IMAGE_VARS.items():
+    for service, variable in model.BUILT_VARIABLES.items():
         if variable not in unnamed or service not in builds:
             continue
         if docker.inspect("image", builds[service]) is not None:
@@ -107,7 +110,8 @@ def record_release(
     now: dt.datetime | None = None,
 ) -> Release:
     """Remember what the stack runs now (its image variables), unless it is the release already on top."""
-    images = {variable: stack.settings[variable] for variable in IMAGE_VARS.values() if variable in stack.settings}
+    built = model.BUILT_VARIABLES.values()
+    images = {variable: stack.settings[variable] for variable in built if variable in stack.settings}
     past = history(stack.project, state_dir)
     if past and past[-1].images == images:
         return past[-1]

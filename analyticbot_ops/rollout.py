@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import docker, model
-from .compose import Stack, project_containers
+from .compose import Stack, running_containers, running_proxy
 from .errors import OpsError
-from .model import Labels
 
 # The services that may run twice for a while: stateless HTTP behind the proxy. The bot runs in webhook
 # mode here (Telegram calls it through the proxy); the collector keeps one MTProto session: a singleton.
-ROLLING = model.ROLLING
-PORT = 8000
+PORT = model.APP_PORT
 DRAIN_SECONDS = 15.0
 Progress = Callable[[str], None]
 
@@ -41,14 +39,7 @@ class Outcome:
 
 def containers(stack: Stack, service: str) -> list[dict[str, Any]]:
     """The service's running containers (not `compose run` one-offs), oldest first."""
-    found = [
-        info
-        for info in project_containers(stack.project)
-        if info["Config"]["Labels"].get(Labels.SERVICE) == service
-        and info["Config"]["Labels"].get(Labels.ONEOFF) != "True"
-        and info["State"]["Running"]
-    ]
-    return sorted(found, key=lambda info: str(info.get("Created", "")))
+    return running_containers(stack.project, service)
 
 
 def name_of(info: dict[str, Any]) -> str:
@@ -58,14 +49,11 @@ def name_of(info: dict[str, Any]) -> str:
 def can_roll(stack: Stack, service: str) -> bool:
     """A roll keeps a service answering through the proxy: it needs the proxy running and exactly one
     running container of the service. Otherwise there is nothing to keep serving, and Compose recreates."""
-    return service in ROLLING and bool(containers(stack, "proxy")) and len(containers(stack, service)) == 1
+    return service in model.ROLLING and bool(containers(stack, "proxy")) and len(containers(stack, service)) == 1
 
 
 def _proxy(stack: Stack) -> str:
-    running = containers(stack, "proxy")
-    if not running:
-        raise OpsError(f"the proxy of {stack.project} is not running: nothing to switch")
-    return name_of(running[-1])
+    return running_proxy(stack, "switch its upstream")
 
 
 def _exec(container: str, *command: str, check: bool = True) -> str:
@@ -118,8 +106,12 @@ def _ready_from_proxy(stack: Stack, container: str) -> bool:
     return result.returncode == 0 and '"ready"' in result.stdout
 
 
+def _inspect(container: str) -> dict[str, Any]:
+    return docker.inspect("container", container) or {}
+
+
 def _health(container: str) -> tuple[str, bool]:
-    info = docker.inspect("container", container) or {}
+    info = _inspect(container)
     state = info.get("State") or {}
     return (state.get("Health") or {}).get("Status", "none"), bool(state.get("Running"))
 
@@ -127,6 +119,21 @@ def _health(container: str) -> tuple[str, bool]:
 def _logs(container: str, lines: int = 30) -> str:
     result = docker.docker(["logs", "--tail", str(lines), container], check=False)
     return (result.stdout + result.stderr).strip()
+
+
+def _not_ready(container: str) -> str:
+    """Why a new container did not serve, in words a user can act on: its state, its exit code and restart count
+    when it stopped (a release that exits at import restarts, then gives up), and its last log lines, or that it
+    printed nothing."""
+    info = _inspect(container)
+    state = info.get("State") or {}
+    if state.get("Running"):
+        said = f"{(state.get('Health') or {}).get('Status', 'no healthcheck')}"
+    else:
+        said = f"{state.get('Status', 'gone')}, exit code {state.get('ExitCode', '?')}"
+    said += f", restarts {info.get('RestartCount', 0)}"
+    logs = _logs(container) or "(no output)"
+    return f"{container} did not become ready ({said}); its last log lines:\n{logs}"
 
 
 def wait_serving(stack: Stack, container: str, timeout: float, progress: Progress) -> None:
@@ -142,14 +149,12 @@ def wait_serving(stack: Stack, container: str, timeout: float, progress: Progres
         if health == "healthy" and _ready_from_proxy(stack, container):
             return
         time.sleep(0.25)
-    health, running = _health(container)
-    state = "exited" if not running else health
-    raise OpsError(f"{container} did not become ready ({state}); its last log lines:\n{_logs(container)}")
+    raise OpsError(_not_ready(container))
 
 
 def roll(stack: Stack, service: str, *, timeout: float = 120.0, progress: Progress = lambda _m: None) -> Outcome:
     """Replace the service's running container by a new one (from the current settings) without a gap."""
-    if service not in ROLLING:
+    if service not in model.ROLLING:
         raise OpsError(f"{service} is a singleton: it is recreated, never rolled")
     started = time.monotonic()
     before = containers(stack, service)

@@ -21,7 +21,7 @@ ISSUER = "analyticbot-ops"
 ALGORITHM = "HS256"
 SCOPES = ("read", "write")
 MAX_TTL = dt.timedelta(days=366)
-# The bot's own read token (the api_read_token secret) lives this long; secrets-check warns before it ends.
+# The bot's own read token (the api_read_token secret) lives this long; secrets.check warns before it ends.
 SERVICE_TOKEN_TTL = dt.timedelta(days=365)
 RENEW_WITHIN = dt.timedelta(days=30)
 _TTL = re.compile(r"([0-9]+)([smhd]?)", re.ASCII)
@@ -88,12 +88,12 @@ def check_service_token(value: str, key: str, now: dt.datetime | None = None) ->
     try:
         claims = jwt.decode(value, key, algorithms=[ALGORITHM], audience=AUDIENCE, options={"require": ["exp"]})
     except jwt.ExpiredSignatureError:
-        return ("has expired; run `invoke secrets-rotate jwt_secret_key` to issue a new one",)
+        return ("has expired; run `invoke secrets.rotate jwt_secret_key` to issue a new one",)
     except jwt.InvalidTokenError:
         return ("is not signed with the current jwt_secret_key",)
     left = dt.datetime.fromtimestamp(claims["exp"], dt.UTC) - (now or dt.datetime.now(dt.UTC))
     if left < RENEW_WITHIN:
-        return (f"expires in {left.days} days; run `invoke secrets-rotate jwt_secret_key` to issue a new one",)
+        return (f"expires in {left.days} days; run `invoke secrets.rotate jwt_secret_key` to issue a new one",)
     if "read" not in str(claims.get("scope", "")).split():
         return ("lacks the read scope",)
     return ()

@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from analyticbot_ops import baseimages, build, docker, layers
+from analyticbot_ops import baseimages, build, docker, layers, model
 from analyticbot_ops.config import DEFAULTS
 
 REBUILD_TARGET = 0.10
@@ -133,7 +133,7 @@ def rebuild_table(service: str, refs: dict[str, str]) -> bool:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--service", default="api", choices=build.PYTHON_SERVICES)
+    parser.add_argument("--service", default="api", choices=model.APPS)
     args = parser.parse_args(argv)
     namespace = DEFAULTS["ops"]["namespace"]
     refs = baseimages.image_refs(baseimages.build_base_images(namespace=namespace))

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyticbot_ops import compose, deploy, docker, secrets, tls, tokens
+from analyticbot_ops import compose, deploy, docker, releases, secrets, tls, tokens
 
 # A token of the right shape. The bot is pointed at a closed local port instead
 # of Telegram (TELEGRAM_API_BASE), so no test sends anything off this machine.
@@ -86,7 +86,6 @@ def make_stack(
     frontend, backend, database, watched, backed_up = deploy.free_subnets(5)
     stack = compose.load_stack(
         env,
-        pinned=True,
         project=project,
         monitoring=monitoring,
         backup=backup,
@@ -111,6 +110,7 @@ def make_stack(
             "EXTRA_SERVER_NAMES": "localhost",
         },
     )
+    releases.pin(stack)  # the images this checkout built, as a deploy runs them
     return RunningStack(stack, secrets_dir, tls_dir, http_port, https_port)
 
 

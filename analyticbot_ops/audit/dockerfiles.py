@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import build, runner
+from .. import imagespec, runner
 from ..errors import BadInput
 from ..paths import REPO_ROOT
 from .containers import SECRET_NAME, Finding, ImageFacts, _health, _non_root, _say
@@ -183,16 +183,16 @@ def hadolint_findings(output: str | None, paths: Iterable[str]) -> list[Finding]
 
 def dockerfiles() -> list[str]:
     """Every Dockerfile the build uses, relative to the repository (as hadolint reports them)."""
-    missing = [str(spec.dockerfile) for spec in build.IMAGES.values() if not spec.dockerfile.is_file()]
+    missing = [str(spec.dockerfile) for spec in imagespec.IMAGES.values() if not spec.dockerfile.is_file()]
     if missing:
-        raise BadInput(f"{missing[0]} is missing (build.IMAGES names it)")
-    return sorted({str(spec.dockerfile.relative_to(REPO_ROOT)) for spec in build.IMAGES.values()})
+        raise BadInput(f"{missing[0]} is missing (imagespec.IMAGES names it)")
+    return sorted({str(spec.dockerfile.relative_to(REPO_ROOT)) for spec in imagespec.IMAGES.values()})
 
 
 def built_images() -> list[tuple[str, str | None]]:
     """(Dockerfile, stage) of every image the build makes, each once: a stage when it is not the last."""
     dockerfiles()  # each one exists
-    found = {(str(spec.dockerfile.relative_to(REPO_ROOT)), spec.target) for spec in build.IMAGES.values()}
+    found = {(str(spec.dockerfile.relative_to(REPO_ROOT)), spec.target) for spec in imagespec.IMAGES.values()}
     return sorted(found, key=lambda pair: (pair[0], pair[1] or ""))
 
 
@@ -206,4 +206,6 @@ def run_hadolint(paths: list[str]) -> str | None:
     options = ["--config", str(config)] if config.is_file() else []
     result = runner.run([binary, *options, "--format", "json", "--no-fail", *paths], check=False, cwd=REPO_ROOT)
     # Anything on stderr (a bad .hadolint.yaml: it then lints with defaults) fails the check.
-    return result.stdout if result.returncode == 0 and not result.stderr.strip() else result.stderr or result.stdout
+    clean = result.returncode == 0 and not result.stderr.strip()
+    said: str = result.stdout if clean else result.stderr or result.stdout
+    return said

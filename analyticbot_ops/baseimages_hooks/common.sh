@@ -6,6 +6,7 @@
 # a container never needs (docs, man pages, dpkg state) is pruned by hand:
 # dpkg path-excludes do not apply when no dpkg runs.
 set -eu
+: "${APP_UID:?the app user's uid, which baseimages.py passes from model.APP_UID}"
 root="$1"
 
 # Documentation and packaging state: nothing at run time reads these. The
@@ -36,17 +37,17 @@ fi
 mkdir -p "$root/etc"
 cat > "$root/etc/passwd" <<PASSWD
 root:x:0:0:root:/root:/usr/sbin/nologin
-app:x:10001:10001:app:/home/app:/usr/sbin/nologin
+app:x:$APP_UID:$APP_UID:app:/home/app:/usr/sbin/nologin
 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
 PASSWD
 cat > "$root/etc/group" <<GROUP
 root:x:0:
-app:x:10001:
+app:x:$APP_UID:
 nogroup:x:65534:
 GROUP
 chmod 0644 "$root/etc/passwd" "$root/etc/group"
 mkdir -p "$root/home/app" "$root/tmp" "$root/run" "$root/var/tmp"
-chown 10001:10001 "$root/home/app"
+chown "$APP_UID:$APP_UID" "$root/home/app"
 chmod 1777 "$root/tmp" "$root/var/tmp"
 
 # CIS 4.8: no setuid/setgid binaries in an image.

@@ -5,6 +5,7 @@
 # for the healthchecks (wget; sh, cat, base64, nc and grep where the check
 # needs a password) and Prometheus's start (sed); no other applet is linked.
 set -eu
+: "${APP_UID:?the app user's uid, which baseimages.py passes from model.APP_UID}"
 root="$1"
 binary="$2"
 rm -rf "$root/etc/default" "$root/etc/init.d" "$root/etc/logrotate.d" "$root/usr/share/lintian" \
@@ -23,7 +24,7 @@ for applet in sh wget nc grep sed cat base64; do
 done
 # Data directories on named volumes: a new volume copies the owner of its mount point.
 mkdir -p "$root/prometheus" "$root/alertmanager" "$root/etc/monitoring"
-chown 10001:10001 "$root/prometheus" "$root/alertmanager"
+chown "$APP_UID:$APP_UID" "$root/prometheus" "$root/alertmanager"
 chmod 0700 "$root/prometheus" "$root/alertmanager"
 if [ "$binary" = prometheus ]; then
     # The console templates' libraries ship as examples (under doc/, which common.sh prunes).
@@ -35,7 +36,7 @@ if [ "$binary" = prometheus ]; then
     # the packages' trees.
     web="$root/usr/share/prometheus/web"
     kept=$(mktemp -d)
-    # mktemp makes it 0700, and copying its contents (`.`) gives static/ that mode: uid 10001 could
+    # mktemp makes it 0700, and copying its contents (`.`) gives static/ that mode: the app uid could
     # not read a single file (HTTP 403 for every script and style).
     chmod 0755 "$kept"
     grep -rhoE 'static/[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+' "$web/templates" "$root/usr/share/prometheus/console_libraries" \

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Customize hook for the nginx base: `sh nginx.sh ROOTFS`.
-# The proxy runs as uid 10001 on a read-only root: it listens on 8080/8443 and
+# The proxy runs as the app uid on a read-only root: it listens on 8080/8443 and
 # keeps its pid and temp files in /tmp (a tmpfs in compose).
 set -eu
+: "${APP_UID:?the app user's uid, which baseimages.py passes from model.APP_UID}"
 root="$1"
 rm -rf "$root/etc/nginx/sites-available" "$root/etc/nginx/sites-enabled" "$root/etc/nginx/conf.d" \
        "$root/etc/nginx/snippets" "$root/etc/nginx/modules-enabled" "$root/var/www/html" \
@@ -16,6 +17,6 @@ mkdir -p "$root/etc/nginx/conf.d" "$root/var/www/acme" "$root/usr/share/nginx/ht
 for applet in wget sh mkdir; do
     [ -e "$root/usr/bin/$applet" ] || ln -s busybox "$root/usr/bin/$applet"
 done
-# certbot (uid 10001) writes challenges into the acme-webroot volume mounted
+# certbot (the app uid) writes challenges into the acme-webroot volume mounted
 # here: a new named volume copies this directory's owner.
-chown 10001:10001 "$root/var/www/acme"
+chown "$APP_UID:$APP_UID" "$root/var/www/acme"

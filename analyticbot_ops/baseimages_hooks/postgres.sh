@@ -4,6 +4,7 @@
 # wrappers). The server binaries need neither: JIT is turned off (jit=off) and
 # PATH points straight at /usr/lib/postgresql/15/bin.
 set -eu
+: "${APP_UID:?the app user's uid, which baseimages.py passes from model.APP_UID}"
 root="$1"
 here="$(dirname "$0")"
 lib="$root/usr/lib/x86_64-linux-gnu"
@@ -21,7 +22,7 @@ install -m 0755 "$here/postgres-entrypoint.sh" "$root/usr/local/bin/docker-entry
 # The data directory belongs to the server's uid before a volume is mounted
 # there: Docker copies this ownership into a new named volume.
 mkdir -p "$root/var/lib/postgresql/data" "$root/var/run/postgresql"
-chown -R 10001:10001 "$root/var/lib/postgresql" "$root/var/run/postgresql"
+chown -R "$APP_UID:$APP_UID" "$root/var/lib/postgresql" "$root/var/run/postgresql"
 chmod 0700 "$root/var/lib/postgresql/data"
 
 # Programs: the server, initdb, the clients the ops tasks run (pg_dump, pg_restore, pg_isready, psql)
@@ -38,7 +39,7 @@ find "$root/usr/bin" "$root/usr/sbin" -mindepth 1 ! -name dash ! -name sh ! -nam
 # that backup-agent shares, and where the toolkit mounts the configuration.
 mkdir -p "$root/var/lib/pgbackrest" "$root/var/spool/pgbackrest" "$root/var/log/pgbackrest" \
     "$root/var/run/pgbackrest" "$root/etc/pgbackrest/conf.d"
-chown 10001:10001 "$root/var/lib/pgbackrest" "$root/var/spool/pgbackrest" "$root/var/log/pgbackrest" \
+chown "$APP_UID:$APP_UID" "$root/var/lib/pgbackrest" "$root/var/spool/pgbackrest" "$root/var/log/pgbackrest" \
     "$root/var/run/pgbackrest"
 chmod 0700 "$root/var/lib/pgbackrest" "$root/var/spool/pgbackrest" "$root/var/run/pgbackrest"
 # Locale sources and compiled locales: initdb runs with --locale=C (the entrypoint), so none is read.

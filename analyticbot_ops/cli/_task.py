@@ -14,7 +14,7 @@ from typing import Any
 from invoke import Exit, task
 from rich.console import Console
 
-from .. import compose
+from .. import compose, releases
 from ..config import ops, validate
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, BadInput, OpsError
 
@@ -79,7 +79,7 @@ def ops_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
 
-        run.__signature__ = signature  # type: ignore[attr-defined]
+        run.__signature__ = signature  # type: ignore[attr-defined]  # inspect and invoke read it
         return task(*args, **kwargs)(run)
 
     return decorate
@@ -92,7 +92,8 @@ def stack_of(c: Any, env: str, *, pinned: bool = False, **kwargs: Any) -> compos
     settings = ops(c.config)
     kwargs.setdefault("monitoring", settings.monitoring)
     kwargs.setdefault("backup", settings.backup)
-    return compose.load_stack(env, pinned=pinned, namespace=settings.namespace, **kwargs)
+    stack = compose.load_stack(env, namespace=settings.namespace, **kwargs)
+    return releases.pin(stack) if pinned else stack
 
 
 def progress(message: str) -> None:

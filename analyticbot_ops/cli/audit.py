@@ -12,14 +12,13 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import access_audit, baseimages, build, compose, docker, model, secrets
-from .. import audit as rules
+from .. import audit as rules  # aliased: this module is cli/audit, and swarm.audit is imported too
 from ..config import ops
 from ..errors import BadInput, CheckFailed
-from ..k8s import manifests as k8s_manifests
-from ..k8s import policy as k8s_policy
+from ..k8s import manifests, policy
 from ..model import Labels
 from ..paths import REPO_ROOT
-from ..swarm import audit as swarm_audit
+from ..swarm import audit as swarm_audit  # aliased: analyticbot_ops.audit (`rules`) shares its name
 from ._task import ops_task, out, print_json, progress, stack_of
 from .legacy import Legacy
 
@@ -53,11 +52,7 @@ def known_images(namespace: str) -> dict[str, rules.ImageFacts]:
 
 def running_containers(env: str) -> list[dict[str, Any]]:
     """The project's running containers, by service; `compose run` one-offs are not the stack."""
-    running = []
-    for info in compose.project_containers(compose.load_stack(env).project):
-        labels = (info.get("Config") or {}).get("Labels") or {}
-        if (info.get("State") or {}).get("Running") and labels.get(Labels.ONEOFF) != "True":
-            running.append(info)
+    running = compose.running_containers(compose.load_stack(env).project)
     return sorted(running, key=lambda i: (i["Config"]["Labels"].get(Labels.SERVICE, ""), i["Name"]))
 
 
@@ -75,10 +70,8 @@ def live_access_findings(stack: compose.Stack, infos: list[dict[str, Any]]) -> l
     if postgres is not None and users:
         # Role names only on this command line (they are not secrets); the query runs as the owner in the container.
         query = "SELECT rolname || '|' || rolsuper::text FROM pg_roles"
-        result = docker.docker(
-            ["exec", "-i", postgres["Name"].lstrip("/"), "psql", "-U", "analyticbot", "-d", "analyticbot", "-tA"],
-            input_bytes=query.encode() + b";",
-        )
+        psql = ["psql", "-U", model.DATABASE_OWNER, "-d", model.DATABASE, "-tA"]
+        result = docker.docker(["exec", "-i", postgres["Name"].lstrip("/"), *psql], input_bytes=query.encode() + b";")
         superuser = dict(line.split("|") for line in result.stdout.split() if "|" in line)
         findings += access_audit.live_role_findings(
             # A role PostgreSQL does not know counts as failing: nothing vouches for it.
@@ -89,9 +82,10 @@ def live_access_findings(stack: compose.Stack, infos: list[dict[str, Any]]) -> l
         admin = secrets.read_secret("redis_admin_password", Path(stack.settings["SECRETS_DIR"]))
         result = docker.docker(
             ["exec", "-i", redis["Name"].lstrip("/"), "redis-cli", "-h", "127.0.0.1", "--no-auth-warning"],
-            input_bytes=f"AUTH ops {admin}\nACL LIST\n".encode(),
+            input_bytes=f"AUTH {model.REDIS_USERS['redis_admin_password']} {admin}\nACL LIST\n".encode(),
         )
-        line = next((entry for entry in result.stdout.splitlines() if entry.startswith("user analyticbot ")), "")
+        app_user = f"user {model.REDIS_USERS['redis_password']} "
+        line = next((entry for entry in result.stdout.splitlines() if entry.startswith(app_user)), "")
         findings.append(access_audit.redis_acl_finding(line))
     return findings
 
@@ -129,7 +123,7 @@ def print_report(report: rules.Report, title: str) -> None:
         "json": "Print the reports as JSON.",
     }
 )
-def audit(c: Any, env: str | None = None, running: bool = False, json: bool = False) -> None:
+def run(c: Any, env: str | None = None, running: bool = False, json: bool = False) -> None:
     """Audit the stack against the CIS Docker Benchmark (compose, Dockerfiles, hadolint); exit 1 on a failure."""
     cfg = ops(c.config)
     exceptions = rules.parse_exceptions(cfg.audit_exceptions)
@@ -141,7 +135,9 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
         if running:
             infos = running_containers(name)
             if not infos and env:
-                raise BadInput(f"no running containers for project {project}; start it with `invoke up --env {name}`")
+                raise BadInput(
+                    f"no running containers for project {project}; start it with `invoke stack.up --env {name}`"
+                )
             if not infos:
                 progress(f"{name}: no running containers of {project}, skipped")
                 continue
@@ -169,11 +165,11 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
         )
         # The set k8s.render writes for prod: Pod Security, the model's facts and the Compose topology.
         merged = compose.merged_config(prod)
-        context = k8s_policy.context_of(merged)
-        findings = k8s_policy.findings(k8s_manifests.render_stack(prod, merged=merged), context)
+        context = policy.context_of(merged)
+        findings = policy.findings(manifests.render_stack(prod, merged=merged), context)
         reports.append(("k8s: the prod set k8s.render writes", rules.make_report("k8s", findings, exceptions)))
     if running and not reports:
-        raise BadInput("no running containers for any environment; start one with `invoke up --env dev`")
+        raise BadInput("no running containers for any environment; start one with `invoke stack.up --env dev`")
     reports.append(("images: Dockerfiles and hadolint", image_report(running, exceptions)))
     if json:
         print_json(
@@ -194,5 +190,5 @@ def audit(c: Any, env: str | None = None, running: bool = False, json: bool = Fa
 
 
 ns = Collection("audit")
-ns.add_task(audit, name="run", default=True)
+ns.add_task(run, default=True)
 LEGACY = {"audit": Legacy("audit.run")}

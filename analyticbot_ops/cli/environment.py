@@ -1,5 +1,5 @@
-"""Tasks for environment settings and checks that start nothing: env-check,
-env-template, env-validate, validate-configuration, test-environment."""
+"""The `env` namespace: environment settings and checks that start nothing: check, template, validate,
+configuration and preflight."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import compose, environment, preflight
+from .. import compose, environment
+from .. import preflight as preflight_checks  # aliased: `preflight` is this namespace's task (env.preflight)
 from ..config import ops
 from ..errors import BadInput, CheckFailed
 from ._task import ops_task, out, print_json, stack_of
@@ -18,7 +19,7 @@ from .legacy import Legacy
 ENV = "Environment: dev, staging or prod."
 
 
-def _print_checks(checks: list[environment.Check] | list[preflight.Check], title: str) -> None:
+def _print_checks(checks: list[environment.Check] | list[preflight_checks.Check], title: str) -> None:
     table = Table("check", "result", "detail", title=title, title_justify="left")
     for check in checks:
         table.add_row(check.name, "ok" if check.ok else "FAIL", check.detail)
@@ -26,7 +27,7 @@ def _print_checks(checks: list[environment.Check] | list[preflight.Check], title
 
 
 @ops_task(help={"env": ENV, "json": "Print the settings as JSON."})
-def env_check(c: Any, env: str = "dev", json: bool = False) -> None:
+def check(c: Any, env: str = "dev", json: bool = False) -> None:
     """Show an environment's effective settings and where each one comes from."""
     settings = compose.settings_with_sources(env, namespace=ops(c.config).namespace)
     if json:
@@ -40,7 +41,7 @@ def env_check(c: Any, env: str = "dev", json: bool = False) -> None:
 
 
 @ops_task(help={"env": ENV, "write": "Write .env.ENV (only when it does not exist) instead of printing."})
-def env_template(c: Any, env: str = "dev", write: bool = False) -> None:
+def template(c: Any, env: str = "dev", write: bool = False) -> None:
     """Print (or write) a commented .env template for an environment."""
     if write:
         out.print(f"wrote {environment.write_template(env)}")
@@ -49,7 +50,7 @@ def env_template(c: Any, env: str = "dev", write: bool = False) -> None:
 
 
 @ops_task(help={"env": ENV, "file": "Validate this file instead of .env.ENV."})
-def env_validate(c: Any, env: str = "dev", file: str | None = None) -> None:
+def validate(c: Any, env: str = "dev", file: str | None = None) -> None:
     """Validate an environment's .env file: syntax (with line numbers), values, stray secrets."""
     findings = environment.validate_file(env, Path(file) if file else None)
     for finding in findings:
@@ -61,7 +62,7 @@ def env_validate(c: Any, env: str = "dev", file: str | None = None) -> None:
 
 
 @ops_task(help={"env": "Only this environment (default: all three)."}, iterable=["env"])
-def validate_configuration(c: Any, env: list[str] | None = None) -> None:
+def configuration(c: Any, env: list[str] | None = None) -> None:
     """Validate each environment's merged compose files, nginx -t in the proxy image, and hadolint."""
     envs = [compose.check_env(e) for e in env] if env else list(compose.ENVIRONMENTS)
     checks = environment.validate_configuration(envs)
@@ -71,20 +72,20 @@ def validate_configuration(c: Any, env: list[str] | None = None) -> None:
 
 
 @ops_task(help={"env": ENV})
-def test_environment(c: Any, env: str = "dev") -> None:
+def preflight(c: Any, env: str = "dev") -> None:
     """Check that an environment could be deployed now (daemon, images, secrets, certificate, ports)."""
-    checks = preflight.rows(stack_of(c, env, pinned=True))  # the very checks a deploy stops on
+    checks = preflight_checks.rows(stack_of(c, env, pinned=True))  # the very checks a deploy stops on
     _print_checks(checks, f"{env} deployability")
     if not all(check.ok for check in checks):
         raise CheckFailed(f"{env} is not deployable now (see above)")
 
 
 ns = Collection("env")
-ns.add_task(env_check, name="check", default=True)
-ns.add_task(env_template, name="template")
-ns.add_task(env_validate, name="validate")
-ns.add_task(validate_configuration, name="configuration")
-ns.add_task(test_environment, name="preflight")
+ns.add_task(check, default=True)
+ns.add_task(template)
+ns.add_task(validate)
+ns.add_task(configuration)
+ns.add_task(preflight)
 LEGACY = {
     "env-check": Legacy("env.check"),
     "env-template": Legacy("env.template"),

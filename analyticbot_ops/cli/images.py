@@ -1,4 +1,4 @@
-"""Tasks for images: base-images, build-optimized, analyze-layers."""
+"""The `images` namespace: build (the service images), base (their base images) and layers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import baseimages, build, layers
+from .. import baseimages
+from .. import build as building  # aliased: `build` is this namespace's task (images.build)
+from .. import layers as layer_analysis  # aliased: `layers` is this namespace's task (images.layers)
 from ..config import ops
 from ..errors import CheckFailed
 from ._task import mb, ops_task, out, print_json, progress
@@ -29,7 +31,7 @@ def _base_refs(c: Any, source: str | None = None) -> dict[str, str]:
     },
     iterable=["name"],
 )
-def base_images(c: Any, name: list[str] | None = None, source: str | None = None, force: bool = False) -> None:
+def base(c: Any, name: list[str] | None = None, source: str | None = None, force: bool = False) -> None:
     """Build the base images from the host's Debian mirror (skips unchanged ones)."""
     cfg = ops(c.config)
     results = baseimages.build_base_images(
@@ -43,21 +45,19 @@ def base_images(c: Any, name: list[str] | None = None, source: str | None = None
 
 @ops_task(
     help={
-        "service": "Build only this service (api, bot, mtproto). Default: all.",
+        "service": f"Build only this service: {', '.join(building.SERVICES)} (repeatable). Default: all.",
         "no_cache": "Ignore BuildKit's cache (a cold build).",
-        "source": "Where base images come from: debian or official (see base-images).",
+        "source": "Where base images come from: debian or official (see images.base).",
     },
     iterable=["service"],
 )
-def build_optimized(
-    c: Any, service: list[str] | None = None, no_cache: bool = False, source: str | None = None
-) -> None:
+def build(c: Any, service: list[str] | None = None, no_cache: bool = False, source: str | None = None) -> None:
     """Build the service images with BuildKit: time, size and cached steps of each."""
-    services = service or list(build.SERVICES)
+    services = service or list(building.SERVICES)
     for name in services:
-        build.check_service(name)
+        building.check_service(name)
     refs = _base_refs(c, source)
-    results = build.build_services(
+    results = building.build_services(
         services, base_images=refs, namespace=ops(c.config).namespace, no_cache=no_cache, progress=progress
     )
     table = Table("service", "image", "seconds", "size", "cached steps")
@@ -69,9 +69,9 @@ def build_optimized(
 def stack_images(c: Any, services: list[str] | None) -> dict[str, str]:
     cfg = ops(c.config)
     if services:
-        return {build.check_service(s): build.service_tag(s, cfg.namespace) for s in services}
+        return {building.check_service(s): building.service_tag(s, cfg.namespace) for s in services}
     images = {r.name: r.tag(cfg.namespace) for r in baseimages.RECIPES}
-    images.update({s: build.service_tag(s, cfg.namespace) for s in build.SERVICES})
+    images.update({s: building.service_tag(s, cfg.namespace) for s in building.SERVICES})
     return images
 
 
@@ -82,9 +82,9 @@ def stack_images(c: Any, services: list[str] | None) -> dict[str, str]:
     },
     iterable=["service"],
 )
-def analyze_layers(c: Any, service: list[str] | None = None, json: bool = False) -> None:
+def layers(c: Any, service: list[str] | None = None, json: bool = False) -> None:
     """Show each image's layers, shared and unique bytes; fail when over a size budget."""
-    stack = layers.analyze(stack_images(c, service), ops(c.config).budgets_mb)
+    stack = layer_analysis.analyze(stack_images(c, service), ops(c.config).budgets_mb)
     if json:
         print_json(stack.to_dict())
     else:
@@ -100,15 +100,15 @@ def analyze_layers(c: Any, service: list[str] | None = None, json: bool = False)
         out.print(
             f"shared between images: {mb(stack.shared_bytes)}; unique bytes of the whole set: {mb(stack.unique_bytes)}"
         )
-    failures = list(layers.budget_failures(stack))
+    failures = list(layer_analysis.budget_failures(stack))
     if failures:
         raise CheckFailed("; ".join(failures))
 
 
 ns = Collection("images")
-ns.add_task(build_optimized, name="build", default=True)
-ns.add_task(base_images, name="base")
-ns.add_task(analyze_layers, name="layers")
+ns.add_task(build, default=True)
+ns.add_task(base)
+ns.add_task(layers)
 LEGACY = {
     "build-optimized": Legacy("images.build"),
     "base-images": Legacy("images.base"),

@@ -3,7 +3,7 @@
 `render` writes an environment's manifest set (a kustomization) from the model and the merged compose files,
 never a secret's value; `validate` checks a set against the schemas of Kubernetes 1.30, 1.33 and 1.37 and our
 own cross-references; `secrets` prints (or runs) the kubectl commands that make the Secrets from secrets/.
-`invoke audit` reads the same sets for its k8s report."""
+`invoke audit.run` reads the same sets for its k8s report."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from invoke import Collection
 from .. import compose, docker, registry, runner, secrets
 from ..errors import BadInput, CheckFailed
 from ..k8s import manifests, render
-from ..k8s import validate as checks
+from ..k8s import validate as checks  # aliased: `validate` is this namespace's task (k8s.validate)
 from ._task import ops_task, print_json, progress, stack_of
-from ._task import out as console
+from ._task import out as console  # aliased: `out` is k8s.render's option
 
 ENV = "Environment whose settings and compose overlay the set renders: dev, staging or prod."
 

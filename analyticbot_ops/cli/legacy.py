@@ -1,6 +1,6 @@
 """The task tree and the names it replaced.
 
-Tasks live in namespaces (`invoke secrets.check`, `invoke stack.up`); the 41 flat names of the first
+Tasks live in namespaces (`invoke secrets.check`, `invoke stack.up`); the flat names of the first
 release (`invoke secrets-check`, `invoke deploy-prod`) keep working as hidden aliases, some with options
 preset (`health-check-verbose` is `health.check --verbose`). The Makefile's targets are these same names
 (scripts/gen-makefile), so `make docker-secrets-check` keeps working too."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ class Legacy:
         return " ".join(["invoke", self.target, *flags]) + by_default
 
 
-def legacy_task(name: str, legacy: Legacy, target: Task) -> Task:
+def legacy_task(name: str, legacy: Legacy, target: Task[Any]) -> Task[Any]:
     """A hidden task under the old name that runs `target` with the legacy presets."""
     signature = inspect.signature(target.body)
     params = [
@@ -52,7 +52,7 @@ def legacy_task(name: str, legacy: Legacy, target: Task) -> Task:
     def run(c: Any, *args: Any, **kwargs: Any) -> Any:
         return target.body(c, *args, **{**kwargs, **legacy.preset})
 
-    run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]  # inspect and invoke read it
     run.__doc__ = f"Old name of `{legacy.command()}`."
     run.__name__ = name.replace("-", "_")
     return Task(
@@ -67,11 +67,11 @@ def legacy_task(name: str, legacy: Legacy, target: Task) -> Task:
 class TaskTree(Collection):
     """The root collection: namespaces for `invoke --list`, and the old flat names resolved but not listed."""
 
-    def __init__(self, *collections: Collection, legacy: Mapping[str, Legacy | Task]) -> None:
+    def __init__(self, *collections: Collection, legacy: Mapping[str, Legacy | Task[Any]]) -> None:
         super().__init__(*collections)
         # Every old name, with the command it stands for (the Makefile's targets and `make help`).
         self.legacy_commands: dict[str, str] = {}
-        self.legacy: dict[str, Task] = {}
+        self.legacy: dict[str, Task[Any]] = {}
         for name, entry in sorted(legacy.items()):
             if isinstance(entry, Task):  # an old name whose arguments differ (service-logs' positional)
                 said = re.search(r"`(invoke [^`]+)`", entry.__doc__ or "")  # its docstring names the new command
@@ -79,9 +79,10 @@ class TaskTree(Collection):
                 continue
             self.legacy_commands[name] = entry.command()
             if name not in self.collections:  # `invoke audit` already runs the audit namespace's default task
-                self.legacy[name] = legacy_task(name, entry, super().task_with_config(entry.target)[0])
+                task = super().task_with_config(entry.target)[0]
+                self.legacy[name] = legacy_task(name, entry, task)  # type: ignore[arg-type]  # invoke annotates the Task as str
 
-    def legacy_task(self, name: str) -> Task:
+    def legacy_task(self, name: str) -> Task[Any]:
         """The task an old name runs (the namespace's default task for `audit`)."""
         return self.legacy.get(name) or self[name]
 
@@ -97,7 +98,8 @@ class TaskTree(Collection):
 
 
 _original_parse_tasks = Program.parse_tasks
-_original_from_module = Collection.from_module.__func__  # type: ignore[attr-defined]
+# Invoke's function under the classmethod, called with our cls.
+_original_from_module: Callable[..., Collection] = Collection.from_module.__func__  # type: ignore[attr-defined]  # typed as bound
 
 
 def _from_module(cls: type[Collection], module: Any, *args: Any, **kwargs: Any) -> Collection:
@@ -123,5 +125,5 @@ def _parse_tasks(self: Program) -> None:
 def install() -> None:
     """Teach the `invoke` program our tree (Invoke would copy it into a plain Collection) and make its parse
     errors (unknown task or option, missing argument) one `error:` line and exit 2."""
-    Program.parse_tasks = _parse_tasks  # type: ignore[method-assign]
-    Collection.from_module = classmethod(_from_module)  # type: ignore[method-assign,assignment]
+    Program.parse_tasks = _parse_tasks  # type: ignore[method-assign]  # patching invoke on purpose
+    Collection.from_module = classmethod(_from_module)  # type: ignore[method-assign,assignment]  # patching invoke

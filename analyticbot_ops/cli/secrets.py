@@ -36,7 +36,7 @@ def _refuse_a_new_database_password(env: str) -> None:
 
 
 @ops_task(help={"env": ENV_HELP, "force": "Replace existing values (each old one is backed up first)."})
-def secrets_init(c: Any, env: str = "dev", force: bool = False) -> None:
+def init(c: Any, env: str = "dev", force: bool = False) -> None:
     """Ask for missing user secrets (no echo) and generate the rest; needs a terminal."""
     _refuse_a_new_database_password(env)
     _print_report(secrets.init_interactive(env, compose.secrets_dir(env), force=force))
@@ -49,7 +49,7 @@ def secrets_init(c: Any, env: str = "dev", force: bool = False) -> None:
         "force": "Replace existing values (each old one is backed up first).",
     }
 )
-def secrets_from_env(c: Any, env_file: str | None = None, env: str = "dev", force: bool = False) -> None:
+def from_env(c: Any, env_file: str | None = None, env: str = "dev", force: bool = False) -> None:
     """Create secrets from environment variables and/or a .env file; generate the rest."""
     _refuse_a_new_database_password(env)
     try:
@@ -62,7 +62,7 @@ def secrets_from_env(c: Any, env_file: str | None = None, env: str = "dev", forc
 
 
 @ops_task(help={"env": ENV_HELP, "json": "Print the rows as JSON."})
-def secrets_check(c: Any, env: str = "dev", json: bool = False) -> None:
+def check(c: Any, env: str = "dev", json: bool = False) -> None:
     """Check every secret: present, modes, owner, format, strength, placeholder, age."""
     rows = secrets.check(env, compose.secrets_dir(env))
     if json:
@@ -92,7 +92,7 @@ def secrets_check(c: Any, env: str = "dev", json: bool = False) -> None:
 
 
 @ops_task(help={"json": "Print the list as JSON.", "env": ENV_HELP})
-def secrets_list(c: Any, json: bool = False, env: str = "dev") -> None:
+def list_(c: Any, json: bool = False, env: str = "dev") -> None:
     """List secrets by name, size, age and consumers; never their values."""
     rows = secrets.list_secrets(compose.secrets_dir(env))
     if json:
@@ -113,7 +113,7 @@ def secrets_list(c: Any, json: bool = False, env: str = "dev") -> None:
         "json": "Print the token, its scopes and expiry as JSON.",
     }
 )
-def api_token(
+def token(
     c: Any, scope: str = "read", ttl: str = "1h", subject: str = "operator", env: str = "dev", json: bool = False
 ) -> None:
     """Mint a bearer token for the API (Authorization: Bearer ...), signed with the stack's jwt_secret_key."""
@@ -124,7 +124,7 @@ def api_token(
         print_json({"token": token.value, "subject": subject, "scopes": list(scopes), "expires": token.expires})
         return
     progress(f"token for {subject}: scopes {' '.join(scopes)}, expires {token.expires:%Y-%m-%d %H:%M:%S} UTC")
-    # The token alone on stdout, so that TOKEN=$(invoke api-token ...) works.
+    # The token alone on stdout, so that TOKEN=$(invoke secrets.token ...) works.
     print(token.value)
 
 
@@ -143,12 +143,12 @@ def rotate(c: Any, name: str, env: str = "dev", timeout: float = 120) -> None:
 
 
 ns = Collection("secrets")
-ns.add_task(secrets_check, name="check", default=True)
-ns.add_task(secrets_init, name="init")
-ns.add_task(secrets_from_env, name="from-env")
-ns.add_task(secrets_list, name="list")
+ns.add_task(check, default=True)
+ns.add_task(init)
+ns.add_task(from_env)
+ns.add_task(list_, name="list")  # `list_`: a task named list would hide the builtin here
 ns.add_task(rotate)
-ns.add_task(api_token, name="token")
+ns.add_task(token)
 LEGACY = {
     "secrets-check": Legacy("secrets.check"),
     "secrets-init": Legacy("secrets.init"),

@@ -9,16 +9,16 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import acme, backups, baseimages, compose, docker, guard, health, preflight, rollout, tls
-from .. import build as building
-from .. import deploy as deploy_module
-from .. import releases as release_log
-from .. import secrets as secrets_module
+from .. import acme, backups, baseimages, build, compose, docker, guard, health, model, preflight, rollout, tls
+from .. import deploy as deploy_module  # aliased: `deploy` is this namespace's task (stack.deploy)
+from .. import releases as release_log  # aliased: `releases` is this namespace's task (stack.releases)
+from .. import secrets as secrets_module  # aliased: stack.setup's `secrets` option would hide it there
 from ..config import ops
 from ..errors import BadInput, CheckFailed, Unhealthy
 from ..recovery import drill, pitr
-from ..recovery import target as recovery_target
-from . import _recovery as recovery_view
+from ..recovery import target as recovery_target  # aliased: `target` is a local of rollback and restore
+from ..recovery.catalog import REPOSITORIES
+from . import _recovery
 from ._task import ops_task, out, print_json, progress, stack_of
 from .health import print_sweep
 from .legacy import Legacy
@@ -39,7 +39,7 @@ def _build_all(c: Any) -> None:
     refs = baseimages.image_refs(
         baseimages.build_base_images(source=cfg.base_source, namespace=cfg.namespace, progress=progress)
     )
-    building.build_services(building.SERVICES, base_images=refs, namespace=cfg.namespace, progress=progress)
+    build.build_services(build.SERVICES, base_images=refs, namespace=cfg.namespace, progress=progress)
 
 
 def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True, allow_downtime: bool = False) -> None:
@@ -88,7 +88,7 @@ def releases(c: Any, env: str = "dev", json: bool = False) -> None:
         print_json([r.__dict__ for r in past])
         return
     if not past:
-        out.print(f"{stack.project}: no release recorded yet (a whole-stack `invoke up` records one)")
+        out.print(f"{stack.project}: no release recorded yet (a whole-stack `invoke stack.up` records one)")
         return
     table = Table("#", "deployed (UTC)", "revision", "images", title=f"{stack.project}: releases, newest first")
     for index, release in enumerate(past):
@@ -152,7 +152,7 @@ def ps(c: Any, env: str = "dev", json: bool = False, check: bool = False) -> Non
             table.add_row(*(str(row[k]) for k in ("service", "container", "state", "health", "restarts", "uptime")))
         out.print(table)
     # A job (migrate) has done its work when it exited 0: only a failed one counts against the stack.
-    jobs = compose.service_states(project) if any(row["service"] in compose.JOBS for row in rows) else {}
+    jobs = compose.service_states(project) if any(row["service"] in model.JOBS for row in rows) else {}
     bad = [
         row["service"]
         for row in rows
@@ -301,7 +301,7 @@ def backup(
         entries = backups.verify(stack, Path(verify))
         out.print(f"{verify}: whole, {entries} entries, every data block read back")
         return
-    repos = (repo,) if repo else pitr.REPOSITORIES
+    repos = (repo,) if repo else REPOSITORIES
     if verify:
         for line in pitr.verify(stack, pitr.check_repos(repos)):
             out.print(line)
@@ -330,11 +330,11 @@ def backups_(c: Any, env: str = "dev", json: bool = False) -> None:
     """List every pgBackRest backup of both repositories, the WAL archive's state and the restore window."""
     stack = _stack(c, env)
     found = pitr.catalog(stack)
-    view = recovery_view.as_dict(found, pitr.now())
+    view = _recovery.as_dict(found, pitr.now())
     if json:
         print_json(view)
         return
-    recovery_view.print_catalog(out, view)
+    _recovery.print_catalog(out, view)
 
 
 @ops_task(

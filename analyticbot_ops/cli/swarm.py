@@ -16,9 +16,8 @@ from rich.table import Table
 from .. import compose, docker, secrets
 from ..config import ops
 from ..errors import BadInput
-from ..swarm import deploy as swarm_deploy
-from ..swarm import lab as swarm_lab
-from ..swarm import rotation as swarm_rotation
+from ..swarm import deploy as swarm_deploy  # aliased: deploy, status, rollback, remove are this module's tasks
+from ..swarm import lab, rotation
 from ._task import ops_task, out, print_json, progress, stack_of
 from .legacy import Legacy
 
@@ -27,9 +26,9 @@ REGISTRY = "HOST:PORT of the registry the nodes pull from (needed for a swarm th
 ENV = "Environment whose settings, secrets and certificate the stack uses: staging or prod."
 
 
-def _cluster(context: str, registry: str | None) -> swarm_lab.Lab:
+def _cluster(context: str, registry: str | None) -> lab.Lab:
     docker.require_daemon()
-    return swarm_lab.target(context, registry)
+    return lab.target(context, registry)
 
 
 def _stack(c: Any, env: str, **kwargs: Any) -> compose.Stack:
@@ -42,25 +41,26 @@ def _project(c: Any, env: str) -> str:
 
 
 @ops_task(help={"nodes": "How many nodes (1-9); the first is the manager.", "name": "The lab's name and context."})
-def lab_up(c: Any, nodes: int = 3, name: str = swarm_lab.DEFAULT_NAME) -> None:
+def lab_up(c: Any, nodes: int = 3, name: str = lab.DEFAULT_NAME) -> None:
     """Start a simulated Swarm: N Docker Engines in containers, their registry, and a Docker context."""
-    lab = swarm_lab.up(nodes, name, namespace=ops(c.config).namespace, progress=progress)
-    table = Table("node", "address", "role", title=f"{lab.name}: registry {lab.registry} (local {lab.registry_local})")
-    for index, node in enumerate(lab.nodes):
+    cluster = lab.up(nodes, name, namespace=ops(c.config).namespace, progress=progress)
+    title = f"{cluster.name}: registry {cluster.registry} (local {cluster.registry_local})"
+    table = Table("node", "address", "role", title=title)
+    for index, node in enumerate(cluster.nodes):
         table.add_row(node.hostname, node.address, "manager" if index == 0 else "worker")
     out.print(table)
 
 
 @ops_task(help={"name": "The lab to remove."})
-def lab_down(c: Any, name: str = swarm_lab.DEFAULT_NAME) -> None:
+def lab_down(c: Any, name: str = lab.DEFAULT_NAME) -> None:
     """Remove the simulated Swarm: nodes, registry, network, context and the nodes' cgroups."""
-    removed = swarm_lab.down(name, progress=progress)
+    removed = lab.down(name, progress=progress)
     out.print(f"{name}: {', '.join(removed) or 'nothing was there'}")
 
 
 @ops_task(help={"env": ENV, "context": CONTEXT, "registry": REGISTRY, "timeout": "Seconds to wait for convergence."})
 def deploy(
-    c: Any, env: str = "prod", context: str = swarm_lab.DEFAULT_NAME, registry: str | None = None, timeout: float = 300
+    c: Any, env: str = "prod", context: str = lab.DEFAULT_NAME, registry: str | None = None, timeout: float = 300
 ) -> None:
     """Deploy the stack on a swarm (images pinned by digest, versioned secrets); wait until it converges."""
     if env == "dev":
@@ -73,7 +73,7 @@ def deploy(
 
 @ops_task(help={"env": ENV, "context": CONTEXT, "registry": REGISTRY, "json": "Print the services as JSON."})
 def status(
-    c: Any, env: str = "prod", context: str = swarm_lab.DEFAULT_NAME, registry: str | None = None, json: bool = False
+    c: Any, env: str = "prod", context: str = lab.DEFAULT_NAME, registry: str | None = None, json: bool = False
 ) -> None:
     """Each service on the swarm: replicas running/desired, the nodes, the image digest it runs."""
     project = _project(c, env)
@@ -90,7 +90,7 @@ def status(
 
 @ops_task(help={"env": ENV, "context": CONTEXT, "registry": REGISTRY, "timeout": "Seconds to wait for convergence."})
 def rollback(
-    c: Any, env: str = "prod", context: str = swarm_lab.DEFAULT_NAME, registry: str | None = None, timeout: float = 300
+    c: Any, env: str = "prod", context: str = lab.DEFAULT_NAME, registry: str | None = None, timeout: float = 300
 ) -> None:
     """Roll every service that changed back to its previous spec, and wait until it converges."""
     cluster, project = _cluster(context, registry), _project(c, env)
@@ -100,7 +100,7 @@ def rollback(
 
 @ops_task(help={"env": ENV, "context": CONTEXT, "registry": REGISTRY, "volumes": "Also remove the data volumes."})
 def remove(
-    c: Any, env: str = "prod", context: str = swarm_lab.DEFAULT_NAME, registry: str | None = None, volumes: bool = False
+    c: Any, env: str = "prod", context: str = lab.DEFAULT_NAME, registry: str | None = None, volumes: bool = False
 ) -> None:
     """Remove the stack from the swarm (its secrets and networks too; data volumes only with --volumes)."""
     project = _project(c, env)
@@ -121,7 +121,7 @@ def rotate(
     c: Any,
     name: str,
     env: str = "prod",
-    context: str = swarm_lab.DEFAULT_NAME,
+    context: str = lab.DEFAULT_NAME,
     registry: str | None = None,
     timeout: float = 300,
 ) -> None:
@@ -129,7 +129,7 @@ def rotate(
     cluster = _cluster(context, registry)
     stack = _stack(c, env, pinned=True)
     secrets.get_spec(name)
-    control = swarm_rotation.SwarmStack(stack, cluster, progress)
+    control = rotation.SwarmStack(stack, cluster, progress)
     result = secrets.rotate(name, Path(stack.settings["SECRETS_DIR"]), control, timeout=timeout)
     out.print(f"rotated {result.name} on {cluster.name}; the old version is removed, backups kept")
 
@@ -137,7 +137,7 @@ def rotate(
 ns = Collection("swarm")
 for _task in (deploy, status, rollback, remove, rotate, lab_up, lab_down):
     ns.add_task(_task, default=_task is status)
-# The names the Swarm issue gave them, as flat names too.
+# Each swarm task under a flat `swarm-NAME` too, like the first release's tasks (cli/legacy.py).
 LEGACY = {
     f"swarm-{name}": Legacy(f"swarm.{name}")
     for name in ("deploy", "status", "rollback", "remove", "rotate", "lab-up", "lab-down")

@@ -14,7 +14,7 @@ from ..errors import BadInput, CheckFailed
 from ._task import ops_task, out, print_json, progress, stack_of
 from .legacy import Legacy
 
-ENV = "Environment whose proxy serves the certificate: staging or prod (dev uses ssl-dev)."
+ENV = "Environment whose proxy serves the certificate: staging or prod (dev uses tls.dev)."
 SERVER = "ACME directory URL (default: Let's Encrypt; --staging for its staging server)."
 CA_BUNDLE = "CA file to trust the ACME server with (a test server's own CA, e.g. pebble's)."
 
@@ -27,7 +27,7 @@ CA_BUNDLE = "CA file to trust the ACME server with (a test server's own CA, e.g.
     },
     iterable=["name"],
 )
-def ssl_dev(c: Any, name: list[str] | None = None, days: int = 365, env: str = "dev") -> None:
+def dev(c: Any, name: list[str] | None = None, days: int = 365, env: str = "dev") -> None:
     """Make a local CA and a leaf certificate signed by it (idempotent); print how to trust it."""
     result = tls.ensure_dev_certificates(compose.tls_dir(env), names=name or (), days=days)
     verb = "created" if result.changed else "kept"
@@ -43,7 +43,7 @@ def ssl_dev(c: Any, name: list[str] | None = None, days: int = 365, env: str = "
         "env": "Environment whose TLS_DIR to read (default dev).",
     }
 )
-def ssl_status(c: Any, json: bool = False, warn_days: int = 30, env: str = "dev") -> None:
+def status(c: Any, json: bool = False, warn_days: int = 30, env: str = "dev") -> None:
     """Show the served certificate: subject, SANs, issuer, days left, key and chain match."""
     status = tls.certificate_status(compose.tls_dir(env), warn_days=warn_days)
     if json:
@@ -85,7 +85,7 @@ def _print_status(status: tls.CertStatus) -> None:
         "allow_test_domain": "Accept .test/.example/.local names (only for a test ACME server such as pebble).",
     }
 )
-def ssl_prod(
+def prod(
     c: Any,
     domain: str,
     email: str | None = None,
@@ -97,7 +97,7 @@ def ssl_prod(
 ) -> None:
     """Obtain a certificate with certbot through the running proxy's ACME webroot; install and reload."""
     if env == "dev":
-        raise BadInput("ssl-prod is for staging and prod; dev uses the local CA (`invoke tls.dev`)")
+        raise BadInput("tls.prod is for staging and prod; dev uses the local CA (`invoke tls.dev`)")
     request = acme.AcmeRequest(
         domain, email, staging, server, Path(ca_bundle) if ca_bundle else None, allow_test_domain=allow_test_domain
     )
@@ -113,7 +113,7 @@ def ssl_prod(
         "json": "Print the outcome as JSON.",
     }
 )
-def ssl_renew(
+def renew(
     c: Any,
     force_renewal: bool = False,
     server: str | None = None,
@@ -144,22 +144,22 @@ def ssl_renew(
         "email": "Contact address for the ACME account.",
     }
 )
-def ssl_setup(c: Any, env: str = "dev", domain: str | None = None, email: str | None = None) -> None:
-    """Pick the certificate path by environment: ssl-dev for dev, ssl-prod for staging and prod."""
+def setup(c: Any, env: str = "dev", domain: str | None = None, email: str | None = None) -> None:
+    """Pick the certificate path by environment: tls.dev for dev, tls.prod for staging and prod."""
     stack = stack_of(c, env)
     if env == "dev":
-        ssl_dev.body(c, env=env)
+        dev.body(c, env=env)
         return
     name = domain or stack.settings.get("DOMAIN")
     if not name:
         raise BadInput(f"no domain for {env}: pass --domain or set DOMAIN in .env.{env}")
-    ssl_prod.body(c, domain=name, email=email or stack.settings.get("ACME_EMAIL"), env=env)
+    prod.body(c, domain=name, email=email or stack.settings.get("ACME_EMAIL"), env=env)
 
 
 ns = Collection("tls")
-ns.add_task(ssl_status, name="status", default=True)
-ns.add_task(ssl_dev, name="dev")
-ns.add_task(ssl_prod, name="prod")
-ns.add_task(ssl_renew, name="renew")
-ns.add_task(ssl_setup, name="setup")
+ns.add_task(status, default=True)
+ns.add_task(dev)
+ns.add_task(prod)
+ns.add_task(renew)
+ns.add_task(setup)
 LEGACY = {f"ssl-{name}": Legacy(f"tls.{name}") for name in ("status", "dev", "prod", "renew", "setup")}

@@ -14,8 +14,7 @@ import yaml
 from .. import compose, files, secrets
 from ..errors import BadInput
 from ..paths import STATE_DIR
-from ..tls import backup as backup_tls
-from ..tls import layout as tls_layout
+from ..tls import backup, layout
 from . import render
 
 Progress = Callable[[str], None]
@@ -131,13 +130,13 @@ def secret_objects(stack: compose.Stack) -> list[SecretObject]:
         SecretObject(
             "proxy-tls",
             "tls",
-            (("tls.crt", tls_dir / tls_layout.FULLCHAIN), ("tls.key", tls_dir / tls_layout.PRIVKEY)),
+            (("tls.crt", tls_dir / layout.FULLCHAIN), ("tls.key", tls_dir / layout.PRIVKEY)),
         )
     )
     if stack.backup:
-        folder = secrets_dir / backup_tls.FOLDER
+        folder = secrets_dir / backup.FOLDER
         keys = [("ca.crt", folder / "ca.crt")]
-        for peer in backup_tls.PEERS:
+        for peer in backup.PEERS:
             keys += [(f"{peer}.crt", folder / f"{peer}.crt"), (f"{peer}.key", folder / f"{peer}.key")]
         objects.append(SecretObject("backup-tls", "generic", tuple(keys)))
     return sorted(objects, key=lambda o: o.name)

@@ -152,7 +152,7 @@ def _block_holds_pods(block: Mapping[str, Any], pod_cidr: str) -> bool:
     if cidr.version != pods.version or not cidr.overlaps(pods):
         return False
     excepted = [ipaddress.ip_network(str(e)) for e in block.get("except") or []]
-    return not any(e.version == pods.version and pods.subnet_of(e) for e in excepted)  # type: ignore[arg-type]
+    return not any(e.version == pods.version and pods.subnet_of(e) for e in excepted)  # type: ignore[arg-type]  # same version, checked first
 
 
 def _peers_allowed(

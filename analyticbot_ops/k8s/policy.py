@@ -1,7 +1,7 @@
 """The audit's k8s report: rules as data, each with an id and what it holds, read from a rendered set.
 
 - AB-K8S-PSS: every pod meets Pod Security "restricted" (the evaluator below: checkov misses a hostPath volume,
-  an unsafe sysctl and a seccomp profile set by annotation, FACTS.md).
+  an unsafe sysctl and a seccomp profile set by annotation).
 - AB-K8S-WORKLOAD: each service's workload type follows its kind in the model.
 - AB-K8S-UPDATES: rolling services roll with nothing unavailable and a disruption budget; singletons never run
   twice.

@@ -60,7 +60,8 @@ STORAGE = {
     "alertmanager-data": "256Mi",
 }
 ROLLING_REPLICAS = 2
-# Pod Security "restricted" allows only the safe sysctls (FACTS.md): the rest are removed, with the reason.
+# Pod Security "restricted" allows only the safe sysctls (the Pod Security Standards' list): the rest are removed,
+# with the reason.
 SAFE_SYSCTLS = ("kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
                 "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
                 "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
@@ -132,7 +133,8 @@ def _resources(service: Mapping[str, Any]) -> dict[str, Any]:
     limits = ((service.get("deploy") or {}).get("resources") or {}).get("limits") or {}
     cpu = _millicores(limits.get("cpus", 0.5))
     memory = _quantity_memory(limits.get("memory", "128M"))
-    number, unit = re.fullmatch(r"(\d+)(\D*)", memory).groups()  # type: ignore[union-attr]
+    unit = "Mi" if memory.endswith("Mi") else ""  # _quantity_memory's two forms: mebibytes or bytes
+    number = memory.removesuffix(unit)
     # A quarter of the CPU limit is reserved (CPU is lent out when idle); half the memory, since memory is not.
     return {
         "requests": {"cpu": f"{max(cpu // 4, 10)}m", "memory": f"{int(number) // 2}{unit}"},

@@ -20,7 +20,7 @@ from ..compose import InContainer, Stack, in_service
 from ..errors import BadInput, OpsError
 from ..model import APP_UID, Labels
 from ..paths import COMPOSE_DIR
-from ..tls import backup as backup_tls
+from ..tls import backup
 from . import pitr
 from .catalog import STANZA
 from .target import Target, check_window
@@ -90,13 +90,13 @@ def _mounts(stack: Stack, project: str) -> list[str]:
     """The copy's data volume, and what pgBackRest on the database side reads: its settings, the cipher key,
     the TLS client files, repository 1 read-only."""
     secrets_dir = Path(stack.settings["SECRETS_DIR"])
-    tls_dir = secrets_dir / backup_tls.FOLDER
+    tls_dir = secrets_dir / backup.FOLDER
     pairs = [
         (f"{project}_pgdata", "/var/lib/postgresql/data", ""),
         (f"{stack.project}_pgbackrest", "/var/lib/pgbackrest", ":ro"),
         (str(COMPOSE_DIR / "pgbackrest" / "db.conf"), "/etc/pgbackrest/pgbackrest.conf", ":ro"),
         (str(secrets_dir / "pgbackrest_db_conf"), "/etc/pgbackrest/conf.d/cipher.conf", ":ro"),
-        *((str(tls_dir / name), f"/etc/pgbackrest/tls/{name}", ":ro") for name in backup_tls.CLIENT_FILES),
+        *((str(tls_dir / name), f"/etc/pgbackrest/tls/{name}", ":ro") for name in backup.CLIENT_FILES),
     ]
     return [arg for source, target, mode in pairs for arg in ("-v", f"{source}:{target}{mode}")]
 

@@ -5,8 +5,8 @@ The package never prints: each operation returns dataclasses that the Invoke tas
 - `registry`: every secret (`SECRETS`), the environments, who reads each (from `model`) and the uid they run as;
 - `values`: validation (format, placeholders, strength), generation, and the derived secrets;
 - `folder`: the secrets folder on disk (safe paths, owners, create, replace, backups) through `files`;
-- `batch`: `secrets-init` and `secrets-from-env`, planned as a whole, then written as a whole;
-- `status`: `secrets-check`, `secrets-list`, optional placeholders, `read_secret`;
+- `batch`: `secrets.init` and `secrets.from-env`, planned as a whole, then written as a whole;
+- `status`: `secrets.check`, `secrets.list`, optional placeholders, `read_secret`;
 - `rotation`: rotating a generated secret on a live stack, with rollback.
 
 Design notes:
@@ -35,7 +35,6 @@ from .folder import BACKUP_DIR_NAME, DIR_MODE, FILE_MODE
 from .registry import (
     APP_UID,
     DEFAULT_DB_ROLE,
-    ENVS,
     MONITORING_USER,
     POSTGRES_ROLES,
     REDIS_ADMIN_RULES,
@@ -85,7 +84,6 @@ __all__ = [
     "DEFAULT_HEALTH_TIMEOUT",
     "DERIVATIONS",
     "DIR_MODE",
-    "ENVS",
     "FILE_MODE",
     "MONITORING_USER",
     "POSTGRES_ROLES",

@@ -1,4 +1,4 @@
-"""Batches of secrets: `secrets-init` (asks for what a person must supply) and `secrets-from-env` (reads an env
+"""Batches of secrets: `secrets.init` (asks for what a person must supply) and `secrets.from-env` (reads an env
 file and the environment). Each generates what is generated and derives what is derived.
 
 A batch is planned as a whole before the first write: if any value is invalid or a required one is missing,
@@ -9,18 +9,14 @@ undoes the ones before it. Present secrets are kept unless `force` replaces them
 from __future__ import annotations
 
 import getpass
-import io
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dotenv.parser import parse_stream
-
-from .. import files
+from .. import envfile, files
 from ..errors import BadInput, OpsError
 from ..paths import SECRETS_DIR
 from . import folder
@@ -44,7 +40,7 @@ class SecretOutcome:
 
 @dataclass(frozen=True)
 class ApplyReport:
-    """The result of secrets-init or secrets-from-env: one outcome per secret, in registry order."""
+    """The result of secrets.init or secrets.from-env: one outcome per secret, in registry order."""
 
     env: str
     secrets_dir: Path
@@ -74,7 +70,7 @@ class SecretsRejected(BadInput):
 
 # Replacing these on disk does not change what the running data service holds.
 _REPLACE_NOTES = {
-    "postgres_password": "an initialised database keeps its old password: use `invoke secrets-rotate` on a live stack",
+    "postgres_password": "an initialised database keeps its old password: use `invoke secrets.rotate` on a live stack",
     "pgbackrest_cipher_pass": "the backups already in the repositories need the old key, kept in secrets/.backup/",
 }
 
@@ -203,7 +199,7 @@ def init_interactive(
     """
     check_env(env)
     if not is_tty():
-        raise BadInput("secrets-init needs a terminal; use `invoke secrets-from-env` with an env file or variables")
+        raise BadInput("secrets.init needs a terminal; use `invoke secrets.from-env` with an env file or variables")
     folder.check_writable(secrets_dir)  # before the user types anything
     supplied: dict[str, str] = {}
     for spec in SECRETS:
@@ -246,32 +242,11 @@ def _ask(spec: SecretSpec, env: str, prompt: Callable[[str], str], present: bool
 
 
 def read_env_file(env_file: Path) -> dict[str, str]:
-    """Return the variables of a dotenv file; a malformed line is refused with its line number, never its text."""
+    """The variables of a dotenv file given to secrets.from-env; a malformed one is refused before any write."""
     try:
-        text = env_file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"env file {env_file} not found") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"env file {env_file} is not UTF-8 text") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read env file {env_file}: {exc.strerror}") from None
-    values: dict[str, str] = {}
-    for binding in parse_stream(io.StringIO(text)):
-        if binding.error:
-            # The parser marks a binding from before its leading blank lines; count those to name the bad line.
-            original = binding.original.string
-            leading = original[: len(original) - len(original.lstrip())]
-            line = binding.original.line + len(re.findall(r"\r\n|\n|\r", leading))
-            raise BadInput(f"{env_file}:{line}: malformed line (expected NAME=value); nothing was written")
-        if binding.key is not None and binding.value is None:
-            # python-dotenv reads a bare `NAME` as "no value" and moves on: a typo would vanish silently.
-            original = binding.original.string
-            leading = original[: len(original) - len(original.lstrip())]
-            line = binding.original.line + len(re.findall(r"\r\n|\n|\r", leading))
-            raise BadInput(f"{env_file}:{line}: {binding.key} has no '=' (expected NAME=value); nothing was written")
-        if binding.key is not None and binding.value is not None:
-            values[binding.key] = binding.value
-    return values
+        return envfile.read(env_file)
+    except BadInput as exc:
+        raise BadInput(f"{exc}; nothing was written") from None
 
 
 def from_env(
@@ -330,7 +305,9 @@ def _apply(secrets_dir: Path, writes: Iterable[_Write]) -> dict[str, Path]:
         if isinstance(exc, OpsError) and undone:
             raise
         cause = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
-        outcome = "what was written was undone" if undone else "undoing failed: check the folder with secrets-check"
+        outcome = (
+            "what was written was undone" if undone else "undoing failed: check the folder with `invoke secrets.check`"
+        )
         raise OpsError(f"writing secrets failed ({cause}); {outcome}") from None
     return backups
 

@@ -22,7 +22,6 @@ from ..errors import BadInput, OpsError
 
 Kind = Literal["generated", "user", "derived"]
 
-ENVS: tuple[str, ...] = model.ENVIRONMENTS
 APP_UID = model.APP_UID
 # What the API's Redis user may do: the summary cache (GET/SET/DEL on summary:*), the health probe's write
 # (SET on health:*, which is how a Redis that refuses writes is noticed), PING, and naming its connection.
@@ -40,20 +39,11 @@ MONITORING_USER = "ops"
 # The uid each service runs as (the model's, all APP_UID today). Each container runs as uid:gid N:N, so the gid
 # of a secret file is the uid too.
 SERVICE_UIDS: Mapping[str, int] = MappingProxyType({service.name: service.uid for service in model.SERVICES})
-DEFAULT_DB_ROLE = "analyticbot"
+DEFAULT_DB_ROLE = model.DATABASE_OWNER
 # The PostgreSQL role whose password each secret is (the migrate job creates the runtime ones).
-POSTGRES_ROLES: Mapping[str, str] = MappingProxyType(
-    {
-        "postgres_password": "analyticbot",
-        "postgres_api_password": "analyticbot_api",
-        "postgres_collector_password": "analyticbot_collector",
-        "postgres_monitor_password": "analyticbot_monitor",
-    }
-)
+POSTGRES_ROLES: Mapping[str, str] = MappingProxyType(model.POSTGRES_ROLES)
 # The Redis ACL user whose password each secret is, for live rotation.
-REDIS_USERS: Mapping[str, str] = MappingProxyType(
-    {"redis_password": "analyticbot", "redis_admin_password": "ops", "redis_monitor_password": "monitor"}
-)
+REDIS_USERS: Mapping[str, str] = MappingProxyType(model.REDIS_USERS)
 
 
 @dataclass(frozen=True)
@@ -98,7 +88,7 @@ class SecretSpec:
         return env in self.required_in
 
 
-_EVERYWHERE = frozenset(ENVS)
+_EVERYWHERE = frozenset(model.ENVIRONMENTS)
 _DEPLOYED = frozenset({"staging", "prod"})
 _NOWHERE: frozenset[str] = frozenset()
 # Printable ASCII without whitespace: survives env files, SQL literals and (URL-encoded) connection strings.
@@ -111,7 +101,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="password of the database owner `analyticbot` (superuser: init, migrations, backup and restore)",
         kind="generated",
         required_in=_EVERYWHERE,
-        rotation="`invoke secrets-rotate postgres_password`: ALTER ROLE, swap the file (the migrate job reads it "
+        rotation="`invoke secrets.rotate postgres_password`: ALTER ROLE, swap the file (the migrate job reads it "
         "at the next deploy).",
         pattern=_PRINTABLE,
         rule=_PRINTABLE_RULE,
@@ -123,7 +113,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="password of the API's own PostgreSQL role `analyticbot_api` (no superuser, only its grants)",
         kind="generated",
         required_in=_EVERYWHERE,
-        rotation="`invoke secrets-rotate postgres_api_password`: ALTER ROLE, swap the file, restart api.",
+        rotation="`invoke secrets.rotate postgres_api_password`: ALTER ROLE, swap the file, restart api.",
         pattern=_PRINTABLE,
         rule=_PRINTABLE_RULE,
         strength_checked=True,
@@ -135,7 +125,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="password of the collector's own PostgreSQL role `analyticbot_collector`",
         kind="generated",
         required_in=_EVERYWHERE,
-        rotation="`invoke secrets-rotate postgres_collector_password`: ALTER ROLE, swap the file, restart mtproto.",
+        rotation="`invoke secrets.rotate postgres_collector_password`: ALTER ROLE, swap the file, restart mtproto.",
         pattern=_PRINTABLE,
         rule=_PRINTABLE_RULE,
         strength_checked=True,
@@ -147,7 +137,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="password of the Redis user `analyticbot` that the API connects as",
         kind="generated",
         required_in=_EVERYWHERE,
-        rotation="`invoke secrets-rotate redis_password`: set it in the live Redis ACL, swap it and redis_acl, "
+        rotation="`invoke secrets.rotate redis_password`: set it in the live Redis ACL, swap it and redis_acl, "
         "restart the api.",
         pattern=_PRINTABLE,
         rule=_PRINTABLE_RULE,
@@ -160,7 +150,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="password of the Redis user `ops`, which only the toolkit uses (ACL changes during rotation)",
         kind="generated",
         required_in=_EVERYWHERE,
-        rotation="`invoke secrets-rotate redis_admin_password`: set it in the live Redis ACL, swap it and redis_acl.",
+        rotation="`invoke secrets.rotate redis_admin_password`: set it in the live Redis ACL, swap it and redis_acl.",
         pattern=_PRINTABLE,
         rule=_PRINTABLE_RULE,
         strength_checked=True,
@@ -302,7 +292,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="key that signs the API's JSON Web Tokens",
         kind="generated",
         required_in=_EVERYWHERE,
-        rotation="`invoke secrets-rotate jwt_secret_key`: swap it and api_read_token, restart api and bot; "
+        rotation="`invoke secrets.rotate jwt_secret_key`: swap it and api_read_token, restart api and bot; "
         "issued tokens stop working.",
         pattern=_PRINTABLE,
         rule=_PRINTABLE_RULE,
@@ -325,7 +315,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="secret_token Telegram sends with every webhook call to the bot",
         kind="generated",
         required_in=_EVERYWHERE,
-        rotation="`invoke secrets-rotate telegram_webhook_secret`: swap, restart bot, which sets its webhook again.",
+        rotation="`invoke secrets.rotate telegram_webhook_secret`: swap, restart bot, which sets its webhook again.",
         pattern=re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII),
         rule="Telegram's secret_token rule ^[A-Za-z0-9_-]{1,256}$",
         strength_checked=True,
@@ -337,7 +327,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="Telegram Bot API token from @BotFather",
         kind="user",
         required_in=_DEPLOYED,
-        rotation="/revoke in @BotFather, then `invoke secrets-from-env --force` with the new BOT_TOKEN; restart bot.",
+        rotation="/revoke in @BotFather, then `invoke secrets.from-env --force` with the new BOT_TOKEN; restart bot.",
         # re.ASCII: a bare \d would also accept other scripts' digits.
         pattern=re.compile(r"\d+:[A-Za-z0-9_-]{35}", re.ASCII),
         rule=r"^\d+:[A-Za-z0-9_-]{35}$",
@@ -360,7 +350,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="Stripe API secret key",
         kind="user",
         required_in=_NOWHERE,
-        rotation="Roll the key in the Stripe dashboard, then `invoke secrets-from-env --force`; restart api.",
+        rotation="Roll the key in the Stripe dashboard, then `invoke secrets.from-env --force`; restart api.",
         pattern=re.compile(r"sk_(test|live)_[A-Za-z0-9]{16,}", re.ASCII),
         rule="^sk_(test|live)_[A-Za-z0-9]{16,}$",
         without="the api runs without Stripe",
@@ -370,7 +360,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="OpenAI API key",
         kind="user",
         required_in=_NOWHERE,
-        rotation="Create a new key, `invoke secrets-from-env --force`, restart api, then revoke the old key.",
+        rotation="Create a new key, `invoke secrets.from-env --force`, restart api, then revoke the old key.",
         pattern=re.compile(r"sk-[A-Za-z0-9_-]{20,}", re.ASCII),
         rule="^sk-[A-Za-z0-9_-]{20,}$",
         without="the api runs without OpenAI",
@@ -380,7 +370,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="api_id of the Telegram application (my.telegram.org) used by the MTProto collector",
         kind="user",
         required_in=_NOWHERE,
-        rotation="Fixed per Telegram application; change with `invoke secrets-from-env --force`, restart mtproto.",
+        rotation="Fixed per Telegram application; change with `invoke secrets.from-env --force`, restart mtproto.",
         pattern=re.compile(r"[0-9]{1,20}", re.ASCII),
         rule="digits only",
         without="the mtproto collector is disabled",
@@ -390,7 +380,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="api_hash of the Telegram application used by the MTProto collector",
         kind="user",
         required_in=_NOWHERE,
-        rotation="Fixed per Telegram application; change with `invoke secrets-from-env --force`, restart mtproto.",
+        rotation="Fixed per Telegram application; change with `invoke secrets.from-env --force`, restart mtproto.",
         pattern=re.compile(r"[0-9a-fA-F]{32}", re.ASCII),
         rule="32 hexadecimal characters",
         without="the mtproto collector is disabled",
@@ -400,7 +390,7 @@ SECRETS: tuple[SecretSpec, ...] = (
         purpose="Telethon StringSession of the account the MTProto collector logs in as",
         kind="user",
         required_in=_NOWHERE,
-        rotation="Log in again for a new StringSession, `invoke secrets-from-env --force`, restart mtproto, "
+        rotation="Log in again for a new StringSession, `invoke secrets.from-env --force`, restart mtproto, "
         "then end the old session in Telegram.",
         pattern=_PRINTABLE,
         rule=_PRINTABLE_RULE,
@@ -434,5 +424,5 @@ def consumer_uid(spec: SecretSpec) -> int:
 
 def check_env(env: str) -> None:
     """Refuse an environment the stack does not have."""
-    if env not in ENVS:
-        raise BadInput(f"unknown environment {env!r}; use one of: {', '.join(ENVS)}")
+    if env not in model.ENVIRONMENTS:
+        raise BadInput(f"unknown environment {env!r}; use one of: {', '.join(model.ENVIRONMENTS)}")

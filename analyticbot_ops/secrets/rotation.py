@@ -110,7 +110,7 @@ def rotate(
     if spec.kind == "user":
         raise BadInput(
             f"{name} is supplied by you, not generated: put the new value in the env file and run "
-            "`invoke secrets-from-env --force`"
+            "`invoke secrets.from-env --force`"
         )
     if spec.kind == "derived":
         # Only the sources that can be rotated are named: the others' rotation would be refused too.

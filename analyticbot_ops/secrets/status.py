@@ -1,5 +1,5 @@
-"""What is in the secrets folder, never the values: `secrets-check` (one status row per registered secret,
-and whether the check fails), `secrets-list`, the empty placeholders of optional secrets, and reading one value
+"""What is in the secrets folder, never the values: `secrets.check` (one status row per registered secret,
+and whether the check fails), `secrets.list`, the empty placeholders of optional secrets, and reading one value
 for the toolkit's own use (`read_secret`).
 """
 
@@ -20,7 +20,7 @@ from .values import DERIVATIONS, is_placeholder, is_strong_password
 
 @dataclass(frozen=True)
 class SecretStatus:
-    """One row of secrets-check: presence, permissions, owner and the quality of the value (never the value)."""
+    """One row of secrets.check: presence, permissions, owner and the quality of the value (never the value)."""
 
     name: str
     kind: Kind
@@ -127,7 +127,7 @@ def _check_one(
 
 
 def check_failed(rows: Iterable[SecretStatus], env: str) -> bool:
-    """Tell whether secrets-check should fail: a required secret missing or invalid, or any present one invalid."""
+    """Tell whether secrets.check should fail: a required secret missing or invalid, or any present one invalid."""
     check_env(env)
     for row in rows:
         if get_spec(row.name).required(env) and not row.present:
@@ -192,5 +192,5 @@ def read_secret(name: str, secrets_dir: Path = SECRETS_DIR) -> str:
     spec = get_spec(name)
     path = folder.secret_path(secrets_dir, spec.name)
     if path is None:
-        raise BadInput(f"secret {name} is missing; run `invoke secrets-init` or `invoke secrets-from-env`")
+        raise BadInput(f"secret {name} is missing; run `invoke secrets.init` or `invoke secrets.from-env`")
     return folder.read_value(name, path)

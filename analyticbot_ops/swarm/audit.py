@@ -16,7 +16,7 @@ from .. import compose, model
 from ..audit import Finding
 from ..monitoring.config import swarm_files
 from ..paths import COMPOSE_DIR
-from ..tls import backup as backup_tls
+from ..tls import backup
 from . import render
 
 ENV = "swarm"  # the environment name its findings and exceptions carry
@@ -31,7 +31,7 @@ def rendered(stack: compose.Stack) -> dict[str, Any]:
         for name in {n for s in stack.services for n in s.secrets} | {"fullchain.pem", "privkey.pem"}:
             (folder / name).write_text("placeholder")
             files[name] = folder / name
-        for peer in ("ca", *backup_tls.PEERS):  # the backup path's TLS files, where the overlay is on
+        for peer in ("ca", *backup.PEERS):  # the backup path's TLS files, where the overlay is on
             for suffix in ("crt", "key"):
                 (folder / f"{peer}.{suffix}").write_text("placeholder")
         return render.render(

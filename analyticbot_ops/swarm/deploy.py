@@ -18,7 +18,7 @@ from .. import compose, model, preflight, registry, secrets
 from ..errors import OpsError
 from ..monitoring.config import swarm_files
 from ..paths import COMPOSE_DIR, STATE_DIR
-from ..tls import backup as backup_tls
+from ..tls import backup
 from . import render
 from .lab import Lab
 
@@ -60,9 +60,9 @@ def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
         for name in sorted(mounted)
         if (secrets_dir / name).is_file() and (secrets_dir / name).stat().st_size > 0
     }
-    backup_tls_dir = secrets_dir / backup_tls.FOLDER
+    backup_tls_dir = secrets_dir / backup.FOLDER
     if stack.backup:
-        backup_tls.ensure_backup_certificates(backup_tls_dir)
+        backup.ensure_backup_certificates(backup_tls_dir)
     STACK_FILES.mkdir(parents=True, exist_ok=True)
     rendered = render.render(
         compose.merged_config(stack),

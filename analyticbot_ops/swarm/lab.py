@@ -4,7 +4,7 @@ docker.io on a network of the lab's own, the first a manager, and the registry t
 Never `docker swarm init` or `leave` on the host's own daemon: leaving a swarm there detached every
 running Compose container from its networks. Each node is its own engine, so the host's is untouched.
 
-This kernel shapes how a node runs (FACTS.md): the host lacks CAP_SYS_RESOURCE, so `--privileged`
+This kernel shapes how a node runs: the host lacks CAP_SYS_RESOURCE, so `--privileged`
 fails and every other capability is added instead; cgroup v1 is read-only in a container unless
 /sys/fs/cgroup is mounted read-write, and each node puts its containers under its own cgroup parent
 (removed on `down`); vfs is the storage driver that works inside a container's filesystem. There is

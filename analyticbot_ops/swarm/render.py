@@ -177,8 +177,8 @@ def render(
     services["postgres"]["command"] = command
     proxy = services["proxy"]
     proxy["ports"] = [
-        {"target": 8080, "published": http_port, "protocol": "tcp", "mode": "host"},
-        {"target": 8443, "published": https_port, "protocol": "tcp", "mode": "host"},
+        {"target": model.PROXY_HTTP_PORT, "published": http_port, "protocol": "tcp", "mode": "host"},
+        {"target": model.PROXY_HTTPS_PORT, "published": https_port, "protocol": "tcp", "mode": "host"},
     ]
     proxy["secrets"] = [
         {"source": "tls_fullchain", "target": f"{TLS_TARGET}/fullchain.pem", "uid": str(model.APP_UID), "mode": 0o400},
@@ -274,13 +274,13 @@ def _backup(services: dict[str, Any], project: str, tls_dir: Path | None) -> tup
     for user, peers in _BACKUP_TLS.items():
         for peer in peers:
             for suffix in ("crt", "key") if peer != "ca" else ("crt",):
-                file = tls_dir / f"{peer}.{suffix}"
+                tls_file = tls_dir / f"{peer}.{suffix}"
                 name = f"backup_tls_{peer.replace('-', '_')}_{suffix}"
-                secrets[name] = {"file": str(file), "name": versioned(project, name, file.read_bytes())}
+                secrets[name] = {"file": str(tls_file), "name": versioned(project, name, tls_file.read_bytes())}
                 services[user].setdefault("secrets", []).append(
                     {
                         "source": name,
-                        "target": f"{PGBACKREST_DIR}/tls/{file.name}",
+                        "target": f"{PGBACKREST_DIR}/tls/{tls_file.name}",
                         "uid": str(model.APP_UID),
                         "gid": str(model.APP_UID),
                         "mode": 0o400,

@@ -14,7 +14,7 @@ from ..backups import DB_NAME, DB_USER
 from ..compose import Stack
 from ..errors import OpsError
 from ..maintenance import REDIS_CLI, RedisAdmin
-from . import deploy as swarm_deploy
+from . import deploy
 from .lab import Lab, Node
 
 Progress = Callable[[str], None]
@@ -34,7 +34,7 @@ class SwarmStack:
 
     def _task(self, service: str) -> tuple[Node, str]:
         """The node running the service's task, and its container there."""
-        state = swarm_deploy.states(self.lab, self.stack.project).get(service)
+        state = deploy.states(self.lab, self.stack.project).get(service)
         if state is None or not state.nodes:
             raise OpsError(f"{service} of {self.stack.project} is not running on {self.lab.name}")
         # A swarm reached through a context: only its manager, where the task must then run.
@@ -68,8 +68,8 @@ class SwarmStack:
     def restart(self, services: list[str]) -> None:
         # A redeploy: every service that mounts a secret whose content changed rolls to its new version.
         self.progress(f"  redeploying {self.stack.project} with the new secret version ({', '.join(services)})")
-        swarm_deploy.deploy(self.stack, self.lab, progress=self.progress, wait=False)
+        deploy.deploy(self.stack, self.lab, progress=self.progress, wait=False)
 
     def wait_healthy(self, services: list[str], timeout: float) -> None:
         # The rotation's own timeout, and only then are the secret versions nothing uses removed.
-        swarm_deploy.settle(self.stack, self.lab, timeout, self.progress)
+        deploy.settle(self.stack, self.lab, timeout, self.progress)

@@ -5,8 +5,8 @@ The package owns the TLS directory (default ``secrets/tls``) and its fixed file 
 
 - `layout`: the directory's file names, modes and owner, backups of replaced files, filesystem errors;
 - `certs`: X.509 helpers, and reading and parsing certificates and keys;
-- `dev`: the development CA and its leaf (`invoke ssl-dev`);
-- `status`: whether the served pair is fit to serve (`invoke ssl-status`);
+- `dev`: the development CA and its leaf (`invoke tls.dev`);
+- `status`: whether the served pair is fit to serve (`invoke tls.status`);
 - `domains`: whether a public ACME CA could issue for a name;
 - `certbot`: certbot's arguments and its renew summary;
 - `install`: installing a checked pair, and the bootstrap certificate.

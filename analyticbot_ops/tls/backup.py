@@ -70,6 +70,7 @@ def ensure_backup_certificates(directory: Path, *, now: datetime | None = None) 
         files.ensure_dir(directory, DIR_MODE, None)
         ca_cert_path, ca_key_path = paths["ca"]
         ca = load_pair(ca_cert_path, ca_key_path)
+        ca_key: PrivateKeyTypes  # made here (EC), or the one on disk (any kind cryptography loads)
         if ca is None or _ca_problem(*ca, moment):
             ca_key = ec.generate_private_key(ec.SECP256R1())
             ca_cert = _build(ca_key, None, None, CA_COMMON_NAME, moment, CA_DAYS)

@@ -129,6 +129,7 @@ def ensure_dev_certificates(
 
         ca_pair = load_pair(tls_files.ca_cert, tls_files.ca_key)
         ca_created = ca_pair is None or _ca_problem(*ca_pair, moment, days) is not None
+        ca_key: PrivateKeyTypes  # made here (EC), or the one on disk (any kind cryptography loads)
         if ca_created:
             ca_key = ec.generate_private_key(ec.SECP256R1())
             ca_cert = _build_ca(ca_key, moment)

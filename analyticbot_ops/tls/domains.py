@@ -24,9 +24,9 @@ def validate_domain(domain: str, *, allow_test_tlds: bool = False) -> str:
     if any(character.isspace() for character in name):
         raise BadInput(f"{domain!r} contains white space; a DNS name is letters, digits, hyphens and dots")
     if parse_ip(name) is not None:
-        raise BadInput(f"{domain!r} is an IP address; ACME needs a DNS name (use `invoke ssl-dev` for local use)")
+        raise BadInput(f"{domain!r} is an IP address; ACME needs a DNS name (use `invoke tls.dev` for local use)")
     if name == "localhost" or name.endswith(".localhost"):
-        raise BadInput(f"{domain!r} is a localhost name; use `invoke ssl-dev` for local certificates")
+        raise BadInput(f"{domain!r} is a localhost name; use `invoke tls.dev` for local certificates")
     if len(name) > 253:
         raise BadInput(f"the domain {name[:40]}... is {len(name)} characters, longer than 253")
     labels = name.split(".")

@@ -1,4 +1,4 @@
-"""Whether the served certificate (first in fullchain.pem) and its key are fit to serve: `invoke ssl-status`."""
+"""Whether the served certificate (first in fullchain.pem) and its key are fit to serve: `invoke tls.status`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .certs import (
 from .dev import RENEW_WITHIN_DAYS
 from .layout import DEFAULT_TLS_DIR, TlsFiles
 
-RECOVERY_HINT = "run `invoke ssl-dev` or `invoke ssl-prod`"
+RECOVERY_HINT = "run `invoke tls.dev` or `invoke tls.prod`"
 
 
 @dataclass(frozen=True)

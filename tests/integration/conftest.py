@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from analyticbot_ops import baseimages, build, deploy, docker
+from analyticbot_ops import baseimages, build, deploy, docker, model
 from tests.sandbox import RunningStack, make_stack
 
 # Ryuk's image cannot be pulled here; every test removes what it starts.
@@ -26,7 +26,7 @@ def daemon() -> str:
 
 def require_image(tag: str) -> str:
     if docker.inspect("image", tag) is None:
-        pytest.fail(f"image {tag} is missing: run `invoke base-images build-optimized` (nox -s integration does)")
+        pytest.fail(f"image {tag} is missing: run `invoke images.base images.build` (nox -s integration does)")
     return tag
 
 
@@ -37,7 +37,7 @@ def run_id() -> str:
 
 
 BASE_TAGS = {r.name: r.tag() for r in baseimages.RECIPES}
-SERVICE_TAGS = {s: build.service_tag(s) for s in build.PYTHON_SERVICES}
+SERVICE_TAGS = {s: build.service_tag(s) for s in model.APPS}
 PROXY_TAG = build.service_tag("proxy")
 
 

@@ -154,7 +154,7 @@ def https_port_taken(run: Run) -> None:
     dev_secrets_and_certificates(run)
     missing = preflight.missing_images(compose.load_stack("dev", project=run.project))
     if missing:
-        pytest.fail(f"images missing: {', '.join(missing)}; run `invoke base-images build-optimized`")
+        pytest.fail(f"images missing: {', '.join(missing)}; run `invoke images.base images.build`")
     listener = run.cleanup.enter_context(socket.socket())
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -167,7 +167,7 @@ def _deployable(run: Run) -> None:
     dev_secrets_and_certificates(run)
     missing = preflight.missing_images(compose.load_stack("dev", project=run.project))
     if missing:
-        pytest.fail(f"images missing: {', '.join(missing)}; run `invoke base-images build-optimized`")
+        pytest.fail(f"images missing: {', '.join(missing)}; run `invoke images.base images.build`")
     # Every network's subnet and every published port its own: a dev stack on this daemon (the overlays'
     # default subnets and ports) is left alone and does not decide the case.
     frontend, backend, database, watched, backed_up = deploy.free_subnets(5)
@@ -420,7 +420,7 @@ CASES: tuple[Case, ...] = (
         "secrets-init-without-tty",
         ("secrets-init",),
         EXIT_BAD_INPUT,
-        r"secrets-init needs a terminal; use `invoke secrets-from-env`",
+        r"secrets\.init needs a terminal; use `invoke secrets\.from-env`",
     ),
     # 10, 11. rotating what cannot be rotated
     Case(
@@ -433,7 +433,7 @@ CASES: tuple[Case, ...] = (
         "secrets-rotate-user-secret",
         ("secrets-rotate", "--name", "bot_token"),
         EXIT_BAD_INPUT,
-        r"bot_token is supplied by you, not generated.*secrets-from-env --force",
+        r"bot_token is supplied by you, not generated.*secrets\.from-env --force",
     ),
     Case(
         "secrets-rotate-derived-secret",
@@ -542,7 +542,7 @@ CASES: tuple[Case, ...] = (
         "ssl-prod-for-dev",
         ("ssl-prod", "--env", "dev", "--domain", "bot.example.org"),
         EXIT_BAD_INPUT,
-        r"ssl-prod is for staging and prod; dev uses the local CA",
+        r"tls\.prod is for staging and prod; dev uses the local CA",
     ),
     Case(
         "ssl-prod-bad-email-before-any-proxy",

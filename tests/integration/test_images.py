@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from analyticbot_ops import build, docker, runner
+from analyticbot_ops import build, docker, model, runner
 from analyticbot_ops.paths import SERVICES_DIR
 
 from .conftest import BASE_TAGS, SERVICE_TAGS, require_image
@@ -108,7 +108,7 @@ def _import_failures(image: str, modules: list[str]) -> dict[str, str]:
     return json.loads(result.stdout.strip().splitlines()[-1])  # the last line: a module may print on import
 
 
-@pytest.mark.parametrize("service", build.PYTHON_SERVICES)
+@pytest.mark.parametrize("service", model.APPS)
 def test_every_module_of_the_pruned_image_imports_as_it_did_unpruned(service: str, run_id: str) -> None:
     """The static closure kept each module's imports: every module left in the image (stdlib and
     dependencies) imports there, unless it failed the same way before pruning (a Windows-only module, an

@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from invoke import Config, Context, Exit
 
-from analyticbot_ops import compose, runner
+from analyticbot_ops import compose, releases, runner
 from analyticbot_ops.config import DEFAULTS
+
+# The registry namespace the task tests configure (ops.namespace), so an image under it is told from a default one.
+NAMESPACE = "registry.example/team"
 
 
 class NoCommands(runner.FakeRunner):
@@ -35,6 +38,26 @@ def isolated_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
     with runner.use(NoCommands()):
         yield
+
+
+@pytest.fixture(autouse=True)
+def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test of a module that imports this runs its tasks isolated (isolated_tasks)."""
+    with isolated_tasks(monkeypatch, tmp_path):
+        yield
+
+
+@pytest.fixture
+def pins(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """releases.pinned_settings asks docker for images: answer with one pinned API image, and record the asks."""
+    asked: list[set[str]] = []
+
+    def pinned(unnamed: Any, state_dir: Any = None) -> dict[str, str]:
+        asked.append(set(unnamed))
+        return {"API_IMAGE": f"{NAMESPACE}/api:build-1"} if "API_IMAGE" in unnamed else {}
+
+    monkeypatch.setattr(releases, "pinned_settings", pinned)
+    return asked
 
 
 def fails(code: int, task: Any, *args: Any, **kwargs: Any) -> str:
@@ -64,3 +87,8 @@ def context(**ops: Any) -> Context:
     settings = copy.deepcopy(DEFAULTS)
     settings["ops"].update(ops)
     return Context(Config(overrides=settings))
+
+
+def namespaced_context(**ops: Any) -> Context:
+    """context() with the images under NAMESPACE, unless `ops` names another namespace."""
+    return context(**{"namespace": NAMESPACE, **ops})

@@ -153,6 +153,8 @@ def merged_config(
 
 def settings(tmp_path: Path) -> dict[str, str]:
     return {
+        **compose.COMMON_DEFAULTS,
+        "PROXY_FRONTEND_IP": compose.proxy_address(compose.COMMON_DEFAULTS["FRONTEND_SUBNET"]),
         **IMAGES,
         "SECRETS_DIR": str(tmp_path / "secrets"),
         "TLS_DIR": str(tmp_path / "tls"),

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from analyticbot_ops import acme, compose, docker, runner, tls
+from analyticbot_ops import acme, compose, docker, model, runner, tls
 from analyticbot_ops.errors import EXIT_BAD_INPUT, BadInput, OpsError
 
 DOCKER = "/usr/bin/docker"
@@ -44,12 +44,25 @@ def proxy_running(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The project's proxy runs; returns the projects whose states were asked for."""
     asked: list[str] = []
 
-    def states(project: str) -> dict[str, compose.ServiceState]:
+    def containers(project: str) -> list[dict[str, object]]:
         asked.append(project)
-        return {"proxy": compose.ServiceState("proxy", PROXY, "running", "healthy", 0, 0, "")}
+        return _containers({"proxy": compose.ServiceState("proxy", PROXY, "running", "healthy", 0, 0, "")})
 
-    monkeypatch.setattr(acme, "service_states", states)
+    monkeypatch.setattr(compose, "project_containers", containers)
     return asked
+
+
+def _containers(states: dict[str, compose.ServiceState]) -> list[dict[str, object]]:
+    """The Engine API's view of services in these states (what compose.running_containers reads)."""
+    return [
+        {
+            "Name": f"/{state.container}",
+            "Created": "2026-12-01T00:00:00Z",
+            "State": {"Running": state.status == "running", "Status": state.status},
+            "Config": {"Labels": {model.Labels.SERVICE: service, model.Labels.PROJECT: "abtest"}},
+        }
+        for service, state in states.items()
+    ]
 
 
 @pytest.fixture
@@ -130,9 +143,14 @@ def self_signed_with_ocsp(path: Path, *, ocsp: bool) -> None:
 def test_a_stopped_or_absent_proxy_is_bad_input_naming_the_deploy(
     monkeypatch: pytest.MonkeyPatch, stack: compose.Stack, states: dict[str, compose.ServiceState]
 ) -> None:
-    monkeypatch.setattr(acme, "service_states", lambda project: states)
+    monkeypatch.setattr(compose, "project_containers", lambda project: _containers(states))
     fake = runner.FakeRunner()
-    with runner.use(fake), pytest.raises(BadInput, match=r"proxy of abtest is not running.*invoke up --env prod") as e:
+    with (
+        runner.use(fake),
+        pytest.raises(
+            BadInput, match=r"abtest is not running, so nothing can serve the certificate.*invoke stack\.up --env prod"
+        ) as e,
+    ):
         acme.obtain(stack, acme.AcmeRequest(DOMAIN))
     assert e.value.code == EXIT_BAD_INPUT
     assert fake.calls == []  # certbot never started
@@ -244,7 +262,7 @@ def test_obtain_from_staging_says_so_and_passes_staging(
 def test_obtain_checks_every_input_before_asking_the_stack(
     monkeypatch: pytest.MonkeyPatch, stack: compose.Stack, request_: acme.AcmeRequest, message: str
 ) -> None:
-    monkeypatch.setattr(acme, "service_states", lambda project: pytest.fail("the stack was asked"))
+    monkeypatch.setattr(compose, "project_containers", lambda project: pytest.fail("the stack was asked"))
     fake = runner.FakeRunner()
     with runner.use(fake), pytest.raises(BadInput, match=message):
         acme.obtain(stack, request_)
@@ -606,7 +624,7 @@ def test_a_failed_renewal_is_one_line_and_installs_nothing(
 def test_renew_with_a_missing_ca_bundle_asks_nothing(
     monkeypatch: pytest.MonkeyPatch, stack: compose.Stack, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(acme, "service_states", lambda project: pytest.fail("the stack was asked"))
+    monkeypatch.setattr(compose, "project_containers", lambda project: pytest.fail("the stack was asked"))
     fake = runner.FakeRunner()
     with runner.use(fake), pytest.raises(BadInput, match=f"no CA bundle at {tmp_path / 'missing.pem'}"):
         acme.renew(stack, ca_bundle=tmp_path / "missing.pem")
@@ -626,7 +644,7 @@ def test_renew_with_a_ca_bundle_mounts_it_for_certbot_only(
 
 
 def test_renew_needs_the_proxy_running(monkeypatch: pytest.MonkeyPatch, stack: compose.Stack) -> None:
-    monkeypatch.setattr(acme, "service_states", lambda project: {})
+    monkeypatch.setattr(compose, "project_containers", lambda project: [])
     fake = runner.FakeRunner()
     with runner.use(fake), pytest.raises(BadInput, match="not running"):
         acme.renew(stack)

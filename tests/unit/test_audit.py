@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from invoke import Config, Context, Exit
 
-from analyticbot_ops import audit, compose
+from analyticbot_ops import audit, compose, model
 from analyticbot_ops.cli import audit as audit_cli
 from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import BadInput, DockerUnavailable
@@ -404,7 +404,7 @@ def test_real_compose_files_pass_their_own_audit(env: str) -> None:
         env, audit.audit_compose(config, known), audit.parse_exceptions(DEFAULTS["ops"]["audit_exceptions"])
     )
     assert not report.failed, [f for f in report.findings if f.result == "FAIL"]
-    assert {f.target for f in report.findings} == {*compose.ALL_SERVICES, *compose.JOBS}
+    assert {f.target for f in report.findings} == {*model.RUNNING, *model.JOBS}
 
 
 # --- the task ----------------------------------------------------------------------------------
@@ -415,7 +415,7 @@ def run_task(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], exceptions
     monkeypatch.setattr(audit, "run_hadolint", lambda paths: "[]")
     settings = copy.deepcopy(DEFAULTS)
     settings["ops"]["audit_exceptions"] = exceptions
-    audit_cli.audit(Context(Config(overrides=settings)), env="dev", json="json" in flags)
+    audit_cli.run(Context(Config(overrides=settings)), env="dev", json="json" in flags)
 
 
 def test_task_exits_1_on_a_failure_and_2_on_a_bad_exception(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

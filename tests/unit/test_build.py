@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from analyticbot_ops import __version__, build, docker, releases, runner
+from analyticbot_ops import __version__, build, docker, imagespec, model, releases, runner
 from analyticbot_ops.errors import EXIT_NO_DOCKER, BadInput, DockerUnavailable, OpsError
 from analyticbot_ops.paths import REPO_ROOT
 
@@ -49,7 +49,7 @@ def test_unknown_service_is_bad_input() -> None:
 
 
 def test_every_service_has_a_fully_pinned_lock() -> None:
-    for service in build.PYTHON_SERVICES:
+    for service in model.APPS:
         lines = [
             line.strip()
             for line in build.requirements_file(service).read_text().splitlines()
@@ -451,4 +451,4 @@ def test_a_failed_build_stops_the_rest_and_records_nothing(monkeypatch: pytest.M
     fake = docker_build_fake(stderr="ERROR: boom", returncode=1)
     with runner.use(fake), pytest.raises(OpsError, match="building api failed: ERROR: boom"):
         build.build_services(["api", "bot"], base_images={}, progress=lambda _m: None)
-    assert built == list(build.PYTHON_WHEELHOUSES)  # api's, and no further
+    assert built == list(imagespec.PYTHON_WHEELHOUSES)  # api's, and no further

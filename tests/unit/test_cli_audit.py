@@ -1,4 +1,4 @@
-"""The audit task's running mode (cli/audit.py, `invoke audit --running`): which containers it audits, how it
+"""The audit task's running mode (cli/audit.py, `invoke audit.run --running`): which containers it audits, how it
 asks PostgreSQL and Redis about the roles and ACLs they hold (docker exec, replaced here: no Docker), and what
 it prints and exits with. The static mode and the rules themselves are tested in test_audit.py."""
 
@@ -166,15 +166,15 @@ def running(monkeypatch: pytest.MonkeyPatch, docker: Docker) -> Stacks:
 
 
 def test_running_audit_of_one_environment_without_containers_is_bad_input(running: Stacks) -> None:
-    message = fails(2, audit_cli.audit, context(), env="staging", running=True)
+    message = fails(2, audit_cli.run, context(), env="staging", running=True)
     assert message == (
-        "error: no running containers for project analyticbot-staging; start it with `invoke up --env staging`"
+        "error: no running containers for project analyticbot-staging; start it with `invoke stack.up --env staging`"
     )
 
 
 def test_running_audit_with_nothing_running_anywhere(running: Stacks, capsys: Any) -> None:
-    message = fails(2, audit_cli.audit, context(), running=True)
-    assert message == "error: no running containers for any environment; start one with `invoke up --env dev`"
+    message = fails(2, audit_cli.run, context(), running=True)
+    assert message == "error: no running containers for any environment; start one with `invoke stack.up --env dev`"
     err = capsys.readouterr().err
     for env, project in compose.PROJECTS.items():
         assert f"{env}: no running containers of {project}, skipped" in err
@@ -184,7 +184,7 @@ def test_running_audit_skips_the_idle_environments_and_reports_the_running_one(
     running: Stacks, docker: Docker, capsys: Any
 ) -> None:
     running.containers["analyticbot-staging"] = [POSTGRES, API, REDIS]
-    audit_cli.audit(context(), running=True, json=True)
+    audit_cli.run(context(), running=True, json=True)
     captured = capsys.readouterr()
     data = json.loads(captured.out)
     assert data["mode"] == "running" and data["ok"] is True
@@ -203,7 +203,7 @@ def test_running_audit_exits_1_naming_the_failed_environment(
 ) -> None:
     running.containers["analyticbot-dev"] = [POSTGRES, API, REDIS]
     monkeypatch.setattr(audit_cli.docker, "docker", Docker(acl=ACL_BROAD))
-    assert fails(1, audit_cli.audit, context(), env="dev", running=True) == "error: the audit failed for dev"
+    assert fails(1, audit_cli.run, context(), env="dev", running=True) == "error: the audit failed for dev"
     text = capsys.readouterr().out
     assert "dev: analyticbot-dev, running containers" in text
     assert "images: Dockerfiles and hadolint" in text
@@ -222,7 +222,7 @@ def test_an_excepted_running_failure_shows_its_reason_and_passes(
         *DEFAULTS["ops"]["audit_exceptions"],
         {"check": "AB-DBROLE", "service": "api", "env": "dev", "reason": reason},
     ]
-    audit_cli.audit(context(audit_exceptions=exceptions), env="dev", running=True)
+    audit_cli.run(context(audit_exceptions=exceptions), env="dev", running=True)
     text = capsys.readouterr().out
     line = next(line for line in text.splitlines() if "AB-DBROLE" in line)
     assert "excepted" in line and reason[:20] in text
@@ -230,7 +230,7 @@ def test_an_excepted_running_failure_shows_its_reason_and_passes(
 
 
 def test_a_bad_environment_is_refused_before_anything_is_asked(running: Stacks, docker: Docker) -> None:
-    assert "unknown environment 'qa'" in fails(2, audit_cli.audit, context(), env="qa", running=True)
+    assert "unknown environment 'qa'" in fails(2, audit_cli.run, context(), env="qa", running=True)
     assert docker.calls == [] and running.audited == []
 
 

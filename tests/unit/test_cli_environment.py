@@ -11,24 +11,15 @@ import pytest
 
 from analyticbot_ops import compose, environment, preflight, releases
 from analyticbot_ops.cli import environment as env_cli
-from tests.unit.cli_support import context, fails, isolated_tasks
-
-NAMESPACE = "registry.example/team"
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    # Each environment's .env file is read (and written) in tmp_path, never the checkout's.
-    with isolated_tasks(monkeypatch, tmp_path):
-        yield
-
+from tests.unit.cli_support import NAMESPACE, context, fails
+from tests.unit.cli_support import no_docker as no_docker  # autouse: each test's tasks run isolated
 
 # --- check ------------------------------------------------------------------------------------------------
 
 
 def test_check_as_json_gives_each_setting_with_its_source(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / ".env.staging").write_text("HTTP_PORT=9443\n")
-    env_cli.env_check(context(), env="staging", json=True)
+    env_cli.check(context(), env="staging", json=True)
     data = json.loads(capsys.readouterr().out)
     assert data["HTTP_PORT"] == {"value": "9443", "source": ".env.staging"}
     assert data["SECRETS_DIR"] == {"value": str(tmp_path / "secrets"), "source": "environment"}
@@ -38,7 +29,7 @@ def test_check_as_json_gives_each_setting_with_its_source(tmp_path: Path, capsys
 
 def test_check_as_a_table_titled_with_the_project(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / ".env.dev").write_text("COMPOSE_PROJECT_NAME=mybot\n")
-    env_cli.env_check(context())
+    env_cli.check(context())
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].strip() == "dev: project mybot"
     assert any("COMPOSE_PROJECT_NAME" in line and "mybot" in line and ".env.dev" in line for line in lines)
@@ -48,7 +39,7 @@ def test_check_as_a_table_titled_with_the_project(tmp_path: Path, capsys: Any) -
 
 @pytest.mark.parametrize("json_output", [True, False])
 def test_check_shows_images_under_the_configured_namespace(json_output: bool, capsys: Any) -> None:
-    env_cli.env_check(context(namespace=NAMESPACE), json=json_output)
+    env_cli.check(context(namespace=NAMESPACE), json=json_output)
     out = capsys.readouterr().out
     deployed = env_cli.stack_of(context(namespace=NAMESPACE), "dev").settings["API_IMAGE"]
     assert deployed == f"{NAMESPACE}/api:latest"
@@ -68,28 +59,28 @@ def test_a_tasks_stack_has_the_overlays_invoke_yaml_turns_on() -> None:
 
 
 def test_check_refuses_an_unknown_environment_or_a_bad_setting(tmp_path: Path) -> None:
-    assert "unknown environment 'local'" in fails(2, env_cli.env_check, context(), env="local")
+    assert "unknown environment 'local'" in fails(2, env_cli.check, context(), env="local")
     (tmp_path / ".env.dev").write_text("HTTP_PORT=eighty\n")
-    assert fails(2, env_cli.env_check, context()) == "error: .env.dev: HTTP_PORT must be a port number, got 'eighty'"
+    assert fails(2, env_cli.check, context()) == "error: .env.dev: HTTP_PORT must be a port number, got 'eighty'"
 
 
 # --- template --------------------------------------------------------------------------------------------
 
 
 def test_template_prints_the_environment_defaults(capsys: Any) -> None:
-    env_cli.env_template(context(), env="prod")
+    env_cli.template(context(), env="prod")
     text = capsys.readouterr().out
     assert text == environment.template("prod")
     assert "# Settings for the prod stack" in text and "\nHTTPS_PORT=" in text
 
 
 def test_template_write_creates_the_file_once(tmp_path: Path, capsys: Any) -> None:
-    env_cli.env_template(context(), env="staging", write=True)
+    env_cli.template(context(), env="staging", write=True)
     path = tmp_path / ".env.staging"
     assert capsys.readouterr().out.strip() == f"wrote {path}"
     assert path.read_text() == environment.template("staging")
     path.write_text("HTTP_PORT=1\n")
-    message = fails(2, env_cli.env_template, context(), env="staging", write=True)
+    message = fails(2, env_cli.template, context(), env="staging", write=True)
     assert message == "error: .env.staging exists and is never overwritten; edit it, or remove it first"
     assert path.read_text() == "HTTP_PORT=1\n"
 
@@ -98,7 +89,7 @@ def test_template_write_creates_the_file_once(tmp_path: Path, capsys: Any) -> No
 
 
 def test_validate_without_a_file_warns_that_defaults_apply(capsys: Any) -> None:
-    env_cli.env_validate(context())
+    env_cli.validate(context())
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("warning: .env.dev does not exist: the defaults apply")
     assert lines[-1] == "dev settings are valid"
@@ -106,7 +97,7 @@ def test_validate_without_a_file_warns_that_defaults_apply(capsys: Any) -> None:
 
 def test_validate_prints_every_finding_and_exits_2_on_an_error(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / ".env.prod").write_text("HTTP_PORT=99999\nDB_PASSWORD=hunter2\nFAVOURITE_COLOUR=blue\n")
-    assert fails(2, env_cli.env_validate, context(), env="prod") == "error: 2 problem(s) in the prod settings"
+    assert fails(2, env_cli.validate, context(), env="prod") == "error: 2 problem(s) in the prod settings"
     lines = capsys.readouterr().out.splitlines()
     assert "error: .env.prod: HTTP_PORT must be a port number, got '99999'" in lines
     assert any(line.startswith("error: DB_PASSWORD looks like a secret") for line in lines)
@@ -117,7 +108,7 @@ def test_validate_prints_every_finding_and_exits_2_on_an_error(tmp_path: Path, c
 def test_validate_of_a_given_file_with_only_warnings_passes(tmp_path: Path, capsys: Any) -> None:
     other = tmp_path / "candidate.env"
     other.write_text("HTTP_PORT=8081\nEDITOR=vi\n")
-    env_cli.env_validate(context(), file=str(other))
+    env_cli.validate(context(), file=str(other))
     assert capsys.readouterr().out.splitlines() == [
         "warning: EDITOR is not a setting the compose files read",
         "dev settings are valid",
@@ -126,10 +117,10 @@ def test_validate_of_a_given_file_with_only_warnings_passes(tmp_path: Path, caps
 
 def test_validate_refuses_a_missing_or_malformed_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.env"
-    assert fails(2, env_cli.env_validate, context(), file=str(missing)) == f"error: no settings file at {missing}"
+    assert fails(2, env_cli.validate, context(), file=str(missing)) == f"error: no settings file at {missing}"
     bad = tmp_path / "bad.env"
     bad.write_text("HTTP_PORT=8081\nJUST_A_NAME\n")
-    assert fails(2, env_cli.env_validate, context(), file=str(bad)).startswith(f"error: {bad}:2: JUST_A_NAME")
+    assert fails(2, env_cli.validate, context(), file=str(bad)).startswith(f"error: {bad}:2: JUST_A_NAME")
 
 
 # --- configuration, preflight (checks that need Docker, replaced) -----------------------------------------
@@ -140,8 +131,8 @@ GOOD = [environment.Check("compose dev", True, "7 services merge"), environment.
 def test_configuration_validates_every_environment_by_default(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     asked: list[list[str]] = []
     monkeypatch.setattr(env_cli.environment, "validate_configuration", lambda envs: asked.append(envs) or GOOD)
-    env_cli.validate_configuration(context())
-    env_cli.validate_configuration(context(), env=["prod", "dev"])
+    env_cli.configuration(context())
+    env_cli.configuration(context(), env=["prod", "dev"])
     assert asked == [list(compose.ENVIRONMENTS), ["prod", "dev"]]
     text = capsys.readouterr().out
     assert "configuration" in text and "7 services merge" in text and "FAIL" not in text
@@ -150,7 +141,7 @@ def test_configuration_validates_every_environment_by_default(monkeypatch: pytes
 def test_configuration_exits_1_when_a_check_fails(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     checks = [*GOOD, environment.Check("nginx -t", False, "analyticbot/proxy:latest is missing")]
     monkeypatch.setattr(env_cli.environment, "validate_configuration", lambda envs: checks)
-    message = fails(1, env_cli.validate_configuration, context())
+    message = fails(1, env_cli.configuration, context())
     assert message == "error: the configuration does not validate (see above)"
     line = next(line for line in capsys.readouterr().out.splitlines() if "nginx -t" in line)
     assert "FAIL" in line and "is missing" in line
@@ -159,7 +150,7 @@ def test_configuration_exits_1_when_a_check_fails(monkeypatch: pytest.MonkeyPatc
 def test_configuration_refuses_an_unknown_environment_before_checking(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[Any] = []
     monkeypatch.setattr(env_cli.environment, "validate_configuration", lambda envs: asked.append(envs) or GOOD)
-    assert "unknown environment 'qa'" in fails(2, env_cli.validate_configuration, context(), env=["dev", "qa"])
+    assert "unknown environment 'qa'" in fails(2, env_cli.configuration, context(), env=["dev", "qa"])
     assert asked == []
 
 
@@ -175,13 +166,11 @@ def test_preflight_shows_each_check_and_exits_1_unless_all_pass(monkeypatch: pyt
     monkeypatch.setattr(releases, "pinned_settings", pinned_settings)
     asked: list[compose.Stack] = []
     answers = [PASSING, [*PASSING, preflight.Check("docker daemon", False, "no Docker daemon answers")]]
-    monkeypatch.setattr(env_cli.preflight, "rows", lambda stack: asked.append(stack) or answers.pop(0))
-    env_cli.test_environment(context(namespace=NAMESPACE), env="staging")
+    monkeypatch.setattr(preflight, "rows", lambda stack: asked.append(stack) or answers.pop(0))
+    env_cli.preflight(context(namespace=NAMESPACE), env="staging")
     out = capsys.readouterr().out
     assert "staging deployability" in out and "engine 24.0.7" in out and "FAIL" not in out
-    assert fails(1, env_cli.test_environment, context(namespace=NAMESPACE)) == (
-        "error: dev is not deployable now (see above)"
-    )
+    assert fails(1, env_cli.preflight, context(namespace=NAMESPACE)) == "error: dev is not deployable now (see above)"
     line = next(line for line in capsys.readouterr().out.splitlines() if "no Docker daemon answers" in line)
     assert "FAIL" in line
     # The very stack a deploy would run: this checkout's build by its pinned tag, the others under the namespace.

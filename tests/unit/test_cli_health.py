@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,14 +11,8 @@ from invoke import Exit
 
 from analyticbot_ops import health
 from analyticbot_ops.cli import health as health_cli
-from tests.unit.cli_support import context, fails, isolated_tasks
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    with isolated_tasks(monkeypatch, tmp_path):
-        yield
-
+from tests.unit.cli_support import context, fails
+from tests.unit.cli_support import no_docker as no_docker  # autouse: each test's tasks run isolated
 
 API = health.ServiceHealth(
     "api",

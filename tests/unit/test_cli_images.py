@@ -3,33 +3,18 @@ source, the layer analysis and its budgets. Builds and docker inspect are replac
 
 from __future__ import annotations
 
-import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from invoke import Config, Context
 
 from analyticbot_ops import baseimages, build, layers
 from analyticbot_ops.cli import images as images_cli
-from analyticbot_ops.config import DEFAULTS
-from tests.unit.cli_support import fails, isolated_tasks
+from tests.unit.cli_support import NAMESPACE, fails
+from tests.unit.cli_support import namespaced_context as context
+from tests.unit.cli_support import no_docker as no_docker  # autouse: each test's tasks run isolated
 
-NAMESPACE = "registry.example/team"
 MB = 1_000_000
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    with isolated_tasks(monkeypatch, tmp_path):
-        yield
-
-
-def context(**ops: Any) -> Context:
-    settings = copy.deepcopy(DEFAULTS)
-    settings["ops"].update({"namespace": NAMESPACE, **ops})
-    return Context(Config(overrides=settings))
 
 
 @pytest.fixture
@@ -49,12 +34,12 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
         return [build.ServiceBuild(n, build.service_tag(n, NAMESPACE), 12.34, 75_500_000, 14, 9) for n in names]
 
     monkeypatch.setattr(images_cli.baseimages, "build_base_images", bases)
-    monkeypatch.setattr(images_cli.build, "build_services", services)
+    monkeypatch.setattr(build, "build_services", services)
     return seen
 
 
 def test_base_images_builds_every_base_from_the_configured_source(builds: dict[str, list[Any]], capsys: Any) -> None:
-    images_cli.base_images(context(base_source="official"))
+    images_cli.base(context(base_source="official"))
     assert builds["bases"] == [
         (None, {"source": "official", "namespace": NAMESPACE, "force": False, "progress": images_cli.progress})
     ]
@@ -66,7 +51,7 @@ def test_base_images_builds_every_base_from_the_configured_source(builds: dict[s
 
 
 def test_base_images_named_forced_and_from_another_source(builds: dict[str, list[Any]]) -> None:
-    images_cli.base_images(context(), name=["python-build"], source="official", force=True)
+    images_cli.base(context(), name=["python-build"], source="official", force=True)
     assert builds["bases"] == [
         (
             ["python-build"],
@@ -77,14 +62,14 @@ def test_base_images_named_forced_and_from_another_source(builds: dict[str, list
 
 def test_base_images_refuses_an_unknown_base_or_source_before_asking_docker() -> None:
     # The library's own checks, not replaced: they come before any daemon call.
-    assert "python-nope" in fails(2, images_cli.base_images, context(), name=["python-nope"])
-    assert "unknown base image source 'ubuntu'" in fails(2, images_cli.base_images, context(), source="ubuntu")
+    assert "python-nope" in fails(2, images_cli.base, context(), name=["python-nope"])
+    assert "unknown base image source 'ubuntu'" in fails(2, images_cli.base, context(), source="ubuntu")
 
 
 def test_build_builds_the_bases_then_every_service_with_their_references(
     builds: dict[str, list[Any]], capsys: Any
 ) -> None:
-    images_cli.build_optimized(context(), no_cache=True)
+    images_cli.build(context(), no_cache=True)
     assert builds["bases"] == [(None, {"source": "debian", "namespace": NAMESPACE, "progress": images_cli.progress})]
     assert builds["services"] == [
         (
@@ -106,13 +91,13 @@ def test_build_builds_the_bases_then_every_service_with_their_references(
 
 
 def test_build_of_named_services_from_the_official_bases(builds: dict[str, list[Any]]) -> None:
-    images_cli.build_optimized(context(), service=["bot", "proxy"], source="official")
+    images_cli.build(context(), service=["bot", "proxy"], source="official")
     assert builds["bases"][0][1]["source"] == "official"
     assert builds["services"][0][0] == ["bot", "proxy"] and builds["services"][0][1]["no_cache"] is False
 
 
 def test_build_refuses_an_unknown_service_before_building_anything(builds: dict[str, list[Any]]) -> None:
-    message = fails(2, images_cli.build_optimized, context(), service=["api", "worker"])
+    message = fails(2, images_cli.build, context(), service=["api", "worker"])
     assert message.startswith("error: unknown service 'worker'; known: api, bot")
     assert builds == {"bases": [], "services": []}
 
@@ -142,12 +127,12 @@ class Analysis:
 @pytest.fixture
 def analysed(monkeypatch: pytest.MonkeyPatch) -> Analysis:
     fake = Analysis()
-    monkeypatch.setattr(images_cli.layers, "analyze", fake)
+    monkeypatch.setattr(layers, "analyze", fake)
     return fake
 
 
 def test_layers_of_every_image_under_their_budgets(analysed: Analysis, capsys: Any) -> None:
-    images_cli.analyze_layers(context(budgets_mb={"api": 80, "bot": 90}))
+    images_cli.layers(context(budgets_mb={"api": 80, "bot": 90}))
     ((images, budgets),) = analysed.asked
     assert images == {
         **{r.name: r.tag(NAMESPACE) for r in baseimages.RECIPES},
@@ -166,22 +151,22 @@ def test_layers_of_every_image_under_their_budgets(analysed: Analysis, capsys: A
 
 
 def test_layers_of_named_services_and_an_unknown_one(analysed: Analysis) -> None:
-    images_cli.analyze_layers(context(), service=["bot"])
+    images_cli.layers(context(), service=["bot"])
     assert analysed.asked[0][0] == {"bot": f"{NAMESPACE}/bot:latest"}
-    assert "unknown service 'db'" in fails(2, images_cli.analyze_layers, context(), service=["db"])
+    assert "unknown service 'db'" in fails(2, images_cli.layers, context(), service=["db"])
     assert len(analysed.asked) == 1
 
 
 def test_layers_over_budget_exits_1_after_the_report(analysed: Analysis, capsys: Any) -> None:
     analysed.images[1] = image("bot", 95.5, 90, ("COPY src", 95.5))
-    message = fails(1, images_cli.analyze_layers, context())
+    message = fails(1, images_cli.layers, context())
     assert message == "error: bot is 95.5 MB, over its budget of 90 MB"
     assert "total (budget 90.0 MB)  OVER BUDGET" in capsys.readouterr().out
 
 
 def test_layers_as_json_marks_the_images_over_budget(analysed: Analysis, capsys: Any) -> None:
     analysed.images[0] = image("api", 81.0, 80, ("", 81.0))
-    assert "api is 81.0 MB" in fails(1, images_cli.analyze_layers, context(), json=True)
+    assert "api is 81.0 MB" in fails(1, images_cli.layers, context(), json=True)
     data = json.loads(capsys.readouterr().out)
     assert [(i["name"], i["over_budget"]) for i in data["images"]] == [("api", True), ("bot", False)]
     assert data["shared_bytes"] == 30 * MB

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,17 +11,12 @@ import pytest
 from analyticbot_ops.cli import monitoring as monitoring_cli
 from analyticbot_ops.errors import EXIT_BAD_INPUT, EXIT_DEGRADED, EXIT_UNHEALTHY
 from analyticbot_ops.monitoring import client
-from tests.unit.cli_support import context, fails, isolated_tasks
+from tests.unit.cli_support import context, fails
+from tests.unit.cli_support import no_docker as no_docker  # autouse: each test's tasks run isolated
 
 WATCHDOG = client.Alert("Watchdog", "firing", "none", "the alerting pipeline works")
 REDIS_TARGET_DOWN = client.Alert("TargetDown", "firing", "warning", "target redis is down", {"job": "redis"})
 POSTGRES_DOWN = client.Alert("PostgresDown", "firing", "critical", "PostgreSQL does not answer")
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    with isolated_tasks(monkeypatch, tmp_path):
-        yield
 
 
 class FakeMonitoring:

@@ -15,15 +15,10 @@ import pytest
 from analyticbot_ops import schedule
 from analyticbot_ops.cli import schedule as schedule_cli
 from analyticbot_ops.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNHEALTHY
-from tests.unit.cli_support import context, fails, isolated_tasks, record
+from tests.unit.cli_support import context, fails, record
+from tests.unit.cli_support import no_docker as no_docker  # autouse: each test's tasks run isolated
 
 TIMERS = "analyticbot-prod-tls-renew.timer analyticbot-prod-restore-drill.timer"
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    with isolated_tasks(monkeypatch, tmp_path):
-        yield
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ replaced: no Docker."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,18 +11,15 @@ from typing import Any
 
 import jwt
 import pytest
-from invoke import Config, Context
 
 from analyticbot_ops import compose, maintenance, tokens
 from analyticbot_ops import secrets as sec
 from analyticbot_ops.cli import secrets as secrets_cli
-from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import DockerUnavailable
-from tests.unit.cli_support import fails, isolated_tasks
+from tests.unit.cli_support import NAMESPACE, fails, isolated_tasks
+from tests.unit.cli_support import namespaced_context as context
 
 from .secrets_support import BOT_TOKEN, MADE_WITHOUT_INPUT, populate, write_raw
-
-NAMESPACE = "registry.example/team"
 
 
 @pytest.fixture(autouse=True)
@@ -62,12 +58,6 @@ def guard(monkeypatch: pytest.MonkeyPatch) -> DatabaseGuard:
     return fake
 
 
-def context(**ops: Any) -> Context:
-    settings = copy.deepcopy(DEFAULTS)
-    settings["ops"].update({"namespace": NAMESPACE, **ops})
-    return Context(Config(overrides=settings))
-
-
 def row(text: str, name: str) -> str:
     return next(line for line in text.splitlines() if f" {name} " in line)
 
@@ -78,7 +68,7 @@ def row(text: str, name: str) -> str:
 def test_from_env_generates_the_missing_secrets_and_prints_each_outcome(
     guard: DatabaseGuard, sdir: Path, capsys: Any
 ) -> None:
-    secrets_cli.secrets_from_env(context())
+    secrets_cli.from_env(context())
     assert guard.asked == ["analyticbot-dev"]  # asked about the database first; no daemon: made as usual
     assert sorted(p.name for p in sdir.iterdir() if not p.name.startswith(".")) == sorted(MADE_WITHOUT_INPUT)
     text = capsys.readouterr().out
@@ -91,20 +81,20 @@ def test_from_env_reads_an_env_file_and_keeps_what_exists_unless_forced(
 ) -> None:
     env_file = tmp_path / "values.env"
     env_file.write_text(f"BOT_TOKEN={BOT_TOKEN}\n")
-    secrets_cli.secrets_from_env(context(), env_file=str(env_file))
+    secrets_cli.from_env(context(), env_file=str(env_file))
     assert (sdir / "bot_token").read_text().strip() == BOT_TOKEN
     other = BOT_TOKEN.replace("123456789", "987654321")
     env_file.write_text(f"BOT_TOKEN={other}\n")
     capsys.readouterr()
-    secrets_cli.secrets_from_env(context(), env_file=str(env_file))
+    secrets_cli.from_env(context(), env_file=str(env_file))
     assert "kept" in row(capsys.readouterr().out, "bot_token")
     assert (sdir / "bot_token").read_text().strip() == BOT_TOKEN
-    secrets_cli.secrets_from_env(context(), env_file=str(env_file), force=True)
+    secrets_cli.from_env(context(), env_file=str(env_file), force=True)
     assert (sdir / "bot_token").read_text().strip() == other
 
 
 def test_from_env_rejected_prints_why_and_writes_nothing(guard: DatabaseGuard, sdir: Path, capsys: Any) -> None:
-    message = fails(2, secrets_cli.secrets_from_env, context(), env="prod")
+    message = fails(2, secrets_cli.from_env, context(), env="prod")
     assert "bot_token" in message
     assert "missing" in row(capsys.readouterr().out, "bot_token")  # the table first, then the one line
     assert not sdir.exists() or not any(p for p in sdir.iterdir() if not p.name.startswith("."))
@@ -116,9 +106,9 @@ def test_a_new_database_password_for_an_existing_volume_is_refused(
     guard.answer = SimpleNamespace(ok=False, detail="the postgres volume of analyticbot-staging exists")
     made: list[Any] = []
     monkeypatch.setattr(secrets_cli.secrets, "init_interactive", lambda *a, **kw: made.append(a))
-    message = fails(2, secrets_cli.secrets_from_env, context(), env="staging")
+    message = fails(2, secrets_cli.from_env, context(), env="staging")
     assert message == "error: the postgres volume of analyticbot-staging exists"
-    assert fails(2, secrets_cli.secrets_init, context(), env="staging") == message
+    assert fails(2, secrets_cli.init, context(), env="staging") == message
     assert guard.asked == ["analyticbot-staging"] * 2 and made == [] and not sdir.exists()
 
 
@@ -134,7 +124,7 @@ def test_init_asks_for_the_missing_secrets_in_the_stack_folder(
         return sec.ApplyReport(env, directory, (outcome,))
 
     monkeypatch.setattr(secrets_cli.secrets, "init_interactive", init_interactive)
-    secrets_cli.secrets_init(context(), env="prod", force=True)
+    secrets_cli.init(context(), env="prod", force=True)
     assert asked == [("prod", sdir, True)]
     assert "from the terminal" in row(capsys.readouterr().out, "bot_token")
 
@@ -143,7 +133,7 @@ def test_init_asks_for_the_missing_secrets_in_the_stack_folder(
 
 
 def test_check_of_an_empty_folder_fails_listing_every_required_secret(sdir: Path, capsys: Any) -> None:
-    message = fails(1, secrets_cli.secrets_check, context())
+    message = fails(1, secrets_cli.check, context())
     assert message == "error: a required secret is missing or a secret is invalid (see above)"
     text = capsys.readouterr().out
     assert "NO" in row(text, "jwt_secret_key") and "yes" in row(text, "jwt_secret_key")  # required, absent
@@ -152,7 +142,7 @@ def test_check_of_an_empty_folder_fails_listing_every_required_secret(sdir: Path
 
 def test_check_of_generated_secrets_passes_and_shows_their_state(sdir: Path, capsys: Any) -> None:
     populate(sdir)
-    secrets_cli.secrets_check(context())
+    secrets_cli.check(context())
     line = row(capsys.readouterr().out, "jwt_secret_key")
     assert line.count("yes") >= 2 and " ok " in line and "INVALID" not in line and " 0 " in line
 
@@ -161,7 +151,7 @@ def test_check_shows_a_bad_mode_and_an_invalid_value_with_its_problems(sdir: Pat
     populate(sdir)
     (sdir / "redis_password").chmod(0o644)
     write_raw(sdir, "jwt_secret_key", "a" * 64)
-    fails(1, secrets_cli.secrets_check, context())
+    fails(1, secrets_cli.check, context())
     text = capsys.readouterr().out
     assert "BAD" in row(text, "redis_password")
     assert "INVALID" in row(text, "jwt_secret_key")
@@ -170,27 +160,27 @@ def test_check_shows_a_bad_mode_and_an_invalid_value_with_its_problems(sdir: Pat
 
 def test_check_as_json_has_one_row_per_secret(sdir: Path, capsys: Any) -> None:
     populate(sdir)
-    secrets_cli.secrets_check(context(), json=True)
+    secrets_cli.check(context(), json=True)
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == [s.name for s in sec.SECRETS]
     assert next(r for r in rows if r["name"] == "jwt_secret_key")["valid"] is True
-    assert "unknown environment 'uat'" in fails(2, secrets_cli.secrets_check, context(), env="uat")
+    assert "unknown environment 'uat'" in fails(2, secrets_cli.check, context(), env="uat")
 
 
 def test_list_names_sizes_and_consumers_never_values(sdir: Path, capsys: Any) -> None:
     populate(sdir)
     write_raw(sdir, "stray_file", "not registered")
-    secrets_cli.secrets_list(context())
+    secrets_cli.list_(context())
     text = capsys.readouterr().out
     assert "api" in row(text, "jwt_secret_key") and "(unknown file)" in row(text, "stray_file")
     assert (sdir / "jwt_secret_key").read_text().strip() not in text
-    secrets_cli.secrets_list(context(), json=True)
+    secrets_cli.list_(context(), json=True)
     listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert listed["stray_file"]["known"] is False and listed["stray_file"]["size"] == len("not registered")
 
 
 def test_list_of_no_folder_is_an_empty_table(capsys: Any) -> None:
-    secrets_cli.secrets_list(context(), json=True)
+    secrets_cli.list_(context(), json=True)
     assert json.loads(capsys.readouterr().out) == []
 
 
@@ -204,7 +194,7 @@ def claims(token: str, sdir: Path) -> dict[str, Any]:
 
 def test_token_alone_on_stdout_signed_with_the_stack_key(sdir: Path, capsys: Any) -> None:
     populate(sdir)
-    secrets_cli.api_token(context(), scope="write", ttl="15m", subject="ci")
+    secrets_cli.token(context(), scope="write", ttl="15m", subject="ci")
     captured = capsys.readouterr()
     token = captured.out.strip()
     assert captured.out == token + "\n"
@@ -215,16 +205,16 @@ def test_token_alone_on_stdout_signed_with_the_stack_key(sdir: Path, capsys: Any
 
 def test_token_as_json(sdir: Path, capsys: Any) -> None:
     populate(sdir)
-    secrets_cli.api_token(context(), json=True)
+    secrets_cli.token(context(), json=True)
     data = json.loads(capsys.readouterr().out)
     assert data["subject"] == "operator" and data["scopes"] == ["read"]
     assert claims(data["token"], sdir)["sub"] == "operator" and data["expires"]
 
 
 def test_token_refuses_a_bad_scope_ttl_or_a_missing_key(sdir: Path, capsys: Any) -> None:
-    assert "--scope must be read or write, got admin" in fails(2, secrets_cli.api_token, context(), scope="admin")
-    assert "--ttl must be" in fails(2, secrets_cli.api_token, context(), ttl="forever")
-    assert "secret jwt_secret_key is missing" in fails(2, secrets_cli.api_token, context())
+    assert "--scope must be read or write, got admin" in fails(2, secrets_cli.token, context(), scope="admin")
+    assert "--ttl must be" in fails(2, secrets_cli.token, context(), ttl="forever")
+    assert "secret jwt_secret_key is missing" in fails(2, secrets_cli.token, context())
     assert capsys.readouterr().out == ""
 
 

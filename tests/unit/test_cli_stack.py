@@ -4,48 +4,22 @@ reach the daemon is replaced, and a command that would still run fails the test.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from invoke import Config, Context, Exit
+from invoke import Exit
 
-from analyticbot_ops import backups, compose, health, model, releases
+from analyticbot_ops import backups, compose, health, model
 from analyticbot_ops.cli import stack as stack_cli
-from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import DockerUnavailable
 from analyticbot_ops.releases import Release
-from tests.unit.cli_support import fails, isolated_tasks, record
-
-NAMESPACE = "registry.example/team"
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    with isolated_tasks(monkeypatch, tmp_path):
-        yield
-
-
-@pytest.fixture
-def pins(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
-    """releases.pinned_settings asks docker for images: answer with one pinned API image, and record the asks."""
-    asked: list[set[str]] = []
-
-    def pinned(unnamed: Any, state_dir: Any = None) -> dict[str, str]:
-        asked.append(set(unnamed))
-        return {"API_IMAGE": f"{NAMESPACE}/api:build-1"} if "API_IMAGE" in unnamed else {}
-
-    monkeypatch.setattr(releases, "pinned_settings", pinned)
-    return asked
-
-
-def context(**ops: Any) -> Context:
-    settings = copy.deepcopy(DEFAULTS)
-    settings["ops"].update({"namespace": NAMESPACE, **ops})
-    return Context(Config(overrides=settings))
+from tests.unit.cli_support import NAMESPACE, fails, record
+from tests.unit.cli_support import namespaced_context as context
+from tests.unit.cli_support import no_docker as no_docker  # autouse: each test's tasks run isolated
+from tests.unit.cli_support import pins as pins  # a fixture the tests ask for by name
 
 
 def sweep(*verdicts: tuple[str, str, str]) -> health.Sweep:
@@ -364,7 +338,7 @@ def deploying(monkeypatch: pytest.MonkeyPatch, pins: list[set[str]], tmp_path: P
         return [SimpleNamespace(name="python-runtime", tag=f"{NAMESPACE}/python-runtime:bookworm")]
 
     monkeypatch.setattr(stack_cli.baseimages, "build_base_images", bases)
-    monkeypatch.setattr(stack_cli.building, "build_services", lambda s, **kw: seen["builds"].append((s, kw)))
+    monkeypatch.setattr(stack_cli.build, "build_services", lambda s, **kw: seen["builds"].append((s, kw)))
     monkeypatch.setattr(stack_cli.deploy_module, "up", lambda stack, **kw: seen["up"].append((stack, kw)) or 7.5)
     monkeypatch.setattr(
         stack_cli.health, "sweep", lambda project: seen["sweep"].append(project) or sweep(("api", "healthy", "healthy"))
@@ -393,7 +367,7 @@ def test_deploy_with_build_builds_bases_and_services_under_the_namespace(deployi
     stack_cli.deploy(context(base_source="official"), build=True, allow_downtime=True)
     assert deploying["bases"] == [{"source": "official", "namespace": NAMESPACE, "progress": stack_cli.progress}]
     ((services, kwargs),) = deploying["builds"]
-    assert list(services) == list(stack_cli.building.SERVICES)
+    assert list(services) == list(stack_cli.build.SERVICES)
     assert kwargs == {
         "base_images": {"python-runtime": f"{NAMESPACE}/python-runtime:bookworm"},
         "namespace": NAMESPACE,

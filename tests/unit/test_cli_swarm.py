@@ -4,25 +4,23 @@ reach the daemon is replaced, and a command that would still run fails the test.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from invoke import Config, Context, Exit
+from invoke import Exit
 
-from analyticbot_ops import releases
 from analyticbot_ops import secrets as secrets_module
 from analyticbot_ops.cli import swarm as swarm_cli
-from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import DockerUnavailable, OpsError
 from analyticbot_ops.swarm import lab as swarm_lab
 from analyticbot_ops.swarm import rotation as swarm_rotation
 from tests.unit import swarm_support as support
-from tests.unit.cli_support import fails, isolated_tasks, record
+from tests.unit.cli_support import NAMESPACE, fails, isolated_tasks, record
+from tests.unit.cli_support import namespaced_context as context
+from tests.unit.cli_support import pins as pins  # a fixture the tests ask for by name
 
-NAMESPACE = "registry.example/team"
 LAB = support.three_nodes("analyticbot-lab")
 
 
@@ -31,19 +29,6 @@ def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     monkeypatch.setattr(swarm_lab, "STATE_DIR", tmp_path / ".state")
     with isolated_tasks(monkeypatch, tmp_path):
         yield
-
-
-@pytest.fixture
-def pins(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
-    """releases.pinned_settings asks docker for images: answer with one pinned API image, and record the asks."""
-    asked: list[set[str]] = []
-
-    def pinned(unnamed: Any, state_dir: Any = None) -> dict[str, str]:
-        asked.append(set(unnamed))
-        return {"API_IMAGE": f"{NAMESPACE}/api:build-1"} if "API_IMAGE" in unnamed else {}
-
-    monkeypatch.setattr(releases, "pinned_settings", pinned)
-    return asked
 
 
 @pytest.fixture
@@ -58,12 +43,6 @@ def clusters(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(swarm_lab, "target", target)
     return asked
-
-
-def context(**ops: Any) -> Context:
-    settings = copy.deepcopy(DEFAULTS)
-    settings["ops"].update({"namespace": NAMESPACE, **ops})
-    return Context(Config(overrides=settings))
 
 
 def rows(text: str) -> list[list[str]]:

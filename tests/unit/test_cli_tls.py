@@ -3,7 +3,6 @@ certbot's side (acme.obtain, acme.renew) replaced, so no Docker. What each print
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,18 +10,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from invoke import Config, Context
 
 from analyticbot_ops import acme, compose, tls
 from analyticbot_ops.cli import tls as tls_cli
-from analyticbot_ops.config import DEFAULTS
-from tests.unit.cli_support import fails, isolated_tasks
-
-
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    with isolated_tasks(monkeypatch, tmp_path):
-        yield
+from tests.unit.cli_support import context, fails
+from tests.unit.cli_support import no_docker as no_docker  # autouse: each test's tasks run isolated
 
 
 @pytest.fixture
@@ -30,48 +22,42 @@ def tls_dir(tmp_path: Path) -> Path:
     return tmp_path / "tls"
 
 
-def context(**ops: Any) -> Context:
-    settings = copy.deepcopy(DEFAULTS)
-    settings["ops"].update(ops)
-    return Context(Config(overrides=settings))
-
-
 # --- dev, status (no stack) --------------------------------------------------------------------------------
 
 
 def test_dev_creates_a_ca_and_leaf_then_keeps_them(tls_dir: Path, capsys: Any) -> None:
-    tls_cli.ssl_dev(context(), name=["api.local"], days="90")
+    tls_cli.dev(context(), name=["api.local"], days="90")
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"created: {tls_dir / 'fullchain.pem'} (the CA was (re)created)"
     assert lines[1].startswith("names: localhost, 127.0.0.1, ::1, api.local; valid until ")
     assert any("curl --cacert" in line and str(tls_dir / "ca.crt") in line for line in lines)
     assert (tls_dir / "privkey.pem").is_file()
-    tls_cli.ssl_dev(context(), name=["api.local"], days="90")
+    tls_cli.dev(context(), name=["api.local"], days="90")
     assert capsys.readouterr().out.startswith(f"kept: {tls_dir / 'fullchain.pem'} (kept: valid")
 
 
 def test_dev_refuses_a_lifetime_out_of_range_or_not_a_number(tls_dir: Path) -> None:
-    assert "--days must be between 31 and 366" in fails(2, tls_cli.ssl_dev, context(), days="400")
-    assert "--days must be a whole number, got 'a year'" in fails(2, tls_cli.ssl_dev, context(), days="a year")
+    assert "--days must be between 31 and 366" in fails(2, tls_cli.dev, context(), days="400")
+    assert "--days must be a whole number, got 'a year'" in fails(2, tls_cli.dev, context(), days="a year")
     assert not (tls_dir / "fullchain.pem").exists()
 
 
 def test_status_of_the_dev_certificate_as_a_table_and_as_json(tls_dir: Path, capsys: Any) -> None:
-    tls_cli.ssl_dev(context(), days="100")
+    tls_cli.dev(context(), days="100")
     capsys.readouterr()
-    tls_cli.ssl_status(context())
+    tls_cli.status(context())
     text = capsys.readouterr().out
     assert str(tls_dir / "fullchain.pem") in text and "localhost, 127.0.0.1, ::1" in text
     assert " 99 " in text or " 100 " in text  # days left
     assert "key matches" in text and "chain verifies" in text and "NO" not in text
-    tls_cli.ssl_status(context(), json=True)
+    tls_cli.status(context(), json=True)
     data = json.loads(capsys.readouterr().out)
     assert data["sans"] == ["localhost", "127.0.0.1", "::1"] and data["key_matches"] and data["chain_ok"]
 
 
 def test_status_exits_1_when_it_expires_within_warn_days(tls_dir: Path, capsys: Any) -> None:
-    tls_cli.ssl_dev(context(), days="100")
-    message = fails(1, tls_cli.ssl_status, context(), warn_days="200")
+    tls_cli.dev(context(), days="100")
+    message = fails(1, tls_cli.status, context(), warn_days="200")
     assert message.startswith("error: expires in ") and message.endswith(" days (warning below 200)")
     assert "days left" in capsys.readouterr().out  # the table before the line
 
@@ -93,14 +79,14 @@ def test_status_of_a_mismatched_key_says_no(tls_dir: Path, monkeypatch: pytest.M
         ("privkey.pem does not match the certificate", "fullchain.pem holds only the leaf"),
     )
     monkeypatch.setattr(tls_cli.tls, "certificate_status", lambda d, warn_days: bad)
-    message = fails(1, tls_cli.ssl_status, context(), env="prod")
+    message = fails(1, tls_cli.status, context(), env="prod")
     assert message == "error: privkey.pem does not match the certificate; fullchain.pem holds only the leaf"
     text = capsys.readouterr().out
     assert "2030-04-01 12:30 UTC" in text and text.count("NO") == 2
 
 
 def test_status_without_a_certificate_is_bad_input(tls_dir: Path) -> None:
-    assert "no certificate at" in fails(2, tls_cli.ssl_status, context())
+    assert "no certificate at" in fails(2, tls_cli.status, context())
 
 
 # --- prod, renew (certbot beside the proxy) ----------------------------------------------------------------
@@ -125,7 +111,7 @@ def test_prod_obtains_through_the_stack_and_prints_what_is_served(
     obtained: list[Any], tmp_path: Path, capsys: Any
 ) -> None:
     bundle = tmp_path / "pebble.pem"
-    tls_cli.ssl_prod(
+    tls_cli.prod(
         context(),
         "bot.example.com",
         email="ops@example.com",
@@ -151,18 +137,18 @@ def test_prod_on_staging_with_a_key_that_does_not_match(
         "obtain",
         lambda stack, request, progress: SimpleNamespace(**{**vars(SERVED), "key_matches": False}),
     )
-    tls_cli.ssl_prod(context(), "bot.example.com", env="staging", staging=True)
+    tls_cli.prod(context(), "bot.example.com", env="staging", staging=True)
     assert "key DOES NOT match" in capsys.readouterr().out
 
 
 def test_prod_refuses_dev_and_a_name_acme_cannot_issue(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("analyticbot_ops.releases.pinned_settings", lambda unnamed, state_dir=None: {})
-    message = fails(2, tls_cli.ssl_prod, context(), "bot.example.com", env="dev")
-    assert message == "error: ssl-prod is for staging and prod; dev uses the local CA (`invoke tls.dev`)"
+    message = fails(2, tls_cli.prod, context(), "bot.example.com", env="dev")
+    assert message == "error: tls.prod is for staging and prod; dev uses the local CA (`invoke tls.dev`)"
     # The library's own checks (not replaced) refuse before the stack is asked anything.
-    assert "is a localhost name" in fails(2, tls_cli.ssl_prod, context(), "localhost")
+    assert "is a localhost name" in fails(2, tls_cli.prod, context(), "localhost")
     assert "no CA bundle at /nonexistent/ca.pem" in fails(
-        2, tls_cli.ssl_prod, context(), "bot.example.com", ca_bundle="/nonexistent/ca.pem"
+        2, tls_cli.prod, context(), "bot.example.com", ca_bundle="/nonexistent/ca.pem"
     )
 
 
@@ -174,9 +160,7 @@ def test_renew_reports_what_was_renewed_and_installed(
     monkeypatch.setattr("analyticbot_ops.releases.pinned_settings", lambda unnamed, state_dir=None: {})
     monkeypatch.setattr(tls_cli.acme, "renew", lambda stack, **kw: seen.append((stack.project, kw)) or report)
     bundle = tmp_path / "ca.pem"
-    tls_cli.ssl_renew(
-        context(), force_renewal=True, server="https://acme.test/dir", ca_bundle=str(bundle), env="staging"
-    )
+    tls_cli.renew(context(), force_renewal=True, server="https://acme.test/dir", ca_bundle=str(bundle), env="staging")
     assert seen == [
         (
             "analyticbot-staging",
@@ -188,7 +172,7 @@ def test_renew_reports_what_was_renewed_and_installed(
         "renewed: renewed ['bot.example.com'], not due ['other.example.com']",
         "installed and reloaded: bot.example.com",
     ]
-    tls_cli.ssl_renew(context(), json=True)
+    tls_cli.renew(context(), json=True)
     data = json.loads(capsys.readouterr().out)
     assert data == {
         "result": "renewed",
@@ -207,15 +191,15 @@ def test_renew_with_nothing_due(monkeypatch: pytest.MonkeyPatch, capsys: Any) ->
     report = acme.RenewReport(tls.RenewOutcome((), ("bot.example.com",), ()), ())
     monkeypatch.setattr("analyticbot_ops.releases.pinned_settings", lambda unnamed, state_dir=None: {})
     monkeypatch.setattr(tls_cli.acme, "renew", lambda stack, **kw: report)
-    tls_cli.ssl_renew(context())
+    tls_cli.renew(context())
     assert capsys.readouterr().out == "nothing due: renewed [], not due ['bot.example.com']\n"
-    tls_cli.ssl_renew(context(), json=True)
+    tls_cli.renew(context(), json=True)
     assert json.loads(capsys.readouterr().out)["result"] == "nothing due"
 
 
 def test_renew_refuses_a_missing_ca_bundle_before_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("analyticbot_ops.releases.pinned_settings", lambda unnamed, state_dir=None: {})
-    assert fails(2, tls_cli.ssl_renew, context(), ca_bundle="/nonexistent/ca.pem") == (
+    assert fails(2, tls_cli.renew, context(), ca_bundle="/nonexistent/ca.pem") == (
         "error: no CA bundle at /nonexistent/ca.pem"
     )
 
@@ -224,7 +208,7 @@ def test_renew_refuses_a_missing_ca_bundle_before_the_stack(monkeypatch: pytest.
 
 
 def test_setup_of_dev_makes_the_local_certificate(obtained: list[Any], tls_dir: Path, capsys: Any) -> None:
-    tls_cli.ssl_setup(context())
+    tls_cli.setup(context())
     assert capsys.readouterr().out.startswith(f"created: {tls_dir / 'fullchain.pem'}")
     assert obtained == []
 
@@ -234,8 +218,8 @@ def test_setup_of_prod_uses_the_domain_and_email_settings(
 ) -> None:
     monkeypatch.setenv("DOMAIN", "bot.example.com")
     monkeypatch.setenv("ACME_EMAIL", "ops@example.com")
-    tls_cli.ssl_setup(context(), env="prod")
-    tls_cli.ssl_setup(context(), env="staging", domain="stage.example.com", email="me@example.com")
+    tls_cli.setup(context(), env="prod")
+    tls_cli.setup(context(), env="staging", domain="stage.example.com", email="me@example.com")
     assert [(env, r.domain, r.email) for env, _, r, _ in obtained] == [
         ("prod", "bot.example.com", "ops@example.com"),
         ("staging", "stage.example.com", "me@example.com"),
@@ -244,7 +228,7 @@ def test_setup_of_prod_uses_the_domain_and_email_settings(
 
 
 def test_setup_of_prod_without_a_domain_is_bad_input(obtained: list[Any]) -> None:
-    message = fails(2, tls_cli.ssl_setup, context(), env="prod")
+    message = fails(2, tls_cli.setup, context(), env="prod")
     assert message == "error: no domain for prod: pass --domain or set DOMAIN in .env.prod"
-    assert "unknown environment 'live'" in fails(2, tls_cli.ssl_setup, context(), env="live")
+    assert "unknown environment 'live'" in fails(2, tls_cli.setup, context(), env="live")
     assert obtained == []

@@ -261,13 +261,13 @@ def test_a_pinned_stack_pins_only_images_nothing_names(
 ) -> None:
     asked: list[set[str]] = []
 
-    def pinned(unnamed: set[str]) -> dict[str, str]:
+    def pinned(unnamed: set[str], _state_dir: object = None) -> dict[str, str]:
         asked.append(set(unnamed))
         return {"API_IMAGE": "analyticbot/api:b-1234"}
 
     monkeypatch.setattr(releases, "pinned_settings", pinned)
     hermetic["BOT_IMAGE"] = "mine/bot:7"
-    stack = compose.load_stack("dev", pinned=True)
+    stack = releases.pin(compose.load_stack("dev"))
     assert "API_IMAGE" in asked[0] and "BOT_IMAGE" not in asked[0] and "HTTP_PORT" not in asked[0]
     assert stack.settings["API_IMAGE"] == "analyticbot/api:b-1234"
     assert stack.settings["BOT_IMAGE"] == "mine/bot:7"
@@ -507,7 +507,7 @@ def test_in_service_finds_the_running_container(monkeypatch: pytest.MonkeyPatch)
     _engine(monkeypatch, _container("postgres", name="proj-postgres-1"), _container("redis", "exited", None))
     assert compose.in_service(STACK, "postgres") == compose.InContainer("proj-postgres-1")
     for service in ("redis", "bot"):  # stopped, and never created
-        with pytest.raises(OpsError, match=rf"^{service} of proj is not running; .*`invoke up --env dev`"):
+        with pytest.raises(OpsError, match=rf"^{service} of proj is not running; .*`invoke stack\.up --env dev`"):
             compose.in_service(STACK, service)
 
 

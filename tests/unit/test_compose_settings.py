@@ -74,3 +74,16 @@ def test_the_template_validates_and_a_folder_setting_is_no_secret(tmp_path: Path
     leaked = tmp_path / "leaked.env"
     leaked.write_text("POSTGRES_PASSWORD=Hunter2-and-more\n")
     assert any("looks like a secret" in f.message for f in environment.validate_file("dev", leaked))
+
+
+def test_a_malformed_env_file_of_a_stack_is_one_line_that_promises_nothing_about_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same strict reader as secrets.from-env (envfile.read), but a deploy writes nothing anyway: only
+    from-env, which would have written secrets, says "nothing was written"."""
+    env_file = tmp_path / ".env.dev"
+    env_file.write_text("HTTP_PORT=8080\nBOT_TOKEN\n")
+    monkeypatch.setattr(compose, "env_file", lambda env: env_file)
+    with pytest.raises(BadInput) as caught:
+        compose.settings_with_sources("dev")
+    assert str(caught.value) == f"{env_file}:2: BOT_TOKEN has no '=' (expected NAME=value)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analyticbot_ops import deploy, rollout
+from analyticbot_ops import compose, deploy, rollout
 from analyticbot_ops.compose import Stack
 from analyticbot_ops.errors import BadInput
 
@@ -28,7 +28,7 @@ def test_each_service_is_unchanged_changed_or_started(monkeypatch: pytest.Monkey
         _container("migrate", "m1", running=False),  # a job that ran: exited
         _container("bot", "b0", oneoff=True),  # a `compose run` one-off is not the service
     ]
-    monkeypatch.setattr(deploy, "project_containers", lambda _p: running)
+    monkeypatch.setattr(compose, "project_containers", lambda _p: running)
     assert deploy.plan(STACK) == {"api": "change", "proxy": "unchanged", "bot": "start", "migrate": "start"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import docker
 import pytest
 import requests
 from docker import errors as sdk_errors
@@ -101,6 +102,17 @@ def test_the_client_negotiates_its_version_and_reaches_what_docker_host_names(mo
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.9:2375")
     assert engine.api() is not first
     assert RecordingClient.made[-1]["base_url"] == "tcp://10.0.0.9:2375"
+
+
+def test_the_unit_tests_guard_stops_a_real_client_before_it_asks_the_daemon(no_real_docker: list[str]) -> None:
+    # No fake here: engine.api() makes the SDK's own APIClient, which conftest's guard refuses, and the
+    # AssertionError is not mistaken for a daemon that is not there (DockerUnavailable).
+    with pytest.raises(AssertionError, match=f"^a unit test reached the Docker Engine API .*{SOCKET}"):
+        engine.inspect("image", "x")
+    with pytest.raises(AssertionError, match=r"^a unit test reached the Docker Engine API"):
+        docker.from_env()  # any other way to a client too
+    assert len(no_real_docker) == 2
+    no_real_docker.clear()  # provoked on purpose: the guard's teardown check passes
 
 
 @pytest.mark.parametrize(

@@ -159,8 +159,8 @@ def test_new_database_secrets_are_refused_while_the_database_volume_exists(
         "database volume",
         False,
         f"the database volume abunit_pgdata exists but {tmp_path}/postgres_password does not: a new password "
-        "would not open it. Restore the old secrets folder, or `invoke down --volumes` to start over (deletes the "
-        "data)",
+        "would not open it. Restore the old secrets folder, or `invoke stack.down --env dev --volumes` to start "
+        "over (deletes the data)",
     )
     (tmp_path / "postgres_password").write_text("the password the volume was made with")
     assert guard.secrets_match_database(stack).ok

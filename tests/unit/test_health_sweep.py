@@ -390,33 +390,6 @@ def test_no_python_service_means_no_call(stack: Stack) -> None:
     assert health.call_endpoints(PROJECT) == [] and stack.asked == []
 
 
-@pytest.fixture
-def fake_docker(monkeypatch: pytest.MonkeyPatch) -> Iterator[runner.FakeRunner]:
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    monkeypatch.setattr(docker, "client", lambda: docker.DockerClient("/usr/bin/docker", "20.10.24", False))
-    with runner.use(runner.FakeRunner()) as fake:
-        yield fake
-
-
-def test_outside_an_active_swarm_there_are_no_swarm_services(fake_docker: runner.FakeRunner) -> None:
-    fake_docker.answer("docker", "info", stdout="inactive\n")
-    assert health.swarm_services() == []
-    assert fake_docker.commands() == ["docker info --format {{.Swarm.LocalNodeState}}"]
-
-
-def test_swarm_services_and_their_replicas(fake_docker: runner.FakeRunner) -> None:
-    fake_docker.answer("docker", "info", stdout="active\n")
-    lines = [{"ID": "x1", "Name": "ab_api", "Replicas": "2/2"}, {"ID": "x2", "Name": "ab_bot"}]
-    fake_docker.answer("docker", "service", "ls", stdout="".join(json.dumps(line) + "\n" for line in lines))
-    assert health.swarm_services() == [{"name": "ab_api", "replicas": "2/2"}, {"name": "ab_bot", "replicas": ""}]
-    assert fake_docker.commands()[-1] == "docker service ls --format {{json .}}"
-
-
-def test_a_failing_docker_info_means_no_swarm(fake_docker: runner.FakeRunner) -> None:
-    fake_docker.answer("docker", "info", stderr="permission denied", returncode=1)
-    assert health.swarm_services() == []
-
-
 def test_uptimes_of_running_services_and_a_dash_for_the_others(stack: Stack) -> None:
     started = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1, minutes=5, seconds=7)
     stamp = started.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"  # Docker's nanoseconds

@@ -47,7 +47,7 @@ def test_budgets_in_decimal_megabytes() -> None:
 
 
 def test_missing_image_is_one_clear_error() -> None:
-    with pytest.raises(OpsError, match="build-optimized"):
+    with pytest.raises(OpsError, match=r"`invoke images\.build`"):
         layers.analyze({"x": "missing:1"}, {})
 
 

@@ -144,7 +144,9 @@ def test_a_stopped_postgres_says_how_to_start_the_stack(world: World, fake: runn
     world.containers[0]["State"].update(Status="exited", Running=False)
     with pytest.raises(OpsError) as caught:
         _live(sdir).exec_postgres_sql("SELECT 1")
-    assert str(caught.value) == (f"postgres of {PROJECT} is not running; start the stack first (`invoke up --env dev`)")
+    assert str(caught.value) == (
+        f"postgres of {PROJECT} is not running; start the stack first (`invoke stack.up --env dev`)"
+    )
     assert fake.calls == []
 
 

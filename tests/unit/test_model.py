@@ -3,6 +3,7 @@ services' own placeholder rule. A change on one side without the other fails her
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import yaml
 from analyticbot_common import placeholders
 
 from analyticbot_ops import compose, model, secrets
-from analyticbot_ops.paths import COMPOSE_DIR
+from analyticbot_ops.paths import COMPOSE_DIR, REPO_ROOT
 
 
 def _services(name: str) -> dict[str, dict]:
@@ -91,6 +92,97 @@ def test_each_compose_user_is_the_model_uid() -> None:
     for service, body in _merged_base().items():
         if "user" in body:
             assert body["user"] == f"{model.BY_NAME[service].uid}:{model.BY_NAME[service].uid}", service
+        for entry in body.get("tmpfs") or []:  # a tmpfs given to the service's user
+            for owner in re.findall(r"\b[ug]id=(\d+)", str(entry)):
+                assert int(owner) == model.BY_NAME[service].uid, (service, entry)
+
+
+def test_the_dockerfiles_and_the_base_hooks_use_the_model_uid() -> None:
+    """A Dockerfile cannot import the model: its USER and chown owners are held to it here. The base images'
+    hooks take the uid from baseimages.py (APP_UID) and write none of their own."""
+    for dockerfile in (REPO_ROOT / "services" / "Dockerfile", REPO_ROOT / "nginx" / "Dockerfile"):
+        text = dockerfile.read_text()
+        owners = re.findall(r"^USER (\d+):(\d+)", text, re.M) + re.findall(r"chown (?:-R )?(\d+):(\d+)", text)
+        # Root only where a build stage says so (services/Dockerfile reads every file it copies as root).
+        assert owners and set(owners) - {("0", "0")} == {(str(model.APP_UID), str(model.APP_UID))}, dockerfile
+    for hook in (REPO_ROOT / "analyticbot_ops" / "baseimages_hooks").glob("*.sh"):
+        assert str(model.APP_UID) not in hook.read_text(), hook
+
+
+# Facts the model names, and the literal each would be if written again elsewhere in the toolkit.
+_ONE_HOME_NUMBERS = {
+    model.APP_UID: "model.APP_UID",
+    model.APP_PORT: "model.APP_PORT",
+    model.PROXY_HTTP_PORT: "model.PROXY_HTTP_PORT",
+    model.PROXY_HTTPS_PORT: "model.PROXY_HTTPS_PORT",
+}
+_ONE_HOME_STRINGS = {
+    **{role: "model.POSTGRES_ROLES" for role in model.POSTGRES_ROLES.values() if role != model.DATABASE_OWNER},
+}
+
+
+def _literals(path: Path) -> list[tuple[int, object]]:
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and id(node) not in docstrings:
+            found.append((node.lineno, node.value))
+        if isinstance(node, ast.Tuple) and all(isinstance(e, ast.Constant) for e in node.elts):
+            values = tuple(e.value for e in node.elts)  # type: ignore[attr-defined]  # checked just above
+            if values == model.DATABASE_CLIENTS:
+                found.append((node.lineno, values))
+    return found
+
+
+def test_each_fact_the_model_names_is_written_nowhere_else_in_the_toolkit() -> None:
+    """The uid, the app and proxy ports, the database roles and clients: the model's, read from there."""
+    package = REPO_ROOT / "analyticbot_ops"
+    again = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "model.py" and path.parent == package:
+            continue
+        for line, value in _literals(path):
+            if isinstance(value, int) and not isinstance(value, bool) and value in _ONE_HOME_NUMBERS:
+                again.append(f"{path.relative_to(REPO_ROOT)}:{line}: {value} is {_ONE_HOME_NUMBERS[value]}")
+            if isinstance(value, str) and value in _ONE_HOME_STRINGS:
+                again.append(f"{path.relative_to(REPO_ROOT)}:{line}: {value!r} is in {_ONE_HOME_STRINGS[value]}")
+            if value == model.DATABASE_CLIENTS:
+                again.append(f"{path.relative_to(REPO_ROOT)}:{line}: {value} is model.DATABASE_CLIENTS")
+    assert again == []
+
+
+@pytest.mark.parametrize(
+    ("source", "caught"),
+    [("UID = 10001\n", "10001"), ("PORT = 8000\n", "8000"), ('ROLE = "analyticbot_api"\n', "analyticbot_api"),
+     ('CLIENTS = ("api", "mtproto")\n', "('api', 'mtproto')")],
+)  # fmt: skip
+def test_a_second_definition_is_caught(tmp_path: Path, source: str, caught: str) -> None:
+    module = tmp_path / "copy.py"
+    module.write_text('"""A module that writes a fact again: 10001 in its docstring is not one."""\n' + source)
+    values = [str(value) for _line, value in _literals(module)]
+    assert caught in values and "A module that writes a fact again: 10001 in its docstring is not one." not in values
+
+
+def test_the_compose_files_give_no_default_to_what_the_toolkit_always_sets() -> None:
+    """A setting the toolkit always sets (compose.py's defaults for every environment, or derived) is required in
+    the compose files (`${VAR:?...}`): a default written there too would be a second source, and could differ."""
+    always = set(compose.COMMON_DEFAULTS) | set.intersection(*(set(d) for d in compose.DEFAULTS.values()))
+    always |= {"PROXY_FRONTEND_IP"}
+    seen = set()
+    for path in sorted(COMPOSE_DIR.glob("*.yml")):
+        for name, operator in re.findall(r"\$\{([A-Z_]+)(:?[-?])?", path.read_text()):
+            if name in always:
+                seen.add(name)
+                assert operator == ":?", f"{path.name}: ${{{name}}} has a default of its own"
+    assert {"FRONTEND_SUBNET", "PROXY_BIND", "SECRETS_DIR", "ARCHIVE_TIMEOUT"} <= seen
 
 
 def test_image_defaults_follow_the_namespace_and_the_settings_say_where_they_came_from() -> None:

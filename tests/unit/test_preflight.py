@@ -204,7 +204,7 @@ def test_dev_without_a_certificate_fails_with_the_way_out(world: World) -> None:
     checks = {c.name: c for c in preflight.rows(stack)}
     fullchain = world.tls_dir / "none" / tls.FULLCHAIN
     assert checks["certificate"] == preflight.Check(
-        "certificate", False, f"no certificate at {fullchain}; run `invoke ssl-dev` or `invoke ssl-prod`"
+        "certificate", False, f"no certificate at {fullchain}; run `invoke tls.dev` or `invoke tls.prod`"
     )
 
 
@@ -214,7 +214,7 @@ def test_half_a_certificate_pair_is_no_bootstrap_case(world: World) -> None:
     assert checks["certificate"] == preflight.Check(
         "certificate",
         False,
-        f"no private key at {world.tls_dir / tls.PRIVKEY}; run `invoke ssl-dev` or `invoke ssl-prod`",
+        f"no private key at {world.tls_dir / tls.PRIVKEY}; run `invoke tls.dev` or `invoke tls.prod`",
     )
 
 

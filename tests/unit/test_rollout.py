@@ -54,6 +54,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(rollout, "point_proxy", lambda _s, service, host: state.steps.append(("proxy", host)))
     monkeypatch.setattr(rollout, "wait_drained", lambda _s, timeout=0: state.steps.append(("drain", "")) or 0.1)
     monkeypatch.setattr(rollout, "_health", lambda name: (state.health[name], True))
+    monkeypatch.setattr(
+        rollout, "_inspect", lambda name: {"State": {"Running": True, "Health": {"Status": state.health[name]}}}
+    )
     monkeypatch.setattr(rollout, "_ready_from_proxy", lambda _s, name: state.health[name] == "healthy")
     monkeypatch.setattr(rollout.time, "sleep", lambda _s: None)
     return state
@@ -105,6 +108,7 @@ class Daemon:
         self.containers: list[dict[str, Any]] = []
         self.health: dict[str, list[str]] = {}  # what each inspect answers, in turn (the last one sticks)
         self.ready = '{"status": "ready", "service": "api"}'
+        self.logs = ("Traceback: ImportError\n", "uvicorn exited\n")  # what `docker logs` prints (stdout, stderr)
         self.draining = ["0"]
         self.nginx_test_error = ""
         self.start_second = True
@@ -136,6 +140,8 @@ class Daemon:
         states = self.health[name]
         status = states.pop(0) if len(states) > 1 else states[0]
         running = status != "exited"
+        if not running:  # a release that exits at import: restarted by its policy, then given up
+            return {"State": {"Running": False, "Status": "exited", "ExitCode": 1}, "RestartCount": 5}
         return {"State": {"Running": running, "Health": {"Status": status}}}
 
     def answer(self, call: runner.Call) -> subprocess.CompletedProcess[str]:
@@ -154,7 +160,7 @@ class Daemon:
             count = self.draining.pop(0) if len(self.draining) > 1 else self.draining[0]
             return subprocess.CompletedProcess(argv, 0, count, "")
         if argv[1] == "logs":
-            return subprocess.CompletedProcess(argv, 0, "Traceback: ImportError\n", "uvicorn exited\n")
+            return subprocess.CompletedProcess(argv, 0, *self.logs)
         if argv[1] == "rm":
             self.containers = [c for c in self.containers if c["Name"] != f"/{argv[-1]}"]
         return subprocess.CompletedProcess(argv, 0, "", "")
@@ -235,7 +241,7 @@ def test_a_new_container_that_exits_is_removed_with_its_logs_in_the_error(
         rollout.roll(Stack("prod", "abroll", {}), "api", timeout=30)
     assert str(caught.value) == (
         "api: the new release was rolled back, abroll-api-1 keeps serving: abroll-api-2 did not become ready "
-        "(exited); its last log lines:\nTraceback: ImportError\nuvicorn exited"
+        "(exited, exit code 1, restarts 5); its last log lines:\nTraceback: ImportError\nuvicorn exited"
     )
     steps = [_step(c) for c in fake.calls]
     assert steps[3:] == [
@@ -247,6 +253,17 @@ def test_a_new_container_that_exits_is_removed_with_its_logs_in_the_error(
     assert "stop --time 15 abroll-api-1" not in steps
 
 
+def test_a_new_container_that_exits_without_a_word_says_so(daemon: tuple[Daemon, runner.FakeRunner]) -> None:
+    state, _fake = daemon
+    state.health["abroll-api-2"] = ["starting", "exited"]
+    state.logs = ("", "")
+    with pytest.raises(OpsError) as caught:
+        rollout.roll(Stack("prod", "abroll", {}), "api", timeout=30)
+    assert str(caught.value).endswith(
+        "abroll-api-2 did not become ready (exited, exit code 1, restarts 5); its last log lines:\n(no output)"
+    )
+
+
 def test_a_container_that_is_healthy_but_not_ready_through_the_proxy_is_never_switched_to(
     daemon: tuple[Daemon, runner.FakeRunner], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,7 +271,7 @@ def test_a_container_that_is_healthy_but_not_ready_through_the_proxy_is_never_sw
     state.ready = '{"status": "not_ready", "failing": ["postgres"]}'
     clock = itertools.count()
     monkeypatch.setattr(rollout.time, "monotonic", lambda: float(next(clock)))
-    with pytest.raises(OpsError, match=r"abroll-api-2 did not become ready \(healthy\)"):
+    with pytest.raises(OpsError, match=r"abroll-api-2 did not become ready \(healthy, restarts 0\)"):
         rollout.roll(Stack("prod", "abroll", {}), "api", timeout=4)
     steps = [_step(c) for c in fake.calls]
     assert 'exec abroll-proxy-1 write map "" $api_host { default "abroll-api-2"; }' not in steps
@@ -306,7 +323,9 @@ def test_a_switch_nginx_refuses_restores_the_previous_include_and_does_not_reloa
 def test_without_a_running_proxy_there_is_nothing_to_switch(daemon: tuple[Daemon, runner.FakeRunner]) -> None:
     state, fake = daemon
     state.containers[0]["State"]["Running"] = False
-    with pytest.raises(OpsError, match=r"^the proxy of abroll is not running: nothing to switch$"):
+    with pytest.raises(
+        OpsError, match=r"^the proxy of abroll is not running, so nothing can switch its upstream; start the stack"
+    ):
         rollout.point_proxy(Stack("prod", "abroll", {}), "api", "api")
     assert fake.calls == []
     assert not rollout.can_roll(Stack("prod", "abroll", {}), "api")

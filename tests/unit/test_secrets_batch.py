@@ -525,7 +525,7 @@ def test_force_with_a_new_redis_password_rewrites_the_acl(sdir: Path) -> None:
 def test_force_replacing_postgres_password_warns_about_the_database(sdir: Path) -> None:
     populate(sdir)
     report = sec.from_env("dev", sdir, env_file=None, environ={"POSTGRES_PASSWORD": STRONG_PW}, force=True)
-    assert "secrets-rotate" in report.outcome("postgres_password").detail
+    assert "`invoke secrets.rotate`" in report.outcome("postgres_password").detail
 
 
 def test_two_backups_in_one_second_are_both_kept(sdir: Path) -> None:
@@ -579,7 +579,7 @@ class ScriptedPrompt:
 
 def test_init_refuses_without_a_terminal(sdir: Path) -> None:
     prompt = ScriptedPrompt({})
-    with pytest.raises(BadInput, match=r"needs a terminal; use `invoke secrets-from-env`"):
+    with pytest.raises(BadInput, match=r"needs a terminal; use `invoke secrets\.from-env`"):
         sec.init_interactive("dev", sdir, prompt=prompt, is_tty=lambda: False)
     assert prompt.prompts == []
     assert not sdir.exists()

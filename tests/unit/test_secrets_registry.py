@@ -101,7 +101,6 @@ def test_consumers_are_the_services_that_mount_the_secret_in_the_model() -> None
 
 
 def test_environments_and_uids_come_from_the_model() -> None:
-    assert sec.ENVS == model.ENVIRONMENTS
     assert sec.APP_UID == model.APP_UID
     assert dict(sec.SERVICE_UIDS) == {service.name: service.uid for service in model.SERVICES}
 

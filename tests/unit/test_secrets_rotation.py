@@ -237,7 +237,7 @@ def test_rotate_file_only_secret_rolls_back(sdir: Path) -> None:
 def test_rotate_refuses_user_and_derived_secrets(sdir: Path) -> None:
     populate(sdir, "prod", BOT_TOKEN=BOT_TOKEN)
     stack = FakeStack()
-    with pytest.raises(BadInput, match=r"secrets-from-env --force"):
+    with pytest.raises(BadInput, match=r"`invoke secrets\.from-env --force`"):
         sec.rotate("bot_token", sdir, stack)
     with pytest.raises(BadInput, match=r"rotate that: `invoke secrets\.rotate redis_password`"):
         sec.rotate("redis_acl", sdir, stack)

@@ -178,7 +178,7 @@ def test_read_secret_strips_one_trailing_newline(sdir: Path) -> None:
 
 
 def test_read_missing_secret_says_how_to_create_it(sdir: Path) -> None:
-    with pytest.raises(BadInput, match="secret bot_token is missing; run `invoke secrets-init`"):
+    with pytest.raises(BadInput, match=r"secret bot_token is missing; run `invoke secrets\.init`"):
         sec.read_secret("bot_token", sdir)
 
 

@@ -116,7 +116,7 @@ def test_the_audit_task_renders_the_swarm_stack_with_the_overlays_ops_turns_on(
     what Swarm cannot express, and nothing else fails."""
     monkeypatch.setattr(audit_cli, "image_report", lambda running, exceptions: audit.make_report("images", [], []))
     with isolated_tasks(monkeypatch, tmp_path):
-        audit_cli.audit(context(), env="prod", json=True)
+        audit_cli.run(context(), env="prod", json=True)
     # prod's own report, the swarm stack and the k8s set each merge prod's files.
     assert [(s.env, s.monitoring, s.backup) for s in asked] == [("prod", True, True)] * 3
     reports = {r["name"]: r for r in json.loads(capsys.readouterr().out)["reports"]}
@@ -134,7 +134,7 @@ def test_with_ops_backup_off_the_swarm_report_has_no_backup_service(
 ) -> None:
     monkeypatch.setattr(audit_cli, "image_report", lambda running, exceptions: audit.make_report("images", [], []))
     with isolated_tasks(monkeypatch, tmp_path):
-        audit_cli.audit(context(backup=False), env="prod", json=True)
+        audit_cli.run(context(backup=False), env="prod", json=True)
     assert [s.backup for s in asked] == [False, False, False]
     reports = {r["name"]: r for r in json.loads(capsys.readouterr().out)["reports"]}
     targets = {f["target"] for f in reports["swarm"]["findings"]}

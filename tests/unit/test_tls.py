@@ -376,7 +376,7 @@ def test_status_lone_leaf_misses_intermediate(dev: tls.DevCertResult, tls_dir: P
 
 
 def test_status_missing_fullchain_is_bad_input(tls_dir: Path) -> None:
-    expected = f"no certificate at {tls_dir / 'fullchain.pem'}; run `invoke ssl-dev` or `invoke ssl-prod`"
+    expected = f"no certificate at {tls_dir / 'fullchain.pem'}; run `invoke tls.dev` or `invoke tls.prod`"
     with pytest.raises(BadInput, match=re.escape(expected)):
         tls.certificate_status(tls_dir)
 

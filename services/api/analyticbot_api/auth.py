@@ -8,7 +8,7 @@ contract: audience, algorithm and the `scope` claim)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -81,7 +81,7 @@ def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": challenge})
 
 
-def require(scope: str):
+def require(scope: str) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
     """A dependency that admits only requests whose bearer token carries `scope`."""
 
     # async: FastAPI runs a plain `def` dependency in its thread pool, a hop per request that cost more

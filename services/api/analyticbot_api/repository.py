@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 # What a lost or refused connection raises; SQL errors (constraint violations, ...) are not in this list.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -70,7 +71,7 @@ class PgChannelRepository:
         self._acquire_timeout = acquire_timeout
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self) -> AsyncIterator[PoolConnectionProxy]:
         try:
             async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
                 yield connection
@@ -99,7 +100,7 @@ class PgChannelRepository:
     async def record_views(self, username: str, post_id: int, views: int) -> int | None:
         async with self._connection() as db:
             # View counters only grow: a late or replayed report must not lower the stored figure.
-            return await db.fetchval(
+            stored: int | None = await db.fetchval(
                 "INSERT INTO post_views (channel_id, post_id, views)"
                 " SELECT id, $2, $3 FROM channels WHERE username = $1"
                 " ON CONFLICT (channel_id, post_id) DO UPDATE"
@@ -109,11 +110,12 @@ class PgChannelRepository:
                 post_id,
                 views,
             )
+        return stored
 
     async def correct_views(self, username: str, post_id: int, views: int) -> int | None:
         async with self._connection() as db:
             # A correction replaces the figure, lower or higher: GREATEST is for reports, not for fixes.
-            return await db.fetchval(
+            stored: int | None = await db.fetchval(
                 "INSERT INTO post_views (channel_id, post_id, views)"
                 " SELECT id, $2, $3 FROM channels WHERE username = $1"
                 " ON CONFLICT (channel_id, post_id) DO UPDATE SET views = EXCLUDED.views, recorded_at = now()"
@@ -122,6 +124,7 @@ class PgChannelRepository:
                 post_id,
                 views,
             )
+        return stored
 
     async def summary(self, username: str) -> Summary | None:
         async with self._connection() as db:

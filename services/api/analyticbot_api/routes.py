@@ -21,7 +21,7 @@ PostPath = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 async def channel_service(request: Request) -> ChannelService:
     """The service the lifespan built; absent only while the app is starting or stopping.
     async, as every dependency here: a plain `def` would run in FastAPI's thread pool."""
-    service = getattr(request.app.state, "channels", None)
+    service: ChannelService | None = getattr(request.app.state, "channels", None)
     if service is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "service is starting")
     return service
@@ -76,4 +76,4 @@ async def channel_summary(username: UsernamePath, service: Service, _: Reader) -
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown channel {username}")
     summary, cached = found
-    return SummaryOut(**summary.as_dict(), cached=cached)
+    return SummaryOut(**asdict(summary), cached=cached)

@@ -66,7 +66,7 @@ class ChannelService:
         cached = await self.cache.get(username)
         if cached is not None:
             try:
-                summary = Summary(**cached)  # type: ignore[arg-type]
+                summary = Summary(**cached)  # type: ignore[arg-type]  # unchecked JSON: a wrong shape raises TypeError
             except TypeError:
                 summary = None  # an entry of an older shape is a miss
             if summary is not None:

@@ -52,11 +52,11 @@ async def stats_text(api: ApiClient, argument: str | None) -> str:
 def build_router() -> Router:
     router = Router(name="analyticbot")
 
-    @router.message(CommandStart())
+    @router.message(CommandStart())  # type: ignore[untyped-decorator]  # aiogram is not installed for mypy
     async def start(message: Message) -> None:
         await message.answer(GREETING)
 
-    @router.message(Command("stats"))
+    @router.message(Command("stats"))  # type: ignore[untyped-decorator]  # aiogram is not installed for mypy
     async def stats(message: Message, command: CommandObject, api: ApiClient) -> None:
         await message.answer(await stats_text(api, command.args))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,12 +33,19 @@ def install() -> bool:
         log.warning("aiogram was imported before lazy_types.install(): its types are built eagerly")
         return False  # too late: aiogram has already built everything
     original = BaseModel.__dict__.get("model_rebuild")
-    func = getattr(original, "__func__", None)
+    func: Callable[..., bool | None] | None = getattr(original, "__func__", None)
     if func is None or not {"_types_namespace", "_parent_namespace_depth"} <= set(inspect.signature(func).parameters):
         log.warning("pydantic's model_rebuild has changed: aiogram's types are built eagerly")
         return False
 
-    def model_rebuild(cls, *, force=False, raise_errors=True, _parent_namespace_depth=2, _types_namespace=None):  # type: ignore[no-untyped-def]
+    def model_rebuild(
+        cls: type[BaseModel],
+        *,
+        force: bool = False,
+        raise_errors: bool = True,
+        _parent_namespace_depth: int = 2,
+        _types_namespace: Mapping[str, Any] | None = None,
+    ) -> bool | None:
         if cls.__module__.startswith(_AIOGRAM):
             if _types_namespace is not None and cls.__module__.startswith("aiogram.types."):
                 _namespace.update(_types_namespace)
@@ -54,7 +62,7 @@ def install() -> bool:
         )
 
     _original = original
-    BaseModel.model_rebuild = classmethod(model_rebuild)  # type: ignore[method-assign,assignment]
+    BaseModel.model_rebuild = classmethod(model_rebuild)  # type: ignore[method-assign,assignment]  # patching pydantic
     return True
 
 
@@ -90,7 +98,7 @@ def warm_up() -> None:
         Response[types.Message].model_validate({"ok": True, "result": update.message.model_dump()})
     except Exception as exc:  # any failure: fall back to aiogram's own behaviour
         log.warning("lazy aiogram types failed (%s: %s); building all of them", type(exc).__name__, exc)
-        BaseModel.model_rebuild = _original  # type: ignore[method-assign]
+        BaseModel.model_rebuild = _original  # type: ignore[method-assign]  # undoing the patch
         from aiogram import methods
 
         namespace = _namespace or vars(types)

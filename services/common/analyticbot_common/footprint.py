@@ -21,6 +21,7 @@ import os
 import pkgutil
 import sys
 import sysconfig
+from collections.abc import Iterable
 from pathlib import Path
 
 APP_ROOT = "/opt/app/"
@@ -48,7 +49,7 @@ def load_service() -> None:
 
     target = os.environ.get("APP_MODULE", "")
     app = import_app(target)
-    uvicorn.Config(app, lifespan="on", log_config=None).load()  # type: ignore[arg-type]
+    uvicorn.Config(app, lifespan="on", log_config=None).load()
     package = importlib.import_module(target.partition(":")[0].split(".")[0])
     for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         importlib.import_module(module.name)
@@ -59,7 +60,7 @@ def load_service() -> None:
             continue
 
 
-def imported_anywhere(paths: list[str]) -> set[str]:
+def imported_anywhere(paths: Iterable[str]) -> set[str]:
     """Absolute imports in the package's source, function bodies included."""
     names: set[str] = set()
     for folder in paths:

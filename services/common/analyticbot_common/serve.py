@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import tempfile
+from typing import Any
 
 import uvicorn
 
@@ -31,7 +32,7 @@ from .settings import SettingsError
 log = logging.getLogger("analyticbot.serve")
 
 
-def import_app(target: str) -> object:
+def import_app(target: str) -> Any:  # whatever `module:attribute` names: an ASGI app by contract
     module_name, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module_name), attribute or "app")
 
@@ -71,7 +72,7 @@ def main() -> int:
         log.error("%s", exc)
         return 2
     config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
+        app,
         host=os.environ.get("APP_HOST", "0.0.0.0"),
         port=int(os.environ.get("APP_PORT", "8000")),
         # Behind nginx: X-Forwarded-* are believed from the proxy's address only (compose sets it);
@@ -152,8 +153,8 @@ def supervise(config: uvicorn.Config, processes: int) -> int:
     exit_code = 0
     while children:
         pid, status = os.wait()  # a signal handler runs, then the wait resumes (PEP 475)
-        index = children.pop(pid, None)
-        if index is None:
+        worker = children.pop(pid, None)
+        if worker is None:
             continue
         code = os.waitstatus_to_exitcode(status)
         if stopping and code in (0, -signal.SIGTERM, -signal.SIGINT):
@@ -161,7 +162,7 @@ def supervise(config: uvicorn.Config, processes: int) -> int:
         if exit_code == 0:
             # A worker that failed (3: its startup) or ended unasked: the service is broken as a whole.
             exit_code = code if code > 0 else 1
-            log.error("worker %d exited with %s: stopping the service", index, code)
+            log.error("worker %d exited with %s: stopping the service", worker, code)
         stop_all(signal.SIGTERM)
     return exit_code
 
