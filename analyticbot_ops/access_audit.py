@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import model
+from . import docker, model, secrets
 from .audit import Finding
+from .compose import Stack
+from .model import Labels
 from .paths import REPO_ROOT
 
 NGINX_DIR = REPO_ROOT / "nginx"
@@ -169,3 +171,37 @@ def proxy_configuration(directory: Path = NGINX_DIR) -> str:
 def static_findings(config: Mapping[str, Any], redis_rules: str) -> list[Finding]:
     """The rules a merged compose file and the toolkit's own ACL rules can answer, before anything runs."""
     return [*database_role_findings(config), redis_acl_finding(redis_rules)]
+
+
+def live_findings(stack: Stack, infos: list[dict[str, Any]]) -> list[Finding]:
+    """AB-DBROLE and AB-REDISACL as the running stack answers them: the role each database client logs in
+    as, and whether PostgreSQL calls it a superuser; the rules Redis holds for the API's user."""
+    by_service = {i["Config"]["Labels"].get(Labels.SERVICE): i for i in infos}
+    findings: list[Finding] = []
+    postgres, redis = by_service.get("postgres"), by_service.get("redis")
+    users = {
+        service: dict(item.split("=", 1) for item in by_service[service]["Config"]["Env"]).get("POSTGRES_USER", "")
+        for service in DATABASE_CLIENTS
+        if service in by_service
+    }
+    if postgres is not None and users:
+        # Role names only on this command line (they are not secrets); the query runs as the owner in the container.
+        query = "SELECT rolname || '|' || rolsuper::text FROM pg_roles"
+        psql = ["psql", "-U", model.DATABASE_OWNER, "-d", model.DATABASE, "-tA"]
+        result = docker.docker(["exec", "-i", postgres["Name"].lstrip("/"), *psql], input_bytes=query.encode() + b";")
+        superuser = dict(line.split("|") for line in result.stdout.split() if "|" in line)
+        findings += live_role_findings(
+            # A role PostgreSQL does not know counts as failing: nothing vouches for it.
+            {service: (user, superuser.get(user, "true") != "false") for service, user in users.items()}
+        )
+    if redis is not None:
+        # The ops user's password goes in on stdin, never on a command line.
+        admin = secrets.read_secret("redis_admin_password", Path(stack.settings["SECRETS_DIR"]))
+        result = docker.docker(
+            ["exec", "-i", redis["Name"].lstrip("/"), "redis-cli", "-h", "127.0.0.1", "--no-auth-warning"],
+            input_bytes=f"AUTH {model.REDIS_USERS['redis_admin_password']} {admin}\nACL LIST\n".encode(),
+        )
+        app_user = f"user {model.REDIS_USERS['redis_password']} "
+        line = next((entry for entry in result.stdout.splitlines() if entry.startswith(app_user)), "")
+        findings.append(redis_acl_finding(line))
+    return findings

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from . import build, docker, model, runner, tls
+from . import build, docker, model, rollout, runner, tls
 from .compose import Stack, running_proxy
 from .errors import BadInput, OpsError
 
@@ -111,16 +111,13 @@ def served_certificate(port: int, server_name: str, timeout: float = 2.0) -> byt
         return tls_socket.getpeercert(binary_form=True) or b""
 
 
-def reload_proxy(stack: Stack, timeout: float = 10.0) -> None:
+def serve_installed_certificate(stack: Stack, timeout: float = 10.0) -> None:
     """Test the new configuration, then reload: workers finish their requests, nothing is refused.
 
     `nginx -s reload` returns before the new workers answer, so where the proxy
     publishes HTTPS on this machine, wait until it serves the installed certificate."""
     proxy = _proxy(stack)
-    tested = docker.docker(["exec", proxy, "nginx", "-t"], check=False)
-    if tested.returncode != 0:
-        raise OpsError(f"nginx -t failed after installing the certificate: {docker.first_line(tested.stderr)}")
-    docker.docker(["exec", proxy, "nginx", "-s", "reload"])
+    rollout.test_and_reload(proxy, "the installed certificate")
     port = _loopback_https_port(proxy)
     if port is None:
         return
@@ -155,7 +152,7 @@ def install_and_reload(stack: Stack, cert_name: str, progress: Progress) -> tls.
         tls.install_certificate(fullchain, privkey, tls_dir)
     _stapling(tls_dir)
     progress("  certificate installed; reloading nginx (no restart)")
-    reload_proxy(stack)
+    serve_installed_certificate(stack)
     return tls.certificate_status(tls_dir)
 
 

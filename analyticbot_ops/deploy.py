@@ -15,7 +15,6 @@ from pathlib import Path
 from . import build, docker, model, preflight, releases, rollout, runner, secrets, tls
 from .compose import (
     Stack,
-    compose_command,
     config_hashes,
     running_containers,
     wait_healthy,
@@ -109,7 +108,6 @@ def up(
         progress(f"{service}: rolled in {outcome.seconds:.1f} s ({outcome.detail})")
     for service in wanted:
         progress(f"{service}: {_SAID[changes.get(service, 'start')]}")
-    command = [*compose_command(), "-p", stack.project, *[a for f in stack.files for a in ("-f", str(f))]]
     # On a running stack, each service is judged on its own (--no-deps): Compose v1 otherwise recreates
     # every dependent of a recreated dependency (a new migrate job would recreate the api just rolled).
     # The job already ran above when anything rolled; a fresh stack starts in dependency order.
@@ -117,7 +115,7 @@ def up(
     # --no-build: images come from `invoke images.build`; Compose v1 would use the
     # classic builder. Started in the background so progress shows meanwhile.
     process = runner.start(
-        [*command, "up", "-d", "--no-build", "--remove-orphans", *scope],
+        stack.command("up", "-d", "--no-build", "--remove-orphans", *scope),
         env=stack.settings,
         stdout=subprocess.DEVNULL,
         cwd=REPO_ROOT,
@@ -186,3 +184,24 @@ def free_subnets(count: int, pool: str = "172.28.0.0/14", seed: int | None = Non
             if len(chosen) == count:
                 return chosen
     raise OpsError(f"no {count} free /24 subnets left in {pool}")
+
+
+def restart(stack: Stack, names: list[str], timeout: float, progress: Progress) -> list[str]:
+    """Restart services the way each allows: the rolling ones (api, bot) replaced without a gap, the proxy
+    reloaded (never restarted: nginx -t first, and its workers finish what they serve), the rest restarted and
+    waited for. Returns what was done, a line each."""
+    rolled = [n for n in names if rollout.can_roll(stack, n)]
+    reload_proxy = "proxy" in names and bool(rollout.containers(stack, "proxy"))
+    singletons = [n for n in names if n not in rolled and not (n == "proxy" and reload_proxy)]
+    done = []
+    if singletons:
+        stack.compose("restart", *singletons)
+        wait_healthy(stack, singletons, timeout, progress)
+        done.append(f"{', '.join(singletons)}: restarted and healthy")
+    for name in rolled:
+        outcome = rollout.roll(stack, name, timeout=timeout, progress=progress)
+        done.append(f"{name}: rolled in {outcome.seconds:.1f} s ({outcome.detail})")
+    if reload_proxy:
+        rollout.reload_proxy(stack)
+        done.append("proxy: configuration tested and reloaded")
+    return done

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import docker, errors, model
+from . import compose, docker, errors, model
 from .compose import project_containers
 from .model import Labels
 
@@ -169,6 +169,18 @@ class EndpointCall:
 
 
 ENDPOINTS = ("/health/live", "/health/ready", "/health", "/performance", "/metrics")
+
+
+def not_healthy(project: str, rows: list[dict[str, Any]]) -> list[str]:
+    """The services of `uptimes` rows that count against the stack: not running, or unhealthy; a job (migrate)
+    only when it failed (it has done its work when it exited 0)."""
+    jobs = compose.service_states(project) if any(row["service"] in model.JOBS for row in rows) else {}
+    return [
+        row["service"]
+        for row in rows
+        if (row["service"] in jobs and jobs[row["service"]].exit_code != 0)
+        or (row["service"] not in jobs and (row["state"] != "running" or row["health"] not in ("healthy", "none")))
+    ]
 
 
 def call_endpoints(project: str, timeout: float = 2.0) -> list[EndpointCall]:

@@ -69,11 +69,25 @@ def point_proxy(stack: Stack, service: str, host: str) -> None:
     # busybox sh's builtins only (the image has no cp or cat): keep the old file, write the new one.
     _exec(proxy, "sh", "-c", 'read -r old < "$1"; printf "%s\\n" "$old" > "$1.previous"; printf "%s\\n" "$2" > "$1"',
           "sh", path, line)  # fmt: skip
+    try:
+        test_and_reload(proxy, f"the switch of {service} to {host}")
+    except OpsError:
+        _exec(proxy, "sh", "-c", 'read -r old < "$1.previous"; printf "%s\\n" "$old" > "$1"', "sh", path)
+        raise
+
+
+def test_and_reload(proxy: str, change: str) -> None:
+    """`nginx -t`, then a reload (never a restart): new workers take new requests, old ones finish theirs.
+    OpsError naming `change` (what was just changed) when the test refuses it; nothing is reloaded then."""
     tested = docker.docker(["exec", proxy, "nginx", "-t"], check=False)
     if tested.returncode != 0:
-        _exec(proxy, "sh", "-c", 'read -r old < "$1.previous"; printf "%s\\n" "$old" > "$1"', "sh", path)
-        raise OpsError(f"nginx -t refused the switch of {service} to {host}: {docker.first_line(tested.stderr)}")
+        raise OpsError(f"nginx -t refused {change}: {docker.first_line(tested.stderr)}")
     _exec(proxy, "nginx", "-s", "reload")
+
+
+def reload_proxy(stack: Stack) -> None:
+    """Reload the running proxy's configuration as it is (stack.restart --service proxy)."""
+    test_and_reload(_proxy(stack), "the proxy's configuration")
 
 
 def _draining_workers(proxy: str) -> int:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,27 +25,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console
 from rich.table import Table
 
-from analyticbot_ops import acme, compose, deploy, docker, rollout
+from analyticbot_ops import compose, deploy, docker, rollout
 from analyticbot_ops.errors import OpsError
 from tests import sandbox
 
 console = Console(width=140)
 
 
-def under_client(stack: sandbox.RunningStack, action: Callable[[], object]) -> tuple[float, int, list[str]]:
-    """Run `action` while a steady client reads through the proxy; (seconds, answered, failures)."""
-    channel = f"bench_{uuid.uuid4().hex[:8]}"
-    sandbox.create_channel(stack, channel)
-    client = sandbox.SteadyClient(stack, channel)
-    client.start()
-    time.sleep(1)
-    started = time.monotonic()
-    with contextlib.suppress(OpsError):  # the broken release is meant to fail (and roll back)
-        action()
-    seconds = time.monotonic() - started
-    time.sleep(1)
-    ok, failures = client.finish()
-    return seconds, ok, failures
+def expecting_failure(action: Callable[[], object]) -> Callable[[], object]:
+    """The action of a release meant to fail (and roll back): its OpsError is the expected outcome."""
+
+    def run() -> None:
+        with contextlib.suppress(OpsError):
+            action()
+
+    return run
 
 
 def build(tag: str, recipe: str) -> None:
@@ -71,16 +64,20 @@ def main() -> int:
         actions: list[tuple[str, Callable[[], object], float | None]] = [
             ("rerun, nothing changed", lambda: deploy.up(stack.stack, timeout=120), 3.0),
             ("restart --service api (rolled)", lambda: rollout.roll(stack.stack, "api", timeout=120), None),
-            ("proxy reload", lambda: acme.reload_proxy(stack.stack), None),
+            ("proxy reload", lambda: rollout.reload_proxy(stack.stack), None),
             ("new api release (rolled)", lambda: deploy.up(with_api(images["next"]), timeout=120), 15.0),
-            ("broken release (rolled back)", lambda: deploy.up(with_api(images["broken"]), timeout=60), None),
+            (
+                "broken release (rolled back)",
+                expecting_failure(lambda: deploy.up(with_api(images["broken"]), timeout=60)),
+                None,
+            ),
             ("rollback to the first release (rolled)", lambda: deploy.up(stack.stack, timeout=120), 15.0),
         ]
         for name, action, target in actions:
-            seconds, answered, failures = under_client(stack, action)
+            seconds, answered, failures = sandbox.under_client(stack, action)
             rows.append((name, seconds, answered, failures, target))
             ok &= not failures and (target is None or seconds <= target)
-        baseline = under_client(
+        baseline = sandbox.under_client(
             stack, lambda: stack.stack.compose("up", "-d", "--no-deps", "--no-build", "--force-recreate", "api")
         )
         compose.wait_healthy(stack.stack, ["api"], 60)

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,20 +32,6 @@ from analyticbot_ops.swarm import lab as swarm_lab
 from tests import sandbox
 
 console = Console(width=140)
-
-
-def under_client(stack: sandbox.RunningStack, action: Callable[[], object]) -> tuple[float, int, list[str]]:
-    channel = f"bench_{uuid.uuid4().hex[:8]}"
-    sandbox.create_channel(stack, channel)
-    client = sandbox.SteadyClient(stack, channel)
-    client.start()
-    time.sleep(1)
-    started = time.monotonic()
-    action()
-    seconds = time.monotonic() - started
-    time.sleep(1)
-    ok, failures = client.finish()
-    return seconds, ok, failures
 
 
 def swarm_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
@@ -66,7 +51,7 @@ def swarm_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
             time.sleep(3)
             swarm_deploy.wait_converged(lab, stack.project, 180, lambda _m: None)
 
-        results["rolling update of the api"] = under_client(stack, update)
+        results["rolling update of the api"] = sandbox.under_client(stack, update)
         api_nodes = swarm_deploy.states(lab, stack.project)["api"].nodes
         # A worker that runs an api replica and not the proxy; else move a replica there first.
         workers = [n for n in lab.nodes[1:] if n.hostname != proxy_host]
@@ -85,7 +70,7 @@ def swarm_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
                     return
                 time.sleep(0.5)
 
-        results["node loss: api back to 2 replicas"] = under_client(stack, lose_a_node)
+        results["node loss: api back to 2 replicas"] = sandbox.under_client(stack, lose_a_node)
         docker.docker(["start", lost.name])
     finally:
         swarm_lab.down(name)
@@ -99,7 +84,7 @@ def compose_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
         started = time.monotonic()
         deploy.up(stack.stack, timeout=300)
         results["deploy to converged / healthy"] = (time.monotonic() - started, 0, [])
-        results["rolling update of the api"] = under_client(
+        results["rolling update of the api"] = sandbox.under_client(
             stack, lambda: rollout.roll(stack.stack, "api", timeout=120)
         )
     finally:

@@ -10,6 +10,8 @@ import ssl
 import subprocess
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,3 +248,21 @@ def lose_database_disk(stack: RunningStack, *, and_repository_1: bool = False) -
     volumes = ["pgdata", *(["pgbackrest"] if and_repository_1 else [])]
     for volume in volumes:
         docker.docker(["volume", "rm", f"{stack.project}_{volume}"])
+
+
+def under_client(stack: RunningStack, action: Callable[[], object]) -> tuple[float, int, list[str]]:
+    """Run `action` while a steady client reads a channel through the proxy: (seconds the action took, requests
+    answered, failures). The client starts a second before and stops a second after."""
+    channel = f"steady_{uuid.uuid4().hex[:8]}"
+    create_channel(stack, channel)
+    client = SteadyClient(stack, channel)
+    client.start()
+    time.sleep(1)
+    started = time.monotonic()
+    try:
+        action()
+    finally:
+        seconds = time.monotonic() - started
+        time.sleep(1)
+        ok, failures = client.finish()
+    return seconds, ok, failures

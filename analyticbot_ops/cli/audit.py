@@ -4,14 +4,13 @@ containers, the Dockerfiles, hadolint's findings) and prints its reports."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from invoke import Collection
 from rich.table import Table
 from rich.text import Text
 
-from .. import access_audit, baseimages, build, compose, docker, model, secrets
+from .. import access_audit, baseimages, build, compose, model, secrets
 from .. import audit as rules  # aliased: this module is cli/audit, and swarm.audit is imported too
 from ..config import ops
 from ..errors import BadInput, CheckFailed
@@ -54,40 +53,6 @@ def running_containers(env: str) -> list[dict[str, Any]]:
     """The project's running containers, by service; `compose run` one-offs are not the stack."""
     running = compose.running_containers(compose.load_stack(env).project)
     return sorted(running, key=lambda i: (i["Config"]["Labels"].get(Labels.SERVICE, ""), i["Name"]))
-
-
-def live_access_findings(stack: compose.Stack, infos: list[dict[str, Any]]) -> list[rules.Finding]:
-    """AB-DBROLE and AB-REDISACL as the running stack answers them: the role each database client logs in
-    as, and whether PostgreSQL calls it a superuser; the rules Redis holds for the API's user."""
-    by_service = {i["Config"]["Labels"].get(Labels.SERVICE): i for i in infos}
-    findings: list[rules.Finding] = []
-    postgres, redis = by_service.get("postgres"), by_service.get("redis")
-    users = {
-        service: dict(item.split("=", 1) for item in by_service[service]["Config"]["Env"]).get("POSTGRES_USER", "")
-        for service in access_audit.DATABASE_CLIENTS
-        if service in by_service
-    }
-    if postgres is not None and users:
-        # Role names only on this command line (they are not secrets); the query runs as the owner in the container.
-        query = "SELECT rolname || '|' || rolsuper::text FROM pg_roles"
-        psql = ["psql", "-U", model.DATABASE_OWNER, "-d", model.DATABASE, "-tA"]
-        result = docker.docker(["exec", "-i", postgres["Name"].lstrip("/"), *psql], input_bytes=query.encode() + b";")
-        superuser = dict(line.split("|") for line in result.stdout.split() if "|" in line)
-        findings += access_audit.live_role_findings(
-            # A role PostgreSQL does not know counts as failing: nothing vouches for it.
-            {service: (user, superuser.get(user, "true") != "false") for service, user in users.items()}
-        )
-    if redis is not None:
-        # The ops user's password goes in on stdin, never on a command line.
-        admin = secrets.read_secret("redis_admin_password", Path(stack.settings["SECRETS_DIR"]))
-        result = docker.docker(
-            ["exec", "-i", redis["Name"].lstrip("/"), "redis-cli", "-h", "127.0.0.1", "--no-auth-warning"],
-            input_bytes=f"AUTH {model.REDIS_USERS['redis_admin_password']} {admin}\nACL LIST\n".encode(),
-        )
-        app_user = f"user {model.REDIS_USERS['redis_password']} "
-        line = next((entry for entry in result.stdout.splitlines() if entry.startswith(app_user)), "")
-        findings.append(access_audit.redis_acl_finding(line))
-    return findings
 
 
 def image_report(running: bool, exceptions: list[rules.AuditException]) -> rules.Report:
@@ -141,7 +106,7 @@ def run(c: Any, env: str | None = None, running: bool = False, json: bool = Fals
             if not infos:
                 progress(f"{name}: no running containers of {project}, skipped")
                 continue
-            findings = rules.audit_containers(infos) + live_access_findings(stack, infos)
+            findings = rules.audit_containers(infos) + access_audit.live_findings(stack, infos)
         else:
             config = compose.merged_config(stack)
             findings = rules.audit_compose(config, facts_by_service(config, cfg.namespace))

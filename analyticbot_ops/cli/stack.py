@@ -9,7 +9,7 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import acme, backups, baseimages, build, compose, docker, guard, health, model, preflight, rollout, tls
+from .. import backups, baseimages, build, compose, docker, guard, health, preflight, tls
 from .. import deploy as deploy_module  # aliased: `deploy` is this namespace's task (stack.deploy)
 from .. import releases as release_log  # aliased: `releases` is this namespace's task (stack.releases)
 from .. import secrets as secrets_module  # aliased: stack.setup's `secrets` option would hide it there
@@ -151,14 +151,7 @@ def ps(c: Any, env: str = "dev", json: bool = False, check: bool = False) -> Non
         for row in rows:
             table.add_row(*(str(row[k]) for k in ("service", "container", "state", "health", "restarts", "uptime")))
         out.print(table)
-    # A job (migrate) has done its work when it exited 0: only a failed one counts against the stack.
-    jobs = compose.service_states(project) if any(row["service"] in model.JOBS for row in rows) else {}
-    bad = [
-        row["service"]
-        for row in rows
-        if (row["service"] in jobs and jobs[row["service"]].exit_code != 0)
-        or (row["service"] not in jobs and (row["state"] != "running" or row["health"] not in ("healthy", "none")))
-    ]
+    bad = health.not_healthy(project, rows)
     if check and (bad or not rows):
         raise Unhealthy(f"{project}: {', '.join(bad) + ' not healthy' if bad else 'no container'}")
 
@@ -190,19 +183,8 @@ def restart(c: Any, env: str = "dev", service: list[str] | None = None, timeout:
     if not timeout > 0:
         raise BadInput(f"--timeout must be more than 0 seconds, got {timeout:g}")
     docker.require_daemon()
-    rolled = [n for n in names if rollout.can_roll(stack, n)]
-    reload_proxy = "proxy" in names and bool(rollout.containers(stack, "proxy"))
-    singletons = [n for n in names if n not in rolled and not (n == "proxy" and reload_proxy)]
-    if singletons:
-        stack.compose("restart", *singletons)
-        compose.wait_healthy(stack, singletons, timeout, progress)
-    for name in rolled:
-        outcome = rollout.roll(stack, name, timeout=timeout, progress=progress)
-        out.print(f"{name}: rolled in {outcome.seconds:.1f} s ({outcome.detail})")
-    if reload_proxy:
-        # Reloaded, never restarted: nginx -t first, and the workers finish what they serve.
-        acme.reload_proxy(stack)
-        out.print("proxy: configuration tested and reloaded")
+    for line in deploy_module.restart(stack, names, timeout, progress):
+        out.print(line)
 
 
 @ops_task(

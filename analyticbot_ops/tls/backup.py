@@ -15,21 +15,18 @@ from pathlib import Path
 from typing import cast
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import files, model
 from .certs import (
-    backdated_start,
+    build_certificate,
     cert_pem,
     days_left,
     is_ca,
     issued_by,
     key_matches,
     key_pem,
-    key_usage,
     load_pair,
     utc_now,
 )
@@ -114,32 +111,8 @@ def _build(
     days: int,
 ) -> x509.Certificate:
     """The CA (no issuer given: self-signed) or a peer's certificate, for both TLS server and client use."""
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    start = backdated_start(moment)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    issuer_ski = ski if ca_cert is None else ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject if ca_cert is None else ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
-        .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False)
-    )
     if ca_cert is None:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).add_extension(
-            key_usage(cert_sign=True), critical=True
-        )
-        return builder.sign(key, hashes.SHA256())
-    builder = (
-        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(key_usage(cert_sign=False), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-    )
-    return builder.sign(cast(CertificateIssuerPrivateKeyTypes, ca_key), hashes.SHA256())
+        return build_certificate(key, common=name, days=days, moment=moment, ca=True)
+    issuer = (ca_cert, cast(CertificateIssuerPrivateKeyTypes, ca_key))
+    sans = [x509.DNSName(name)]
+    return build_certificate(key, common=name, days=days, moment=moment, issuer=issuer, sans=sans, client_auth=True)

@@ -12,8 +12,14 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    PrivateKeyTypes,
+    PublicKeyTypes,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import files
 from ..errors import BadInput
@@ -193,6 +199,51 @@ def common_name(sans: Sequence[x509.GeneralName]) -> str:
     candidates = [str(name.value) for name in sans if len(str(name.value)) <= 64]
     preferred = [c for c in candidates if c != "localhost" and parse_ip(c) is None]
     return (preferred or candidates or ["localhost"])[0]
+
+
+def build_certificate(
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    common: str,
+    days: int,
+    moment: datetime,
+    issuer: tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes] | None = None,
+    ca: bool = False,
+    sans: Sequence[x509.GeneralName] = (),
+    client_auth: bool = False,
+) -> x509.Certificate:
+    """The one certificate builder: a CA (`ca`: signs leaves only, pathlen 0) or a server leaf (for `sans`; a client
+    too with `client_auth`), issued by `issuer` (its certificate and key) or self-signed, valid `days` from a
+    backdated `moment`, with subject and authority key identifiers."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+    start = backdated_start(moment)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    signer: CertificateIssuerPrivateKeyTypes = key
+    if issuer is None:
+        issuer_name, issuer_ski = subject, ski
+    else:
+        issuer_cert, signer = issuer
+        issuer_name = issuer_cert.subject
+        issuer_ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(key_usage(cert_sign=ca), critical=True)
+    )
+    if not ca:
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    builder = builder.add_extension(ski, critical=False).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False
+    )
+    return builder.sign(signer, hashes.SHA256())
 
 
 def backdated_start(moment: datetime) -> datetime:

@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import cast
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import files
 from ..errors import BadInput
 from .certs import (
-    backdated_start,
+    build_certificate,
     cert_pem,
     cert_sans,
     common_name,
@@ -30,7 +28,6 @@ from .certs import (
     issued_by,
     key_matches,
     key_pem,
-    key_usage,
     lifetime,
     load_leaf,
     load_pair,
@@ -212,24 +209,7 @@ def _leaf_problem(
 
 
 def _build_ca(key: ec.EllipticCurvePrivateKey, moment: datetime) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
-    start = backdated_start(moment)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=CA_DAYS))
-        # pathlen 0: this CA signs leaves only, never another CA.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(key_usage(cert_sign=True), critical=True)
-        .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-    )
-    return builder.sign(key, hashes.SHA256())
+    return build_certificate(key, common=CA_COMMON_NAME, days=CA_DAYS, moment=moment, ca=True)
 
 
 def _build_leaf(
@@ -240,24 +220,8 @@ def _build_leaf(
     moment: datetime,
     days: int,
 ) -> x509.Certificate:
-    start = backdated_start(moment)
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name(sans))]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-    )
-    cert = builder.sign(cast(CertificateIssuerPrivateKeyTypes, ca_key), hashes.SHA256())
+    issuer = (ca_cert, cast(CertificateIssuerPrivateKeyTypes, ca_key))
+    cert = build_certificate(key, common=common_name(sans), days=days, moment=moment, issuer=issuer, sans=sans)
     assert lifetime(cert) <= timedelta(days=MAX_LEAF_DAYS), "leaf lifetime exceeds the browser limit"
     return cert
 

@@ -4,25 +4,22 @@ served one, and the short-lived bootstrap certificate that lets nginx start befo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import files
 from ..errors import BadInput, OpsError
 from .certs import (
-    backdated_start,
+    build_certificate,
     cert_pem,
     chain_verifies,
     common_name,
     is_expired,
     key_matches,
     key_pem,
-    key_usage,
     parse_chain,
     parse_key,
     utc_now,
@@ -134,20 +131,4 @@ def write_bootstrap_certificate(
 def _build_self_signed(
     key: ec.EllipticCurvePrivateKey, san: x509.GeneralName, moment: datetime, days: int
 ) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name([san]))])
-    start = backdated_start(moment)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    return builder.sign(key, hashes.SHA256())
+    return build_certificate(key, common=common_name([san]), days=days, moment=moment, sans=[san])

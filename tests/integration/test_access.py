@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from analyticbot_ops import compose, docker, tokens
+from analyticbot_ops import access_audit, compose, docker, tokens
 from tests.sandbox import TEST_DOMAIN, RunningStack
 
 
@@ -204,10 +204,9 @@ def test_each_service_logs_in_as_its_own_role_which_is_no_superuser_and_cannot_d
 
 
 def test_the_running_audit_finds_no_superuser_role_and_a_narrow_redis_acl(prod_stack: RunningStack) -> None:
-    from analyticbot_ops.cli import audit as audit_cli
 
     running = [i for i in compose.project_containers(prod_stack.project) if i["State"]["Running"]]
-    findings = audit_cli.live_access_findings(prod_stack.stack, running)
+    findings = access_audit.live_findings(prod_stack.stack, running)
     assert {(f.check, f.target): f.ok for f in findings} == {
         ("AB-DBROLE", "api"): True,
         ("AB-DBROLE", "mtproto"): True,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from analyticbot_ops import acme, compose, deploy, docker, releases, rollout
+from analyticbot_ops import compose, deploy, docker, releases, rollout
 from analyticbot_ops.errors import BadInput, OpsError
 from tests.sandbox import RunningStack, SteadyClient, create_channel
 
@@ -117,7 +117,7 @@ def test_a_proxy_reload_drops_nothing(prod_stack: RunningStack, client: SteadyCl
     proxy = _ids(prod_stack)["proxy"]
     started = time.monotonic()
     for _ in range(3):
-        acme.reload_proxy(prod_stack.stack)
+        rollout.reload_proxy(prod_stack.stack)
         time.sleep(0.5)
     assert _ids(prod_stack)["proxy"] == proxy  # reloaded, never restarted
     _assert_served(client, time.monotonic() - started)

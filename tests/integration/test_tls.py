@@ -158,7 +158,7 @@ def pebble(prod_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -
         docker.docker(["rm", "-f", name], check=False)
         # Put the dev certificate back for anything that runs after this module.
         tls.ensure_dev_certificates(prod_stack.tls_dir)
-        acme.reload_proxy(prod_stack.stack)
+        acme.serve_installed_certificate(prod_stack.stack)
 
 
 class Prober(threading.Thread):

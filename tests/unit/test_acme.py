@@ -360,9 +360,9 @@ def test_reload_refuses_a_configuration_nginx_rejects(stack: compose.Stack, prox
         returncode=1,
     )
     with runner.use(fake), pytest.raises(OpsError) as e:
-        acme.reload_proxy(stack)
+        acme.serve_installed_certificate(stack)
     assert str(e.value) == (
-        'nginx -t failed after installing the certificate: nginx: [emerg] cannot load certificate "/etc/nginx/tls/'
+        'nginx -t refused the installed certificate: nginx: [emerg] cannot load certificate "/etc/nginx/tls/'
         'fullchain.pem"'
     )
     assert fake.commands() == [f"docker exec {PROXY} nginx -t"]  # never reloaded
@@ -372,7 +372,7 @@ def test_a_failed_reload_is_an_ops_error(stack: compose.Stack, proxy_running: li
     fake = runner.FakeRunner()
     fake.answer("docker", "exec", PROXY, "nginx", "-s", stderr="nginx: [error] invalid PID number", returncode=1)
     with runner.use(fake), pytest.raises(OpsError, match=r"docker exec failed: nginx: \[error\] invalid PID"):
-        acme.reload_proxy(stack)
+        acme.serve_installed_certificate(stack)
 
 
 def ports(*bindings: dict[str, str]) -> dict[str, Any]:
@@ -443,7 +443,7 @@ def test_reload_waits_until_the_proxy_serves_the_installed_certificate(
     monkeypatch.setattr(acme, "served_certificate", served)
     fake = runner.FakeRunner()
     with runner.use(fake):
-        acme.reload_proxy(stack, timeout=10)
+        acme.serve_installed_certificate(stack, timeout=10)
     assert asked == [(9443, DOMAIN)] * 4  # SNI: the stack's DOMAIN
     assert fake.commands() == [f"docker exec {PROXY} nginx -t", f"docker exec {PROXY} nginx -s reload"]
 
@@ -463,7 +463,7 @@ def test_reload_gives_up_when_the_old_certificate_is_still_served(
     monkeypatch.setattr(acme, "served_certificate", served)
     del stack.settings["DOMAIN"]
     with runner.use(runner.FakeRunner()), pytest.raises(OpsError) as e:
-        acme.reload_proxy(stack, timeout=0.25)
+        acme.serve_installed_certificate(stack, timeout=0.25)
     assert str(e.value) == "the proxy still serves the old certificate 0 s after the reload"
     assert names == {"localhost"}  # no DOMAIN: the dev name
 

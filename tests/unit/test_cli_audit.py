@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from analyticbot_ops import access_audit, compose
 from analyticbot_ops import audit as rules
-from analyticbot_ops import compose
 from analyticbot_ops.cli import audit as audit_cli
 from analyticbot_ops.config import DEFAULTS
 from analyticbot_ops.errors import BadInput
@@ -65,7 +65,7 @@ class Docker:
 @pytest.fixture
 def docker(monkeypatch: pytest.MonkeyPatch) -> Docker:
     fake = Docker()
-    monkeypatch.setattr(audit_cli.docker, "docker", fake)
+    monkeypatch.setattr(access_audit.docker, "docker", fake)
     return fake
 
 
@@ -97,7 +97,7 @@ def test_running_containers_are_the_stack_s_running_services_sorted(monkeypatch:
 
 def test_live_findings_ask_postgres_for_superusers_and_redis_for_the_api_acl(docker: Docker, tmp_path: Path) -> None:
     stack = compose.load_stack("dev")
-    findings = audit_cli.live_access_findings(stack, [POSTGRES, API, MTPROTO, REDIS])
+    findings = access_audit.live_findings(stack, [POSTGRES, API, MTPROTO, REDIS])
     assert by_check(findings) == {
         ("AB-DBROLE", "api"): True,
         ("AB-DBROLE", "mtproto"): False,  # a role PostgreSQL does not list: nothing vouches for it
@@ -114,8 +114,8 @@ def test_live_findings_ask_postgres_for_superusers_and_redis_for_the_api_acl(doc
 
 def test_live_findings_fail_a_superuser_role_and_a_broad_acl(monkeypatch: pytest.MonkeyPatch) -> None:
     broad = Docker(roles="analyticbot_api|true\n", acl=ACL_BROAD)
-    monkeypatch.setattr(audit_cli.docker, "docker", broad)
-    findings = audit_cli.live_access_findings(compose.load_stack("dev"), [POSTGRES, API, REDIS])
+    monkeypatch.setattr(access_audit.docker, "docker", broad)
+    findings = access_audit.live_findings(compose.load_stack("dev"), [POSTGRES, API, REDIS])
     assert by_check(findings) == {("AB-DBROLE", "api"): False, ("AB-REDISACL", "redis"): False}
     detail = {f.check: f.detail for f in findings}
     assert "superuser" in detail["AB-DBROLE"] and "~*" in detail["AB-REDISACL"]
@@ -123,20 +123,20 @@ def test_live_findings_fail_a_superuser_role_and_a_broad_acl(monkeypatch: pytest
 
 def test_live_findings_without_redis_acl_line_or_database_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     no_user = Docker(acl="user other on ~* +@all")
-    monkeypatch.setattr(audit_cli.docker, "docker", no_user)
+    monkeypatch.setattr(access_audit.docker, "docker", no_user)
     stack = compose.load_stack("dev")
     # No api or mtproto container: PostgreSQL is not asked; Redis's ACL without our user fails.
-    findings = audit_cli.live_access_findings(stack, [POSTGRES, REDIS])
+    findings = access_audit.live_findings(stack, [POSTGRES, REDIS])
     assert by_check(findings) == {("AB-REDISACL", "redis"): False}
     assert [args[3] for args, _ in no_user.calls] == ["redis-cli"]
     no_user.calls.clear()
-    assert audit_cli.live_access_findings(stack, [API]) == [] and no_user.calls == []
+    assert access_audit.live_findings(stack, [API]) == [] and no_user.calls == []
 
 
 def test_live_findings_need_the_redis_admin_secret(docker: Docker, tmp_path: Path) -> None:
     (tmp_path / "secrets" / "redis_admin_password").unlink()
     with pytest.raises(BadInput, match="secret redis_admin_password is missing"):
-        audit_cli.live_access_findings(compose.load_stack("dev"), [REDIS])
+        access_audit.live_findings(compose.load_stack("dev"), [REDIS])
 
 
 # --- audit --running --------------------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_running_audit_exits_1_naming_the_failed_environment(
     running: Stacks, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     running.containers["analyticbot-dev"] = [POSTGRES, API, REDIS]
-    monkeypatch.setattr(audit_cli.docker, "docker", Docker(acl=ACL_BROAD))
+    monkeypatch.setattr(access_audit.docker, "docker", Docker(acl=ACL_BROAD))
     assert fails(1, audit_cli.run, context(), env="dev", running=True) == "error: the audit failed for dev"
     text = capsys.readouterr().out
     assert "dev: analyticbot-dev, running containers" in text
@@ -216,7 +216,7 @@ def test_an_excepted_running_failure_shows_its_reason_and_passes(
     running: Stacks, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     running.containers["analyticbot-dev"] = [POSTGRES, API, REDIS]
-    monkeypatch.setattr(audit_cli.docker, "docker", Docker(roles="analyticbot_api|true\n"))
+    monkeypatch.setattr(access_audit.docker, "docker", Docker(roles="analyticbot_api|true\n"))
     reason = "the API migrates its own schema in dev"
     exceptions = [
         *DEFAULTS["ops"]["audit_exceptions"],

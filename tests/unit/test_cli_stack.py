@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from invoke import Exit
 
-from analyticbot_ops import backups, compose, health, model
+from analyticbot_ops import backups, compose, deploy, health, model, rollout
 from analyticbot_ops.cli import stack as stack_cli
 from analyticbot_ops.errors import DockerUnavailable
 from analyticbot_ops.releases import Release
@@ -260,16 +260,16 @@ def test_service_logs_is_the_old_positional_form_of_logs(
 def restarting(monkeypatch: pytest.MonkeyPatch, pins: list[set[str]], composed: list[Any]) -> dict[str, list[Any]]:
     seen: dict[str, list[Any]] = {"waited": [], "rolled": [], "reloaded": []}
     monkeypatch.setattr(stack_cli.docker, "require_daemon", lambda: "27.0")
-    monkeypatch.setattr(stack_cli.rollout, "can_roll", lambda stack, name: name in ("api", "bot"))
-    monkeypatch.setattr(stack_cli.rollout, "containers", lambda stack, name: [{"Id": "p1"}])
-    monkeypatch.setattr(stack_cli.compose, "wait_healthy", lambda *a: seen["waited"].append(a[1:3]))
+    monkeypatch.setattr(rollout, "can_roll", lambda stack, name: name in ("api", "bot"))
+    monkeypatch.setattr(rollout, "containers", lambda stack, name: [{"Id": "p1"}])
+    monkeypatch.setattr(deploy, "wait_healthy", lambda *a: seen["waited"].append(a[1:3]))
 
     def roll(stack: compose.Stack, name: str, *, timeout: float, progress: Any) -> Any:
         seen["rolled"].append((name, timeout))
-        return stack_cli.rollout.Outcome(name, "rolled", 3.21, "new container serving")
+        return rollout.Outcome(name, "rolled", 3.21, "new container serving")
 
-    monkeypatch.setattr(stack_cli.rollout, "roll", roll)
-    monkeypatch.setattr(stack_cli.acme, "reload_proxy", lambda stack: seen["reloaded"].append(stack.project))
+    monkeypatch.setattr(rollout, "roll", roll)
+    monkeypatch.setattr(rollout, "reload_proxy", lambda stack: seen["reloaded"].append(stack.project))
     seen["composed"] = composed
     return seen
 
@@ -292,7 +292,7 @@ def test_restart_rolls_the_apps_reloads_the_proxy_and_restarts_the_rest(
 def test_restart_of_a_proxy_that_is_not_running_restarts_it(
     monkeypatch: pytest.MonkeyPatch, restarting: dict[str, list[Any]], capsys: Any
 ) -> None:
-    monkeypatch.setattr(stack_cli.rollout, "containers", lambda stack, name: [])
+    monkeypatch.setattr(rollout, "containers", lambda stack, name: [])
     stack_cli.restart(context(), service=["proxy", "api"])
     assert restarting["composed"] == [("analyticbot-dev", ("restart", "proxy"), {})]
     assert restarting["waited"] == [(["proxy"], 120)]

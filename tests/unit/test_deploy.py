@@ -78,7 +78,6 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     for name in ("inspect", "containers", "logs", "server_version", "history"):
         monkeypatch.setattr(engine, name, _no_engine)
     monkeypatch.setattr(compose, "compose_command", lambda: ["docker-compose"])
-    monkeypatch.setattr(deploy, "compose_command", lambda: ["docker-compose"])
     monkeypatch.setattr(preflight, "compose_command", lambda: ["docker-compose"])
     return state
 
