@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audit, build, compose, docker, envfile, tls
+from . import audit, build, compose, docker, envfile, stack_settings, tls
 from .errors import BadInput
 
 SECRET_LOOKING = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "API_HASH")
@@ -15,14 +15,14 @@ SECRET_LOOKING = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "API_HASH")
 
 def template(env: str) -> str:
     """A commented .env file for an environment, with its defaults."""
-    compose.check_env(env)
-    defaults = {**compose.COMMON_DEFAULTS, **compose.DEFAULTS[env]}
+    stack_settings.check_env(env)
+    defaults = {**stack_settings.COMMON_DEFAULTS, **stack_settings.DEFAULTS[env]}
     lines = [
         f"# Settings for the {env} stack (read by invoke with python-dotenv; never by another environment).",
         "# Secrets do NOT belong here: they are files under secrets/ (invoke secrets.from-env).",
         "",
     ]
-    for key, purpose in compose.SETTINGS.items():
+    for key, purpose in stack_settings.SETTINGS.items():
         lines.append(f"# {purpose}")
         value = defaults.get(key)
         lines.append(f"{key}={value}" if value is not None else f"# {key}=")
@@ -30,7 +30,7 @@ def template(env: str) -> str:
 
 
 def write_template(env: str) -> Path:
-    path = compose.env_file(env)
+    path = stack_settings.env_file(env)
     if path.exists():
         raise BadInput(f"{path.name} exists and is never overwritten; edit it, or remove it first")
     path.write_text(template(env))
@@ -47,22 +47,22 @@ def validate_file(env: str, path: Path | None = None) -> list[Finding]:
     """Problems of an environment's .env file; malformed lines raise BadInput with their number."""
     if path is not None and not path.is_file():
         raise BadInput(f"no settings file at {path}")
-    path = path or compose.env_file(env)
+    path = path or stack_settings.env_file(env)
     if not path.exists():
         return [Finding("warning", f"{path.name} does not exist: the defaults apply (invoke env.template)")]
     values = envfile.read(path)
     findings = []
     try:
-        compose.validate_settings(values, path.name)
+        stack_settings.validate_settings(values, path.name)
     except BadInput as exc:
         findings.append(Finding("error", str(exc)))
     for key in values:
         # A setting the compose files read is never a secret, whatever its name (SECRETS_DIR is a folder).
-        if key not in compose.SETTINGS and any(word in key.upper() for word in SECRET_LOOKING):
+        if key not in stack_settings.SETTINGS and any(word in key.upper() for word in SECRET_LOOKING):
             findings.append(
                 Finding("error", f"{key} looks like a secret: keep it in secrets/ (invoke secrets.from-env)")
             )
-        elif key not in compose.SETTINGS:
+        elif key not in stack_settings.SETTINGS:
             findings.append(Finding("warning", f"{key} is not a setting the compose files read"))
     return findings
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import compose, docker, files, runner
+from . import docker, files, runner, stack_settings
 from .compose import Stack, service_states
 from .errors import BadInput, OpsError
 from .paths import REPO_ROOT, STATE_DIR
@@ -69,7 +69,7 @@ def writable(env: str) -> list[Path]:
     """Where the jobs write: the checkout (records, dumps, the default secrets and certificates), and the
     environment's SECRETS_DIR and TLS_DIR where its .env file puts them outside it."""
     paths = [REPO_ROOT]
-    for path in (compose.secrets_dir(env), compose.tls_dir(env)):
+    for path in (stack_settings.secrets_dir(env), stack_settings.tls_dir(env)):
         if not any(path.is_relative_to(p) for p in paths):
             paths.append(path)
     return paths

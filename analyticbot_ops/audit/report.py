@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..compose import ENVIRONMENTS
 from ..errors import BadInput
+from ..model import ENVIRONMENTS
 from .containers import NEVER_EXCEPTED, RESULTS, Finding
 
 # --- exceptions and reports -------------------------------------------------------------

@@ -10,7 +10,7 @@ from invoke import Collection
 from rich.table import Table
 from rich.text import Text
 
-from .. import access_audit, baseimages, build, compose, model, secrets
+from .. import access_audit, baseimages, build, compose, model, secrets, stack_settings
 from .. import audit as rules  # aliased: this module is cli/audit, and swarm.audit is imported too
 from ..config import ops
 from ..errors import BadInput, CheckFailed
@@ -92,7 +92,7 @@ def run(c: Any, env: str | None = None, running: bool = False, json: bool = Fals
     """Audit the stack against the CIS Docker Benchmark (compose, Dockerfiles, hadolint); exit 1 on a failure."""
     cfg = ops(c.config)
     exceptions = rules.parse_exceptions(cfg.audit_exceptions)
-    envs = [compose.check_env(env)] if env else list(compose.ENVIRONMENTS)
+    envs = [stack_settings.check_env(env)] if env else list(model.ENVIRONMENTS)
     reports: list[tuple[str, rules.Report]] = []
     for name in envs:
         stack = stack_of(c, name)

@@ -9,7 +9,7 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import compose, environment
+from .. import environment, model, stack_settings
 from .. import preflight as preflight_checks  # aliased: `preflight` is this namespace's task (env.preflight)
 from ..config import ops
 from ..errors import BadInput, CheckFailed
@@ -29,7 +29,7 @@ def _print_checks(checks: list[environment.Check] | list[preflight_checks.Check]
 @ops_task(help={"env": ENV, "json": "Print the settings as JSON."})
 def check(c: Any, env: str = "dev", json: bool = False) -> None:
     """Show an environment's effective settings and where each one comes from."""
-    settings = compose.settings_with_sources(env, namespace=ops(c.config).namespace)
+    settings = stack_settings.settings_with_sources(env, namespace=ops(c.config).namespace)
     if json:
         print_json({key: {"value": value, "source": source} for key, (value, source) in settings.items()})
         return
@@ -64,7 +64,7 @@ def validate(c: Any, env: str = "dev", file: str | None = None) -> None:
 @ops_task(help={"env": "Only this environment (default: all three)."}, iterable=["env"])
 def configuration(c: Any, env: list[str] | None = None) -> None:
     """Validate each environment's merged compose files, nginx -t in the proxy image, and hadolint."""
-    envs = [compose.check_env(e) for e in env] if env else list(compose.ENVIRONMENTS)
+    envs = [stack_settings.check_env(e) for e in env] if env else list(model.ENVIRONMENTS)
     checks = environment.validate_configuration(envs)
     _print_checks(checks, "configuration")
     if not all(check.ok for check in checks):

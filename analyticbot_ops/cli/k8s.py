@@ -14,7 +14,7 @@ from typing import Any
 
 from invoke import Collection
 
-from .. import compose, docker, registry, runner, secrets
+from .. import docker, model, registry, runner, secrets, stack_settings
 from ..errors import BadInput, CheckFailed
 from ..k8s import manifests, render
 from ..k8s import validate as checks  # aliased: `validate` is this namespace's task (k8s.validate)
@@ -56,7 +56,7 @@ def render_set(
     json: bool = False,
 ) -> None:
     """Render the stack as Kubernetes manifests for an environment (kubectl apply -k FOLDER); no secret value."""
-    compose.check_env(env)
+    stack_settings.check_env(env)
     folder = Path(out) if out else manifests.default_out(env)
     files = rendered(c, env, registry, service_type=service_type, pod_cidr=pod_cidr)
     written = manifests.write(files, folder)
@@ -88,7 +88,7 @@ def validate(c: Any, env: str | None = None, dir: str | None = None, json: bool 
     """Validate the manifest sets: Kubernetes 1.30, 1.33 and 1.37 schemas (strict), then cross-references."""
     if dir and not env:
         raise BadInput("--dir needs --env: the environment says which Secrets exist and the namespace")
-    envs = [compose.check_env(env)] if env else list(compose.ENVIRONMENTS)
+    envs = [stack_settings.check_env(env)] if env else list(model.ENVIRONMENTS)
     results = {name: _problems(c, name, Path(dir) if dir else None) for name in envs}
     if json:
         print_json(
@@ -120,7 +120,7 @@ def validate(c: Any, env: str | None = None, dir: str | None = None, json: bool 
 )
 def secrets_commands(c: Any, env: str = "prod", apply: bool = False) -> None:
     """Print (or, with --apply, run) the kubectl commands that make the set's Secrets from secrets/."""
-    compose.check_env(env)
+    stack_settings.check_env(env)
     stack = stack_of(c, env)
     objects = manifests.secret_objects(stack)
     namespace = stack.project

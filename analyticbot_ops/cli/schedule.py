@@ -10,7 +10,7 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import compose, schedule
+from .. import schedule, stack_settings
 from ..errors import EXIT_CODES, EXIT_FAILED, CheckFailed, OpsError
 from ._task import ops_task, out, print_json, progress, stack_of
 
@@ -21,7 +21,7 @@ UNIT_DIR = f"Where the units go (default {schedule.UNIT_DIR}); another folder on
 @ops_task(help={"env": ENV, "unit_dir": UNIT_DIR})
 def install(c: Any, env: str = "prod", unit_dir: str | None = None) -> None:
     """Write hardened systemd timers for certificate renewal and the weekly restore drill; start them."""
-    compose.check_env(env)
+    stack_settings.check_env(env)
     folder = Path(unit_dir) if unit_dir else schedule.UNIT_DIR
     done = schedule.install(env, folder)
     for path in done.written:
@@ -43,7 +43,7 @@ def install(c: Any, env: str = "prod", unit_dir: str | None = None) -> None:
 @ops_task(help={"env": ENV, "unit_dir": UNIT_DIR})
 def remove(c: Any, env: str = "prod", unit_dir: str | None = None) -> None:
     """Stop the timers and delete their units (the run records stay)."""
-    compose.check_env(env)
+    stack_settings.check_env(env)
     removed = schedule.remove(env, Path(unit_dir) if unit_dir else schedule.UNIT_DIR)
     out.print(f"{env}: removed {len(removed)} units" if removed else f"{env}: no units of ours were installed")
 
@@ -51,7 +51,7 @@ def remove(c: Any, env: str = "prod", unit_dir: str | None = None) -> None:
 @ops_task(help={"env": ENV, "unit_dir": UNIT_DIR, "json": "Print the rows as JSON."})
 def status(c: Any, env: str = "prod", unit_dir: str | None = None, json: bool = False) -> None:
     """Show each scheduled job: installed, its last run and result, its next run; exit 1 when one failed."""
-    compose.check_env(env)
+    stack_settings.check_env(env)
     rows = schedule.host_rows(env, Path(unit_dir) if unit_dir else schedule.UNIT_DIR)
     stack = stack_of(c, env)
     if stack.backup:

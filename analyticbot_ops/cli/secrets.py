@@ -9,7 +9,7 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import compose, docker, guard, maintenance, secrets, tokens
+from .. import compose, docker, guard, maintenance, secrets, stack_settings, tokens
 from ..errors import BadInput, CheckFailed, DockerUnavailable
 from ._task import ops_task, out, print_json, progress, stack_of
 from .legacy import Legacy
@@ -39,7 +39,7 @@ def _refuse_a_new_database_password(env: str) -> None:
 def init(c: Any, env: str = "dev", force: bool = False) -> None:
     """Ask for missing user secrets (no echo) and generate the rest; needs a terminal."""
     _refuse_a_new_database_password(env)
-    _print_report(secrets.init_interactive(env, compose.secrets_dir(env), force=force))
+    _print_report(secrets.init_interactive(env, stack_settings.secrets_dir(env), force=force))
 
 
 @ops_task(
@@ -53,10 +53,10 @@ def from_env(c: Any, env_file: str | None = None, env: str = "dev", force: bool 
     """Create secrets from environment variables and/or a .env file; generate the rest."""
     _refuse_a_new_database_password(env)
     try:
-        directory = compose.secrets_dir(env)
+        directory = stack_settings.secrets_dir(env)
         report = secrets.from_env(env, directory, env_file=Path(env_file) if env_file else None, force=force)
     except secrets.SecretsRejected as exc:
-        _print_report(secrets.ApplyReport(env, compose.secrets_dir(env), exc.outcomes))
+        _print_report(secrets.ApplyReport(env, stack_settings.secrets_dir(env), exc.outcomes))
         raise
     _print_report(report)
 
@@ -64,7 +64,7 @@ def from_env(c: Any, env_file: str | None = None, env: str = "dev", force: bool 
 @ops_task(help={"env": ENV_HELP, "json": "Print the rows as JSON."})
 def check(c: Any, env: str = "dev", json: bool = False) -> None:
     """Check every secret: present, modes, owner, format, strength, placeholder, age."""
-    rows = secrets.check(env, compose.secrets_dir(env))
+    rows = secrets.check(env, stack_settings.secrets_dir(env))
     if json:
         print_json([row.__dict__ for row in rows])
     else:
@@ -94,7 +94,7 @@ def check(c: Any, env: str = "dev", json: bool = False) -> None:
 @ops_task(help={"json": "Print the list as JSON.", "env": ENV_HELP})
 def list_(c: Any, json: bool = False, env: str = "dev") -> None:
     """List secrets by name, size, age and consumers; never their values."""
-    rows = secrets.list_secrets(compose.secrets_dir(env))
+    rows = secrets.list_secrets(stack_settings.secrets_dir(env))
     if json:
         print_json([row.__dict__ for row in rows])
         return
@@ -118,7 +118,7 @@ def token(
 ) -> None:
     """Mint a bearer token for the API (Authorization: Bearer ...), signed with the stack's jwt_secret_key."""
     scopes, lifetime = tokens.parse_scopes(scope), tokens.parse_ttl(ttl)
-    key = secrets.read_secret("jwt_secret_key", compose.secrets_dir(env))
+    key = secrets.read_secret("jwt_secret_key", stack_settings.secrets_dir(env))
     token = tokens.mint(key, scopes, lifetime, subject=subject)
     if json:
         print_json({"token": token.value, "subject": subject, "scopes": list(scopes), "expires": token.expires})

@@ -9,7 +9,7 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import backups, baseimages, build, compose, docker, guard, health, preflight, tls
+from .. import backups, baseimages, build, compose, docker, guard, health, preflight, stack_settings, tls
 from .. import deploy as deploy_module  # aliased: `deploy` is this namespace's task (stack.deploy)
 from .. import releases as release_log  # aliased: `releases` is this namespace's task (stack.releases)
 from .. import secrets as secrets_module  # aliased: stack.setup's `secrets` option would hide it there
@@ -220,7 +220,7 @@ def deploy(c: Any, env: str = "dev", build: bool = False, timeout: float = 180, 
 )
 def setup(c: Any, env: str = "dev", secrets: bool = False, timeout: float = 180, allow_downtime: bool = False) -> None:
     """Set up an environment: dev gets certificates, images and a healthy stack; prod is built and checked."""
-    if compose.check_env(env) != "dev":
+    if stack_settings.check_env(env) != "dev":
         if secrets:
             raise BadInput("--secrets is for dev; make prod's with `invoke secrets.from-env --env prod`")
         _check_ready(c, env)

@@ -9,7 +9,7 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import acme, compose, tls
+from .. import acme, stack_settings, tls
 from ..errors import BadInput, CheckFailed
 from ._task import ops_task, out, print_json, progress, stack_of
 from .legacy import Legacy
@@ -29,7 +29,7 @@ CA_BUNDLE = "CA file to trust the ACME server with (a test server's own CA, e.g.
 )
 def dev(c: Any, name: list[str] | None = None, days: int = 365, env: str = "dev") -> None:
     """Make a local CA and a leaf certificate signed by it (idempotent); print how to trust it."""
-    result = tls.ensure_dev_certificates(compose.tls_dir(env), names=name or (), days=days)
+    result = tls.ensure_dev_certificates(stack_settings.tls_dir(env), names=name or (), days=days)
     verb = "created" if result.changed else "kept"
     out.print(f"{verb}: {result.fullchain} ({result.reason})", markup=False)
     out.print(f"names: {', '.join(result.names)}; valid until {result.not_after:%Y-%m-%d}", markup=False)
@@ -45,7 +45,7 @@ def dev(c: Any, name: list[str] | None = None, days: int = 365, env: str = "dev"
 )
 def status(c: Any, json: bool = False, warn_days: int = 30, env: str = "dev") -> None:
     """Show the served certificate: subject, SANs, issuer, days left, key and chain match."""
-    status = tls.certificate_status(compose.tls_dir(env), warn_days=warn_days)
+    status = tls.certificate_status(stack_settings.tls_dir(env), warn_days=warn_days)
     if json:
         print_json(tls.status_as_dict(status))
     else:

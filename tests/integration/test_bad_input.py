@@ -38,7 +38,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from analyticbot_ops import compose, deploy, docker, environment, preflight, secrets, tls
+from analyticbot_ops import compose, deploy, docker, environment, model, preflight, secrets, stack_settings, tls
 from analyticbot_ops.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NO_DOCKER, EXIT_UNHEALTHY
 from analyticbot_ops.paths import REPO_ROOT
 
@@ -53,8 +53,8 @@ SETTINGS_FILE_SECRET = "Settings-File-Secret-4711-xyz"
 OUTSIDE_SECRET = "Outside-Target-Secret-0815-qrs"
 BAD_LINE_TEXT = "s3cr3tLineText"
 # The repository's own files that no case may touch.
-REPO_WATCHED = (REPO_ROOT / "secrets", *(REPO_ROOT / f".env.{env}" for env in compose.ENVIRONMENTS))
-DEFAULT_PROJECTS = tuple(compose.PROJECTS.values())
+REPO_WATCHED = (REPO_ROOT / "secrets", *(REPO_ROOT / f".env.{env}" for env in model.ENVIRONMENTS))
+DEFAULT_PROJECTS = tuple(model.PROJECTS.values())
 THIS_CASE = "this case (its project or its folders)"
 
 
@@ -93,7 +93,7 @@ class Run:
 def base_env(root: Path, project: str) -> dict[str, str]:
     """The caller's environment without anything that would steer a task: no settings,
     no secret values, no Invoke overrides; then this case's folders and project."""
-    dropped = {*compose.SETTINGS, *(spec.env_var for spec in secrets.SECRETS)}
+    dropped = {*stack_settings.SETTINGS, *(spec.env_var for spec in secrets.SECRETS)}
     env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("INVOKE_")}
     env.update(SECRETS_DIR=str(root / "secrets"), TLS_DIR=str(root / "tls"), COMPOSE_PROJECT_NAME=project)
     return env

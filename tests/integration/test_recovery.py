@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import pytest
 
-from analyticbot_ops import compose, deploy, docker, schedule
+from analyticbot_ops import compose, deploy, docker, schedule, stack_settings
 from analyticbot_ops.errors import EXIT_BAD_INPUT, BadInput, OpsError
 from analyticbot_ops.monitoring import client
 from analyticbot_ops.paths import REPO_ROOT
@@ -186,7 +186,7 @@ def test_a_shortened_schedule_backs_up_with_nobody_calling_a_task(archived: Runn
 def _invoke(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
     """The real `invoke` on this stack: its settings and project through the environment, as a user's .env
     would give them."""
-    settings = {k: v for k, v in stack.stack.settings.items() if k in compose.SETTINGS}
+    settings = {k: v for k, v in stack.stack.settings.items() if k in stack_settings.SETTINGS}
     env = {**os.environ, **settings, "COMPOSE_PROJECT_NAME": stack.project}
     command = [str(Path(sys.executable).with_name("invoke")), *args, "--env", stack.stack.env]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from invoke import Config, Context, Exit
 
-from analyticbot_ops import compose, releases, runner
+from analyticbot_ops import releases, runner, stack_settings
 from analyticbot_ops.config import DEFAULTS
 
 # The registry namespace the task tests configure (ops.namespace), so an image under it is told from a default one.
@@ -31,11 +31,11 @@ def isolated_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     """No daemon, no setting from the process environment, secrets and TLS in tmp_path, each environment's
     .env file read in tmp_path (never the checkout's), and no command run."""
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    for key in compose.SETTINGS:
+    for key in stack_settings.SETTINGS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "secrets"))
     monkeypatch.setenv("TLS_DIR", str(tmp_path / "tls"))
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
+    monkeypatch.setattr(stack_settings, "env_file", lambda env: tmp_path / f".env.{stack_settings.check_env(env)}")
     with runner.use(NoCommands()):
         yield
 

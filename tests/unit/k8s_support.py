@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from analyticbot_ops import compose, model
+from analyticbot_ops import compose, model, stack_settings
 from analyticbot_ops.k8s import manifests, render
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "k8s"
@@ -33,13 +33,13 @@ Manifests = dict[str, list[dict[str, Any]]]
 def stack(env: str, *, monitoring: bool = True, overrides: Mapping[str, str] | None = None) -> compose.Stack:
     """The environment's stack from its defaults alone (and `overrides`): no .env file and no variable of this
     process counts."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k in compose.SETTINGS}
-    real_env_file = compose.env_file
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k in stack_settings.SETTINGS}
+    real_env_file = stack_settings.env_file
     try:
-        compose.env_file = lambda name: Path("/nonexistent") / f".env.{name}"  # type: ignore[assignment]
+        stack_settings.env_file = lambda name: Path("/nonexistent") / f".env.{name}"  # type: ignore[assignment]
         return compose.load_stack(env, overrides=overrides, monitoring=monitoring)
     finally:
-        compose.env_file = real_env_file  # type: ignore[assignment]
+        stack_settings.env_file = real_env_file  # type: ignore[assignment]
         os.environ.update(saved)
 
 
@@ -68,7 +68,7 @@ def render_merged(
 
 
 def write_golden() -> None:
-    for env in compose.ENVIRONMENTS:
+    for env in model.ENVIRONMENTS:
         folder = GOLDEN_DIR / env
         manifests.write(rendered(env), folder)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from analyticbot_ops import compose, model, runner
+from analyticbot_ops import compose, model, runner, stack_settings
 from analyticbot_ops.errors import OpsError
 from analyticbot_ops.paths import COMPOSE_DIR
 from analyticbot_ops.swarm import lab as swarm_lab
@@ -153,8 +153,8 @@ def merged_config(
 
 def settings(tmp_path: Path) -> dict[str, str]:
     return {
-        **compose.COMMON_DEFAULTS,
-        "PROXY_FRONTEND_IP": compose.proxy_address(compose.COMMON_DEFAULTS["FRONTEND_SUBNET"]),
+        **stack_settings.COMMON_DEFAULTS,
+        "PROXY_FRONTEND_IP": stack_settings.proxy_address(stack_settings.COMMON_DEFAULTS["FRONTEND_SUBNET"]),
         **IMAGES,
         "SECRETS_DIR": str(tmp_path / "secrets"),
         "TLS_DIR": str(tmp_path / "tls"),

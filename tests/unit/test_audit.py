@@ -391,7 +391,7 @@ def test_configured_exceptions_are_valid() -> None:
 # --- the real compose files ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env", compose.ENVIRONMENTS)
+@pytest.mark.parametrize("env", model.ENVIRONMENTS)
 def test_real_compose_files_pass_their_own_audit(env: str) -> None:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed")

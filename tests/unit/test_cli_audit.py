@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import access_audit, compose
+from analyticbot_ops import access_audit, compose, model
 from analyticbot_ops import audit as rules
 from analyticbot_ops.cli import audit as audit_cli
 from analyticbot_ops.config import DEFAULTS
@@ -176,7 +176,7 @@ def test_running_audit_with_nothing_running_anywhere(running: Stacks, capsys: An
     message = fails(2, audit_cli.run, context(), running=True)
     assert message == "error: no running containers for any environment; start one with `invoke stack.up --env dev`"
     err = capsys.readouterr().err
-    for env, project in compose.PROJECTS.items():
+    for env, project in model.PROJECTS.items():
         assert f"{env}: no running containers of {project}, skipped" in err
 
 

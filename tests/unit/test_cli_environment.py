@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import compose, environment, preflight, releases
+from analyticbot_ops import compose, environment, model, preflight, releases
 from analyticbot_ops.cli import environment as env_cli
 from tests.unit.cli_support import NAMESPACE, context, fails
 from tests.unit.cli_support import no_docker as no_docker  # autouse: each test's tasks run isolated
@@ -133,7 +133,7 @@ def test_configuration_validates_every_environment_by_default(monkeypatch: pytes
     monkeypatch.setattr(env_cli.environment, "validate_configuration", lambda envs: asked.append(envs) or GOOD)
     env_cli.configuration(context())
     env_cli.configuration(context(), env=["prod", "dev"])
-    assert asked == [list(compose.ENVIRONMENTS), ["prod", "dev"]]
+    assert asked == [list(model.ENVIRONMENTS), ["prod", "dev"]]
     text = capsys.readouterr().out
     assert "configuration" in text and "7 services merge" in text and "FAIL" not in text
 

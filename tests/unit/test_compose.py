@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from analyticbot_ops import compose, docker, engine, model, releases, runner
+from analyticbot_ops import compose, docker, engine, model, releases, runner, stack_settings
 from analyticbot_ops.compose import ServiceState, Stack
 from analyticbot_ops.errors import EXIT_BAD_INPUT, BadInput, OpsError
 from analyticbot_ops.paths import COMPOSE_DIR, REPO_ROOT, SECRETS_DIR
@@ -26,8 +26,8 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[s
     """No .env file and an empty process environment unless a test writes them; no real daemon or client."""
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     process: dict[str, str] = {}
-    monkeypatch.setattr(compose, "_process_env", lambda: dict(process))
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
+    monkeypatch.setattr(stack_settings, "_process_env", lambda: dict(process))
+    monkeypatch.setattr(stack_settings, "env_file", lambda env: tmp_path / f".env.{stack_settings.check_env(env)}")
     monkeypatch.setattr(docker, "_candidate_paths", lambda: [CLIENT.path])
     monkeypatch.setattr(docker, "_probe", lambda _path: CLIENT)
     docker.client.cache_clear()
@@ -47,24 +47,24 @@ def test_settings_come_from_defaults_then_env_file_then_process_then_overrides(
         "HTTP_PORT=1111\nHTTPS_PORT=2222\nDOMAIN=file.example\nNOT_A_SETTING=x\nSECRETS_DIR=/srv/secrets\n"
     )
     hermetic.update({"HTTPS_PORT": "3333", "DOMAIN": "env.example", "PATH": "/usr/bin"})
-    settings = compose.settings_with_sources("dev", overrides={"DOMAIN": "override.example"})
+    settings = stack_settings.settings_with_sources("dev", overrides={"DOMAIN": "override.example"})
     assert settings["PROXY_BIND"] == ("127.0.0.1", "default")
     assert settings["HTTP_PORT"] == ("1111", ".env.dev")
     assert settings["SECRETS_DIR"] == ("/srv/secrets", ".env.dev")
     assert settings["HTTPS_PORT"] == ("3333", "environment")
     assert settings["DOMAIN"] == ("override.example", "override")
-    assert settings["API_IMAGE"] == ("analyticbot/api:latest", compose.NAMESPACE_SOURCE)
+    assert settings["API_IMAGE"] == ("analyticbot/api:latest", stack_settings.NAMESPACE_SOURCE)
     assert settings["PROXY_FRONTEND_IP"] == ("172.20.0.254", "derived from FRONTEND_SUBNET")
     assert "NOT_A_SETTING" not in settings and "PATH" not in settings
 
 
 def test_each_environment_has_its_own_defaults_and_namespace_names_the_images() -> None:
-    staging = compose.settings_with_sources("staging", namespace="acme")
+    staging = stack_settings.settings_with_sources("staging", namespace="acme")
     assert staging["HTTP_PORT"] == ("9080", "default")
     assert staging["FRONTEND_SUBNET"] == ("172.23.0.0/24", "default")
     assert staging["PROXY_FRONTEND_IP"][0] == "172.23.0.254"
     assert staging["BOT_IMAGE"] == ("acme/bot:latest", "ops.namespace")
-    prod = compose.settings_with_sources("prod")
+    prod = stack_settings.settings_with_sources("prod")
     assert (prod["PROXY_BIND"][0], prod["HTTPS_PORT"][0], prod["FRONTEND_SUBNET"][0]) == (
         "0.0.0.0",
         "443",
@@ -76,29 +76,29 @@ def test_each_environment_has_its_own_defaults_and_namespace_names_the_images() 
 def test_a_bad_value_in_the_env_file_names_the_file(tmp_path: Path) -> None:
     (tmp_path / ".env.prod").write_text("HTTPS_PORT=44three\n")
     with pytest.raises(BadInput, match=r"^\.env\.prod: HTTPS_PORT must be a port number, got '44three'$") as raised:
-        compose.settings_with_sources("prod")
+        stack_settings.settings_with_sources("prod")
     assert raised.value.code == EXIT_BAD_INPUT
 
 
 def test_a_bad_value_from_the_environment_or_overrides_is_refused(hermetic: dict[str, str]) -> None:
     with pytest.raises(BadInput, match=r"^settings: PROXY_BIND must be an IP address, got 'localhost'$"):
-        compose.settings_with_sources("dev", overrides={"PROXY_BIND": "localhost"})
+        stack_settings.settings_with_sources("dev", overrides={"PROXY_BIND": "localhost"})
     hermetic["FRONTEND_SUBNET"] = "10.1.0.0/29"  # a valid subnet, too small for the proxy's fixed address
     with pytest.raises(BadInput, match="/28 or larger"):
-        compose.settings_with_sources("dev")
+        stack_settings.settings_with_sources("dev")
 
 
 def test_secrets_and_tls_dirs(hermetic: dict[str, str]) -> None:
-    assert compose.secrets_dir("dev") == SECRETS_DIR.resolve()
-    assert compose.tls_dir("dev") == (SECRETS_DIR / "tls").resolve()
+    assert stack_settings.secrets_dir("dev") == SECRETS_DIR.resolve()
+    assert stack_settings.tls_dir("dev") == (SECRETS_DIR / "tls").resolve()
     hermetic.update({"SECRETS_DIR": "/srv/s", "TLS_DIR": "certs"})
-    assert compose.secrets_dir("prod") == Path("/srv/s")
-    assert compose.tls_dir("prod") == REPO_ROOT / "certs"
+    assert stack_settings.secrets_dir("prod") == Path("/srv/s")
+    assert stack_settings.tls_dir("prod") == REPO_ROOT / "certs"
 
 
 def test_unknown_environment_and_services_are_bad_input() -> None:
     with pytest.raises(BadInput, match=r"^unknown environment 'production'; use one of: dev, staging, prod$"):
-        compose.settings_with_sources("production")
+        stack_settings.settings_with_sources("production")
     with pytest.raises(BadInput, match=r"^unknown service 'web'; known: postgres, "):
         compose.check_services(["api", "web", "www"])
     assert compose.check_services(("api", "proxy")) == ["api", "proxy"]
@@ -151,11 +151,11 @@ def test_unknown_environment_and_services_are_bad_input() -> None:
 )
 def test_validate_settings_refuses(values: dict[str, str], message: str) -> None:
     with pytest.raises(BadInput, match=f"^where: {message}"):
-        compose.validate_settings(values, "where")
+        stack_settings.validate_settings(values, "where")
 
 
 def test_validate_settings_accepts() -> None:
-    compose.validate_settings(
+    stack_settings.validate_settings(
         {
             "HTTP_PORT": "1",
             "HTTPS_PORT": "65535",
@@ -166,7 +166,7 @@ def test_validate_settings_accepts() -> None:
         },
         "where",
     )
-    compose.validate_settings({}, "where")
+    stack_settings.validate_settings({}, "where")
 
 
 @pytest.mark.parametrize(
@@ -184,18 +184,18 @@ def test_validate_settings_accepts() -> None:
     ],
 )
 def test_validate_settings_accepts_the_backup_settings(values: dict[str, str]) -> None:
-    compose.validate_settings(values, "where")
+    stack_settings.validate_settings(values, "where")
 
 
 def test_the_backup_settings_are_settings_and_a_bad_one_names_its_source(tmp_path: Path) -> None:
     for key in ("BACKUP_SUBNET", "ARCHIVE_TIMEOUT", "BACKUP_FULL_EVERY", "BACKUP_DIFF_EVERY", "BACKUP_SCHEDULE_TICK"):
-        assert key in compose.SETTINGS, key
-    assert compose.settings_with_sources("dev")["BACKUP_SUBNET"] == ("172.26.1.0/24", "default")
-    assert compose.settings_with_sources("prod")["BACKUP_SUBNET"] == ("172.26.1.0/24", "default")
-    assert compose.settings_with_sources("staging")["BACKUP_SUBNET"] == ("172.27.1.0/24", "default")  # its own
+        assert key in stack_settings.SETTINGS, key
+    assert stack_settings.settings_with_sources("dev")["BACKUP_SUBNET"] == ("172.26.1.0/24", "default")
+    assert stack_settings.settings_with_sources("prod")["BACKUP_SUBNET"] == ("172.26.1.0/24", "default")
+    assert stack_settings.settings_with_sources("staging")["BACKUP_SUBNET"] == ("172.27.1.0/24", "default")  # its own
     (tmp_path / ".env.prod").write_text("ARCHIVE_TIMEOUT=1m\n")
     with pytest.raises(BadInput, match=r"^\.env\.prod: ARCHIVE_TIMEOUT must be seconds like 5s, got '1m'$"):
-        compose.settings_with_sources("prod")
+        stack_settings.settings_with_sources("prod")
 
 
 @pytest.mark.parametrize(
@@ -203,13 +203,13 @@ def test_the_backup_settings_are_settings_and_a_bad_one_names_its_source(tmp_pat
     [("172.20.0.0/24", "172.20.0.254"), ("10.0.0.0/28", "10.0.0.14"), ("10.8.0.0/16", "10.8.255.254")],
 )
 def test_the_proxy_takes_the_last_host_of_the_frontend_subnet(subnet: str, address: str) -> None:
-    assert compose.proxy_address(subnet) == address
+    assert stack_settings.proxy_address(subnet) == address
 
 
 @pytest.mark.parametrize("subnet", ["10.0.0.0/29", "10.0.0.0/32", "fd00::/64"])
 def test_a_subnet_without_room_or_not_ipv4_is_refused(subnet: str) -> None:
     with pytest.raises(BadInput, match=f"got '{subnet}'"):
-        compose.proxy_address(subnet)
+        stack_settings.proxy_address(subnet)
 
 
 # --- load_stack ---------------------------------------------------------------------------

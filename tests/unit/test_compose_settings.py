@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analyticbot_ops import compose, environment, preflight
+from analyticbot_ops import compose, environment, preflight, stack_settings
 from analyticbot_ops.errors import BadInput
 from analyticbot_ops.paths import REPO_ROOT
 
@@ -16,14 +16,14 @@ def test_relative_secret_and_tls_dirs_are_anchored_at_the_repository(monkeypatch
     monkeypatch.setenv("SECRETS_DIR", "secrets-staging")
     monkeypatch.setenv("TLS_DIR", "secrets-staging/tls")
     monkeypatch.chdir("/")
-    settings = compose.settings_with_sources("staging")
+    settings = stack_settings.settings_with_sources("staging")
     assert settings["SECRETS_DIR"] == (str(REPO_ROOT / "secrets-staging"), "environment")
     assert settings["TLS_DIR"][0] == str(REPO_ROOT / "secrets-staging" / "tls")
 
 
 def test_process_environment_beats_defaults_and_names_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PORT", "9999")
-    settings = compose.settings_with_sources("dev")
+    settings = stack_settings.settings_with_sources("dev")
     assert settings["HTTPS_PORT"] == ("9999", "environment")
     assert settings["PROXY_BIND"] == ("127.0.0.1", "default")
 
@@ -83,7 +83,7 @@ def test_a_malformed_env_file_of_a_stack_is_one_line_that_promises_nothing_about
     from-env, which would have written secrets, says "nothing was written"."""
     env_file = tmp_path / ".env.dev"
     env_file.write_text("HTTP_PORT=8080\nBOT_TOKEN\n")
-    monkeypatch.setattr(compose, "env_file", lambda env: env_file)
+    monkeypatch.setattr(stack_settings, "env_file", lambda env: env_file)
     with pytest.raises(BadInput) as caught:
-        compose.settings_with_sources("dev")
+        stack_settings.settings_with_sources("dev")
     assert str(caught.value) == f"{env_file}:2: BOT_TOKEN has no '=' (expected NAME=value)"

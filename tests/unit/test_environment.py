@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import audit, compose, docker, environment, runner, secrets, tls
+from analyticbot_ops import audit, compose, docker, environment, runner, secrets, stack_settings, tls
 from analyticbot_ops.errors import BadInput
 
 DOCKER = "/usr/bin/docker"
@@ -27,7 +27,7 @@ def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def env_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """`.env.ENV` files live in tmp_path, never in the repository."""
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
+    monkeypatch.setattr(stack_settings, "env_file", lambda env: tmp_path / f".env.{stack_settings.check_env(env)}")
     return tmp_path
 
 
@@ -43,8 +43,8 @@ def test_template_names_every_setting_once_with_the_environments_defaults(env: s
     )
     assert "Secrets do NOT belong here" in lines[1]
     assert text.endswith("\n")
-    defaults = {**compose.COMMON_DEFAULTS, **compose.DEFAULTS[env]}
-    for key, purpose in compose.SETTINGS.items():
+    defaults = {**stack_settings.COMMON_DEFAULTS, **stack_settings.DEFAULTS[env]}
+    for key, purpose in stack_settings.SETTINGS.items():
         assigned = [line for line in lines if line.startswith(f"{key}=") or line == f"# {key}="]
         assert len(assigned) == 1, key
         # Each setting is preceded by what it is for.
@@ -75,7 +75,9 @@ def test_a_written_template_validates_clean(env_files: Path, env: str) -> None:
     assert environment.validate_file(env) == []
     # ...and it sets exactly the defaults.
     assert secrets.read_env_file(path) == {
-        k: v for k, v in {**compose.COMMON_DEFAULTS, **compose.DEFAULTS[env]}.items() if k in compose.SETTINGS
+        k: v
+        for k, v in {**stack_settings.COMMON_DEFAULTS, **stack_settings.DEFAULTS[env]}.items()
+        if k in stack_settings.SETTINGS
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import compose, model
+from analyticbot_ops import model
 from analyticbot_ops.errors import BadInput
 from analyticbot_ops.k8s import manifests, policy, render
 from analyticbot_ops.k8s import validate as checks
@@ -89,7 +89,7 @@ def _secret_files(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, s
 # --- golden and deterministic ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env", compose.ENVIRONMENTS)
+@pytest.mark.parametrize("env", model.ENVIRONMENTS)
 def test_each_environments_set_is_its_golden_copy_byte_for_byte(env: str) -> None:
     texts = manifests.texts(k8s_support.rendered(env))
     folder = k8s_support.GOLDEN_DIR / env
@@ -122,7 +122,7 @@ def test_rendering_twice_or_from_a_reordered_config_gives_the_same_text() -> Non
 # --- secrets -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env", compose.ENVIRONMENTS)
+@pytest.mark.parametrize("env", model.ENVIRONMENTS)
 def test_no_secret_value_is_in_any_rendered_file_and_no_secret_is_rendered(env: str, tmp_path: Path) -> None:
     secrets_dir, tls_dir = tmp_path / "secrets", tmp_path / "tls"
     values: dict[Path, str] = {}

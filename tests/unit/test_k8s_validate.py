@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import compose
+from analyticbot_ops import model
 from analyticbot_ops.k8s import manifests, render
 from analyticbot_ops.k8s import validate as checks
 from tests.unit import k8s_support
@@ -40,7 +40,7 @@ def _container(files: Manifests, file: str, kind: str = "Deployment") -> dict[st
     return _object(files, file, kind)["spec"]["template"]["spec"]["containers"][0]
 
 
-@pytest.mark.parametrize("env", compose.ENVIRONMENTS)
+@pytest.mark.parametrize("env", model.ENVIRONMENTS)
 def test_every_environments_set_has_no_problem(env: str) -> None:
     stack = k8s_support.stack(env)
     files = k8s_support.render_merged(env)

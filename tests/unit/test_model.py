@@ -11,7 +11,7 @@ import pytest
 import yaml
 from analyticbot_common import placeholders
 
-from analyticbot_ops import compose, model, secrets
+from analyticbot_ops import compose, model, secrets, stack_settings
 from analyticbot_ops.paths import COMPOSE_DIR, REPO_ROOT
 
 
@@ -174,7 +174,7 @@ def test_a_second_definition_is_caught(tmp_path: Path, source: str, caught: str)
 def test_the_compose_files_give_no_default_to_what_the_toolkit_always_sets() -> None:
     """A setting the toolkit always sets (compose.py's defaults for every environment, or derived) is required in
     the compose files (`${VAR:?...}`): a default written there too would be a second source, and could differ."""
-    always = set(compose.COMMON_DEFAULTS) | set.intersection(*(set(d) for d in compose.DEFAULTS.values()))
+    always = set(stack_settings.COMMON_DEFAULTS) | set.intersection(*(set(d) for d in stack_settings.DEFAULTS.values()))
     always |= {"PROXY_FRONTEND_IP"}
     seen = set()
     for path in sorted(COMPOSE_DIR.glob("*.yml")):
@@ -186,10 +186,10 @@ def test_the_compose_files_give_no_default_to_what_the_toolkit_always_sets() -> 
 
 
 def test_image_defaults_follow_the_namespace_and_the_settings_say_where_they_came_from() -> None:
-    settings = compose.settings_with_sources("dev", namespace="acme/ab")
-    assert settings["API_IMAGE"] == ("acme/ab/api:latest", compose.NAMESPACE_SOURCE)
-    assert settings["POSTGRES_IMAGE"] == ("acme/ab/postgres:bookworm", compose.NAMESPACE_SOURCE)
-    assert compose.settings_with_sources("dev", {"API_IMAGE": "mine:1"})["API_IMAGE"] == ("mine:1", "override")
+    settings = stack_settings.settings_with_sources("dev", namespace="acme/ab")
+    assert settings["API_IMAGE"] == ("acme/ab/api:latest", stack_settings.NAMESPACE_SOURCE)
+    assert settings["POSTGRES_IMAGE"] == ("acme/ab/postgres:bookworm", stack_settings.NAMESPACE_SOURCE)
+    assert stack_settings.settings_with_sources("dev", {"API_IMAGE": "mine:1"})["API_IMAGE"] == ("mine:1", "override")
 
 
 def test_derived_sets() -> None:

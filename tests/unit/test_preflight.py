@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import compose, docker, guard, preflight, secrets, tls
+from analyticbot_ops import compose, docker, guard, preflight, secrets, stack_settings, tls
 from analyticbot_ops.errors import BadInput, DockerUnavailable, OpsError
 
 DOCKER = "/usr/bin/docker"
@@ -73,7 +73,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
     """A prod stack every check passes: daemon, compose, images, secrets, a valid certificate, owners (as root),
     the guard. Each check's dependency is faked where it would reach Docker, and recorded."""
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
+    monkeypatch.setattr(stack_settings, "env_file", lambda env: tmp_path / f".env.{stack_settings.check_env(env)}")
     stack = _stack(tmp_path, "prod")
     daemon = Daemon(stack)
     state = World(stack, daemon, tmp_path / "tls")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import compose, runner, schedule
+from analyticbot_ops import runner, schedule, stack_settings
 from analyticbot_ops.compose import ServiceState, Stack
 from analyticbot_ops.errors import BadInput, OpsError
 from analyticbot_ops.paths import REPO_ROOT
@@ -29,9 +29,9 @@ needs_systemd_analyze = pytest.mark.skipif(
 @pytest.fixture(autouse=True)
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each environment's settings from a .env file in tmp_path (none: the defaults), none from the process."""
-    for key in compose.SETTINGS:
+    for key in stack_settings.SETTINGS:
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(compose, "env_file", lambda env: tmp_path / f".env.{compose.check_env(env)}")
+    monkeypatch.setattr(stack_settings, "env_file", lambda env: tmp_path / f".env.{stack_settings.check_env(env)}")
 
 
 def lines(text: str) -> list[str]:
