@@ -127,6 +127,26 @@ def _overwritten(data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("damage", [_truncated, _overwritten], ids=["truncated", "overwritten-2k"])
+def test_a_dump_into_a_full_folder_says_where_what_it_needs_and_what_is_free(
+    prod_stack: RunningStack, tmp_path: Path
+) -> None:
+    """A folder on a filesystem of 64 KiB (a tmpfs; the dump of even an empty database needs more, with the
+    margin): refused before anything is written, in one line, never `[Errno 28] No space left on device`."""
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(full)], check=True)
+    try:
+        with pytest.raises(OpsError) as refused:
+            backups.backup(prod_stack.stack, full)
+        message = str(refused.value)
+        assert "\n" not in message and "Errno" not in message, message
+        assert message.startswith(f"no space for the dump in {full}: it needs "), message
+        assert " MB is free; nothing was written" in message, message
+        assert list(full.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
+
+
 def test_a_damaged_dump_restored_with_force_fails_and_every_row_stays(
     prod_stack: RunningStack, tmp_path: Path, damage: Callable[[bytes], bytes]
 ) -> None:

@@ -4,6 +4,7 @@ a broken release each drop no request; the broken one rolls back by itself and s
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import uuid
@@ -133,6 +134,8 @@ def test_a_broken_release_rolls_back_by_itself_and_says_why(
     message = str(failure.value)
     assert "rolled back" in message and f"{old} keeps serving" in message, message
     assert "no_such_app" in message  # the new container's own last log lines
+    # Its state with, once it stopped, its exit code, and how often its policy restarted it.
+    assert re.search(r"did not become ready \([^)]*restarts \d+\); its last log lines:", message), message
     assert [rollout.name_of(i) for i in rollout.containers(prod_stack.stack, "api")] == [old]
     _assert_served(client, time.monotonic() - started)
 
