@@ -147,7 +147,8 @@ def drill(
         args = [f"--stanza={STANZA}", f"--repo={chosen}", *target.pgbackrest_args(), "--archive-mode=off", "restore"]
         result = docker.docker([*restore, *args], check=False, timeout=timeout)
         if result.returncode != 0:
-            raise OpsError(f"the drill's restore failed: {pitr.pgbackrest_error(result.stdout + result.stderr)}")
+            said = pitr.pgbackrest_error(result.stdout + "\n" + result.stderr)
+            raise OpsError(f"the drill's restore failed: {said}")
         docker.docker(["run", "-d", "--name", container, *_container_args(stack, project), "postgres"])
         copy = InContainer(container)
         pitr.wait_promoted(lambda: copy, timeout)

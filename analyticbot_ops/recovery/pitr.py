@@ -299,12 +299,18 @@ def restore(
         where = f"; the safety dump is {safety.path}" if safety else ""
         raise OpsError(f"the restore failed: {exc}; postgres is stopped{where}") from None
     progress("restored the files; starting postgres to replay the WAL")
-    stack.compose("up", "-d", "--no-deps", "--no-build", "postgres")
-    wait_promoted(lambda: in_service(stack, "postgres"), timeout)
-    stack.compose("up", "-d", "--no-deps", "--no-build", AGENT)
-    deploy.run_migrate(stack)
-    seconds = time.monotonic() - started
-    wait_healthy(stack, list(stack.running), timeout, progress, fail_fast=False)
+    try:
+        stack.compose("up", "-d", "--no-deps", "--no-build", "postgres")
+        wait_promoted(lambda: in_service(stack, "postgres"), timeout)
+        stack.compose("up", "-d", "--no-deps", "--no-build", AGENT)
+        deploy.run_migrate(stack)
+        seconds = time.monotonic() - started
+        wait_healthy(stack, list(stack.running), timeout, progress, fail_fast=False)
+    except OpsError as exc:
+        # The files are already replaced: say where the database as it was went, whatever failed after.
+        if safety is None:
+            raise
+        raise OpsError(f"{exc}; the database before the restore is in the safety dump {safety.path}") from None
     return Restored(chosen, target, seconds, backups.table_count(backups.database_of(stack)), safety)
 
 
