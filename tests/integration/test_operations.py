@@ -126,7 +126,6 @@ def _overwritten(data: bytes) -> bytes:
     return data[:middle] + bytes(range(256)) * 8 + data[middle + 2048 :]
 
 
-@pytest.mark.parametrize("damage", [_truncated, _overwritten], ids=["truncated", "overwritten-2k"])
 def test_a_dump_into_a_full_folder_says_where_what_it_needs_and_what_is_free(
     prod_stack: RunningStack, tmp_path: Path
 ) -> None:
@@ -147,6 +146,7 @@ def test_a_dump_into_a_full_folder_says_where_what_it_needs_and_what_is_free(
         subprocess.run(["umount", str(full)], check=False)
 
 
+@pytest.mark.parametrize("damage", [_truncated, _overwritten], ids=["truncated", "overwritten-2k"])
 def test_a_damaged_dump_restored_with_force_fails_and_every_row_stays(
     prod_stack: RunningStack, tmp_path: Path, damage: Callable[[bytes], bytes]
 ) -> None:
