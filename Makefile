@@ -81,16 +81,16 @@ build-optimized:
 	$(INVOKE) build-optimized $(if $(SERVICE),--service "$(SERVICE)") $(if $(NO_CACHE),--no-cache) $(if $(SOURCE),--source "$(SOURCE)")
 
 deploy-dev:
-	$(INVOKE) deploy-dev $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) deploy-dev $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime) $(if $(TIMINGS),--timings)
 
 deploy-prod:
-	$(INVOKE) deploy-prod $(if $(BUILD),--build) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) deploy-prod $(if $(BUILD),--build) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime) $(if $(TIMINGS),--timings)
 
 deploy-prod-secrets:
-	$(INVOKE) deploy-prod-secrets $(if $(BUILD),--build) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) deploy-prod-secrets $(if $(BUILD),--build) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime) $(if $(TIMINGS),--timings)
 
 deploy-with-secrets:
-	$(INVOKE) deploy-with-secrets $(if $(ENV),--env "$(ENV)") $(if $(BUILD),--build) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) deploy-with-secrets $(if $(ENV),--env "$(ENV)") $(if $(BUILD),--build) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime) $(if $(TIMINGS),--timings)
 
 down:
 	$(INVOKE) down $(if $(ENV),--env "$(ENV)") $(if $(VOLUMES),--volumes)
@@ -159,13 +159,13 @@ service-status:
 	$(INVOKE) service-status $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json) $(if $(CHECK),--check)
 
 setup-dev:
-	$(INVOKE) setup-dev $(if $(SECRETS),--secrets) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) setup-dev $(if $(SECRETS),--secrets) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime) $(if $(TIMINGS),--timings)
 
 setup-dev-with-secrets:
-	$(INVOKE) setup-dev-with-secrets $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) setup-dev-with-secrets $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime) $(if $(TIMINGS),--timings)
 
 setup-prod:
-	$(INVOKE) setup-prod $(if $(SECRETS),--secrets) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) setup-prod $(if $(SECRETS),--secrets) $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime) $(if $(TIMINGS),--timings)
 
 ssl-dev:
 	$(INVOKE) ssl-dev $(if $(NAME),--name "$(NAME)") $(if $(DAYS),--days "$(DAYS)") $(if $(ENV),--env "$(ENV)")
@@ -210,7 +210,7 @@ test-health-endpoints:
 	$(INVOKE) test-health-endpoints $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
 
 up:
-	$(INVOKE) up $(if $(ENV),--env "$(ENV)") $(if $(SERVICE),--service "$(SERVICE)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime)
+	$(INVOKE) up $(if $(ENV),--env "$(ENV)") $(if $(SERVICE),--service "$(SERVICE)") $(if $(TIMEOUT),--timeout "$(TIMEOUT)") $(if $(ALLOW_DOWNTIME),--allow-downtime) $(if $(TIMINGS),--timings)
 
 validate-configuration:
 	$(INVOKE) validate-configuration $(if $(ENV),--env "$(ENV)")

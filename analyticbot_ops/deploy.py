@@ -22,6 +22,7 @@ from .compose import (
 from .errors import BadInput, OpsError
 from .model import Labels
 from .paths import REPO_ROOT
+from .timings import phase
 from .tls import backup
 
 Progress = Callable[[str], None]
@@ -39,6 +40,13 @@ def plan(stack: Stack) -> dict[str, str]:
         service: "start" if service not in running else "unchanged" if running[service] == wanted else "change"
         for service, wanted in hashes.items()
     }
+
+
+def orphans(stack: Stack, changes: dict[str, str]) -> list[str]:
+    """Services that run in the project but in none of its compose files now (`plan`'s keys): what
+    `up --remove-orphans` would remove."""
+    found = {info["Config"]["Labels"].get(Labels.SERVICE, "") for info in running_containers(stack.project)}
+    return sorted(found - set(changes))
 
 
 def check_downtime(changes: dict[str, str], allow_downtime: bool) -> None:
@@ -84,8 +92,10 @@ def up(
     configuration did not change are left alone and said so."""
     if not timeout > 0:
         raise BadInput(f"--timeout must be more than 0 seconds, got {timeout:g}")
-    preflight.require(stack, progress)
-    changes = plan(stack)
+    with phase("preflight"):
+        preflight.require(stack, progress)
+    with phase("plan (config hashes against what runs)"):
+        changes = plan(stack)
     check_downtime(changes, allow_downtime)
     # Changes only after every check passed.
     if preflight.needs_bootstrap_certificate(stack):
@@ -101,9 +111,11 @@ def up(
     rolling = [s for s in model.ROLLING if s in wanted and changes.get(s) == "change" and rollout.can_roll(stack, s)]
     if running and any(changes.get(s) != "unchanged" for s in _NEEDS_SCHEMA if s in wanted):
         # The schema first: new code may need it, and the old code keeps working on it (expand, then contract).
-        run_migrate(stack)
+        with phase("migrate job"):
+            run_migrate(stack)
     for service in rolling:
-        outcome = rollout.roll(stack, service, timeout=timeout, progress=progress)
+        with phase(f"roll {service}"):
+            outcome = rollout.roll(stack, service, timeout=timeout, progress=progress)
         changes[service] = "rolled"
         progress(f"{service}: rolled in {outcome.seconds:.1f} s ({outcome.detail})")
     for service in wanted:
@@ -114,16 +126,26 @@ def up(
     scope = ["--no-deps", *wanted] if running else list(services)
     # --no-build: images come from `invoke images.build`; Compose v1 would use the
     # classic builder. Started in the background so progress shows meanwhile.
-    process = runner.start(
-        stack.command("up", "-d", "--no-build", "--remove-orphans", *scope),
-        env=stack.settings,
-        stdout=subprocess.DEVNULL,
-        cwd=REPO_ROOT,
+    # Not at all when it would do nothing: every service runs its wanted configuration and nothing is left over
+    # for --remove-orphans (a second of Compose v1's start-up, a third of a no-change rerun).
+    nothing_to_do = all(changes.get(s) in ("unchanged", "rolled") for s in wanted) and not (
+        not services and orphans(stack, changes)
+    )
+    process = (
+        None
+        if nothing_to_do
+        else runner.start(
+            stack.command("up", "-d", "--no-build", "--remove-orphans", *scope),
+            env=stack.settings,
+            stdout=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+        )
     )
     try:
-        seconds = wait_healthy(stack, wanted, timeout, progress, compose_process=process)
+        with phase("compose up, and the wait until every service is ready"):
+            seconds = wait_healthy(stack, wanted, timeout, progress, compose_process=process)
     finally:
-        if process.poll() is None:
+        if process is not None and process.poll() is None:
             # Compose still working after our wait ended: give it a minute, then stop it, never letting
             # its timeout hide why the wait ended.
             try:
@@ -131,9 +153,10 @@ def up(
             except subprocess.TimeoutExpired:
                 process.kill()
     if not services:  # the whole stack runs this release now: remember it, forget what no release needs
-        release = releases.record_release(stack, build.source_revision(["."]).revision, keep=release_keep)
+        with phase("release record and image prune"):
+            release = releases.record_release(stack, build.source_revision(["."]).revision, keep=release_keep)
+            pruned = releases.prune(keep=release_keep)
         progress(f"release #{release.number} ({release.revision}) recorded for {stack.project}")
-        pruned = releases.prune(keep=release_keep)
         if pruned:
             progress(f"pruned image tags no kept release uses: {', '.join(pruned)}")
     return seconds

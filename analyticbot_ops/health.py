@@ -36,15 +36,20 @@ class ServiceHealth:
     latency_ms: float | None = None
     dependencies: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    # While Docker has no verdict yet ("starting": its first check comes 10 s after start), the sweep runs the
+    # container's healthcheck itself: "passed" or "failed"; "-" when Docker's own verdict stands.
+    probed: str = "-"
 
     @property
     def verdict(self) -> str:
-        """The worst of what Docker and the endpoint say."""
+        """The worst of what Docker (or, before its first check, the same check run now) and the endpoint say."""
         if self.docker_state != "running":
             return "missing" if self.docker_state == "missing" else "unhealthy"
-        docker_verdict = {"healthy": "healthy", "starting": "degraded", "none": "healthy"}.get(
-            self.docker_health, "unhealthy"
-        )
+        docker_verdict = {
+            "healthy": "healthy",
+            "starting": "healthy" if self.probed == "passed" else "degraded",
+            "none": "healthy",
+        }.get(self.docker_health, "unhealthy")
         if self.endpoint_status == "-":
             return docker_verdict
         return max(docker_verdict, self.endpoint_status, key=lambda s: RANK.get(s, 2))
@@ -124,6 +129,10 @@ def _probe(info: dict[str, Any], path: str, timeout: float) -> ServiceHealth:
         docker_state=state.get("Status", "missing"),
         docker_health=(state.get("Health") or {}).get("Status", "none"),
     )
+    if result.docker_state == "running" and result.docker_health == "starting":
+        healthcheck = tuple((info["Config"].get("Healthcheck") or {}).get("Test") or ())
+        started = compose.ServiceState(result.service, result.container, "running", "starting", 0, 0, "", healthcheck)
+        result.probed = "passed" if compose.probe_ready(started) else "failed"
     if result.service not in model.APPS or result.docker_state != "running":
         return result
     address = _address(info)
@@ -179,8 +188,19 @@ def not_healthy(project: str, rows: list[dict[str, Any]]) -> list[str]:
         row["service"]
         for row in rows
         if (row["service"] in jobs and jobs[row["service"]].exit_code != 0)
-        or (row["service"] not in jobs and (row["state"] != "running" or row["health"] not in ("healthy", "none")))
+        or (
+            row["service"] not in jobs
+            and (row["state"] != "running" or row["health"] not in ("healthy", "none"))
+            and not (row["health"] == "starting" and _passes_now(project, row["service"]))
+        )
     ]
+
+
+def _passes_now(project: str, service: str) -> bool:
+    """A service Docker has not checked yet (its first check comes one 10 s interval after start) passes when its
+    healthcheck, run now, does."""
+    state = compose.service_states(project).get(service)
+    return state is not None and compose.probe_ready(state)
 
 
 def call_endpoints(project: str, timeout: float = 2.0) -> list[EndpointCall]:

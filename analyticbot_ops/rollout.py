@@ -1,7 +1,7 @@
 """Rolling updates of the HTTP services (api, bot): no request is dropped, and a bad release never serves.
 
 1. The new container starts beside the old one (`compose up --scale SERVICE=2 --no-recreate`).
-2. It must be healthy in Docker's eyes and answer /health/ready from the proxy's own network.
+2. It must answer /health/ready from the proxy's own network (and not be unhealthy in Docker's eyes).
 3. The proxy is switched to it: a runtime include names the new container, `nginx -t` passes, nginx
    reloads (never restarts): new requests go to the new container, old workers finish theirs.
 4. Once the old workers have drained (bounded), the old container is stopped (uvicorn finishes its
@@ -151,7 +151,8 @@ def _not_ready(container: str) -> str:
 
 
 def wait_serving(stack: Stack, container: str, timeout: float, progress: Progress) -> None:
-    """Healthy in Docker's eyes and ready as the proxy sees it; OpsError with its logs otherwise."""
+    """Ready as the proxy sees it (its /health/ready from the proxy's network), and never unhealthy or stopped in
+    Docker's eyes meanwhile; OpsError with its logs otherwise."""
     started, shown = time.monotonic(), ""
     while time.monotonic() - started < timeout:
         health, running = _health(container)
@@ -160,7 +161,8 @@ def wait_serving(stack: Stack, container: str, timeout: float, progress: Progres
         if health != shown:
             progress(f"  {time.monotonic() - started:5.1f}s  {container}: {health}")
             shown = health
-        if health == "healthy" and _ready_from_proxy(stack, container):
+        # Readiness as the proxy sees it decides, not Docker's first check, which comes 10 s after start.
+        if _ready_from_proxy(stack, container):
             return
         time.sleep(0.25)
     raise OpsError(_not_ready(container))

@@ -8,13 +8,15 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from invoke import Exit, task
 from rich.console import Console
+from rich.table import Table
 
-from .. import compose, releases
+from .. import compose, releases, timings
 from ..config import ops, validate
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, BadInput, OpsError
 
@@ -94,6 +96,24 @@ def stack_of(c: Any, env: str, *, pinned: bool = False, **kwargs: Any) -> compos
     kwargs.setdefault("backup", settings.backup)
     stack = compose.load_stack(env, namespace=settings.namespace, **kwargs)
     return releases.pin(stack) if pinned else stack
+
+
+TIMINGS = "Print where the seconds went: each phase of the task, timed as it ran (on stderr)."
+
+
+@contextmanager
+def timed(show: bool) -> Iterator[None]:
+    """Record the task's phases (timings.phase); with `show`, print them on stderr when it ends, failed or not."""
+    timings.reset()
+    try:
+        yield
+    finally:
+        if show:
+            phases, total = timings.report()
+            table = Table("phase", "seconds", title=f"timings: {total:.2f} s in all", title_justify="left")
+            for p in phases:
+                table.add_row("  " * p.depth + p.name, f"{p.seconds:.2f}")
+            err.print(table)
 
 
 def progress(message: str) -> None:

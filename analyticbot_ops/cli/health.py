@@ -20,7 +20,9 @@ def print_sweep(result: health.Sweep, verbose: bool) -> None:
     table = Table("service", "verdict", "docker", "endpoint", "latency ms", title=f"{result.project}: {result.verdict}")
     for s in result.services:
         latency = "-" if s.latency_ms is None else f"{s.latency_ms:.0f}"
-        table.add_row(s.service, s.verdict, f"{s.docker_state}/{s.docker_health}", s.endpoint_status, latency)
+        # Before Docker's first check, the same check was run by the sweep: say so beside Docker's "starting".
+        docker_said = f"{s.docker_state}/{s.docker_health}" + ("" if s.probed == "-" else f" (check now: {s.probed})")
+        table.add_row(s.service, s.verdict, docker_said, s.endpoint_status, latency)
         if verbose:
             for name, dep in sorted(s.dependencies.items()):
                 critical = "critical" if dep.get("critical") else "optional"

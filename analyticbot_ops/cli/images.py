@@ -62,7 +62,7 @@ def build(c: Any, service: list[str] | None = None, no_cache: bool = False, sour
     )
     table = Table("service", "image", "seconds", "size", "cached steps")
     for r in results:
-        table.add_row(r.service, r.tag, f"{r.seconds:.1f}", mb(r.size), f"{r.cached}/{r.steps}")
+        table.add_row(r.service, r.tag, f"{r.seconds:.1f}", mb(r.size), "kept" if r.kept else f"{r.cached}/{r.steps}")
     out.print(table)
 
 

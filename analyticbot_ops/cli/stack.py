@@ -18,8 +18,9 @@ from ..errors import BadInput, CheckFailed, Unhealthy
 from ..recovery import drill, pitr
 from ..recovery import target as recovery_target  # aliased: `target` is a local of rollback and restore
 from ..recovery.catalog import REPOSITORIES
+from ..timings import phase as timed_phase  # `timings` is the tasks' --timings option
 from . import _recovery
-from ._task import ops_task, out, print_json, progress, stack_of
+from ._task import TIMINGS, ops_task, out, print_json, progress, stack_of, timed
 from .health import print_sweep
 from .legacy import Legacy
 
@@ -36,10 +37,12 @@ def _stack(c: Any, env: str) -> compose.Stack:
 
 def _build_all(c: Any) -> None:
     cfg = ops(c.config)
-    refs = baseimages.image_refs(
-        baseimages.build_base_images(source=cfg.base_source, namespace=cfg.namespace, progress=progress)
-    )
-    build.build_services(build.SERVICES, base_images=refs, namespace=cfg.namespace, progress=progress)
+    with timed_phase("base images (built or kept)"):
+        refs = baseimages.image_refs(
+            baseimages.build_base_images(source=cfg.base_source, namespace=cfg.namespace, progress=progress)
+        )
+    with timed_phase("service images (built or kept)"):
+        build.build_services(build.SERVICES, base_images=refs, namespace=cfg.namespace, progress=progress)
 
 
 def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True, allow_downtime: bool = False) -> None:
@@ -54,7 +57,8 @@ def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True, allow_downt
     )
     out.print(f"{stack.project}: every service healthy after {seconds:.1f} s")
     if sweep:
-        result = health.sweep(stack.project)
+        with timed_phase("health sweep"):
+            result = health.sweep(stack.project)
         print_sweep(result, verbose=False)
         if result.exit_code == health.EXIT_UNHEALTHY:
             raise Unhealthy(f"{stack.project} is {result.verdict} after the deploy")
@@ -62,21 +66,30 @@ def _deploy(c: Any, env: str, timeout: float, *, sweep: bool = True, allow_downt
             out.print("degraded: optional dependencies are down or disabled (see the table); the stack serves.")
 
 
-@ops_task(help={"env": ENV, "service": SERVICE, "timeout": TIMEOUT, "allow_downtime": DOWNTIME}, iterable=["service"])
+@ops_task(
+    help={"env": ENV, "service": SERVICE, "timeout": TIMEOUT, "allow_downtime": DOWNTIME, "timings": TIMINGS},
+    iterable=["service"],
+)
 def up(
-    c: Any, env: str = "dev", service: list[str] | None = None, timeout: float = 180, allow_downtime: bool = False
+    c: Any,
+    env: str = "dev",
+    service: list[str] | None = None,
+    timeout: float = 180,
+    allow_downtime: bool = False,
+    timings: bool = False,
 ) -> None:
     """Start the stack or roll out what changed (api and bot without a gap); wait until healthy."""
-    stack = _stack(c, env)
-    seconds = deploy_module.up(
-        stack,
-        services=compose.check_services(service or []),
-        timeout=timeout,
-        progress=progress,
-        allow_downtime=allow_downtime,
-        release_keep=ops(c.config).release_keep,
-    )
-    out.print(f"{stack.project}: healthy after {seconds:.1f} s")
+    with timed(timings):
+        stack = _stack(c, env)
+        seconds = deploy_module.up(
+            stack,
+            services=compose.check_services(service or []),
+            timeout=timeout,
+            progress=progress,
+            allow_downtime=allow_downtime,
+            release_keep=ops(c.config).release_keep,
+        )
+        out.print(f"{stack.project}: healthy after {seconds:.1f} s")
 
 
 @ops_task(help={"env": ENV, "json": "Print the releases as JSON."})
@@ -193,10 +206,23 @@ def restart(c: Any, env: str = "dev", service: list[str] | None = None, timeout:
         "build": "Build the images first (what changed; unchanged images are kept).",
         "timeout": TIMEOUT,
         "allow_downtime": DOWNTIME,
+        "timings": TIMINGS,
     }
 )
-def deploy(c: Any, env: str = "dev", build: bool = False, timeout: float = 180, allow_downtime: bool = False) -> None:
+def deploy(
+    c: Any,
+    env: str = "dev",
+    build: bool = False,
+    timeout: float = 180,
+    allow_downtime: bool = False,
+    timings: bool = False,
+) -> None:
     """Deploy an environment: check secrets and certificate, start or roll what changed, wait, sweep."""
+    with timed(timings):
+        _checked_deploy(c, env, build, timeout, allow_downtime)
+
+
+def _checked_deploy(c: Any, env: str, build: bool, timeout: float, allow_downtime: bool) -> None:
     stack = _stack(c, env)
     docker.require_daemon()  # first: a deploy with no daemon says so, whatever else is missing
     if secrets_module.check_failed(secrets_module.check(env, Path(stack.settings["SECRETS_DIR"])), env):
@@ -216,24 +242,39 @@ def deploy(c: Any, env: str = "dev", build: bool = False, timeout: float = 180, 
         "secrets": "dev: generate the secrets that are missing first (the README's main job).",
         "timeout": TIMEOUT,
         "allow_downtime": DOWNTIME,
+        "timings": TIMINGS,
     }
 )
-def setup(c: Any, env: str = "dev", secrets: bool = False, timeout: float = 180, allow_downtime: bool = False) -> None:
+def setup(
+    c: Any,
+    env: str = "dev",
+    secrets: bool = False,
+    timeout: float = 180,
+    allow_downtime: bool = False,
+    timings: bool = False,
+) -> None:
     """Set up an environment: dev gets certificates, images and a healthy stack; prod is built and checked."""
+    with timed(timings):
+        _setup(c, env, secrets, timeout, allow_downtime)
+
+
+def _setup(c: Any, env: str, secrets: bool, timeout: float, allow_downtime: bool) -> None:
     if stack_settings.check_env(env) != "dev":
         if secrets:
             raise BadInput("--secrets is for dev; make prod's with `invoke secrets.from-env --env prod`")
         _check_ready(c, env)
         return
-    stack = _stack(c, "dev")
-    # What runs is protected before anything is written or built: checkout, ports, subnets.
-    guard.protect(stack, generating=secrets, progress=progress)
-    if secrets:
-        report = secrets_module.from_env("dev", Path(stack.settings["SECRETS_DIR"]), environ={})
-        created = [o.name for o in report.outcomes if o.status == "created"]
-        progress(f"dev secrets: {'created ' + ', '.join(created) if created else 'all present, kept'}")
-    result = tls.ensure_dev_certificates(Path(stack.settings["TLS_DIR"]))
-    progress(f"dev certificate: {result.reason}")
+    with timed_phase("settings and the running stack's guard"):
+        stack = _stack(c, "dev")
+        # What runs is protected before anything is written or built: checkout, ports, subnets.
+        guard.protect(stack, generating=secrets, progress=progress)
+    with timed_phase("secrets and the dev certificate"):
+        if secrets:
+            report = secrets_module.from_env("dev", Path(stack.settings["SECRETS_DIR"]), environ={})
+            created = [o.name for o in report.outcomes if o.status == "created"]
+            progress(f"dev secrets: {'created ' + ', '.join(created) if created else 'all present, kept'}")
+        result = tls.ensure_dev_certificates(Path(stack.settings["TLS_DIR"]))
+        progress(f"dev certificate: {result.reason}")
     _build_all(c)
     _deploy(c, "dev", timeout, allow_downtime=allow_downtime)
 

@@ -45,7 +45,9 @@ OVERLAYS = {
 }
 INTERNAL = ("database", "monitoring", "backup")
 API_REPLICAS = 2
-# Longer than a health interval times its retries (1 s x 3), so a release that turns unhealthy is seen.
+# Swarm counts a start-first task as started once Docker calls it healthy: the first check, 10 s after start,
+# gates each step (the price of checks that cost almost nothing at rest), and a release that never answers
+# fails there and rolls back. The monitor then watches each step 15 s more for a task that exits.
 MONITOR = "15s"
 TLS_TARGET = "/etc/nginx/tls"
 DATA_LABEL = "analyticbot.data"  # the node label of the one that keeps postgres' and redis' volumes

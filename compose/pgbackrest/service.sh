@@ -75,9 +75,10 @@ trap stop TERM INT
 pgbackrest server &
 server=$!
 if [ "$ROLE" = agent ]; then
-    # The stanza needs a running primary and both repositories; until then, wait.
+    # The stanza needs a running primary and both repositories; until then, wait
+    # (briefly: Compose starts this agent with PostgreSQL, not once it is healthy).
     until pg_isready -q -h /var/run/pgbackrest && pgbackrest --stanza=$stanza stanza-create; do
-        sleep 2 & wait $! || true
+        sleep 0.5 & wait $! || true
     done
 fi
 # The healthcheck's mark: the stanza exists (agent) and the server runs.

@@ -132,7 +132,8 @@ def test_rotation_keeps_the_api_healthy_and_retires_the_old_password(
     assert new != old and result.restarted == restarted
     assert _connects(prod_stack, new, role) and not _connects(prod_stack, old, role)
     state = compose.service_states(prod_stack.project)["api"]
-    assert state.health == "healthy" and state.restarts == restarts_before  # a planned restart, not a crash
+    # A planned restart, not a crash; Docker's first check may still be due (every 10 s), the check run now passes.
+    assert state.health in ("healthy", "starting") and compose.probe_ready(state) and state.restarts == restarts_before
     with urllib.request.urlopen(
         f"{prod_stack.base_url}/api/health/ready", context=_context(prod_stack), timeout=5
     ) as r:

@@ -61,3 +61,13 @@ def no_real_docker(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     monkeypatch.setattr(APIClient, "__init__", no_engine_api)
     yield reached
     assert not reached, "; ".join(dict.fromkeys(reached))
+
+
+@pytest.fixture(autouse=True)
+def no_real_caches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What the toolkit keeps between runs (Compose's config hashes, the inputs of each image build) goes to the
+    test's own folder, never the checkout's .cache: one test's record must not answer for another."""
+    from analyticbot_ops import build, compose
+
+    monkeypatch.setattr(compose, "CONFIG_HASHES", tmp_path / "config-hashes")
+    monkeypatch.setattr(build, "BUILD_RECORDS", tmp_path / "builds")

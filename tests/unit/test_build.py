@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -331,7 +332,15 @@ def built(monkeypatch: pytest.MonkeyPatch, no_docker: None) -> list[str]:
     wheelhouses: list[str] = []
     monkeypatch.setattr(build, "build_wheelhouse", lambda service, progress: wheelhouses.append(service))
     monkeypatch.setattr(docker, "image_size", lambda tag: 123_000_000)
+    # Every image is there, its ID named after its tag (IMAGE_IDS changes one: a tag moved by another build).
+    IMAGE_IDS.clear()
+    monkeypatch.setattr(
+        docker, "inspect", lambda kind, name: {"Id": IMAGE_IDS.get(name, f"sha256:{name}"), "Size": 123_000_000}
+    )
     return wheelhouses
+
+
+IMAGE_IDS: dict[str, str] = {}
 
 
 def docker_build_fake(stderr: str = PLAIN, returncode: int = 0) -> runner.FakeRunner:
@@ -452,3 +461,78 @@ def test_a_failed_build_stops_the_rest_and_records_nothing(monkeypatch: pytest.M
     with runner.use(fake), pytest.raises(OpsError, match="building api failed: ERROR: boom"):
         build.build_services(["api", "bot"], base_images={}, progress=lambda _m: None)
     assert built == list(imagespec.PYTHON_WHEELHOUSES)  # api's, and no further
+
+
+# --- no rebuild of an image whose inputs are unchanged ----------------------------------------------------------
+
+
+def _builds(fake: runner.FakeRunner) -> list[str]:
+    return [c.argv[c.argv.index("-t") + 1] for c in fake.calls if c.argv[1:2] == ("build",)]
+
+
+def _build_twice(monkeypatch: pytest.MonkeyPatch, between: Any = lambda: None, **options: Any) -> list[str]:
+    monkeypatch.setattr(docker, "require_daemon", lambda: "20.10.24")
+    monkeypatch.setattr(releases, "record_build", lambda tags: tags)
+    fake = docker_build_fake()
+    with runner.use(fake):
+        first = build.build_services(["proxy", "api"], base_images={"nginx": "ngx:1"}, progress=lambda _m: None)
+        assert _builds(fake) == ["analyticbot/proxy:latest", "analyticbot/api:latest"] and not any(
+            r.kept for r in first
+        )
+        between()
+        messages: list[str] = []
+        second = build.build_services(
+            ["proxy", "api"], base_images={"nginx": "ngx:1"}, progress=messages.append, **options
+        )
+    assert [r.kept for r in second] == [
+        tag not in _builds(fake)[2:] for tag in ("analyticbot/proxy:latest", "analyticbot/api:latest")
+    ]
+    return _builds(fake)[2:]
+
+
+def test_a_rerun_with_the_same_inputs_asks_buildkit_nothing(monkeypatch: pytest.MonkeyPatch, built: list[str]) -> None:
+    assert _build_twice(monkeypatch) == []
+
+
+def test_a_changed_context_file_rebuilds(monkeypatch: pytest.MonkeyPatch, built: list[str]) -> None:
+    monkeypatch.setattr(build, "context_digest", lambda: "before")
+    rebuilt = _build_twice(monkeypatch, lambda: monkeypatch.setattr(build, "context_digest", lambda: "after"))
+    assert rebuilt == ["analyticbot/proxy:latest", "analyticbot/api:latest"]
+
+
+def test_a_new_base_image_rebuilds_only_what_is_built_on_it(monkeypatch: pytest.MonkeyPatch, built: list[str]) -> None:
+    rebuilt = _build_twice(monkeypatch, lambda: IMAGE_IDS.update({"ngx:1": "sha256:new-nginx"}))
+    assert rebuilt == ["analyticbot/proxy:latest"]
+
+
+def test_a_tag_that_names_another_image_now_is_rebuilt(monkeypatch: pytest.MonkeyPatch, built: list[str]) -> None:
+    rebuilt = _build_twice(monkeypatch, lambda: IMAGE_IDS.update({"analyticbot/api:latest": "sha256:other"}))
+    assert rebuilt == ["analyticbot/api:latest"]
+
+
+def test_a_lost_or_broken_record_rebuilds(monkeypatch: pytest.MonkeyPatch, built: list[str]) -> None:
+    def damage() -> None:
+        records = sorted(build.BUILD_RECORDS.iterdir())
+        records[0].write_text("{not json")
+        records[1].unlink()
+
+    assert len(_build_twice(monkeypatch, damage)) == 2
+
+
+def test_no_cache_always_builds(monkeypatch: pytest.MonkeyPatch, built: list[str]) -> None:
+    assert len(_build_twice(monkeypatch, no_cache=True)) == 2
+
+
+def test_the_context_digest_sees_an_edit_and_ignores_bytecode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build, "REPO_ROOT", tmp_path)
+    (tmp_path / "services" / "api" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "services" / "api" / "tests").mkdir()
+    code = tmp_path / "services" / "api" / "app.py"
+    code.write_text("x = 1\n")
+    before = build.context_digest(["services"])
+    (tmp_path / "services" / "api" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "services" / "api" / "tests" / "test_app.py").write_text("")
+    (tmp_path / "services" / "api" / "stray.pyc").write_bytes(b"\0")
+    assert build.context_digest(["services"]) == before
+    code.write_text("x = 22\n")
+    assert build.context_digest(["services"]) != before

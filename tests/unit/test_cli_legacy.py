@@ -149,7 +149,7 @@ def test_presets_are_not_options_of_the_old_name() -> None:
     assert old.iterable == [] and set(old.help) == {"env", "json", "verbose"}
     assert "service" not in inspect.signature(old.body).parameters
     assert names(old) == {"env": "dev", "json": False, "verbose": False}
-    assert names(tasks.ns["deploy-dev"]).keys() == {"timeout", "allow_downtime"}
+    assert names(tasks.ns["deploy-dev"]).keys() == {"timeout", "allow_downtime", "timings"}
 
 
 def test_a_changed_default_is_the_old_name_s_default() -> None:
@@ -194,7 +194,7 @@ def test_invoke_parses_an_old_name_with_its_options_and_changed_default(monkeypa
     run_program(built, "deploy-with-secrets", "--timeout", "60")
     assert seen[0] == ("check", {"env": "prod", "json": True, "verbose": True, "service": []})
     assert seen[1][0] == "deploy"
-    assert seen[1][1] == {"env": "staging", "build": False, "timeout": "60", "allow_downtime": False}
+    assert seen[1][1] == {"env": "staging", "build": False, "timeout": "60", "allow_downtime": False, "timings": False}
 
 
 def test_invoke_s_parse_errors_are_one_error_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

@@ -183,11 +183,19 @@ def test_ps_check_exits_5_naming_the_unhealthy_services_or_no_container(
         {**ROWS[0], "health": "unhealthy"},
         {**ROWS[1], "state": "exited"},
         {**ROWS[0], "service": "bot", "health": "starting"},
+        {**ROWS[0], "service": "mtproto", "health": "starting"},
     ]
     monkeypatch.setattr(stack_cli.health, "uptimes", lambda project: bad)
+    # Before Docker's first check, the check run now decides: the bot's fails, the collector's passes.
+    asked: list[str] = []
+    monkeypatch.setattr(
+        stack_cli.health, "_passes_now", lambda project, service: asked.append(service) or service == "mtproto"
+    )
     stack_cli.ps(context())  # without --check, only the table
+    asked.clear()
     message = fails(5, stack_cli.ps, context(), check=True)
     assert message == "error: analyticbot-dev: api, proxy, bot not healthy"
+    assert asked == ["bot", "mtproto"]
     monkeypatch.setattr(stack_cli.health, "uptimes", lambda project: [])
     assert fails(5, stack_cli.ps, context(), check=True) == "error: analyticbot-dev: no container"
 

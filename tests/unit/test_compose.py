@@ -4,6 +4,7 @@ container and the wait for health, with the runner and the Engine API faked."""
 from __future__ import annotations
 
 import io
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -701,3 +702,125 @@ def test_the_proxy_reuses_time_wait_ports_for_its_upstream_connections() -> None
     assert proxy["sysctls"]["net.ipv4.tcp_tw_reuse"] == 1
     low, high = map(int, proxy["sysctls"]["net.ipv4.ip_local_port_range"].split())
     assert 8443 < low < high <= 65535  # above the ports nginx listens on
+
+
+# --- the toolkit's own run of a healthcheck, before Docker's first (10 s after start) -----------------------------
+
+
+def _checked(health: str = "starting", status: str = "running", test: tuple[str, ...] = ("CMD", "probe", "-q")):
+    return ServiceState("redis", "proj-redis-1", status, health, 0, 0, "", test)
+
+
+@pytest.fixture
+def execs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    """engine.exec_exit_code recorded; it answers 0 (passed) unless the container is in FAILING."""
+    ran: list[tuple[str, list[str]]] = []
+
+    def exec_exit_code(container: str, argv: list[str]) -> int | None:
+        ran.append((container, argv))
+        return 1 if container in FAILING else 0
+
+    monkeypatch.setattr(engine, "exec_exit_code", exec_exit_code)
+    FAILING.clear()
+    return ran
+
+
+FAILING: set[str] = set()
+
+
+def test_a_starting_service_runs_its_own_healthcheck_command_now(execs: list[tuple[str, list[str]]]) -> None:
+    assert compose.probe_ready(_checked())
+    assert compose.probe_ready(_checked(test=("CMD-SHELL", "[ -f /tmp/ready ]")))
+    assert execs == [("proj-redis-1", ["probe", "-q"]), ("proj-redis-1", ["/bin/sh", "-c", "[ -f /tmp/ready ]"])]
+    FAILING.add("proj-redis-1")
+    assert not compose.probe_ready(_checked())
+
+
+def test_dockers_own_verdict_or_no_healthcheck_needs_no_exec(execs: list[tuple[str, list[str]]]) -> None:
+    assert compose.probe_ready(_checked("healthy"))
+    assert compose.probe_ready(_checked("none", test=()))
+    assert not compose.probe_ready(_checked(status="exited"))
+    assert not compose.probe_ready(_checked("starting", test=("NONE",)))  # disabled, yet Docker says starting
+    assert execs == []
+
+
+def test_the_wait_takes_a_passed_check_before_dockers_first(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock, execs: list[tuple[str, list[str]]]
+) -> None:
+    starting = ServiceState("api", "proj-api-1", "running", "starting", 0, 0, "", ("CMD", "probe"))
+    _polls(monkeypatch, _states(starting))
+    said: list[str] = []
+    assert compose.wait_healthy(STACK, ["api"], timeout=60, progress=said.append) == 0.0
+    assert said == ["    0.0s  api: running/ready (probed)"]
+    assert execs == [("proj-api-1", ["probe"])]
+
+
+def test_a_failing_check_is_run_again_at_most_every_half_second(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock, execs: list[tuple[str, list[str]]]
+) -> None:
+    starting = ServiceState("api", "proj-api-1", "running", "starting", 0, 0, "", ("CMD", "probe"))
+    _polls(monkeypatch, _states(starting))
+    FAILING.add("proj-api-1")
+    with pytest.raises(OpsError, match="timed out after 3 s waiting for api"):
+        compose.wait_healthy(STACK, ["api"], timeout=3)
+    # 3 s of 0.25 s polls: one exec every other poll, never more.
+    assert 6 <= len(execs) <= 8
+    assert len(clock.sleeps) >= 12
+
+
+def test_a_container_that_answered_then_was_replaced_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock, execs: list[tuple[str, list[str]]]
+) -> None:
+    first = ServiceState("api", "proj-api-1", "running", "starting", 0, 0, "", ("CMD", "probe"))
+    second = ServiceState("api", "proj-api-2", "running", "starting", 0, 0, "", ("CMD", "probe"))
+    FAILING.add("proj-api-2")
+    _polls(monkeypatch, _states(first), _states(second))  # the baseline, then the new container each poll
+    with pytest.raises(OpsError, match="timed out"):
+        compose.wait_healthy(STACK, ["api"], timeout=1, fail_fast=False)
+    assert {container for container, _argv in execs} == {"proj-api-2"}
+
+
+# --- Compose's config hashes, kept while their inputs are unchanged ------------------------------------------------
+
+
+def test_config_hashes_are_kept_until_a_compose_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tmp_path / "base.yml"
+    base.write_text("services: {}\n")
+    stack = Stack("dev", "proj", {"HTTP_PORT": "8080"}, files=[base])
+    with runner.use(runner.FakeRunner()) as fake:
+        fake.answer("docker", "compose", "version", stdout="Docker Compose version v2.33.1")
+        hash_command = ("docker", *stack.command("config", "--hash", "*")[1:])
+        fake.answer(*hash_command, stdout="api 1\n")
+        assert compose.config_hashes(stack) == {"api": "1"}
+        assert compose.config_hashes(stack) == {"api": "1"}
+        asked = [c for c in fake.commands() if c.endswith("config --hash *")]
+        assert len(asked) == 1  # the second answer came from the record
+        base.write_text("services: {api: {}}\n")
+        fake.answer(*hash_command, stdout="api 2\n")
+        assert compose.config_hashes(stack) == {"api": "2"}
+        assert len([c for c in fake.commands() if c.endswith("config --hash *")]) == 2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda stack, ids: stack.settings.update({"HTTP_PORT": "9090"}),
+        lambda stack, ids: ids.update({"ns/api:1": "sha256:new"}),  # a rebuilt image: its ID is in the hash
+        lambda stack, ids: os.environ.update({"COMPOSE_PROFILES": "x"}),
+    ],
+    ids=["a setting", "an image ID", "Compose's own environment"],
+)
+def test_config_hashes_are_asked_again_when_what_they_hash_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Any
+) -> None:
+    monkeypatch.delenv("COMPOSE_PROFILES", raising=False)
+    ids = {"ns/api:1": "sha256:old"}
+    monkeypatch.setattr(docker, "inspect", lambda kind, name: {"Id": ids[name]})
+    stack = Stack("dev", "proj", {"HTTP_PORT": "8080", "API_IMAGE": "ns/api:1"}, files=[])
+    with runner.use(_compose_v2(**{"config_--hash_*": ("api 1\n", "", 0)})) as fake:
+        compose.config_hashes(stack)
+        compose.config_hashes(stack)
+        change(stack, ids)
+        compose.config_hashes(stack)
+    assert len([c for c in fake.commands() if c.endswith("config --hash *")]) == 2
+    monkeypatch.delenv("COMPOSE_PROFILES", raising=False)

@@ -359,7 +359,8 @@ class Recorder:
         return rollout.Outcome(service, "rolled", 2.25, f"{PROJECT}-{service}-1 -> {PROJECT}-{service}-2")
 
     def wait_healthy(self, stack: compose.Stack, services: list, timeout: float, progress: Any, **kw: Any) -> float:
-        self.events.append(("wait", tuple(services), timeout, kw["compose_process"].returncode))
+        process = kw["compose_process"]  # None: compose up had nothing to do, so it was not run
+        self.events.append(("wait", tuple(services), timeout, None if process is None else process.returncode))
         if self.fail_wait:
             raise self.fail_wait
         return 12.5
@@ -488,12 +489,14 @@ def test_a_new_release_on_a_running_stack_migrates_first_then_rolls_the_http_ser
     _hashes(fake, stack, **HASHES)
     said: list[str] = []
     deploy.up(stack, timeout=60, progress=said.append)
-    everyone = ("postgres", "redis", "api", "bot", "mtproto", "proxy")
-    assert fake.commands()[:3] == [
+    # Rolled, the api and bot run the new configuration; the rest was unchanged: nothing left for compose up.
+    assert fake.commands() == [
         _compose(stack, "config", "--hash", "*"),
         _compose(stack, "run", "--rm", "--no-deps", "-T", "migrate"),
-        _up(stack, "--no-deps", *everyone),  # each service judged on its own
+        "git log -1 --format=%h %cI --abbrev=12 -- .",
+        "git status --porcelain -- .",
     ]
+    assert rec.named("wait")[0][3] is None
     # Both rolls come after the migrate job (2 commands run) and before compose up.
     assert rec.named("roll") == [("roll", "api", 60, 2), ("roll", "bot", 60, 2)]
     assert not rec.named("bootstrap")
@@ -532,12 +535,12 @@ def test_when_only_the_bot_changes_no_migrate_job_runs(
 ) -> None:
     stack = _stack(tmp_path)
     tls.ensure_dev_certificates(tmp_path / "tls")
-    _running(world, bot="b1")
+    _running(world, bot="b1", proxy="x0")  # and the proxy's settings: compose up recreates it
     _hashes(fake, stack, **HASHES)
-    deploy.up(stack)
+    deploy.up(stack, allow_downtime=True)
     assert fake.commands()[:2] == [
         _compose(stack, "config", "--hash", "*"),
-        _up(stack, "--no-deps", "postgres", "redis", "api", "bot", "mtproto", "proxy"),
+        _up(stack, "--no-deps", "postgres", "redis", "api", "bot", "mtproto", "proxy"),  # each judged on its own
     ]
     assert [e[1] for e in rec.named("roll")] == ["bot"]
 
@@ -551,9 +554,10 @@ def test_some_services_of_a_running_stack_are_updated_alone_and_no_release_is_re
     _hashes(fake, stack, **HASHES)
     said: list[str] = []
     deploy.up(stack, services=["bot"], progress=said.append)
-    assert fake.commands() == [_compose(stack, "config", "--hash", "*"), _up(stack, "--no-deps", "bot")]
-    assert [e[1] for e in rec.named("roll")] == ["bot"]  # the api changed too, but was not asked for
-    assert rec.named("wait") == [("wait", ("bot",), 180.0, 0)]
+    # Rolled, the bot needs no compose up; the api changed too, but was not asked for.
+    assert fake.commands() == [_compose(stack, "config", "--hash", "*")]
+    assert [e[1] for e in rec.named("roll")] == ["bot"]
+    assert rec.named("wait") == [("wait", ("bot",), 180.0, None)]
     assert not rec.named("release") and not rec.named("prune")
     assert said[-1] == "bot: rolled without a gap"
 
@@ -698,3 +702,30 @@ def test_a_started_compose_process_is_waited_for_when_still_running(
     with pytest.raises(OpsError, match="timed out"):
         deploy.up(stack)
     assert waited == [60]
+
+
+def test_a_rerun_with_nothing_changed_runs_no_compose_up_and_only_confirms_health(
+    world: World, rec: Recorder, fake: runner.FakeRunner, tmp_path: Path
+) -> None:
+    stack = _stack(tmp_path)
+    tls.ensure_dev_certificates(tmp_path / "tls")
+    _running(world)
+    _hashes(fake, stack, **HASHES)
+    said: list[str] = []
+    deploy.up(stack, progress=said.append)
+    assert not [c for c in fake.commands() if " up " in c or " run " in c]
+    assert rec.named("wait") == [("wait", ("postgres", "redis", "api", "bot", "mtproto", "proxy"), 180.0, None)]
+    assert "api: unchanged, left running" in said
+
+
+def test_a_service_no_compose_file_names_any_more_is_still_removed(
+    world: World, rec: Recorder, fake: runner.FakeRunner, tmp_path: Path
+) -> None:
+    stack = _stack(tmp_path)
+    tls.ensure_dev_certificates(tmp_path / "tls")
+    _running(world)
+    world.run("worker", "w1")  # an orphan: `up --remove-orphans` is what removes it
+    _hashes(fake, stack, **HASHES)
+    deploy.up(stack)
+    assert _up(stack, "--no-deps", "postgres", "redis", "api", "bot", "mtproto", "proxy") in fake.commands()
+    assert deploy.orphans(stack, deploy.plan(stack)) == ["worker"]

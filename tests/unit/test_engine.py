@@ -286,3 +286,43 @@ def test_server_version_when_the_daemon_goes_away(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(DockerUnavailable, match="permission denied") as raised:
         engine.server_version()
     assert raised.value.code == EXIT_NO_DOCKER
+
+
+# --- exec, for a healthcheck the toolkit runs itself -----------------------------------------------------------
+
+
+class ExecAPI(FakeAPI):
+    def __init__(self, exit_code: int | None, gone: bool = False) -> None:
+        super().__init__()
+        self.exit_code, self.gone = exit_code, gone
+
+    def exec_create(self, container: str, argv: list[str], **kwargs: Any) -> Any:
+        self.requests.append(("exec_create", (container, argv), kwargs))
+        if self.gone:
+            raise sdk_errors.NotFound(f"No such container: {container}")
+        return {"Id": "e1"}
+
+    def exec_start(self, exec_id: str) -> bytes:
+        self.requests.append(("exec_start", (exec_id,), {}))
+        return b"PONG\n"
+
+    def exec_inspect(self, exec_id: str) -> Any:
+        return {"ExitCode": self.exit_code, "Running": False}
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_exec_exit_code_runs_the_command_and_reads_its_code(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    fake = _serve(monkeypatch, ExecAPI(code))
+    assert engine.exec_exit_code("c1", ["redis-cli", "ping"]) == code
+    assert [r[0] for r in fake.requests] == ["exec_create", "exec_start"]
+    assert fake.requests[0][1] == ("c1", ["redis-cli", "ping"])
+
+
+def test_exec_in_a_container_that_is_gone_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    _serve(monkeypatch, ExecAPI(0, gone=True))
+    assert engine.exec_exit_code("c1", ["true"]) is None
+
+
+def test_exec_without_an_exit_code_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    _serve(monkeypatch, ExecAPI(None))
+    assert engine.exec_exit_code("c1", ["true"]) is None

@@ -153,8 +153,16 @@ def test_a_sweep_as_json_carries_each_verdict() -> None:
         "latency_ms": 4.2,
         "dependencies": {"redis": {}},
         "error": "",
+        "probed": "-",
         "verdict": "degraded",
     }
+
+
+@pytest.mark.parametrize(("probed", "verdict"), [("passed", "healthy"), ("failed", "degraded"), ("-", "degraded")])
+def test_before_dockers_first_check_the_check_run_now_decides(probed: str, verdict: str) -> None:
+    """Docker's first check comes one 10 s interval after start: until then the sweep's own run of it decides."""
+    starting = health.ServiceHealth("redis", "r-1", "running", "starting", probed=probed)
+    assert starting.verdict == verdict
 
 
 # --- the sweep -----------------------------------------------------------------------------------------
@@ -413,3 +421,28 @@ def test_uptimes_of_running_services_and_a_dash_for_the_others(stack: Stack) -> 
     assert rows[2]["uptime"] == "-"  # running, but Docker gave no start time
     assert (rows[3]["health"], rows[3]["restarts"]) == ("none", 2)
     assert rows[3]["uptime"] in ("1:05:07", "1:05:08")
+
+
+def test_a_service_docker_has_not_checked_yet_has_its_check_run_by_the_sweep(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Docker's first check comes one interval (10 s) after start: the sweep runs the same command, and only for
+    the services Docker has no verdict on."""
+    ran: list[tuple[str, tuple[str, ...]]] = []
+
+    def probe_ready(state: Any) -> bool:
+        ran.append((state.container, state.healthcheck))
+        return state.service == "redis"
+
+    monkeypatch.setattr(health.compose, "probe_ready", probe_ready)
+    redis = _container("redis", health_status="starting", networks={})
+    redis["Config"]["Healthcheck"] = {"Test": ["CMD", "redis-cli", "ping"]}
+    postgres = _container("postgres", health_status="starting", networks={})
+    stack.containers = [redis, postgres, _container("proxy")]
+    sweep = health.sweep(PROJECT)
+    assert sorted(ran) == [("abhealth-postgres-1", ()), ("abhealth-redis-1", ("CMD", "redis-cli", "ping"))]
+    assert [(s.service, s.probed, s.verdict) for s in sweep.services] == [
+        ("postgres", "failed", "degraded"),
+        ("proxy", "-", "healthy"),
+        ("redis", "passed", "healthy"),
+    ]

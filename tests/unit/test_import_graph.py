@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "analyticbot_ops"
 
 LAYERS: dict[str, tuple[str, ...]] = {
-    "ground": ("errors", "paths", "model", "files", "envfile", "stack_settings", "config", "tokens"),
+    "ground": ("errors", "paths", "model", "files", "envfile", "stack_settings", "config", "tokens", "timings"),
     "engine": ("runner", "engine", "docker", "compose", "layers"),
     "material": (
         "secrets", "tls", "imagespec", "monitoring.config", "monitoring.rules", "monitoring.tools", "k8s.render",

@@ -85,6 +85,10 @@ async def run(settings: MigrateSettings) -> tuple[list[int], list[str]]:
         what=f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port}",
         timeout=settings.startup_timeout,
         log=log,
+        # Compose starts this job with PostgreSQL, not after its first healthcheck: poll often, so that the
+        # schema follows the server's first TCP accept by a fraction of a second, not by a back-off step.
+        first_delay=0.2,
+        max_delay=0.5,
     )
     try:
         applied = await migrate(connection, timeout=settings.startup_timeout)
