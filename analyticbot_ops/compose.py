@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -170,11 +171,14 @@ def _hash_inputs(stack: Stack) -> str:
     """Everything Compose's config hashes are made of: its command (the binary, the files' paths), each compose
     file's text, the stack's settings, the environment Compose reads itself, and every image's ID."""
     images = sorted(value for name, value in stack.settings.items() if name.endswith("_IMAGE"))
+    texts = [f.read_text() if f.is_file() else "" for f in stack.files]
+    # Compose interpolates from its own environment too (the settings are laid over this process's).
+    referenced = {name for text in texts for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text)}
+    environment = {k: v for k, v in os.environ.items() if k.startswith(("COMPOSE_", "DOCKER_")) or k in referenced}
     data = [
         stack.command("config", "--hash", "*"),
-        [f.read_text() if f.is_file() else None for f in stack.files],
-        sorted(stack.settings.items()),
-        sorted((k, v) for k, v in os.environ.items() if k.startswith(("COMPOSE_", "DOCKER_"))),
+        texts,
+        sorted({**environment, **stack.settings}.items()),
         [(ref, (docker.inspect("image", ref) or {}).get("Id")) for ref in images],
     ]
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()

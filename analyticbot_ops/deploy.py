@@ -152,6 +152,10 @@ def up(
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
+    with phase("the proxy's upstream groups (kept-alive connections)"):
+        # After Compose: a container it started or recreated has a new address, which the proxy's upstream group
+        # must name (one reload, and only when an address changed; the by-name relay bridges until then).
+        rollout.keep_alive(stack, progress)
     if not services:  # the whole stack runs this release now: remember it, forget what no release needs
         with phase("release record and image prune"):
             release = releases.record_release(stack, build.source_revision(["."]).revision, keep=release_keep)

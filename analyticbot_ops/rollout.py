@@ -2,10 +2,11 @@
 
 1. The new container starts beside the old one (`compose up --scale SERVICE=2 --no-recreate`).
 2. It must answer /health/ready from the proxy's own network (and not be unhealthy in Docker's eyes).
-3. The proxy is switched to it: a runtime include names the new container, `nginx -t` passes, nginx
-   reloads (never restarts): new requests go to the new container, old workers finish theirs.
+3. The proxy is switched to it: its runtime include, an upstream group whose connections are kept alive, names
+   the new container's address instead of the old one's, `nginx -t` passes, nginx reloads (never restarts): new
+   requests go to the new container, old workers finish theirs. One reload a roll.
 4. Once the old workers have drained (bounded), the old container is stopped (uvicorn finishes its
-   in-flight requests on SIGTERM) and removed, and the proxy goes back to the service name.
+   in-flight requests on SIGTERM) and removed.
 
 A new container that is not healthy in time is removed and the old one keeps serving: the task exits 1 with
 the new container's last log lines. Singletons (postgres, redis, mtproto, and the proxy itself) are never
@@ -14,7 +15,7 @@ overlapped; compose recreates them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,20 +61,83 @@ def _exec(container: str, *command: str, check: bool = True) -> str:
     return docker.docker(["exec", container, *command], check=check).stdout
 
 
-def point_proxy(stack: Stack, service: str, host: str) -> None:
-    """Send the proxy's requests for `service` to `host` (a container or the service name): the runtime
-    include is rewritten, tested with `nginx -t`, and nginx reloads; on a failed test the old file is back."""
+# Where the proxy's by-name relay for each service listens (nginx/conf.d/analyticbot.conf): the backup of the
+# upstream group, the service name resolved per request.
+RELAY_PORTS = {"api": 8091, "bot": 8092}
+# uvicorn closes an idle keep-alive connection after 5 s: nginx lets go of its idle ones first, so that it never
+# sends a request on a connection the app is closing (a POST would then fail: nginx retries no write).
+UPSTREAM_IDLE_SECONDS = 4
+
+
+def upstream_include(service: str, addresses: Sequence[str]) -> str:
+    """The proxy's runtime include for `service`: an upstream group of these container addresses, its connections
+    kept alive, with the by-name relay as backup; no addresses: the service name, resolved per request."""
+    if not addresses:
+        return f'map "" ${service}_target {{ default "{service}:{PORT}"; }}\n'
+    servers = "".join(f"    server {address}:{PORT} max_fails=1 fail_timeout=10s;\n" for address in addresses)
+    return (
+        f"upstream {service}_containers {{\n{servers}"
+        f"    server 127.0.0.1:{RELAY_PORTS[service]} backup;\n"
+        f"    keepalive 16;\n    keepalive_timeout {UPSTREAM_IDLE_SECONDS}s;\n}}\n"
+        f'map "" ${service}_target {{ default "{service}_containers"; }}\n'
+    )
+
+
+def _runtime_path(service: str) -> str:
+    return f"/tmp/nginx-runtime/upstream-{service}.conf"
+
+
+def _read_runtime(proxy: str, path: str) -> str:
+    # busybox sh's builtins only (the image has no cat): every line as it is.
+    script = 'while IFS= read -r line || [ -n "$line" ]; do printf "%s\\n" "$line"; done < "$1"'
+    return _exec(proxy, "sh", "-c", script, "sh", path, check=False)
+
+
+def _write_runtime(proxy: str, path: str, content: str) -> None:
+    _exec(proxy, "sh", "-c", 'printf "%s" "$2" > "$1"', "sh", path, content)
+
+
+def address_of(stack: Stack, info: dict[str, Any]) -> str:
+    """A container's address on the stack's frontend network, where the proxy reaches it."""
+    networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+    address = (networks.get(f"{stack.project}_frontend") or {}).get("IPAddress")
+    if not address:
+        raise OpsError(f"{name_of(info)} has no address on {stack.project}_frontend")
+    return str(address)
+
+
+def point_proxy(stack: Stack, service: str, addresses: Sequence[str]) -> bool:
+    """Send the proxy's requests for `service` to these container addresses (none: the service name, resolved per
+    request): the runtime include is rewritten, tested with `nginx -t`, and nginx reloads; on a failed test the
+    old file is back. Nothing is written or reloaded when the include already says so; True when it reloaded."""
     proxy = _proxy(stack)
-    path = f"/tmp/nginx-runtime/upstream-{service}.conf"
-    line = f'map "" ${service}_host {{ default "{host}"; }}'
-    # busybox sh's builtins only (the image has no cp or cat): keep the old file, write the new one.
-    _exec(proxy, "sh", "-c", 'read -r old < "$1"; printf "%s\\n" "$old" > "$1.previous"; printf "%s\\n" "$2" > "$1"',
-          "sh", path, line)  # fmt: skip
+    path = _runtime_path(service)
+    wanted = upstream_include(service, addresses)
+    before = _read_runtime(proxy, path)
+    if before == wanted:
+        return False
+    _write_runtime(proxy, path, wanted)
     try:
-        test_and_reload(proxy, f"the switch of {service} to {host}")
+        test_and_reload(proxy, f"the switch of {service} to {', '.join(addresses) or 'its name'}")
     except OpsError:
-        _exec(proxy, "sh", "-c", 'read -r old < "$1.previous"; printf "%s\\n" "$old" > "$1"', "sh", path)
+        _write_runtime(proxy, path, before)
         raise
+    return True
+
+
+def keep_alive(stack: Stack, progress: Progress = lambda _m: None) -> list[str]:
+    """After a deploy: point the proxy at the running api and bot containers, their connections kept alive (one
+    reload, only when an address changed). A service with no running container, or with several (a roll under
+    way elsewhere), is left as it is. The services switched, in order."""
+    if not containers(stack, "proxy"):
+        return []
+    switched = []
+    for service in model.ROLLING:
+        running = containers(stack, service)
+        if len(running) == 1 and point_proxy(stack, service, [address_of(stack, running[0])]):
+            switched.append(service)
+            progress(f"{service}: the proxy keeps connections to {name_of(running[0])} alive")
+    return switched
 
 
 def test_and_reload(proxy: str, change: str) -> None:
@@ -176,30 +240,28 @@ def roll(stack: Stack, service: str, *, timeout: float = 120.0, progress: Progre
     before = containers(stack, service)
     if len(before) != 1:
         raise OpsError(f"{service} of {stack.project} runs {len(before)} containers; a rolling update needs exactly 1")
-    old = name_of(before[0])
-    # Pinned to the old container first: the service name will soon also resolve to the new one, which
-    # must get no request before it is ready.
-    point_proxy(stack, service, old)
+    old, old_address = name_of(before[0]), address_of(stack, before[0])
+    # The proxy sends to the old container's address (already so after a deploy: no reload then): the service
+    # name will soon also resolve to the new one, which must get no request before it is ready.
+    point_proxy(stack, service, [old_address])
     progress(f"{service}: starting a new container beside {old}")
+    stack.compose("up", "-d", "--no-deps", "--no-build", "--no-recreate", "--scale", f"{service}=2", service)
+    added = next((info for info in containers(stack, service) if name_of(info) != old), None)
+    if added is None:
+        raise OpsError(f"compose started no second {service} container")
+    new = name_of(added)
     try:
-        stack.compose("up", "-d", "--no-deps", "--no-build", "--no-recreate", "--scale", f"{service}=2", service)
-        new = next((name_of(info) for info in containers(stack, service) if name_of(info) != old), None)
-        if new is None:
-            raise OpsError(f"compose started no second {service} container")
-        try:
-            wait_serving(stack, new, timeout, progress)
-        except BaseException as exc:
-            # The proxy never saw the new container: remove it, the old one goes on serving.
-            docker.docker(["rm", "-f", new], check=False)
-            detail = str(exc) if isinstance(exc, OpsError) else "interrupted"
-            raise OpsError(f"{service}: the new release was rolled back, {old} keeps serving: {detail}") from None
-    except BaseException:
-        point_proxy(stack, service, service)  # only the old container answers to the name again
-        raise
-    point_proxy(stack, service, new)
+        wait_serving(stack, new, timeout, progress)
+        new_address = address_of(stack, added)
+    except BaseException as exc:
+        # The proxy never saw the new container: remove it, the old one goes on serving.
+        docker.docker(["rm", "-f", new], check=False)
+        detail = str(exc) if isinstance(exc, OpsError) else "interrupted"
+        raise OpsError(f"{service}: the new release was rolled back, {old} keeps serving: {detail}") from None
+    # One reload: new requests (and kept-alive connections) go to the new container; the old workers finish theirs.
+    point_proxy(stack, service, [new_address])
     drained = wait_drained(stack)
     progress(f"{service}: the proxy sends to {new}; old requests drained in {drained:.1f} s; stopping {old}")
     docker.docker(["stop", "--time", "15", old], check=False)
     docker.docker(["rm", "-f", old], check=False)
-    point_proxy(stack, service, service)
     return Outcome(service, "rolled", time.monotonic() - started, f"{old} -> {new}")

@@ -82,6 +82,8 @@ SETTINGS: dict[str, str] = {
     "DOMAIN": "public DNS name: the proxy's primary name, redirect target and tls.prod's domain",
     "EXTRA_SERVER_NAMES": "more names the proxy serves, space-separated (dev: localhost 127.0.0.1); others get nothing",
     "ACME_EMAIL": "contact address for the ACME account (prod only)",
+    "RATE_LIMIT_EXEMPT": "client addresses or subnets, space-separated, exempt from the per-client read limit "
+    "(a load generator, a trusted monitor); writes stay limited (default: none)",
     **{
         variable: f"image of {image} (default: NAMESPACE/{image}, NAMESPACE from invoke.yaml's ops.namespace)"
         for image, variable in model.IMAGE_VARIABLES.items()
@@ -130,6 +132,13 @@ def validate_settings(values: Mapping[str, str], source: str) -> None:
     for name in values.get("EXTRA_SERVER_NAMES", "").split():
         if not _SERVER_NAME.fullmatch(name):
             raise BadInput(f"{source}: EXTRA_SERVER_NAMES holds {name!r}, which is not a host name or IPv4 address")
+    for exempt in values.get("RATE_LIMIT_EXEMPT", "").split():
+        try:
+            ipaddress.IPv4Network(exempt)
+        except ValueError:
+            raise BadInput(
+                f"{source}: RATE_LIMIT_EXEMPT holds {exempt!r}, which is not an IPv4 address or subnet"
+            ) from None
     if "API_WORKERS" in values and not re.fullmatch(r"[0-9]{1,2}", values["API_WORKERS"]):
         raise BadInput(f"{source}: API_WORKERS must be a number of processes (0: sized), got {values['API_WORKERS']!r}")
     retention = values.get("PROMETHEUS_RETENTION")

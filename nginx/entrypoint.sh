@@ -25,9 +25,6 @@ mkdir -p /tmp/nginx-runtime
 printf 'map "" $public_https_port { default "%s"; }\n' "$suffix" > /tmp/nginx-runtime/public-port.conf
 printf 'map "" $public_name { default "%s"; }\n' "$name" > /tmp/nginx-runtime/public-name.conf
 printf 'server_name%s;\n' "$names" > /tmp/nginx-runtime/server-names.inc
-# Where the HTTP services' requests go: their compose service names (every
-# container of the service). A rolling update points one at its new container
-# for a while (`invoke up`, `invoke restart`), then back, with a reload.
 # stub_status (nginx's connection counts) answers the monitoring overlay's
 # exporter only: its fixed address on Compose, the internal monitoring
 # network's subnet on Swarm (no fixed address there); without one, nobody.
@@ -37,6 +34,18 @@ case "$exporter" in
     *[!0-9./]*) echo "proxy: NGINX_EXPORTER_IP must be an IPv4 address or subnet, got '$exporter'" >&2; exit 1 ;;
     *) printf 'allow %s;\ndeny all;\n' "$exporter" > /tmp/nginx-runtime/status-clients.inc ;;
 esac
+# Clients exempt from the per-client read limit (RATE_LIMIT_EXEMPT: IPv4
+# addresses or subnets); none by default.
+{
+    printf 'geo $rate_limit_exempt {\n    default 0;\n'
+    for each in ${RATE_LIMIT_EXEMPT:-}; do
+        case "$each" in
+            *[!0-9./]*|.*|*.|*..*) echo "proxy: RATE_LIMIT_EXEMPT must list IPv4 addresses or subnets, got '$each'" >&2; exit 1 ;;
+        esac
+        printf '    %s 1;\n' "$each"
+    done
+    printf '}\n'
+} > /tmp/nginx-runtime/rate-limit-exempt.conf
 # nginx's resolver: the first nameserver of resolv.conf (an IPv4 address; else
 # Docker's embedded DNS). nginx's resolver applies no search domains, so on
 # Kubernetes UPSTREAM_DOMAIN (the namespace's svc.cluster.local) completes the
@@ -53,7 +62,11 @@ domain="${UPSTREAM_DOMAIN:-}"
 case "$domain" in
     *[!A-Za-z0-9.-]*|.*|-*) echo "proxy: UPSTREAM_DOMAIN must be a domain name, got '$domain'" >&2; exit 1 ;;
 esac
+# Each HTTP service by name, resolved per request ($SERVICE_by_name: the
+# backup of the upstream groups the toolkit writes), and where requests go
+# until it has written one ($SERVICE_target): the same name.
 for service in api bot mtproto; do
-    printf 'map "" $%s_host { default "%s%s"; }\n' "$service" "$service" "${domain:+.$domain}" > "/tmp/nginx-runtime/upstream-$service.conf"
+    printf 'map "" $%s_by_name { default "%s%s:8000"; }\n' "$service" "$service" "${domain:+.$domain}" > "/tmp/nginx-runtime/by-name-$service.conf"
+    printf 'map "" $%s_target { default "%s%s:8000"; }\n' "$service" "$service" "${domain:+.$domain}" > "/tmp/nginx-runtime/upstream-$service.conf"
 done
 exec "$@"

@@ -5,6 +5,7 @@ stack (or another run) without touching it."""
 from __future__ import annotations
 
 import http.client
+import select
 import socket
 import ssl
 import subprocess
@@ -130,15 +131,25 @@ class _Connection(http.client.HTTPSConnection):
 
 @dataclass(eq=False)  # a Thread must stay hashable
 class SteadyClient(threading.Thread):
-    """GET a channel summary through the proxy every 40 ms (about 25/s), each on a new connection;
-    anything but a 200 with the channel in its body is a failure, with its reason kept. The tests and
-    benchmarks/deploy.py run it across operations that must drop nothing."""
+    """GET a channel summary through the proxy every 40 ms (about 25/s); anything but a 200 with the channel in
+    its body is a failure, with its reason kept. The tests and benchmarks/deploy.py run it across operations
+    that must drop nothing.
+
+    Two ways to connect, as clients do:
+    - a new connection for every request (the default);
+    - `keep_alive`: one connection, reused for as long as the server keeps it, the way browsers, the bot and
+      most API clients connect. Like them (urllib3's is_connection_dropped, a browser's idle socket pool), it
+      opens a new one when the server has closed the idle connection (an nginx reload closes its old workers'
+      idle connections) or said `Connection: close`; those are counted in `reconnects`, not as failures. A
+      request sent on a connection the server then drops without an answer is a failure."""
 
     stack: RunningStack
     channel: str
     # Another path to read instead (the bot's /bot/health/live): any 200 counts.
     path: str | None = None
+    keep_alive: bool = False
     ok: int = 0
+    reconnects: int = 0
     failures: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -147,28 +158,73 @@ class SteadyClient(threading.Thread):
         self.token = self.stack.token("read")
 
     def run(self) -> None:
+        connection: http.client.HTTPSConnection | None = None
         while not self.stop.is_set():
             started = time.monotonic()
-            connection = self.stack.connection()
+            if connection is not None and (not self.keep_alive or _dropped(connection)):
+                connection.close()
+                connection = None
+                self.reconnects += self.keep_alive
+            current = connection = connection or self.stack.connection()
             try:
                 path = self.path or f"/api/channels/{self.channel}/summary"
-                connection.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
-                response = connection.getresponse()
+                current.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
+                response = current.getresponse()
                 body = response.read()
                 if response.status == 200 and (self.path is not None or self.channel.encode() in body):
                     self.ok += 1
                 else:
                     self.failures.append(f"HTTP {response.status}: {body[:80]!r}")
+                if response.will_close:  # the server said Connection: close: a new one next time
+                    current.close()
+                    connection = None
+                    self.reconnects += self.keep_alive
             except (OSError, http.client.HTTPException) as exc:
                 self.failures.append(repr(exc))
-            finally:
-                connection.close()
+                current.close()
+                connection = None
             time.sleep(max(0.0, 0.04 - (time.monotonic() - started)))
+        if connection is not None:
+            connection.close()
 
     def finish(self) -> tuple[int, list[str]]:
         self.stop.set()
         self.join(timeout=15)
         return self.ok, self.failures
+
+
+@dataclass(eq=False)
+class SteadyClients:
+    """Both kinds of client at once on one channel: a new connection per request, and one kept alive."""
+
+    stack: RunningStack
+    channel: str
+    path: str | None = None  # SteadyClient's
+
+    def __post_init__(self) -> None:
+        self.clients = {
+            "new connection per request": SteadyClient(self.stack, self.channel, self.path),
+            "one keep-alive connection": SteadyClient(self.stack, self.channel, self.path, keep_alive=True),
+        }
+
+    def start(self) -> None:
+        for client in self.clients.values():
+            client.start()
+
+    def finish(self) -> dict[str, tuple[int, list[str]]]:
+        """Each mode's (requests answered, failures)."""
+        return {mode: client.finish() for mode, client in self.clients.items()}
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """Whether the server has closed (or reset) an idle keep-alive connection: its socket is readable with
+    nothing sent to it, which on an idle HTTP/1.1 connection means end of file. What urllib3 checks before it
+    reuses a pooled connection."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    readable, _w, _x = select.select([sock], [], [], 0)
+    return bool(readable)
 
 
 def create_channel(stack: RunningStack, username: str) -> None:
@@ -253,10 +309,21 @@ def lose_database_disk(stack: RunningStack, *, and_repository_1: bool = False) -
 def under_client(stack: RunningStack, action: Callable[[], object]) -> tuple[float, int, list[str]]:
     """Run `action` while a steady client reads a channel through the proxy: (seconds the action took, requests
     answered, failures). The client starts a second before and stops a second after."""
+    seconds, results = under_clients(stack, action, keep_alive=False)
+    return seconds, *results["new connection per request"]
+
+
+def under_clients(
+    stack: RunningStack, action: Callable[[], object], *, keep_alive: bool = True
+) -> tuple[float, dict[str, tuple[int, list[str]]]]:
+    """Run `action` under both steady clients (SteadyClients; only the new-connection one without
+    `keep_alive`): the seconds it took, and each client's (requests answered, failures)."""
     channel = f"steady_{uuid.uuid4().hex[:8]}"
     create_channel(stack, channel)
-    client = SteadyClient(stack, channel)
-    client.start()
+    clients = SteadyClients(stack, channel)
+    if not keep_alive:
+        del clients.clients["one keep-alive connection"]
+    clients.start()
     time.sleep(1)
     started = time.monotonic()
     try:
@@ -264,5 +331,5 @@ def under_client(stack: RunningStack, action: Callable[[], object]) -> tuple[flo
     finally:
         seconds = time.monotonic() - started
         time.sleep(1)
-        ok, failures = client.finish()
-    return seconds, ok, failures
+        results = clients.finish()
+    return seconds, results

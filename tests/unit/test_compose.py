@@ -116,6 +116,8 @@ def test_unknown_environment_and_services_are_bad_input() -> None:
         ({"FRONTEND_SUBNET": "172.20.0.1/24"}, "FRONTEND_SUBNET must be a subnet"),  # host bits set
         ({"DATABASE_SUBNET": "db"}, "DATABASE_SUBNET must be a subnet"),
         ({"EXTRA_SERVER_NAMES": "localhost bad_name"}, "EXTRA_SERVER_NAMES holds 'bad_name'"),
+        ({"RATE_LIMIT_EXEMPT": "172.30.0.1 all"}, "RATE_LIMIT_EXEMPT holds 'all', which is not an IPv4 address"),
+        ({"RATE_LIMIT_EXEMPT": "10.0.0.1/8"}, "RATE_LIMIT_EXEMPT holds '10.0.0.1/8'"),  # host bits set
         ({"EXTRA_SERVER_NAMES": "-leading.example"}, "EXTRA_SERVER_NAMES holds '-leading.example'"),
         (
             {"EXTRA_SERVER_NAMES": "ex\u00e4mple.com"},
@@ -807,20 +809,26 @@ def test_config_hashes_are_kept_until_a_compose_file_changes(tmp_path: Path, mon
         lambda stack, ids: stack.settings.update({"HTTP_PORT": "9090"}),
         lambda stack, ids: ids.update({"ns/api:1": "sha256:new"}),  # a rebuilt image: its ID is in the hash
         lambda stack, ids: os.environ.update({"COMPOSE_PROFILES": "x"}),
+        lambda stack, ids: os.environ.update({"DOMAIN_FROM_ENV": "x.test"}),  # a variable the file interpolates
     ],
-    ids=["a setting", "an image ID", "Compose's own environment"],
+    ids=["a setting", "an image ID", "Compose's own environment", "a variable of this process it reads"],
 )
 def test_config_hashes_are_asked_again_when_what_they_hash_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Any
 ) -> None:
     monkeypatch.delenv("COMPOSE_PROFILES", raising=False)
+    monkeypatch.delenv("DOMAIN_FROM_ENV", raising=False)
     ids = {"ns/api:1": "sha256:old"}
     monkeypatch.setattr(docker, "inspect", lambda kind, name: {"Id": ids[name]})
-    stack = Stack("dev", "proj", {"HTTP_PORT": "8080", "API_IMAGE": "ns/api:1"}, files=[])
-    with runner.use(_compose_v2(**{"config_--hash_*": ("api 1\n", "", 0)})) as fake:
+    base = tmp_path / "base.yml"
+    base.write_text("services: {proxy: {environment: {PUBLIC_NAME: '${DOMAIN_FROM_ENV:-localhost}'}}}\n")
+    stack = Stack("dev", "proj", {"HTTP_PORT": "8080", "API_IMAGE": "ns/api:1"}, files=[base])
+    with runner.use(_compose_v2()) as fake:
+        fake.answer("docker", *stack.command("config", "--hash", "*")[1:], stdout="api 1\n")
         compose.config_hashes(stack)
         compose.config_hashes(stack)
         change(stack, ids)
         compose.config_hashes(stack)
     assert len([c for c in fake.commands() if c.endswith("config --hash *")]) == 2
     monkeypatch.delenv("COMPOSE_PROFILES", raising=False)
+    monkeypatch.delenv("DOMAIN_FROM_ENV", raising=False)

@@ -377,6 +377,10 @@ class Recorder:
         self.events.append(("prune", keep))
         return ["analyticbot/api:r1", "analyticbot/bot:r1"]
 
+    def keep_alive(self, stack: compose.Stack, progress: Any) -> list[str]:
+        self.events.append(("keep_alive", len(self.fake.calls)))
+        return []
+
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [e for e in self.events if e[0] == name]
 
@@ -390,6 +394,7 @@ def rec(fake: runner.FakeRunner, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     monkeypatch.setattr(deploy.tls, "write_bootstrap_certificate", recorder.bootstrap)
     monkeypatch.setattr(deploy.releases, "record_release", recorder.record_release)
     monkeypatch.setattr(deploy.releases, "prune", recorder.prune)
+    monkeypatch.setattr(deploy.rollout, "keep_alive", recorder.keep_alive)
     return recorder
 
 
@@ -434,6 +439,7 @@ def test_a_fresh_stack_starts_in_dependency_order_and_its_release_is_recorded(
         ("preflight", PROJECT),
         ("bootstrap", Path(stack.settings["TLS_DIR"]), "bot.example.org"),
         ("wait", ("postgres", "redis", "api", "bot", "mtproto", "proxy"), 90, 0),
+        ("keep_alive", 2),  # once every service is ready: the proxy's upstream groups name the new containers
         ("release", REVISION, 4),
         ("prune", 4),
     ]

@@ -47,7 +47,9 @@ def test_on_docker_the_resolver_is_the_embedded_dns_and_upstreams_are_service_na
     assert code == 0
     assert written["resolver.conf"] == "resolver 127.0.0.11 valid=1s ipv6=off;\n"
     for service in ("api", "bot", "mtproto"):
-        assert written[f"upstream-{service}.conf"] == f'map "" ${service}_host {{ default "{service}"; }}\n'
+        # By name, resolved per request, until the toolkit writes the containers' upstream group.
+        assert written[f"upstream-{service}.conf"] == f'map "" ${service}_target {{ default "{service}:8000"; }}\n'
+        assert written[f"by-name-{service}.conf"] == f'map "" ${service}_by_name {{ default "{service}:8000"; }}\n'
 
 
 def test_on_kubernetes_the_cluster_dns_answers_and_upstream_domain_completes_the_names(tmp_path: Path) -> None:
@@ -55,8 +57,10 @@ def test_on_kubernetes_the_cluster_dns_answers_and_upstream_domain_completes_the
     code, _err, written = _run(tmp_path, resolv, UPSTREAM_DOMAIN="ab.svc.cluster.local")
     assert code == 0
     assert written["resolver.conf"] == "resolver 10.96.0.10 valid=1s ipv6=off;\n"
-    assert written["upstream-api.conf"] == 'map "" $api_host { default "api.ab.svc.cluster.local"; }\n'
-    assert written["upstream-mtproto.conf"] == 'map "" $mtproto_host { default "mtproto.ab.svc.cluster.local"; }\n'
+    assert written["upstream-api.conf"] == 'map "" $api_target { default "api.ab.svc.cluster.local:8000"; }\n'
+    assert written["by-name-mtproto.conf"] == (
+        'map "" $mtproto_by_name { default "mtproto.ab.svc.cluster.local:8000"; }\n'
+    )
 
 
 def test_a_resolver_nginx_cannot_take_as_written_falls_back_to_the_embedded_dns(tmp_path: Path) -> None:
@@ -70,3 +74,24 @@ def test_a_malformed_upstream_domain_stops_the_proxy_with_one_line(tmp_path: Pat
     code, err, _written = _run(tmp_path, "nameserver 10.96.0.10\n", UPSTREAM_DOMAIN="ab.svc; evil")
     assert code == 1
     assert err.strip() == "proxy: UPSTREAM_DOMAIN must be a domain name, got 'ab.svc; evil'"
+
+
+def test_no_client_is_exempt_from_the_read_limit_unless_named(tmp_path: Path) -> None:
+    code, _err, written = _run(tmp_path, "nameserver 127.0.0.11\n")
+    assert code == 0
+    assert written["rate-limit-exempt.conf"] == "geo $rate_limit_exempt {\n    default 0;\n}\n"
+
+
+def test_named_addresses_and_subnets_are_exempt_from_the_read_limit(tmp_path: Path) -> None:
+    code, _err, written = _run(tmp_path, "nameserver 127.0.0.11\n", RATE_LIMIT_EXEMPT="172.30.0.1 10.9.0.0/16")
+    assert code == 0
+    assert written["rate-limit-exempt.conf"] == (
+        "geo $rate_limit_exempt {\n    default 0;\n    172.30.0.1 1;\n    10.9.0.0/16 1;\n}\n"
+    )
+
+
+@pytest.mark.parametrize("bad", ["all", "10.0.0.1;", "10..0.1", "10.0.0."])
+def test_a_malformed_exempt_address_stops_the_proxy_with_one_line(tmp_path: Path, bad: str) -> None:
+    code, err, _written = _run(tmp_path, "nameserver 127.0.0.11\n", RATE_LIMIT_EXEMPT=f"10.0.0.1 {bad}")
+    assert code == 1
+    assert err.strip() == f"proxy: RATE_LIMIT_EXEMPT must list IPv4 addresses or subnets, got '{bad}'"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,9 @@ from analyticbot_ops import compose, docker, rollout, runner
 from analyticbot_ops.compose import Stack
 from analyticbot_ops.errors import OpsError
 from analyticbot_ops.model import Labels
+
+# Each container's address on the stack's frontend network.
+ADDRESSES = {"abroll_api_1": "10.0.0.1", "abroll_api_2": "10.0.0.2", "abroll_api_9": "10.0.0.3"}
 
 
 class FakeStack(Stack):
@@ -36,7 +40,10 @@ class World:
         self.steps: list[tuple[str, str]] = []
 
     def containers(self, _stack: Stack, service: str) -> list[dict[str, Any]]:
-        return [{"Name": f"/{name}"} for name in self.running.get(service, [])]
+        return [
+            {"Name": f"/{name}", "NetworkSettings": {"Networks": {"abroll_frontend": {"IPAddress": ADDRESSES[name]}}}}
+            for name in self.running.get(service, [])
+        ]
 
     def docker(self, args: list[str], check: bool = True, **_kw: Any) -> subprocess.CompletedProcess[str]:
         if args[0] in ("stop", "rm"):
@@ -51,7 +58,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     state = World()
     monkeypatch.setattr(rollout, "containers", state.containers)
     monkeypatch.setattr(rollout.docker, "docker", state.docker)
-    monkeypatch.setattr(rollout, "point_proxy", lambda _s, service, host: state.steps.append(("proxy", host)))
+    monkeypatch.setattr(
+        rollout, "point_proxy", lambda _s, service, addresses: state.steps.append(("proxy", ",".join(addresses)))
+    )
     monkeypatch.setattr(rollout, "wait_drained", lambda _s, timeout=0: state.steps.append(("drain", "")) or 0.1)
     monkeypatch.setattr(rollout, "_health", lambda name: (state.health[name], True))
     monkeypatch.setattr(
@@ -68,13 +77,12 @@ def test_the_proxy_moves_to_the_new_container_only_once_it_is_ready_and_the_old_
     outcome = rollout.roll(FakeStack(world), "api", timeout=5)
     assert outcome.action == "rolled" and outcome.detail == "abroll_api_1 -> abroll_api_2"
     assert world.steps == [
-        ("proxy", "abroll_api_1"),  # pinned to the old one before the new one shares its name
+        ("proxy", "10.0.0.1"),  # on the old one's address before the new one shares its name (a no-op if so)
         ("compose", "up -d --no-deps --no-build --no-recreate --scale api=2 api"),
-        ("proxy", "abroll_api_2"),
+        ("proxy", "10.0.0.2"),  # the one switch
         ("drain", ""),
         ("stop", "abroll_api_1"),
         ("rm", "abroll_api_1"),
-        ("proxy", "api"),
     ]
 
 
@@ -84,8 +92,8 @@ def test_a_new_container_that_never_gets_ready_is_removed_and_the_old_one_keeps_
     world.health["abroll_api_2"] = "unhealthy"
     with pytest.raises(OpsError, match=r"(?s)rolled back, abroll_api_1 keeps serving.*last words of the new container"):
         rollout.roll(FakeStack(world), "api", timeout=5)
-    assert ("proxy", "abroll_api_2") not in world.steps  # the proxy never saw it
-    assert world.steps[-2:] == [("rm", "abroll_api_2"), ("proxy", "api")]
+    assert ("proxy", "10.0.0.2") not in world.steps  # the proxy never saw it
+    assert world.steps[-1] == ("rm", "abroll_api_2")
     assert world.running["api"] == ["abroll_api_1"]
 
 
@@ -112,6 +120,11 @@ class Daemon:
         self.draining = ["0"]
         self.nginx_test_error = ""
         self.start_second = True
+        # The proxy's runtime includes, as `sh -c` reads and writes them.
+        self.runtime: dict[str, str] = {"/tmp/nginx-runtime/upstream-api.conf": rollout.upstream_include("api", [])}
+
+    def _next_address(self) -> str:
+        return f"10.0.0.{len(self.containers) + 1}"
 
     def add(self, service: str, name: str, *, running: bool = True, oneoff: bool = False, created: str = "") -> None:
         self.containers.append(
@@ -126,6 +139,9 @@ class Daemon:
                     }
                 },
                 "State": {"Running": running},
+                "NetworkSettings": {
+                    "Networks": {"abroll_frontend": {"IPAddress": f"10.0.0.{len(self.containers) + 1}"}}
+                },
             }
         )
 
@@ -160,6 +176,11 @@ class Daemon:
             if self.health.get(target, ["healthy"])[0] == "exited":
                 return subprocess.CompletedProcess(argv, 1, "", "wget: can't connect to remote host")
             return subprocess.CompletedProcess(argv, 0, self.ready, "")
+        if argv[1] == "exec" and argv[3:5] == ("sh", "-c") and argv[5].startswith("while IFS="):
+            return subprocess.CompletedProcess(argv, 0, self.runtime.get(argv[7], ""), "")
+        if argv[1] == "exec" and argv[3:5] == ("sh", "-c") and argv[5].startswith('printf "%s" "$2"'):
+            self.runtime[argv[7]] = argv[8]
+            return subprocess.CompletedProcess(argv, 0, "", "")
         if argv[1] == "exec" and argv[3:5] == ("sh", "-c") and "shutting down" in argv[5]:
             count = self.draining.pop(0) if len(self.draining) > 1 else self.draining[0]
             return subprocess.CompletedProcess(argv, 0, count, "")
@@ -179,10 +200,11 @@ def _step(call: runner.Call) -> str:
     if words[0] == "exec" and words[2:4] == ["sh", "-c"]:
         if "shutting down" in words[4]:
             return f"exec {words[1]} count draining workers"
-        if words[4].startswith('read -r old < "$1";'):
-            assert words[5:7] == ["sh", "/tmp/nginx-runtime/upstream-api.conf"]
-            return f"exec {words[1]} write {words[7]}"
-        return f"exec {words[1]} restore {words[6]}"
+        assert words[5:7] == ["sh", "/tmp/nginx-runtime/upstream-api.conf"]
+        if words[4].startswith("while IFS="):
+            return f"exec {words[1]} read the api include"
+        servers = re.findall(r"server (10\.[\d.]+):8000", words[7])
+        return f"exec {words[1]} write api: {', '.join(servers) or 'by name'}"
     return " ".join(words)
 
 
@@ -204,9 +226,11 @@ def daemon(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Daemon, runner.Fak
         yield state, fake
 
 
-def _switch(host: str) -> list[str]:
+def _switch(to: str) -> list[str]:
+    """A switch of the api's upstream group to `to` (addresses, or "by name"): read, write, test, reload."""
     return [
-        f'exec abroll-proxy-1 write map "" $api_host {{ default "{host}"; }}',
+        "exec abroll-proxy-1 read the api include",
+        f"exec abroll-proxy-1 write api: {to}",
         "exec abroll-proxy-1 nginx -t",
         "exec abroll-proxy-1 nginx -s reload",
     ]
@@ -218,15 +242,17 @@ def test_a_roll_issues_each_docker_command_in_order(daemon: tuple[Daemon, runner
     outcome = rollout.roll(Stack("prod", "abroll", {}), "api", timeout=30, progress=said.append)
     assert outcome.detail == "abroll-api-1 -> abroll-api-2"
     assert [_step(c) for c in fake.calls] == [
-        *_switch("abroll-api-1"),
+        *_switch("10.0.0.2"),  # on the old container's address (a no-op after a deploy: see the next test)
         "up -d --no-deps --no-build --no-recreate --scale api=2 api",
         "exec abroll-proxy-1 wget -q -O - http://abroll-api-2:8000/health/ready",
-        *_switch("abroll-api-2"),
+        *_switch("10.0.0.3"),
         "exec abroll-proxy-1 count draining workers",
         "stop --time 15 abroll-api-1",
         "rm -f abroll-api-1",
-        *_switch("api"),
     ]
+    include = state.runtime["/tmp/nginx-runtime/upstream-api.conf"]
+    assert "server 10.0.0.3:8000 max_fails=1 fail_timeout=10s;" in include and "keepalive 16;" in include
+    assert "server 127.0.0.1:8091 backup;" in include and "keepalive_timeout 4s;" in include
     wget = next(c for c in fake.calls if "wget" in c.argv)
     assert wget.timeout == 5  # busybox wget cannot bound itself: docker exec is bounded instead
     assert said[0] == "api: starting a new container beside abroll-api-1"
@@ -249,14 +275,14 @@ def test_a_new_container_that_exits_is_removed_with_its_logs_in_the_error(
         "(exited, exit code 1, restarts 5); its last log lines:\nTraceback: ImportError\nuvicorn exited"
     )
     steps = [_step(c) for c in fake.calls]
-    assert steps[3:] == [
+    assert steps[4:] == [
         "up -d --no-deps --no-build --no-recreate --scale api=2 api",
         "exec abroll-proxy-1 wget -q -O - http://abroll-api-2:8000/health/ready",  # asked while it was starting
         "logs --tail 30 abroll-api-2",
         "rm -f abroll-api-2",
-        *_switch("api"),
     ]
     assert "stop --time 15 abroll-api-1" not in steps
+    assert "server 10.0.0.2:8000" in state.runtime["/tmp/nginx-runtime/upstream-api.conf"]  # the old one still
 
 
 def test_a_new_container_that_exits_without_a_word_says_so(daemon: tuple[Daemon, runner.FakeRunner]) -> None:
@@ -280,18 +306,19 @@ def test_a_container_that_is_healthy_but_not_ready_through_the_proxy_is_never_sw
     with pytest.raises(OpsError, match=r"abroll-api-2 did not become ready \(healthy, restarts 0\)"):
         rollout.roll(Stack("prod", "abroll", {}), "api", timeout=4)
     steps = [_step(c) for c in fake.calls]
-    assert 'exec abroll-proxy-1 write map "" $api_host { default "abroll-api-2"; }' not in steps
+    assert "exec abroll-proxy-1 write api: 10.0.0.3" not in steps
     assert steps.count("exec abroll-proxy-1 wget -q -O - http://abroll-api-2:8000/health/ready") >= 1
 
 
-def test_compose_starting_no_second_container_puts_the_proxy_back_on_the_service_name(
+def test_compose_starting_no_second_container_leaves_the_proxy_on_the_old_one(
     daemon: tuple[Daemon, runner.FakeRunner],
 ) -> None:
     state, fake = daemon
     state.start_second = False
     with pytest.raises(OpsError, match=r"^compose started no second api container$"):
         rollout.roll(Stack("prod", "abroll", {}), "api")
-    assert [_step(c) for c in fake.calls][-3:] == _switch("api")
+    assert [_step(c) for c in fake.calls][-1] == "up -d --no-deps --no-build --no-recreate --scale api=2 api"
+    assert "server 10.0.0.2:8000" in state.runtime["/tmp/nginx-runtime/upstream-api.conf"]
     assert not any(c.argv[1] == "rm" for c in fake.calls)
 
 
@@ -306,24 +333,54 @@ def test_an_interrupted_wait_removes_the_new_container(
     monkeypatch.setattr(rollout, "wait_serving", interrupted)
     with pytest.raises(OpsError, match=r"rolled back, abroll-api-1 keeps serving: interrupted$"):
         rollout.roll(Stack("prod", "abroll", {}), "api")
-    assert [_step(c) for c in fake.calls][-4:] == ["rm -f abroll-api-2", *_switch("api")]
+    assert [_step(c) for c in fake.calls][-1] == "rm -f abroll-api-2"
 
 
 def test_a_switch_nginx_refuses_restores_the_previous_include_and_does_not_reload(
     daemon: tuple[Daemon, runner.FakeRunner],
 ) -> None:
     state, fake = daemon
-    state.nginx_test_error = 'nginx: [emerg] host not found in upstream "abroll-api-9"'
+    state.nginx_test_error = "nginx: [emerg] invalid port in upstream"
+    before = state.runtime["/tmp/nginx-runtime/upstream-api.conf"]
     with pytest.raises(OpsError) as caught:
-        rollout.point_proxy(Stack("prod", "abroll", {}), "api", "abroll-api-9")
-    assert str(caught.value) == (
-        'nginx -t refused the switch of api to abroll-api-9: nginx: [emerg] host not found in upstream "abroll-api-9"'
+        rollout.point_proxy(Stack("prod", "abroll", {}), "api", ["10.0.0.99"])
+    assert (
+        str(caught.value) == "nginx -t refused the switch of api to 10.0.0.99: nginx: [emerg] invalid port in upstream"
     )
     assert [_step(c) for c in fake.calls] == [
-        'exec abroll-proxy-1 write map "" $api_host { default "abroll-api-9"; }',
+        "exec abroll-proxy-1 read the api include",
+        "exec abroll-proxy-1 write api: 10.0.0.99",
         "exec abroll-proxy-1 nginx -t",
-        "exec abroll-proxy-1 restore /tmp/nginx-runtime/upstream-api.conf",
+        "exec abroll-proxy-1 write api: by name",  # the include as it was
     ]
+    assert state.runtime["/tmp/nginx-runtime/upstream-api.conf"] == before
+
+
+def test_a_switch_to_what_the_include_already_says_writes_and_reloads_nothing(
+    daemon: tuple[Daemon, runner.FakeRunner],
+) -> None:
+    state, fake = daemon
+    state.runtime["/tmp/nginx-runtime/upstream-api.conf"] = rollout.upstream_include("api", ["10.0.0.2"])
+    assert rollout.point_proxy(Stack("prod", "abroll", {}), "api", ["10.0.0.2"]) is False
+    assert [_step(c) for c in fake.calls] == ["exec abroll-proxy-1 read the api include"]
+
+
+def test_after_a_deploy_the_proxy_keeps_connections_to_each_running_http_service(
+    daemon: tuple[Daemon, runner.FakeRunner],
+) -> None:
+    state, fake = daemon
+    state.add("bot", "abroll-bot-1")
+    state.runtime["/tmp/nginx-runtime/upstream-bot.conf"] = rollout.upstream_include("bot", [])
+    said: list[str] = []
+    assert rollout.keep_alive(Stack("prod", "abroll", {}), said.append) == ["api", "bot"]
+    assert said == [
+        "api: the proxy keeps connections to abroll-api-1 alive",
+        "bot: the proxy keeps connections to abroll-bot-1 alive",
+    ]
+    assert "server 10.0.0.3:8000" in state.runtime["/tmp/nginx-runtime/upstream-bot.conf"]
+    fake.calls.clear()
+    assert rollout.keep_alive(Stack("prod", "abroll", {})) == []  # a rerun: nothing to write, nothing reloaded
+    assert not any("reload" in c.argv for c in fake.calls)
 
 
 def test_without_a_running_proxy_there_is_nothing_to_switch(daemon: tuple[Daemon, runner.FakeRunner]) -> None:
@@ -332,7 +389,7 @@ def test_without_a_running_proxy_there_is_nothing_to_switch(daemon: tuple[Daemon
     with pytest.raises(
         OpsError, match=r"^the proxy of abroll is not running, so nothing can switch its upstream; start the stack"
     ):
-        rollout.point_proxy(Stack("prod", "abroll", {}), "api", "api")
+        rollout.point_proxy(Stack("prod", "abroll", {}), "api", [])
     assert fake.calls == []
     assert not rollout.can_roll(Stack("prod", "abroll", {}), "api")
 
