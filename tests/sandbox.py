@@ -161,7 +161,7 @@ class SteadyClient(threading.Thread):
         connection: http.client.HTTPSConnection | None = None
         while not self.stop.is_set():
             started = time.monotonic()
-            if connection is not None and (not self.keep_alive or _dropped(connection)):
+            if connection is not None and (not self.keep_alive or dropped(connection)):
                 connection.close()
                 connection = None
                 self.reconnects += self.keep_alive
@@ -216,7 +216,7 @@ class SteadyClients:
         return {mode: client.finish() for mode, client in self.clients.items()}
 
 
-def _dropped(connection: http.client.HTTPConnection) -> bool:
+def dropped(connection: http.client.HTTPConnection) -> bool:
     """Whether the server has closed (or reset) an idle keep-alive connection: its socket is readable with
     nothing sent to it, which on an idle HTTP/1.1 connection means end of file. What urllib3 checks before it
     reuses a pooled connection."""

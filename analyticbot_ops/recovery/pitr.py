@@ -31,8 +31,9 @@ def pgbackrest_error(output: str) -> str:
     """pgBackRest's own error line (`ERROR: [055]: unable to ...`), without its code; else the last line."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for line in lines:
-        if line.startswith("ERROR:"):
-            message = line.removeprefix("ERROR:").strip()
+        # Alone, or after a log line's time and process (`2026-12-07 09:12:04.380 P00  ERROR: [029]: ...`).
+        if line.startswith("ERROR:") or " ERROR: " in line:
+            message = line.split("ERROR:", 1)[1].strip()
             if message.startswith("[") and "]:" in message:
                 message = message.split("]:", 1)[1].strip()
             return message
@@ -53,8 +54,16 @@ def _pgbackrest(stack: Stack, service: str, args: Sequence[str], *, timeout: flo
         )
         output = f"{result.stdout}\n{result.stderr}"
     if result.returncode != 0:
-        raise OpsError(f"pgBackRest ({' '.join(args[-1:])} in {service}): {pgbackrest_error(output)}")
+        raise PgBackRestFailed(f"pgBackRest ({' '.join(args[-1:])} in {service}): {pgbackrest_error(output)}", output)
     return str(result.stdout)
+
+
+class PgBackRestFailed(OpsError):
+    """pgBackRest exited non-zero: its error line, and all it printed (`output`) for a caller that reads on."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
 
 
 # The cipher key and the two settings files made from it: without them no repository can be read.
@@ -200,14 +209,33 @@ def damaged_files(output: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-class Damaged(OpsError):
-    """A repository with files that do not match their checksums."""
+# A repository file that no longer decrypts or decompresses stops pgBackRest's verify at that file (it names
+# none): with aes-256-cbc and zstd, a flipped byte usually does that rather than reach the checksum.
+_UNREADABLE = re.compile(r"(zst error|lz4 error|gz error|unable to decrypt|Data corruption|bad decrypt)", re.I)
 
-    def __init__(self, repo: int, files: Sequence[str]) -> None:
+
+def unreadable(output: str) -> str:
+    """pgBackRest's error when its verify stopped at a file it could not decrypt or decompress; "" otherwise."""
+    if "aborted with exception" not in output:
+        return ""
+    message = pgbackrest_error(output)
+    return message if _UNREADABLE.search(output) else ""
+
+
+class Damaged(OpsError):
+    """A repository with files that do not match their checksums, or one that no longer decrypts or
+    decompresses (`cause`: pgBackRest's words, which name no file)."""
+
+    def __init__(self, repo: int, files: Sequence[str], cause: str = "") -> None:
         shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-        super().__init__(f"repository {repo} is damaged: {len(files)} files fail pgBackRest's verify: {shown}")
+        if files:
+            said = f"repository {repo} is damaged: {len(files)} files fail pgBackRest's verify: {shown}"
+        else:
+            said = f"repository {repo} is damaged: pgBackRest's verify stopped at a file it cannot read back ({cause})"
+        super().__init__(said)
         self.repo = repo
         self.files = tuple(files)
+        self.cause = cause
 
 
 def verify(stack: Stack, repos: Sequence[int] = REPOSITORIES) -> list[str]:
@@ -216,7 +244,13 @@ def verify(stack: Stack, repos: Sequence[int] = REPOSITORIES) -> list[str]:
     require(stack)
     said: list[str] = []
     for repo in check_repos(repos):
-        output = _pgbackrest(stack, HOLDER[repo], [f"--repo={repo}", "--log-level-console=info", "verify"])
+        try:
+            output = _pgbackrest(stack, HOLDER[repo], [f"--repo={repo}", "--log-level-console=info", "verify"])
+        except PgBackRestFailed as exc:
+            cause = unreadable(exc.output)
+            if cause:
+                raise Damaged(repo, damaged_files(exc.output), cause) from None
+            raise
         damaged = damaged_files(output)
         if damaged:
             raise Damaged(repo, damaged)

@@ -101,12 +101,21 @@ def _assert_rows(stack: RunningStack, channel: str, total: int) -> None:
     assert status == 200 and summary["posts"] == 5 and summary["total_views"] == total  # type: ignore[index]
 
 
+_POLICIES: dict[str, str] = {}  # each killed container's restart policy, given back when it is mended
+
+
 def _stop(container: str) -> None:
+    # Killed, and kept down until mended: its restart policy (on-failure) would bring it back within a fraction
+    # of a second, racing the checks of the outage below.
+    policy = docker.inspect("container", container)["HostConfig"]["RestartPolicy"]  # type: ignore[index]
+    _POLICIES[container] = f"{policy['Name']}:{policy['MaximumRetryCount']}"
+    docker.docker(["update", "--restart", "no", container])
     docker.docker(["kill", container])
 
 
 def _start(container: str) -> None:
     docker.docker(["start", container])
+    docker.docker(["update", "--restart", _POLICIES.pop(container), container])
 
 
 def _pause(container: str) -> None:

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from analyticbot_ops import compose, docker, maintenance, model, secrets
-from tests.sandbox import RunningStack
+from tests.sandbox import RunningStack, under_clients
 
 SERVICES = ("postgres", "redis", "api", "bot", "mtproto", "proxy")
 
@@ -127,7 +127,16 @@ def test_rotation_keeps_the_api_healthy_and_retires_the_old_password(
     old = prod_stack.secret(name)
     assert _connects(prod_stack, old, role)
     restarts_before = compose.service_states(prod_stack.project)["api"].restarts
-    result = secrets.rotate(name, prod_stack.secrets_dir, maintenance.LiveStack(prod_stack.stack), timeout=120)
+    rotated: list[secrets.RotationResult] = []
+    _seconds, clients = under_clients(
+        prod_stack,
+        lambda: rotated.append(
+            secrets.rotate(name, prod_stack.secrets_dir, maintenance.LiveStack(prod_stack.stack), timeout=120)
+        ),
+    )
+    # Readers through the proxy, on new connections and on one kept alive, see no error while it rotates.
+    assert {mode: failures for mode, (_ok, failures) in clients.items() if failures} == {}
+    result = rotated[0]
     new = prod_stack.secret(name)
     assert new != old and result.restarted == restarted
     assert _connects(prod_stack, new, role) and not _connects(prod_stack, old, role)

@@ -5,6 +5,7 @@ webroot, installed with a reload during which no connection is refused."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import ssl
@@ -22,6 +23,7 @@ from cryptography import x509
 
 from analyticbot_ops import acme, docker, tls
 from analyticbot_ops.errors import BadInput, OpsError
+from tests import sandbox
 from tests.sandbox import TEST_DOMAIN, RunningStack
 
 MOZILLA_HSTS = 63072000
@@ -182,11 +184,44 @@ class Prober(threading.Thread):
             time.sleep(0.02)
 
 
+class KeepAliveProber(Prober):
+    """The same requests on one kept-alive connection, reopened only when the proxy closed it while idle (its
+    reload does: see sandbox.SteadyClient); a request sent on it that gets no answer is a failure."""
+
+    def run(self) -> None:
+        context = ssl._create_unverified_context()
+        connection: http.client.HTTPSConnection | None = None
+        while not self.stop.is_set():
+            if connection is not None and sandbox.dropped(connection):
+                connection.close()
+                connection = None
+            current = connection = connection or http.client.HTTPSConnection(
+                "localhost", self.port, context=context, timeout=5
+            )
+            try:
+                current.request("GET", "/")
+                response = current.getresponse()
+                response.read()
+                if response.status == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"HTTP {response.status}")
+                if response.will_close:
+                    current.close()
+                    connection = None
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(repr(exc))
+                current.close()
+                connection = None
+            time.sleep(0.02)
+
+
 def test_ssl_prod_obtains_a_certificate_through_the_proxy_and_reloads_without_refusals(
     prod_stack: RunningStack, pebble: Pebble
 ) -> None:
-    prober = Prober(prod_stack.https_port)
-    prober.start()
+    probers = [Prober(prod_stack.https_port), KeepAliveProber(prod_stack.https_port)]
+    for prober in probers:
+        prober.start()
     try:
         request = acme.AcmeRequest(
             TEST_DOMAIN, server=pebble.directory_url, ca_bundle=pebble.ca_bundle, allow_test_domain=True
@@ -194,13 +229,15 @@ def test_ssl_prod_obtains_a_certificate_through_the_proxy_and_reloads_without_re
         status = acme.obtain(prod_stack.stack, request)
         time.sleep(1)
     finally:
-        prober.stop.set()
-        prober.join()
+        for prober in probers:
+            prober.stop.set()
+            prober.join()
     assert status.ok and TEST_DOMAIN in status.sans and status.key_matches
     served = _served_certificate(prod_stack)
     assert TEST_DOMAIN in tls.san_strings(served)
     assert "Pebble" in served.issuer.rfc4514_string()
-    assert prober.ok > 10 and prober.failures == []
+    for prober in probers:  # new connections, and one kept alive
+        assert prober.ok > 10 and prober.failures == [], type(prober).__name__
 
 
 def test_ssl_renew_without_force_reports_nothing_due(prod_stack: RunningStack, pebble: Pebble) -> None:
@@ -212,8 +249,9 @@ def test_ssl_renew_force_renewal_installs_the_new_certificate_without_a_refusal(
     prod_stack: RunningStack, pebble: Pebble
 ) -> None:
     before = _served_certificate(prod_stack).serial_number
-    prober = Prober(prod_stack.https_port)
-    prober.start()
+    probers = [Prober(prod_stack.https_port), KeepAliveProber(prod_stack.https_port)]
+    for prober in probers:
+        prober.start()
     try:
         report = acme.renew(prod_stack.stack, force=True, ca_bundle=pebble.ca_bundle)
         assert TEST_DOMAIN in report.outcome.renewed and report.installed == (TEST_DOMAIN,)
@@ -222,10 +260,12 @@ def test_ssl_renew_force_renewal_installs_the_new_certificate_without_a_refusal(
         while _served_certificate(prod_stack).serial_number == before and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
-        prober.stop.set()
-        prober.join()
+        for prober in probers:
+            prober.stop.set()
+            prober.join()
     assert _served_certificate(prod_stack).serial_number != before
-    assert prober.ok > 10 and prober.failures == []
+    for prober in probers:  # new connections, and one kept alive
+        assert prober.ok > 10 and prober.failures == [], type(prober).__name__
 
 
 # --- bad input: one clear error, certificates untouched --------------------------------------

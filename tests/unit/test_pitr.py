@@ -365,6 +365,38 @@ def test_a_stopped_postgres_is_restored_to_latest_without_a_safety_dump(
     assert host.states == {"postgres": "running", "backup-agent": "running", "backup-repo": "running"}
 
 
+ABORTED_VERIFY = (
+    "2026-12-07 09:12:04.371 P00   INFO: verify command begin 2.45: --repo=1 --stanza=analyticbot\n"
+    "2026-12-07 09:12:04.379 P00  ERROR: [029]: zst error: [-20] Data corruption detected\n"
+    "2026-12-07 09:12:04.380 P00   INFO: verify command end: aborted with exception [029]\n"
+)
+
+
+def test_a_file_that_no_longer_decompresses_is_damage_too_though_pgbackrest_names_none(
+    stack: Stack, host: Host, pgbackrest: PgBackRest
+) -> None:
+    pgbackrest.said["verify"] = runner.Completed([], 29, "", ABORTED_VERIFY)
+    with pytest.raises(pitr.Damaged) as damaged:
+        pitr.verify(stack, [1])
+    assert (damaged.value.repo, damaged.value.files) == (1, ())
+    assert str(damaged.value) == (
+        "repository 1 is damaged: pgBackRest's verify stopped at a file it cannot read back "
+        "(zst error: [-20] Data corruption detected)"
+    )
+
+
+def test_a_verify_that_fails_for_another_reason_is_no_verdict_on_the_files(
+    stack: Stack, host: Host, pgbackrest: PgBackRest
+) -> None:
+    said = "2026-12-07 09:12:04.379 P00  ERROR: [056]: unable to find primary cluster - cannot proceed\n"
+    pgbackrest.said["verify"] = runner.Completed(
+        [], 56, "", said + "verify command end: aborted with exception [056]\n"
+    )
+    with pytest.raises(OpsError, match=r"unable to find primary cluster") as failed:
+        pitr.verify(stack, [1])
+    assert not isinstance(failed.value, pitr.Damaged)
+
+
 def test_a_damaged_repository_refuses_the_restore_pointing_at_the_other_one(
     stack: Stack, host: Host, pgbackrest: PgBackRest, healthy: list[Any], safety: list[Any]
 ) -> None:

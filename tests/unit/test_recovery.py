@@ -220,6 +220,11 @@ def test_the_repository_is_the_one_asked_for_or_the_first_with_a_backup() -> Non
             "ERROR: [032]: raised from remote-0 tls protocol on 'backup-repo': key '2' is not valid\n",
             "raised from remote-0 tls protocol on 'backup-repo': key '2' is not valid",
         ),
+        (
+            "2026-12-07 09:12:04.371 P00  ERROR: [029]: unable to read manifest\n"
+            "2026-12-07 09:12:04.380 P00   INFO: verify command end: aborted with exception [029]\n",
+            "unable to read manifest",
+        ),
         ("\nsomething else went wrong\n", "something else went wrong"),
         ("", "no output"),
     ],
