@@ -309,7 +309,10 @@ def probe_ready(state: ServiceState) -> bool:
         argv = command
     else:
         return state.health == "none"
-    return engine.exec_exit_code(state.container, argv) == 0
+    try:
+        return engine.exec_exit_code(state.container, argv) == 0
+    except OpsError:  # paused, or gone between the listing and the exec: not ready now
+        return False
 
 
 @dataclass(frozen=True)
@@ -426,7 +429,17 @@ def wait_healthy(
             if last.get(name) != shown:
                 progress(f"  {time.monotonic() - started:5.1f}s  {name}: {shown}")
                 last[name] = shown
-            if fail_fast and not composing and state is not None and state.failed(baseline.get(name, 0)):
+            # "unhealthy" lasts until Docker's next check (10 s) after a service recovered: its own check, run
+            # now and passed, outweighs it; an exit or a restart never does.
+            recovered = state is not None and state.status == "running" and ready.get(name) == state.container
+            restarted = state is not None and state.restarts > baseline.get(name, 0)
+            if (
+                fail_fast
+                and not composing
+                and state is not None
+                and state.failed(baseline.get(name, 0))
+                and (restarted or not recovered)
+            ):
                 raise OpsError(
                     f"{name} did not become healthy ({state.status}, health {state.health}, exit code "
                     f"{state.exit_code}, restarts {state.restarts}); its last log lines:\n"

@@ -3,7 +3,8 @@ subnets), each figure beside its target and a baseline measured in the same run:
 
 - `up` to all-healthy, images built: cold (first initdb) and warm (after `down`
   without -v), against the 30 s the old scripts slept; target <= 5 s warm;
-- how long a hung api stays healthy in Docker's eyes (its 10 s checks, 3 retries): target <= 30 s;
+- how long an api that is no longer ready stays healthy in Docker's eyes (its 10 s checks, 2 retries): target
+  <= 30 s;
 - the health sweep over a healthy stack (target <= 0.3 s) and with Redis paused
   (target <= the API's 1 s probe timeout + 0.3 s), against probing one service
   after another;
@@ -110,27 +111,30 @@ def bench_sweep(stack: sandbox.RunningStack) -> dict[str, float]:
     return {"healthy": healthy, "sequential baseline": baseline, "redis paused": paused}
 
 
-def bench_detection(stack: sandbox.RunningStack, timeout: float = 60.0) -> dict[str, float]:
-    """How long a hung api (its container frozen: it neither answers nor exits) stays "healthy" in Docker's eyes,
-    with the 10 s checks and 3 retries; against a crashed one, which Docker sees at once (its process exits, and
-    the restart policy acts). Seconds until Docker says unhealthy, and until it reports the exit."""
-    container = compose.service_states(stack.project)["api"].container
+def bench_detection(stack: sandbox.RunningStack, timeout: float = 90.0) -> dict[str, float]:
+    """How long an api that stops being ready (PostgreSQL stopped: its /health/ready answers 503, which its
+    healthcheck probes) stays "healthy" in Docker's eyes, with the 10 s checks and 2 retries. (An api process that
+    exits is seen at once: the restart policy acts on the exit.)"""
+    api = compose.service_states(stack.project)["api"].container
+    postgres = compose.service_states(stack.project)["postgres"].container
 
     def health() -> str:
-        return str(((docker.inspect("container", container) or {}).get("State") or {}).get("Health", {}).get("Status"))
+        state = (docker.inspect("container", api) or {}).get("State") or {}
+        return str((state.get("Health") or {}).get("Status"))
 
-    while health() != "healthy":  # Docker's own first verdict, not the toolkit's probe
+    deadline = time.monotonic() + timeout
+    while health() != "healthy" and time.monotonic() < deadline:  # Docker's own verdict, not the toolkit's probe
         time.sleep(0.5)
-    docker.docker(["pause", container])
+    docker.docker(["stop", postgres])
     started = time.monotonic()
     try:
         while health() != "unhealthy" and time.monotonic() - started < timeout:
             time.sleep(0.2)
-        hung = time.monotonic() - started
+        unready = time.monotonic() - started
     finally:
-        docker.docker(["unpause", container])
-    compose.wait_healthy(stack.stack, ["api"], 120, fail_fast=False)
-    return {"hung api: until Docker says unhealthy": hung}
+        docker.docker(["start", postgres])
+    compose.wait_healthy(stack.stack, ["postgres", "api"], 120, fail_fast=False)
+    return {"api not ready: until Docker says unhealthy": unready}
 
 
 def _busy_jiffies() -> int:
@@ -402,9 +406,9 @@ def main(argv: list[str]) -> int:
         console.print(table)
 
         detection = bench_detection(stack)
-        table = Table("fault", "seconds", "target", "result", title="Detecting a dead api (Docker's 10 s checks)")
+        table = Table("fault", "seconds", "target", "result", title="Detecting an api that is not ready (10 s checks)")
         for fault, seconds in detection.items():
-            table.add_row(fault, f"{seconds:.1f}", "<= 30 (3 checks x 10 s)", verdict(seconds <= 30))
+            table.add_row(fault, f"{seconds:.1f}", "<= 30", verdict(seconds <= 30))
             ok &= seconds <= 30
         console.print(table)
 

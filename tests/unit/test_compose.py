@@ -832,3 +832,35 @@ def test_config_hashes_are_asked_again_when_what_they_hash_changes(
     assert len([c for c in fake.commands() if c.endswith("config --hash *")]) == 2
     monkeypatch.delenv("COMPOSE_PROFILES", raising=False)
     monkeypatch.delenv("DOMAIN_FROM_ENV", raising=False)
+
+
+def test_a_container_paused_or_gone_at_the_exec_is_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(container: str, argv: list[str]) -> int:
+        raise OpsError("Docker API: Container proj-redis-1 is paused, unpause the container before exec")
+
+    monkeypatch.setattr(engine, "exec_exit_code", refused)
+    assert not compose.probe_ready(_checked())
+
+
+def test_unhealthy_until_dockers_next_check_does_not_fail_a_service_whose_check_passes_now(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock, execs: list[tuple[str, list[str]]]
+) -> None:
+    """After a dependency's outage Docker says "unhealthy" until its next check, up to 10 s later."""
+    recovering = ServiceState("api", "proj-api-1", "running", "unhealthy", 0, 0, "", ("CMD", "probe"))
+    _polls(monkeypatch, _states(recovering))
+    assert compose.wait_healthy(STACK, ["api"], timeout=60) == 0.0
+    FAILING.add("proj-api-1")
+    with pytest.raises(OpsError, match="api did not become healthy"):
+        compose.wait_healthy(STACK, ["api"], timeout=60)
+
+
+def test_a_service_restarted_by_its_policy_fails_the_wait_whatever_its_check_says_now(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock, execs: list[tuple[str, list[str]]]
+) -> None:
+    before = ServiceState("api", "proj-api-1", "running", "starting", 0, 0, "", ("CMD", "probe"))
+    restarted = ServiceState("api", "proj-api-1", "running", "unhealthy", 0, 1, "", ("CMD", "probe"))
+    _polls(monkeypatch, _states(before), _states(restarted))
+    with pytest.raises(
+        OpsError, match=r"api did not become healthy \(running, health unhealthy, exit code 0, restarts 1\)"
+    ):
+        compose.wait_healthy(STACK, ["api"], timeout=60)

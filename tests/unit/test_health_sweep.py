@@ -446,3 +446,14 @@ def test_a_service_docker_has_not_checked_yet_has_its_check_run_by_the_sweep(
         ("proxy", "-", "healthy"),
         ("redis", "passed", "healthy"),
     ]
+
+
+def test_a_starting_app_is_judged_by_its_endpoint_without_an_exec(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its healthcheck asks its own readiness; running it too would wait on the same dependencies twice."""
+    monkeypatch.setattr(health.compose, "probe_ready", lambda state: pytest.fail("exec'd into an app"))
+    stack.containers = [_container("api", health_status="starting"), _container("bot", health_status="starting")]
+    stack.answers["http://172.30.0.5:8000/health"] = (503, {"status": "unhealthy"}, 3.0, "")
+    sweep = health.sweep(PROJECT, services=("api",))
+    assert [(s.service, s.probed, s.verdict) for s in sweep.services] == [("api", "failed", "unhealthy")]
