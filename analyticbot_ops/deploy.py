@@ -128,8 +128,8 @@ def up(
     # classic builder. Started in the background so progress shows meanwhile.
     # Not at all when it would do nothing: every service runs its wanted configuration and nothing is left over
     # for --remove-orphans (a second of Compose v1's start-up, a third of a no-change rerun).
-    nothing_to_do = all(changes.get(s) in ("unchanged", "rolled") for s in wanted) and not (
-        not services and orphans(stack, changes)
+    nothing_to_do = all(changes.get(s) in ("unchanged", "rolled") for s in wanted) and (
+        bool(services) or not orphans(stack, changes)  # orphans matter to a whole-stack up only
     )
     process = (
         None

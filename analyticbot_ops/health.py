@@ -187,25 +187,20 @@ ENDPOINTS = ("/health/live", "/health/ready", "/health", "/performance", "/metri
 
 def not_healthy(project: str, rows: list[dict[str, Any]]) -> list[str]:
     """The services of `uptimes` rows that count against the stack: not running, or unhealthy; a job (migrate)
-    only when it failed (it has done its work when it exited 0)."""
-    jobs = compose.service_states(project) if any(row["service"] in model.JOBS for row in rows) else {}
-    return [
-        row["service"]
-        for row in rows
-        if (row["service"] in jobs and jobs[row["service"]].exit_code != 0)
-        or (
-            row["service"] not in jobs
-            and (row["state"] != "running" or row["health"] not in ("healthy", "none"))
-            and not (row["health"] == "starting" and _passes_now(project, row["service"]))
-        )
-    ]
+    only when it failed (it has done its work when it exited 0); one Docker has not checked yet (its first check
+    comes one 10 s interval after start) only when its healthcheck, run now, fails."""
+    asks = any(row["service"] in model.JOBS or row["health"] == "starting" for row in rows)
+    states = compose.service_states(project) if asks else {}
 
+    def counts(row: dict[str, Any]) -> bool:
+        state = states.get(row["service"])
+        if row["service"] in model.JOBS and state is not None:
+            return state.exit_code != 0
+        if row["state"] != "running" or row["health"] not in ("healthy", "none", "starting"):
+            return True
+        return row["health"] == "starting" and not (state is not None and compose.probe_ready(state))
 
-def _passes_now(project: str, service: str) -> bool:
-    """A service Docker has not checked yet (its first check comes one 10 s interval after start) passes when its
-    healthcheck, run now, does."""
-    state = compose.service_states(project).get(service)
-    return state is not None and compose.probe_ready(state)
+    return [row["service"] for row in rows if counts(row)]
 
 
 def call_endpoints(project: str, timeout: float = 2.0) -> list[EndpointCall]:

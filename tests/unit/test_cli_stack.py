@@ -187,9 +187,13 @@ def test_ps_check_exits_5_naming_the_unhealthy_services_or_no_container(
     ]
     monkeypatch.setattr(stack_cli.health, "uptimes", lambda project: bad)
     # Before Docker's first check, the check run now decides: the bot's fails, the collector's passes.
+    states = {
+        name: compose.ServiceState(name, f"{name}-1", "running", "starting", 0, 0, "") for name in ("bot", "mtproto")
+    }
+    monkeypatch.setattr(stack_cli.compose, "service_states", lambda project: states)
     asked: list[str] = []
     monkeypatch.setattr(
-        stack_cli.health, "_passes_now", lambda project, service: asked.append(service) or service == "mtproto"
+        stack_cli.compose, "probe_ready", lambda state: asked.append(state.service) or state.service == "mtproto"
     )
     stack_cli.ps(context())  # without --check, only the table
     asked.clear()
