@@ -24,12 +24,14 @@ def _run(tmp_path: Path, resolv: str, **environment: str) -> tuple[int, str, dic
     (tmp_path / "resolv.conf").write_text(resolv)
     root_tmp = tmp_path / "tmp"  # the container's /tmp: what the entrypoint writes there stays here
     root_tmp.mkdir()
-    # resolv.conf first: once /tmp is covered, the test's own folder (under /tmp) is out of sight.
-    script = 'mount --bind "$RESOLV" /etc/resolv.conf && mount --bind "$ROOT_TMP" /tmp && exec sh "$ENTRYPOINT" true'
+    # resolv.conf first: once /tmp is covered, the test's own folder (under /tmp) is out of sight, and so is a
+    # checkout under /tmp: the entrypoint comes in on stdin, read before anything is mounted.
+    script = 'mount --bind "$RESOLV" /etc/resolv.conf && mount --bind "$ROOT_TMP" /tmp && exec sh -s true'
     result = subprocess.run(
         ["unshare", "--mount", "sh", "-c", script],
-        env={"PATH": os.environ["PATH"], "RESOLV": str(tmp_path / "resolv.conf"), "ENTRYPOINT": str(ENTRYPOINT),
-             "ROOT_TMP": str(root_tmp), **environment},
+        env={"PATH": os.environ["PATH"], "RESOLV": str(tmp_path / "resolv.conf"), "ROOT_TMP": str(root_tmp),
+             **environment},
+        input=ENTRYPOINT.read_text(),
         capture_output=True,
         text=True,
         timeout=30,
