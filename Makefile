@@ -204,7 +204,7 @@ swarm-status:
 	$(INVOKE) swarm-status $(if $(ENV),--env "$(ENV)") $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(JSON),--json)
 
 test-environment:
-	$(INVOKE) test-environment $(if $(ENV),--env "$(ENV)")
+	$(INVOKE) test-environment $(if $(ENV),--env "$(ENV)") $(if $(SWARM),--swarm) $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)")
 
 test-health-endpoints:
 	$(INVOKE) test-health-endpoints $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)

@@ -86,3 +86,11 @@ class Interrupted(OpsError):
 
     def __init__(self, message: str = "interrupted") -> None:
         super().__init__(message, EXIT_INTERRUPTED)
+
+
+def os_error_line(exc: OSError) -> str:
+    """What the filesystem or the kernel said, in words, with the path it said it about: never Python's
+    `[Errno 2] No such file or directory: '...'`."""
+    said = exc.strerror or str(exc) or type(exc).__name__
+    where = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name)
+    return f"{said[:1].lower()}{said[1:]}: {where}" if where else f"{said[:1].lower()}{said[1:]}"

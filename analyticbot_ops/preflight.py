@@ -7,7 +7,7 @@ at the first that fails, with that check's own error and exit code (what `stack.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,14 +101,20 @@ CHECKS: tuple[tuple[str, Callable[[Stack], str]], ...] = (
 )
 
 
-def rows(stack: Stack) -> list[Check]:
-    """Every check on its own, none raising: the whole picture, nothing changed."""
+def run_checks(stack: Stack, checks: Sequence[tuple[str, Callable[[Stack], str]]]) -> list[Check]:
+    """Each check on its own, none raising: a failed one is its error's first line."""
     found = []
-    for name, check in CHECKS:
+    for name, check in checks:
         try:
             found.append(Check(name, True, check(stack)))
         except OpsError as exc:
             found.append(Check(name, False, str(exc).splitlines()[0]))
+    return found
+
+
+def rows(stack: Stack) -> list[Check]:
+    """Every check on its own, none raising: the whole picture, nothing changed."""
+    found = run_checks(stack, CHECKS)
     if not found[0].ok:  # the running stack's checks ask the daemon
         return [*found, Check("running stack", False, "not checked: no Docker daemon")]
     try:

@@ -40,10 +40,17 @@ class RunningStack:
     # Where the proxy listens: loopback for a Compose stack, a node's address for a Swarm lab's. The TLS
     # name (SNI, Host) stays localhost either way.
     address: str = "127.0.0.1"
+    # What the client trusts: the stack's dev CA (the name localhost), or, for a stack served on the bootstrap
+    # certificate a first deploy writes, that one certificate, pinned, under the name it is for (DOMAIN).
+    trust_served: bool = False
 
     def connection(self, timeout: float = 10) -> http.client.HTTPSConnection:
-        """An HTTPS connection to the proxy, verified against the stack's dev CA."""
-        return _Connection(self.address, self.https_port, self.ca_file, timeout)
+        """An HTTPS connection to the proxy, verified against the stack's dev CA (or its pinned certificate)."""
+        return _Connection(self.address, self.https_port, self.ca_file, timeout, self.server_name)
+
+    @property
+    def server_name(self) -> str:
+        return self.stack.settings["DOMAIN"] if self.trust_served else "localhost"
 
     @property
     def project(self) -> str:
@@ -55,7 +62,7 @@ class RunningStack:
 
     @property
     def ca_file(self) -> str:
-        return str(self.tls_dir / "ca.crt")
+        return str(self.tls_dir / ("fullchain.pem" if self.trust_served else "ca.crt"))
 
     def reloaded(self, **overrides: str) -> compose.Stack:
         """The same stack (project, settings, with or without the monitoring overlay) with some settings changed:
@@ -78,13 +85,21 @@ class RunningStack:
 
 
 def make_stack(
-    root: Path, project: str, env: str = "prod", *, monitoring: bool = False, backup: bool = False
+    root: Path,
+    project: str,
+    env: str = "prod",
+    *,
+    monitoring: bool = False,
+    backup: bool = False,
+    certificates: bool = True,
 ) -> RunningStack:
     """A stack on its own ports and subnets. Without the monitoring and backup overlays unless asked: the
-    modules that prove an overlay start one with it; the others need not pay for its containers."""
+    modules that prove an overlay start one with it; the others need not pay for its containers. Without
+    `certificates`, nothing but secrets: what a user has before the first deploy."""
     secrets_dir, tls_dir = root / "secrets", root / "tls"
     secrets.from_env(env, secrets_dir, environ={"BOT_TOKEN": FAKE_BOT_TOKEN})
-    tls.ensure_dev_certificates(tls_dir)
+    if certificates:
+        tls.ensure_dev_certificates(tls_dir)
     http_port, https_port = free_port(), free_port()
     frontend, backend, database, watched, backed_up = deploy.free_subnets(5)
     stack = compose.load_stack(
@@ -118,15 +133,15 @@ def make_stack(
 
 
 class _Connection(http.client.HTTPSConnection):
-    """HTTPS to an address, presenting and verifying the name localhost (what the proxy serves)."""
+    """HTTPS to an address, presenting and verifying a name the proxy serves (SNI and Host)."""
 
-    def __init__(self, address: str, port: int, ca_file: str, timeout: float) -> None:
-        super().__init__("localhost", port, context=ssl.create_default_context(cafile=ca_file), timeout=timeout)
+    def __init__(self, address: str, port: int, ca_file: str, timeout: float, name: str = "localhost") -> None:
+        super().__init__(name, port, context=ssl.create_default_context(cafile=ca_file), timeout=timeout)
         self.address = address
 
     def connect(self) -> None:
         raw = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(raw, server_hostname="localhost")  # type: ignore[attr-defined]
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 @dataclass(eq=False)  # a Thread must stay hashable

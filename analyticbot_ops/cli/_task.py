@@ -18,7 +18,7 @@ from rich.table import Table
 
 from .. import compose, releases, timings
 from ..config import ops, validate
-from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, BadInput, OpsError
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, BadInput, OpsError, os_error_line
 
 # Tables and results on stdout; progress and warnings on stderr, so `--json`
 # output stays machine-readable.
@@ -74,9 +74,11 @@ def ops_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
                 return body(c, *a, **kw)
             except OpsError as exc:
                 raise Exit(f"error: {exc}", code=exc.code) from None
-            except (OSError, subprocess.SubprocessError) as exc:
-                # The filesystem or a child process said no (a full disk, a path
-                # that is a file, a hung command): still one line, never a traceback.
+            except OSError as exc:
+                # The filesystem said no (a full disk, a path that is a file, a file gone): still one line,
+                # in words, never a traceback or an `[Errno N]`.
+                raise Exit(f"error: {os_error_line(exc)}", code=EXIT_FAILED) from None
+            except subprocess.SubprocessError as exc:  # a hung child process
                 raise Exit(f"error: {exc}", code=EXIT_FAILED) from None
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=EXIT_INTERRUPTED) from None

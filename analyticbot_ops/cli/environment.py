@@ -13,6 +13,8 @@ from .. import environment, model, stack_settings
 from .. import preflight as preflight_checks  # aliased: `preflight` is this namespace's task (env.preflight)
 from ..config import ops
 from ..errors import BadInput, CheckFailed
+from ..swarm import deploy as swarm_deploy
+from ..swarm import lab as swarm_lab
 from ._task import ops_task, out, print_json, stack_of
 from .legacy import Legacy
 
@@ -71,13 +73,31 @@ def configuration(c: Any, env: list[str] | None = None) -> None:
         raise CheckFailed("the configuration does not validate (see above)")
 
 
-@ops_task(help={"env": ENV})
-def preflight(c: Any, env: str = "dev") -> None:
+@ops_task(
+    help={
+        "env": ENV,
+        "swarm": "Check a deploy on a swarm instead (`swarm.deploy`): the same checks, then the swarm's manager.",
+        "context": "With --swarm: the lab of this name, or a Docker context reaching a manager.",
+        "registry": "With --swarm: HOST:PORT of the registry the nodes pull from (a swarm that is not the lab).",
+    }
+)
+def preflight(
+    c: Any, env: str = "dev", swarm: bool = False, context: str = swarm_lab.DEFAULT_NAME, registry: str | None = None
+) -> None:
     """Check that an environment could be deployed now (daemon, images, secrets, certificate, ports)."""
-    checks = preflight_checks.rows(stack_of(c, env, pinned=True))  # the very checks a deploy stops on
-    _print_checks(checks, f"{env} deployability")
+    stack = stack_of(c, env, pinned=True)
+    if swarm:
+        if env == "dev":
+            raise BadInput("the swarm stack is for staging and prod (dev runs on Compose: `invoke stack.up`)")
+        # The very checks swarm.deploy stops on; the swarm is found inside its row, so a missing one is a row too.
+        checks = swarm_deploy.preflight_rows(stack, lambda: swarm_lab.target(context, registry))
+        title, where = f"{env} deployability on the swarm {context}", f"on the swarm {context}"
+    else:
+        checks = preflight_checks.rows(stack)  # the very checks a deploy stops on
+        title, where = f"{env} deployability", "now"
+    _print_checks(checks, title)
     if not all(check.ok for check in checks):
-        raise CheckFailed(f"{env} is not deployable now (see above)")
+        raise CheckFailed(f"{env} is not deployable {where} (see above)")
 
 
 ns = Collection("env")

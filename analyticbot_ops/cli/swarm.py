@@ -65,9 +65,10 @@ def deploy(
     """Deploy the stack on a swarm (images pinned by digest, versioned secrets); wait until it converges."""
     if env == "dev":
         raise BadInput("the swarm stack is for staging and prod (dev runs on Compose: `invoke stack.up`)")
-    cluster = _cluster(context, registry)
     stack = _stack(c, env, pinned=True)
-    seconds = swarm_deploy.deploy(stack, cluster, timeout=timeout, progress=progress)
+    # The same checks as a Compose deploy's, the swarm last: a bad certificate is named before any swarm is asked.
+    cluster = swarm_deploy.require(stack, lambda: _cluster(context, registry), progress)
+    seconds = swarm_deploy.deploy(stack, cluster, timeout=timeout, progress=progress, checked=True)
     out.print(f"{stack.project} converged on {cluster.name} in {seconds:.1f} s")
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from .. import compose, model, preflight, registry, secrets
-from ..errors import OpsError
+from .. import compose, model, preflight, registry, secrets, tls
+from ..errors import BadInput, OpsError
 from ..monitoring.config import swarm_files
 from ..paths import COMPOSE_DIR, STATE_DIR
 from ..tls import backup
@@ -172,12 +172,71 @@ def _why(lab: Lab, project: str, name: str, found: dict[str, ServiceState]) -> s
     return f"{errors[0] if errors else 'no task error'}; its last log lines:\n{tail or '(none)'}"
 
 
+def manager(lab: Lab) -> str:
+    """The swarm answers, and through a manager (the one node that takes `stack deploy`)."""
+    said = lab.manage(["info", "--format", "{{json .Swarm}}"], check=False, timeout=30)
+    if said.returncode != 0:
+        first = (said.stderr or said.stdout).strip().splitlines() or ["no answer"]
+        raise OpsError(f"the swarm's manager ({lab.context or lab.manager.host}) does not answer: {first[0]}")
+    swarm = json.loads(said.stdout or "{}") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        state = swarm.get("LocalNodeState") or "unknown"
+        raise BadInput(f"{lab.name} reaches an engine that is not a swarm manager (state: {state})")
+    return f"{lab.name}: manager {lab.manager.address}, {swarm.get('Nodes', '?')} nodes"
+
+
+def preflight_checks(find: Callable[[], Lab]) -> tuple[tuple[str, Callable[[compose.Stack], str]], ...]:
+    """The Compose preflight's checks that a swarm deploy needs too, in its order (compose renders the stack
+    file; the images are pushed from this daemon), then the swarm itself, found by `find` (a check of its own,
+    so an unknown context is a row, not a stop). Not the file owners: the CLI reads each file and sends it to
+    the swarm as a secret, so no container reads the host's copy; nor the running stack's guards (host ports,
+    subnets), which are this host's, not the swarm's."""
+    skipped = ("file owners",)
+    return (
+        *((name, check) for name, check in preflight.CHECKS if name not in skipped),
+        ("swarm", lambda _stack: manager(find())),
+    )
+
+
+def preflight_rows(stack: compose.Stack, find: Callable[[], Lab]) -> list[preflight.Check]:
+    """Every check on its own, none raising: what `invoke env.preflight --swarm` shows."""
+    return preflight.run_checks(stack, preflight_checks(find))
+
+
+def require(stack: compose.Stack, find: Callable[[], Lab], progress: Progress = lambda _m: None) -> Lab:
+    """Stop at the first check that fails, with its own error (one line, its exit code); the swarm is looked
+    for last, so a certificate or a secret that would stop the deploy is named before any swarm is reached."""
+    found: list[Lab] = []
+
+    def located() -> Lab:
+        found.append(find())
+        return found[-1]
+
+    said = {name: check(stack) for name, check in preflight_checks(located)}
+    progress(f"preflight ok: images, secrets ({stack.env}), certificate ({said['certificate']}), {said['swarm']}")
+    return found[-1]
+
+
 def deploy(
-    stack: compose.Stack, lab: Lab, *, timeout: float = 300, progress: Progress = lambda _m: None, wait: bool = True
+    stack: compose.Stack,
+    lab: Lab,
+    *,
+    timeout: float = 300,
+    progress: Progress = lambda _m: None,
+    wait: bool = True,
+    checked: bool = False,
 ) -> float:
-    """Push, render, deploy, wait: the seconds from `stack deploy` to converged. Without `wait`, return once
-    the stack is submitted (the caller waits with settle())."""
-    preflight.secrets_ready(stack)
+    """Check, push, render, deploy, wait: the seconds from `stack deploy` to converged. Without `wait`, return
+    once the stack is submitted (the caller waits with settle()); `checked`: the caller ran require() on this
+    stack and swarm just now. A first deploy needs nothing but secrets: with no certificate yet, the proxy
+    starts on the same short-lived one a Compose deploy writes."""
+    if not checked:
+        require(stack, lambda: lab, progress)
+    # Changes only after every check passed.
+    tls_dir = Path(stack.settings["TLS_DIR"])
+    if preflight.needs_bootstrap_certificate(stack):
+        tls.write_bootstrap_certificate(tls_dir, stack.settings.get("DOMAIN", "localhost"))
+        progress(f"wrote a 1-day bootstrap certificate in {tls_dir}; run `invoke tls.prod` for a real one")
     progress(f"pushing images to {lab.registry} (pinned by digest)")
     images = push_images(stack, lab, progress)
     path = stack_file(stack, lab, images)

@@ -68,7 +68,9 @@ class SwarmStack:
     def restart(self, services: list[str]) -> None:
         # A redeploy: every service that mounts a secret whose content changed rolls to its new version.
         self.progress(f"  redeploying {self.stack.project} with the new secret version ({', '.join(services)})")
-        deploy.deploy(self.stack, self.lab, progress=self.progress, wait=False)
+        # The stack runs (its checks passed at its deploy): a failing check half-way through would only stop
+        # the rotation between its steps.
+        deploy.deploy(self.stack, self.lab, progress=self.progress, wait=False, checked=True)
 
     def wait_healthy(self, services: list[str], timeout: float) -> None:
         # The rotation's own timeout, and only then are the secret versions nothing uses removed.

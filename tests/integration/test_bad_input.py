@@ -31,6 +31,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,31 @@ def garbage_certificate(run: Run) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     write(run.tls_dir / "fullchain.pem", "this is not a certificate\n", 0o644)
+    write(run.tls_dir / "privkey.pem", key, 0o600)
+
+
+def prod_secrets(run: Run) -> None:
+    """Every prod secret valid (a bot token of the right shape), no certificate: what a first deploy starts from."""
+    secrets.from_env("prod", run.secrets_dir, environ={"BOT_TOKEN": "123456789:" + "A" * 35})
+
+
+def prod_secrets_and_a_mismatched_key(run: Run) -> None:
+    prod_secrets(run)
+    mismatched_key(run)
+
+
+def prod_secrets_and_an_expired_certificate(run: Run) -> None:
+    """A pair that matches, but whose day ran out two days ago."""
+    prod_secrets(run)
+    tls.write_bootstrap_certificate(run.tls_dir, "localhost", now=datetime.now(UTC) - timedelta(days=3))
+
+
+def prod_secrets_and_a_key_without_its_certificate(run: Run) -> None:
+    """privkey.pem is there, fullchain.pem is not: writing a certificate for it would need a person."""
+    prod_secrets(run)
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     write(run.tls_dir / "privkey.pem", key, 0o600)
 
 
@@ -874,6 +900,44 @@ CASES: tuple[Case, ...] = (
         ("swarm.deploy", "--context", "abnowhere", "--registry", "127.0.0.1:1"),
         EXIT_BAD_INPUT,
         r"no Docker context 'abnowhere'",
+        setup=prod_secrets,
+    ),
+    # A swarm deploy runs the Compose preflight's checks, the swarm last: a certificate it cannot serve is named
+    # before any swarm is reached, and nothing is written (not even a bootstrap certificate).
+    Case(
+        "swarm-deploy-key-mismatch",
+        ("swarm.deploy", "--context", "abnowhere", "--registry", "127.0.0.1:1"),
+        EXIT_BAD_INPUT,
+        r"the proxy's certificate is unusable: privkey\.pem does not match the certificate",
+        setup=prod_secrets_and_a_mismatched_key,
+    ),
+    Case(
+        "swarm-deploy-expired-certificate",
+        ("swarm.deploy", "--context", "abnowhere", "--registry", "127.0.0.1:1"),
+        EXIT_BAD_INPUT,
+        r"the proxy's certificate is unusable: expired on ",
+        setup=prod_secrets_and_an_expired_certificate,
+    ),
+    Case(
+        "swarm-deploy-key-without-certificate",
+        ("swarm.deploy", "--context", "abnowhere", "--registry", "127.0.0.1:1"),
+        EXIT_BAD_INPUT,
+        r"no certificate at .*fullchain\.pem; run `invoke tls\.dev` or `invoke tls\.prod`",
+        setup=prod_secrets_and_a_key_without_its_certificate,
+    ),
+    Case(
+        "swarm-deploy-secrets-not-ready",
+        ("swarm.deploy", "--context", "abnowhere", "--registry", "127.0.0.1:1"),
+        EXIT_BAD_INPUT,
+        r"secrets not ready for prod: postgres_password",
+    ),
+    Case(
+        "env-preflight-swarm-not-started",
+        ("env.preflight", "--env", "prod", "--swarm", "--context", "abnowhere"),
+        EXIT_FAILED,
+        r"prod is not deployable on the swarm abnowhere \(see above\)",
+        setup=prod_secrets,
+        stdout=r"'abnowhere' is not a lab started here",
     ),
     Case(
         "no-daemon-swarm-lab-up",

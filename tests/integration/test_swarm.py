@@ -7,9 +7,12 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from analyticbot_ops import docker
 from analyticbot_ops.errors import OpsError
@@ -31,11 +34,14 @@ def lab() -> Iterator[swarm_lab.Lab]:
 
 @pytest.fixture(scope="module")
 def swarm_stack(lab: swarm_lab.Lab, tmp_path_factory: pytest.TempPathFactory) -> RunningStack:
-    # With the monitoring and backup overlays, as a swarm runs it by default.
+    """From nothing but secrets (no certificate, no Compose deploy before), with the monitoring and backup
+    overlays, as a swarm runs it by default. The client pins the bootstrap certificate the deploy wrote."""
     project = f"abswarm-{uuid.uuid4().hex[:6]}"
-    running = make_stack(tmp_path_factory.mktemp("swarm"), project, monitoring=True, backup=True)
+    running = make_stack(tmp_path_factory.mktemp("swarm"), project, monitoring=True, backup=True, certificates=False)
+    assert not running.tls_dir.exists()
     swarm_deploy.deploy(running.stack, lab, timeout=300)
     running.address = _node_of(lab, running.project, "proxy").address
+    running.trust_served = True
     return running
 
 
@@ -73,6 +79,25 @@ def test_the_api_runs_two_replicas_on_two_nodes(lab: swarm_lab.Lab, swarm_stack:
 def test_the_proxy_answers_200_on_a_nodes_address(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
     assert swarm_stack.address in {n.address for n in lab.nodes}  # published in host mode, on its node
     assert _get(swarm_stack, "/api/health/ready") == 200
+
+
+def test_a_first_deploy_from_nothing_serves_the_bootstrap_certificate_it_wrote(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack
+) -> None:
+    """Secrets, then swarm.deploy: no Compose deploy of the project ever ran on this host, and the proxy serves
+    the short-lived self-signed pair the deploy wrote for DOMAIN (what tls.prod later replaces)."""
+    composed = f"label=com.docker.compose.project={swarm_stack.project}"
+    assert docker.docker(["ps", "-aq", "--filter", composed]).stdout == ""
+    written = x509.load_pem_x509_certificate((swarm_stack.tls_dir / "fullchain.pem").read_bytes())
+    assert written.issuer == written.subject  # self-signed
+    assert written.not_valid_after_utc - written.not_valid_before_utc <= timedelta(days=1, minutes=5)
+    connection = swarm_stack.connection()
+    try:
+        connection.connect()
+        served = connection.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+    finally:
+        connection.close()
+    assert served == written.public_bytes(serialization.Encoding.DER)
 
 
 def test_data_services_run_on_the_labelled_node(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:

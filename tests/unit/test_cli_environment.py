@@ -177,3 +177,24 @@ def test_preflight_shows_each_check_and_exits_1_unless_all_pass(monkeypatch: pyt
     assert [stack.env for stack in asked] == ["staging", "dev"]
     assert all(stack.settings["API_IMAGE"] == pinned for stack in asked)
     assert all(stack.settings["BOT_IMAGE"] == f"{NAMESPACE}/bot:latest" for stack in asked)
+
+
+def test_preflight_for_a_swarm_shows_the_swarm_deploys_checks(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.setattr(releases, "pinned_settings", lambda unnamed, state_dir=None: {})
+    monkeypatch.setattr(preflight, "rows", lambda stack: pytest.fail("the Compose preflight ran"))
+    found: list[Any] = []
+    monkeypatch.setattr(env_cli.swarm_lab, "target", lambda context, registry: found.append((context, registry)))
+    asked: list[compose.Stack] = []
+
+    def rows(stack: compose.Stack, find: Any) -> list[preflight.Check]:
+        asked.append(stack)
+        find()  # the swarm is looked for inside its own row
+        return [*PASSING, preflight.Check("swarm", False, "no Docker context 'far'")]
+
+    monkeypatch.setattr(env_cli.swarm_deploy, "preflight_rows", rows)
+    message = fails(1, env_cli.preflight, context(), env="prod", swarm=True, context="far", registry="r.example:5000")
+    assert message == "error: prod is not deployable on the swarm far (see above)"
+    out = capsys.readouterr().out
+    assert "prod deployability on the swarm far" in out and "no Docker context 'far'" in out
+    assert [s.env for s in asked] == ["prod"] and found == [("far", "r.example:5000")]
+    assert fails(2, env_cli.preflight, context(), env="dev", swarm=True).startswith("error: the swarm stack is for")

@@ -72,7 +72,11 @@ def test_a_bad_invoke_yaml_setting_stops_the_task_first(monkeypatch: pytest.Monk
 
 def test_a_library_failure_or_ctrl_c_is_one_line(monkeypatch: pytest.MonkeyPatch, pins: list[set[str]]) -> None:
     monkeypatch.setattr(stack_cli.deploy_module, "up", record([], OSError(28, "No space left on device")))
-    assert "No space left on device" in fails(1, stack_cli.up, context())
+    # In words, never Python's `[Errno 28] ...`.
+    assert fails(1, stack_cli.up, context()) == "error: no space left on device"
+    gone = FileNotFoundError(2, "No such file or directory", "/srv/tls/fullchain.pem")
+    monkeypatch.setattr(stack_cli.deploy_module, "up", record([], gone))
+    assert fails(1, stack_cli.up, context()) == "error: no such file or directory: /srv/tls/fullchain.pem"
     monkeypatch.setattr(stack_cli.deploy_module, "up", record([], KeyboardInterrupt()))
     with pytest.raises(Exit) as caught:
         stack_cli.up(context())

@@ -42,6 +42,8 @@ def clusters(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         return LAB
 
     monkeypatch.setattr(swarm_lab, "target", target)
+    # The deploy's checks (swarm/deploy.py's own tests cover them): here only the swarm they find.
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "require", lambda stack, find, progress: find())
     return asked
 
 
@@ -87,7 +89,8 @@ def test_deploy_pushes_the_pinned_stack_to_the_named_swarm(
     # This checkout's build, pinned; the other images under invoke.yaml's namespace.
     assert stack.settings["API_IMAGE"] == f"{NAMESPACE}/api:build-1" and "API_IMAGE" in pins[0]
     assert stack.settings["BOT_IMAGE"] == f"{NAMESPACE}/bot:latest"
-    assert kwargs == {"timeout": 90.0, "progress": swarm_cli.progress}
+    # The checks ran before (the swarm found by them): the deploy does not run them again.
+    assert kwargs == {"timeout": 90.0, "progress": swarm_cli.progress, "checked": True}
     assert capsys.readouterr().out == "analyticbot-staging converged on analyticbot-lab in 12.3 s\n"
 
 
@@ -117,6 +120,7 @@ def test_deploy_to_a_swarm_that_is_not_the_lab_needs_the_registry(
     monkeypatch: pytest.MonkeyPatch, pins: list[set[str]]
 ) -> None:
     monkeypatch.setattr(swarm_cli.docker, "require_daemon", lambda: "20.10.24")
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "require", lambda stack, find, progress: find())
     calls: list[Any] = []
     monkeypatch.setattr(swarm_cli.swarm_deploy, "deploy", record(calls, 1.0))
     message = fails(2, swarm_cli.deploy, context(), context="prod-swarm")
@@ -129,6 +133,7 @@ def test_no_daemon_or_a_failed_deploy_is_one_line(monkeypatch: pytest.MonkeyPatc
         raise DockerUnavailable("Docker daemon is not reachable at unix:///nonexistent/docker.sock")
 
     monkeypatch.setattr(swarm_cli.docker, "require_daemon", no_daemon)
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "require", lambda stack, find, progress: find())
     assert "not reachable" in fails(3, swarm_cli.deploy, context())
     assert "not reachable" in fails(3, swarm_cli.status, context())
     monkeypatch.setattr(swarm_cli.docker, "require_daemon", lambda: "20.10.24")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from analyticbot_ops import compose, docker, model, preflight
+from analyticbot_ops import compose, docker, model, preflight, tls
 from analyticbot_ops.errors import BadInput, OpsError
 from analyticbot_ops.swarm import deploy as swarm_deploy
 from analyticbot_ops.swarm import lab as swarm_lab
@@ -438,7 +438,7 @@ def test_a_redeployed_job_is_waited_for_though_an_older_task_completed(
 # --- deploy --------------------------------------------------------------------------------------------
 
 
-def test_a_deploy_checks_secrets_pushes_deploys_waits_and_removes_old_secret_versions(
+def test_a_deploy_checks_pushes_deploys_waits_and_removes_old_secret_versions(
     monkeypatch: pytest.MonkeyPatch,
     fake: support.FakeDocker,
     registry: Any,
@@ -450,7 +450,7 @@ def test_a_deploy_checks_secrets_pushes_deploys_waits_and_removes_old_secret_ver
     monkeypatch.setattr(swarm_deploy, "STACK_FILES", tmp_path / "state")
     monkeypatch.setattr(compose, "merged_config", lambda s: support.merged_config(s.settings))
     events: list[str] = []
-    monkeypatch.setattr(preflight, "secrets_ready", lambda s: events.append(f"preflight {s.env}") or "ok")
+    monkeypatch.setattr(swarm_deploy, "require", lambda s, find, progress: events.append(f"preflight {s.env}"))
     fake.on_call = lambda ran: events.append(" ".join(ran.args[:2]))
     # First what runs before (the snapshot of each update's start), then the deploy converging.
     _swarm(
@@ -493,16 +493,110 @@ def test_a_deploy_checks_secrets_pushes_deploys_waits_and_removes_old_secret_ver
     assert f"deploying {P} on ablab (3 nodes) from {P}.yml" in said
 
 
-def test_secrets_not_ready_stop_the_deploy_before_anything_runs(
-    monkeypatch: pytest.MonkeyPatch, fake: support.FakeDocker, stack: compose.Stack
+def test_a_failed_check_stops_the_deploy_before_anything_runs_or_is_written(
+    monkeypatch: pytest.MonkeyPatch, fake: support.FakeDocker, stack: compose.Stack, tmp_path: Path
 ) -> None:
     def refuse(s: compose.Stack) -> str:
         raise BadInput("secrets not ready for prod: jwt_secret_key")
 
-    monkeypatch.setattr(preflight, "secrets_ready", refuse)
+    monkeypatch.setattr(preflight, "CHECKS", (("secrets", refuse),))
     with pytest.raises(BadInput, match="jwt_secret_key"):
         swarm_deploy.deploy(stack, LAB)
     assert fake.calls == []
+    assert not (tmp_path / "tls").exists()  # no bootstrap certificate either
+
+
+def _passing(names: list[str]) -> tuple[tuple[str, Any], ...]:
+    """Stand-ins for the Compose preflight's checks, each recording its name when it runs."""
+    return tuple((name, lambda s, name=name: names.append(name) or f"{name} ok") for name in PREFLIGHT)
+
+
+PREFLIGHT = ("docker daemon", "compose", "images", "secrets", "certificate", "file owners")
+
+
+def test_the_swarm_preflight_is_the_compose_one_but_file_owners_then_the_swarm_last(
+    monkeypatch: pytest.MonkeyPatch, stack: compose.Stack
+) -> None:
+    # The real table: a check added to the Compose preflight is one a swarm deploy runs too.
+    assert [name for name, _ in preflight.CHECKS] == list(PREFLIGHT)
+    ran: list[str] = []
+    monkeypatch.setattr(preflight, "CHECKS", _passing(ran))
+    monkeypatch.setattr(swarm_deploy, "manager", lambda lab: ran.append("swarm") or f"{lab.name} ok")
+    said: list[str] = []
+    assert swarm_deploy.require(stack, lambda: LAB, said.append) is LAB
+    assert ran == ["docker daemon", "compose", "images", "secrets", "certificate", "swarm"]
+    assert said == ["preflight ok: images, secrets (prod), certificate (certificate ok), ablab ok"]
+
+
+def test_a_bad_certificate_is_named_before_any_swarm_is_looked_for(
+    monkeypatch: pytest.MonkeyPatch, stack: compose.Stack
+) -> None:
+    def mismatched(s: compose.Stack) -> str:
+        raise BadInput("the proxy's certificate is unusable: privkey.pem does not match the certificate")
+
+    ran: list[str] = []
+    monkeypatch.setattr(preflight, "CHECKS", (*_passing(ran)[:4], ("certificate", mismatched)))
+    with pytest.raises(BadInput, match=r"privkey\.pem does not match"):
+        swarm_deploy.require(stack, lambda: pytest.fail("the swarm was looked for"))
+
+
+def test_preflight_rows_show_every_check_and_a_missing_swarm_as_a_row(
+    monkeypatch: pytest.MonkeyPatch, stack: compose.Stack
+) -> None:
+    monkeypatch.setattr(preflight, "CHECKS", _passing([]))
+
+    def unknown() -> swarm_lab.Lab:
+        raise BadInput("no Docker context 'abnowhere'; create it with `docker context create`")
+
+    rows = swarm_deploy.preflight_rows(stack, unknown)
+    assert [(r.name, r.ok) for r in rows] == [
+        ("docker daemon", True), ("compose", True), ("images", True), ("secrets", True), ("certificate", True),
+        ("swarm", False),
+    ]  # fmt: skip
+    assert rows[-1].detail == "no Docker context 'abnowhere'; create it with `docker context create`"
+
+
+def test_the_swarm_check_wants_an_active_manager(fake: support.FakeDocker) -> None:
+    info = ("info", "--format", "{{json .Swarm}}")
+    fake.answer(*info, stdout=json.dumps({"LocalNodeState": "active", "ControlAvailable": True, "Nodes": 3}))
+    fake.answer(*info, stdout=json.dumps({"LocalNodeState": "inactive", "ControlAvailable": False}))
+    fake.answer(*info, returncode=1, stderr="Cannot connect to the Docker daemon at tcp://172.29.7.11:2375.\n")
+    assert swarm_deploy.manager(LAB) == "ablab: manager 172.29.7.11, 3 nodes"
+    with pytest.raises(BadInput, match="ablab reaches an engine that is not a swarm manager \\(state: inactive\\)"):
+        swarm_deploy.manager(LAB)
+    with pytest.raises(OpsError, match=r"manager \(tcp://172.29.7.11:2375\) does not answer: Cannot connect"):
+        swarm_deploy.manager(LAB)
+
+
+def _submitted_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Every step after the checks replaced: what a deploy writes before it pushes is what is left to see."""
+    monkeypatch.setattr(swarm_deploy, "push_images", lambda s, lab, progress: {})
+    monkeypatch.setattr(swarm_deploy, "stack_file", lambda s, lab, images: tmp_path / "x.yml")
+    monkeypatch.setattr(swarm_deploy, "updates", lambda lab, project: {})
+    said: list[str] = []
+    return said
+
+
+def test_a_first_deploy_writes_the_bootstrap_certificate_after_the_checks(
+    monkeypatch: pytest.MonkeyPatch, fake: support.FakeDocker, stack: compose.Stack, tmp_path: Path
+) -> None:
+    said = _submitted_only(monkeypatch, tmp_path)
+    order: list[str] = []
+    monkeypatch.setattr(
+        swarm_deploy, "require", lambda s, find, progress: order.append(f"checked, tls: {(tmp_path / 'tls').exists()}")
+    )
+    stack.settings["DOMAIN"] = "analytics.example.org"
+    swarm_deploy.deploy(stack, LAB, progress=said.append, wait=False)
+    assert order == ["checked, tls: False"]
+    status = tls.certificate_status(tmp_path / "tls", warn_days=0)
+    assert status.ok and status.days_left <= 1 and "analytics.example.org" in status.subject
+    assert said[0] == f"wrote a 1-day bootstrap certificate in {tmp_path / 'tls'}; run `invoke tls.prod` for a real one"
+    # A certificate that exists is never replaced.
+    written = (tmp_path / "tls" / "fullchain.pem").read_bytes()
+    said.clear()
+    swarm_deploy.deploy(stack, LAB, progress=said.append, wait=False)
+    assert (tmp_path / "tls" / "fullchain.pem").read_bytes() == written
+    assert not any("bootstrap" in line for line in said)
 
 
 def test_a_failed_wait_keeps_every_secret_version(
@@ -512,7 +606,7 @@ def test_a_failed_wait_keeps_every_secret_version(
     stack: compose.Stack,
     tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(preflight, "secrets_ready", lambda s: "ok")
+    monkeypatch.setattr(swarm_deploy, "require", lambda s, find, progress: None)
     monkeypatch.setattr(swarm_deploy, "push_images", lambda s, lab, progress: {})
     monkeypatch.setattr(swarm_deploy, "stack_file", lambda s, lab, images: tmp_path / "x.yml")
     _swarm(fake, support.converged(api=Svc(running=2, desired=2, update="rollback_completed", errors=("boom",))))

@@ -356,7 +356,7 @@ def test_restart_is_a_redeploy_of_the_stack_and_wait_is_wait_converged(
     control.wait_healthy(["api", "bot"], 42.0)
     # The redeploy only submits; the wait, with the rotation's own timeout, is the settle.
     assert calls == [
-        ("deploy", (stack, LAB), {"progress": control.progress, "wait": False}),
+        ("deploy", (stack, LAB), {"progress": control.progress, "wait": False, "checked": True}),
         ("settle", (stack, LAB, 42.0, control.progress), {}),
     ]
     assert said == [f"  redeploying {P} with the new secret version (api, bot)"]
