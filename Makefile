@@ -171,10 +171,10 @@ ssl-dev:
 	$(INVOKE) ssl-dev $(if $(NAME),--name "$(NAME)") $(if $(DAYS),--days "$(DAYS)") $(if $(ENV),--env "$(ENV)")
 
 ssl-prod:
-	$(INVOKE) ssl-prod $(if $(DOMAIN),--domain "$(DOMAIN)") $(if $(EMAIL),--email "$(EMAIL)") $(if $(STAGING),--staging) $(if $(SERVER),--server "$(SERVER)") $(if $(CA_BUNDLE),--ca-bundle "$(CA_BUNDLE)") $(if $(ENV),--env "$(ENV)") $(if $(ALLOW_TEST_DOMAIN),--allow-test-domain)
+	$(INVOKE) ssl-prod $(if $(DOMAIN),--domain "$(DOMAIN)") $(if $(EMAIL),--email "$(EMAIL)") $(if $(STAGING),--staging) $(if $(SERVER),--server "$(SERVER)") $(if $(CA_BUNDLE),--ca-bundle "$(CA_BUNDLE)") $(if $(ENV),--env "$(ENV)") $(if $(ALLOW_TEST_DOMAIN),--allow-test-domain) $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)")
 
 ssl-renew:
-	$(INVOKE) ssl-renew $(if $(FORCE_RENEWAL),--force-renewal) $(if $(SERVER),--server "$(SERVER)") $(if $(CA_BUNDLE),--ca-bundle "$(CA_BUNDLE)") $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json)
+	$(INVOKE) ssl-renew $(if $(FORCE_RENEWAL),--force-renewal) $(if $(SERVER),--server "$(SERVER)") $(if $(CA_BUNDLE),--ca-bundle "$(CA_BUNDLE)") $(if $(ENV),--env "$(ENV)") $(if $(JSON),--json) $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)")
 
 ssl-setup:
 	$(INVOKE) ssl-setup $(if $(ENV),--env "$(ENV)") $(if $(DOMAIN),--domain "$(DOMAIN)") $(if $(EMAIL),--email "$(EMAIL)")
@@ -189,7 +189,7 @@ swarm-lab-down:
 	$(INVOKE) swarm-lab-down $(if $(NAME),--name "$(NAME)")
 
 swarm-lab-up:
-	$(INVOKE) swarm-lab-up $(if $(NODES),--nodes "$(NODES)") $(if $(NAME),--name "$(NAME)")
+	$(INVOKE) swarm-lab-up $(if $(NODES),--nodes "$(NODES)") $(if $(NAME),--name "$(NAME)") $(if $(EDGE),--edge "$(EDGE)")
 
 swarm-remove:
 	$(INVOKE) swarm-remove $(if $(ENV),--env "$(ENV)") $(if $(CONTEXT),--context "$(CONTEXT)") $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(VOLUMES),--volumes)

@@ -15,21 +15,25 @@ def push_pinned(stack: compose.Stack, push_to: str, refer_as: str, progress: Pro
     registry as this host reaches it), named from `refer_as` (as the cluster's nodes reach it; often the same)."""
     refs = {}
     for variable in dict.fromkeys(s.image_variable for s in stack.services):
-        tag = stack.settings[variable]
-        info = docker.inspect("image", tag)
-        if info is None:
-            raise OpsError(f"image {tag} is missing; run `invoke images.base images.build`")
-        repository = path_of(tag)
-        local = f"{push_to}/{repository}:{str(info['Id']).removeprefix('sha256:')[:12]}"
-        docker.docker(["tag", tag, local])
-        docker.docker(["push", local], timeout=600)
-        pushed = docker.inspect("image", local) or {}
-        digests = [d for d in pushed.get("RepoDigests") or [] if d.startswith(f"{push_to}/{repository}@")]
-        if not digests:
-            raise OpsError(f"the registry gave no digest for {local}")
-        refs[variable] = f"{refer_as}/{repository}@{digests[0].rsplit('@', 1)[1]}"
+        refs[variable] = push_one(stack.settings[variable], push_to, refer_as)
         progress(f"  {variable}: {refs[variable]}")
     return refs
+
+
+def push_one(tag: str, push_to: str, refer_as: str) -> str:
+    """One local image pushed to `push_to`, and its reference pinned by digest as `refer_as` names the registry."""
+    info = docker.inspect("image", tag)
+    if info is None:
+        raise OpsError(f"image {tag} is missing; run `invoke images.base images.build`")
+    repository = path_of(tag)
+    local = f"{push_to}/{repository}:{str(info['Id']).removeprefix('sha256:')[:12]}"
+    docker.docker(["tag", tag, local])
+    docker.docker(["push", local], timeout=600)
+    pushed = docker.inspect("image", local) or {}
+    digests = [d for d in pushed.get("RepoDigests") or [] if d.startswith(f"{push_to}/{repository}@")]
+    if not digests:
+        raise OpsError(f"the registry gave no digest for {local}")
+    return f"{refer_as}/{repository}@{digests[0].rsplit('@', 1)[1]}"
 
 
 def path_of(reference: str) -> str:

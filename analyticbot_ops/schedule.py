@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -34,11 +35,12 @@ class Job:
     does: str  # the unit's Description, after "AnalyticBot Ops (ENV): "
     calendar: str  # systemd's OnCalendar
     task: tuple[str, ...]  # the invoke task and its options; {project} is the stack's project
+    on_swarm: bool = False  # also run for a swarm (`--context C`): the task takes --context
 
 
 JOBS: tuple[Job, ...] = (
     # Twice a day, as certbot's own timer does: a renewal that fails has many chances before expiry.
-    Job("tls-renew", "renew the TLS certificates that are due", "*-*-* 03,15:17:00", ("tls.renew",)),
+    Job("tls-renew", "renew the TLS certificates that are due", "*-*-* 03,15:17:00", ("tls.renew",), on_swarm=True),
     # Weekly: restores the latest backup into a throwaway copy, compares it and removes it.
     Job(
         "restore-drill",
@@ -50,19 +52,36 @@ JOBS: tuple[Job, ...] = (
 BY_NAME = {job.name: job for job in JOBS}
 
 
-def job_named(name: str) -> Job:
+# A Docker context's name as it may go into a unit's name and a command line (systemd allows no "+").
+_CONTEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def job_named(name: str, context: str | None = None) -> Job:
     job = BY_NAME.get(name)
     if job is None:
         raise BadInput(f"unknown job {name!r}; jobs: {', '.join(BY_NAME)}")
+    if context and not job.on_swarm:
+        raise BadInput(f"{name} does not run for a swarm; jobs that do: {', '.join(j.name for j in jobs(context))}")
     return job
 
 
-def unit_name(env: str, job: Job, suffix: str) -> str:
-    return f"analyticbot-{env}-{job.name}.{suffix}"
+def check_context(context: str | None) -> str | None:
+    if context is not None and not _CONTEXT.match(context):
+        raise BadInput(f"--context {context!r} is not a name a timer can carry (letters, digits, '_', '.', '-')")
+    return context
 
 
-def unit_names(env: str) -> list[str]:
-    return [unit_name(env, job, suffix) for job in JOBS for suffix in ("service", "timer")]
+def jobs(context: str | None = None) -> tuple[Job, ...]:
+    """The jobs for a Compose stack, or, with a swarm's context, those that run for a swarm."""
+    return tuple(job for job in JOBS if job.on_swarm) if context else JOBS
+
+
+def unit_name(env: str, job: Job, suffix: str, context: str | None = None) -> str:
+    return f"analyticbot-{env}{f'-{context}' if context else ''}-{job.name}.{suffix}"
+
+
+def unit_names(env: str, context: str | None = None) -> list[str]:
+    return [unit_name(env, job, suffix, context) for job in jobs(context) for suffix in ("service", "timer")]
 
 
 def writable(env: str) -> list[Path]:
@@ -107,12 +126,13 @@ def _hardening(env: str) -> list[str]:
     return lines
 
 
-def service_unit(env: str, job: Job) -> str:
+def service_unit(env: str, job: Job, context: str | None = None) -> str:
     invoke = REPO_ROOT / ".venv" / "bin" / "invoke"
+    on = f" --context {context}" if context else ""
     return "\n".join(
         [
             "[Unit]",
-            f"Description=AnalyticBot Ops ({env}): {job.does}",
+            f"Description=AnalyticBot Ops ({env}{f' on {context}' if context else ''}): {job.does}",
             f"Documentation=file://{REPO_ROOT}/README.md",
             # After, not Requires: the units verify (and run) where Docker is not a systemd unit.
             "After=docker.service network-online.target",
@@ -121,7 +141,7 @@ def service_unit(env: str, job: Job) -> str:
             "[Service]",
             "Type=oneshot",
             f"WorkingDirectory={REPO_ROOT}",
-            f"ExecStart={invoke} schedule.run --job {job.name} --env {env}",
+            f"ExecStart={invoke} schedule.run --job {job.name} --env {env}{on}",
             "TimeoutStartSec=1h",
             "Nice=10",
             *_hardening(env),
@@ -130,18 +150,18 @@ def service_unit(env: str, job: Job) -> str:
     )
 
 
-def timer_unit(env: str, job: Job) -> str:
+def timer_unit(env: str, job: Job, context: str | None = None) -> str:
     return "\n".join(
         [
             "[Unit]",
-            f"Description=AnalyticBot Ops ({env}): {job.does}, on schedule",
+            f"Description=AnalyticBot Ops ({env}{f' on {context}' if context else ''}): {job.does}, on schedule",
             "",
             "[Timer]",
             f"OnCalendar={job.calendar}",
             # Spread over a quarter of an hour; a run missed while the host was off happens at the next boot.
             "RandomizedDelaySec=15m",
             "Persistent=true",
-            f"Unit={unit_name(env, job, 'service')}",
+            f"Unit={unit_name(env, job, 'service', context)}",
             "",
             "[Install]",
             "WantedBy=timers.target",
@@ -150,10 +170,11 @@ def timer_unit(env: str, job: Job) -> str:
     )
 
 
-def units(env: str) -> dict[str, str]:
+def units(env: str, context: str | None = None) -> dict[str, str]:
+    """Each unit's text by its name: a service and a timer per job (for a swarm, per job that runs for one)."""
     return {
-        unit_name(env, job, suffix): render(env, job)
-        for job in JOBS
+        unit_name(env, job, suffix, context): render(env, job, context)
+        for job in jobs(context)
         for suffix, render in (("service", service_unit), ("timer", timer_unit))
     }
 
@@ -180,9 +201,9 @@ class Installed:
     enabled: bool  # systemd runs here and the timers were started
 
 
-def install(env: str, unit_dir: Path = UNIT_DIR, *, enable: bool = True) -> Installed:
+def install(env: str, unit_dir: Path = UNIT_DIR, *, enable: bool = True, context: str | None = None) -> Installed:
     """Write the units (verified first, in a scratch folder), then enable the timers where systemd runs."""
-    wanted = units(env)
+    wanted = units(env, check_context(context))
     with tempfile.TemporaryDirectory() as scratch:
         staged = [Path(scratch) / name for name in wanted]
         for path in staged:
@@ -203,9 +224,9 @@ def install(env: str, unit_dir: Path = UNIT_DIR, *, enable: bool = True) -> Inst
     return Installed(tuple(written), enabled)
 
 
-def remove(env: str, unit_dir: Path = UNIT_DIR) -> tuple[Path, ...]:
+def remove(env: str, unit_dir: Path = UNIT_DIR, context: str | None = None) -> tuple[Path, ...]:
     """Stop and disable the timers (where systemd runs), then delete the units; what was deleted."""
-    names = unit_names(env)
+    names = unit_names(env, check_context(context))
     if unit_dir == UNIT_DIR and systemd_runs():
         runner.run(["systemctl", "disable", "--now", *(n for n in names if n.endswith(".timer"))], check=False)
     removed = []
@@ -231,8 +252,8 @@ class Record:
     said: str  # its last line of output
 
 
-def record_path(env: str, job: str, records: Path = RECORDS) -> Path:
-    return records / f"{env}-{job}.json"
+def record_path(env: str, job: str, records: Path = RECORDS, context: str | None = None) -> Path:
+    return records / f"{env}{f'-{context}' if context else ''}-{job}.json"
 
 
 def run(
@@ -242,11 +263,13 @@ def run(
     *,
     records: Path = RECORDS,
     command: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None,
+    context: str | None = None,
 ) -> Record:
-    """Run a job's task (a new `invoke` process, as a person would) and record how it went."""
-    job = job_named(name)
+    """Run a job's task (a new `invoke` process, as a person would) and record how it went; with a swarm's
+    `context`, the task acts on that swarm."""
+    job = job_named(name, check_context(context))
     args = [str(Path(sys.executable).with_name("invoke")), *(a.format(project=project) for a in job.task)]
-    args += ["--env", env]
+    args += ["--env", env, *(["--context", context] if context else [])]
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     result = (command or (lambda a: runner.run(a, check=False, cwd=REPO_ROOT)))(args)
@@ -260,12 +283,14 @@ def run(
         lines[-1].strip() if lines else "",
     )
     files.ensure_dir(records)
-    files.replace_atomic(record_path(env, job.name, records), (json.dumps(asdict(record)) + "\n").encode(), 0o600)
+    files.replace_atomic(
+        record_path(env, job.name, records, context), (json.dumps(asdict(record)) + "\n").encode(), 0o600
+    )
     return record
 
 
-def last_record(env: str, job: str, records: Path = RECORDS) -> Record | None:
-    path = record_path(env, job, records)
+def last_record(env: str, job: str, records: Path = RECORDS, context: str | None = None) -> Record | None:
+    path = record_path(env, job, records, context)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Record(**{k: data[k] for k in Record.__dataclass_fields__})
@@ -299,18 +324,18 @@ class Row:
     next_run: str | None
 
 
-def host_rows(env: str, unit_dir: Path = UNIT_DIR, records: Path = RECORDS) -> list[Row]:
+def host_rows(env: str, unit_dir: Path = UNIT_DIR, records: Path = RECORDS, context: str | None = None) -> list[Row]:
     rows = []
-    for job in JOBS:
-        installed = (unit_dir / unit_name(env, job, "timer")).is_file()
-        record = last_record(env, job.name, records)
+    for job in jobs(check_context(context)):
+        installed = (unit_dir / unit_name(env, job, "timer", context)).is_file()
+        record = last_record(env, job.name, records, context)
         result = "never ran" if record is None else "ok" if record.exit_code == 0 else f"exit {record.exit_code}"
         if record is not None and record.said:
             result += f": {record.said}"
         rows.append(
             Row(
                 job.name,
-                "host timer",
+                f"host timer, for {context}" if context else "host timer",
                 installed,
                 None if record is None else record.started,
                 result,

@@ -69,4 +69,23 @@ for service in api bot mtproto; do
     printf 'map "" $%s_by_name { default "%s%s:8000"; }\n' "$service" "$service" "${domain:+.$domain}" > "/tmp/nginx-runtime/by-name-$service.conf"
     printf 'map "" $%s_target { default "%s%s:8000"; }\n' "$service" "$service" "${domain:+.$domain}" > "/tmp/nginx-runtime/upstream-$service.conf"
 done
+# ACME HTTP-01 challenges that are not in the webroot (ACME_SOLVER, HOST:PORT):
+# on a swarm, certbot --standalone runs as a one-shot service on the frontend
+# overlay under that name, and every edge proxy passes it the challenge,
+# resolved per request (the name exists only while certbot runs). Unset (Compose,
+# where certbot writes into the shared webroot): not found.
+solver="${ACME_SOLVER:-}"
+case "$solver" in
+    '')
+        printf 'location @acme_solver {\n    return 404;\n}\n' > /tmp/nginx-runtime/acme-solver.inc ;;
+    *[!A-Za-z0-9.:-]*|:*|*:*:*|*:|*:*[!0-9]*)
+        echo "proxy: ACME_SOLVER must be HOST:PORT, got '$solver'" >&2; exit 1 ;;
+    *:*)
+        printf 'map "" $acme_solver { default "%s%s:%s"; }\n' "${solver%%:*}" "${domain:+.$domain}" "${solver##*:}" \
+            > /tmp/nginx-runtime/acme-solver.conf
+        printf 'location @acme_solver {\n    proxy_pass http://$acme_solver;\n    proxy_connect_timeout 2s;\n}\n' \
+            > /tmp/nginx-runtime/acme-solver.inc ;;
+    *)
+        echo "proxy: ACME_SOLVER must be HOST:PORT, got '$solver'" >&2; exit 1 ;;
+esac
 exec "$@"

@@ -4,7 +4,9 @@ stack (or another run) without touching it."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import select
 import socket
 import ssl
@@ -12,11 +14,12 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyticbot_ops import compose, deploy, docker, releases, secrets, tls, tokens
+from analyticbot_ops import compose, deploy, docker, registry, releases, secrets, tls, tokens
+from analyticbot_ops.swarm import lab as swarm_lab
 
 # A token of the right shape. The bot is pointed at a closed local port instead
 # of Telegram (TELEGRAM_API_BASE), so no test sends anything off this machine.
@@ -43,10 +46,31 @@ class RunningStack:
     # What the client trusts: the stack's dev CA (the name localhost), or, for a stack served on the bootstrap
     # certificate a first deploy writes, that one certificate, pinned, under the name it is for (DOMAIN).
     trust_served: bool = False
+    # A site behind DNS round robin: every edge's address, each connection starting at the next and going on to
+    # the one after when an address refuses or does not answer, as browsers and most HTTP clients do.
+    round_robin: tuple[str, ...] = ()
+    # False: the client reads without checking the certificate (a test that checks the served certificate on its
+    # own, while it changes from one the client could not know in advance).
+    verify: bool = True
 
     def connection(self, timeout: float = 10) -> http.client.HTTPSConnection:
         """An HTTPS connection to the proxy, verified against the stack's dev CA (or its pinned certificate)."""
-        return _Connection(self.address, self.https_port, self.ca_file, timeout, self.server_name)
+        if self.round_robin:
+            return _RoundRobin(self.round_robin, self.https_port, self._context(), timeout, self.server_name)
+        return _Connection(self.address, self.https_port, self._context(), timeout, self.server_name)
+
+    def _context(self) -> ssl.SSLContext:
+        if self.verify:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.trust_served:
+                # Pinned: the served chain itself is trusted, an ACME server's intermediate included (its root,
+                # a test server's, is not at hand).
+                context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+            return context
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
 
     @property
     def server_name(self) -> str:
@@ -135,13 +159,41 @@ def make_stack(
 class _Connection(http.client.HTTPSConnection):
     """HTTPS to an address, presenting and verifying a name the proxy serves (SNI and Host)."""
 
-    def __init__(self, address: str, port: int, ca_file: str, timeout: float, name: str = "localhost") -> None:
-        super().__init__(name, port, context=ssl.create_default_context(cafile=ca_file), timeout=timeout)
+    def __init__(
+        self, address: str, port: int, context: ssl.SSLContext, timeout: float, name: str = "localhost"
+    ) -> None:
+        super().__init__(name, port, context=context, timeout=timeout)
         self.address = address
 
     def connect(self) -> None:
         raw = socket.create_connection((self.address, self.port), self.timeout)
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+class _RoundRobin(_Connection):
+    """Each new connection starts at the next address; one that refuses or times out passes to the one after."""
+
+    _turn = 0
+    _lock = threading.Lock()
+
+    def __init__(
+        self, addresses: tuple[str, ...], port: int, context: ssl.SSLContext, timeout: float, name: str
+    ) -> None:
+        super().__init__(addresses[0], port, context, timeout, name)
+        with self._lock:
+            start, _RoundRobin._turn = _RoundRobin._turn, _RoundRobin._turn + 1
+        self.addresses = addresses[start % len(addresses) :] + addresses[: start % len(addresses)]
+
+    def connect(self) -> None:
+        for address in self.addresses[:-1]:
+            try:
+                raw = socket.create_connection((address, self.port), min(self.timeout or 2, 2))
+            except OSError:
+                continue
+            self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+            return
+        self.address = self.addresses[-1]
+        super().connect()
 
 
 @dataclass(eq=False)  # a Thread must stay hashable
@@ -163,6 +215,8 @@ class SteadyClient(threading.Thread):
     # Another path to read instead (the bot's /bot/health/live): any 200 counts.
     path: str | None = None
     keep_alive: bool = False
+    # Seconds a request may take before it counts as failed. A browser waits far longer; 10 s catches a hang.
+    timeout: float = 10
     ok: int = 0
     reconnects: int = 0
     failures: list[str] = field(default_factory=list)
@@ -180,7 +234,7 @@ class SteadyClient(threading.Thread):
                 connection.close()
                 connection = None
                 self.reconnects += self.keep_alive
-            current = connection = connection or self.stack.connection()
+            current = connection = connection or self.stack.connection(self.timeout)
             try:
                 path = self.path or f"/api/channels/{self.channel}/summary"
                 current.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
@@ -328,6 +382,28 @@ def under_client(stack: RunningStack, action: Callable[[], object]) -> tuple[flo
     return seconds, *results["new connection per request"]
 
 
+def under_each(
+    reached: dict[str, RunningStack], action: Callable[[], object]
+) -> tuple[float, dict[str, tuple[int, list[str]]]]:
+    """Run `action` while one steady client per entry reads a channel (a new connection per request), each
+    through its own way in (an edge's address, the site behind round robin): the seconds it took, and each
+    client's (requests answered, failures)."""
+    channel = f"steady_{uuid.uuid4().hex[:8]}"
+    create_channel(next(iter(reached.values())), channel)
+    clients = {name: SteadyClient(stack, channel) for name, stack in reached.items()}
+    for client in clients.values():
+        client.start()
+    time.sleep(1)
+    started = time.monotonic()
+    try:
+        action()
+    finally:
+        seconds = time.monotonic() - started
+        time.sleep(1)
+        results = {name: client.finish() for name, client in clients.items()}
+    return seconds, results
+
+
 def under_clients(
     stack: RunningStack, action: Callable[[], object], *, keep_alive: bool = True
 ) -> tuple[float, dict[str, tuple[int, list[str]]]]:
@@ -348,3 +424,63 @@ def under_clients(
         time.sleep(1)
         results = clients.finish()
     return seconds, results
+
+
+@dataclass
+class LabPebble:
+    directory_url: str
+    ca_bundle: Path
+
+
+@contextlib.contextmanager
+def pebble_on_swarm(lab: swarm_lab.Lab, stack: RunningStack, folder: Path) -> Iterator[LabPebble]:
+    """pebble (a real ACME server) as a service on a swarm stack's frontend overlay: it validates HTTP-01 by asking
+    DOMAIN, the proxies' name there, so any edge may take the challenge. Removed on the way out."""
+    tls.ensure_dev_certificates(folder / "tls", ["pebble"])
+    config = {
+        "pebble": {
+            "listenAddress": "0.0.0.0:14000",
+            "managementListenAddress": "0.0.0.0:15000",
+            "certificate": "/etc/pebble/tls/fullchain.pem",
+            "privateKey": "/etc/pebble/tls/privkey.pem",
+            "httpPort": 8080,  # the proxies' port on the overlay
+            "tlsPort": 8443,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+    }
+    image = registry.push_one("analyticbot/pebble:bookworm", lab.registry_local, lab.registry)
+    tag = uuid.uuid4().hex[:6]
+    made = {
+        ("config", f"abpebble-config-{tag}"): json.dumps(config).encode(),
+        ("config", f"abpebble-chain-{tag}"): (folder / "tls" / "fullchain.pem").read_bytes(),
+        ("secret", f"abpebble-key-{tag}"): (folder / "tls" / "privkey.pem").read_bytes(),
+    }
+    for (kind, name), content in made.items():
+        lab.on(lab.manager, [kind, "create", name, "-"], stdin=content)
+    service = f"{stack.project}_pebble"
+    try:
+        lab.manage(
+            ["service", "create", "--detach", "--name", service, "--endpoint-mode", "dnsrr",
+             "--network", f"name={stack.project}_frontend,alias=pebble",
+             "--config", f"source=abpebble-config-{tag},target=/etc/pebble/pebble-config.json,mode=0444",
+             "--config", f"source=abpebble-chain-{tag},target=/etc/pebble/tls/fullchain.pem,mode=0444",
+             "--secret", f"source=abpebble-key-{tag},target=/etc/pebble/tls/privkey.pem,uid=10001,mode=0400",
+             image]
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while True:
+            logs = lab.manage(["service", "logs", "--raw", service], check=False)
+            if "Listening on: 0.0.0.0:14000" in logs.stdout + logs.stderr:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"pebble did not start: {lab.manage(['service', 'ps', '--no-trunc', service]).stdout}"
+                )
+            time.sleep(1)
+        yield LabPebble("https://pebble:14000/dir", folder / "tls" / "ca.crt")
+    finally:
+        lab.manage(["service", "rm", service], check=False)
+        time.sleep(2)  # the task lets go of its config and secret
+        for kind, name in made:
+            lab.manage([kind, "rm", name], check=False)

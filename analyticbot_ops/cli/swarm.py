@@ -17,7 +17,7 @@ from .. import compose, docker, secrets
 from ..config import ops
 from ..errors import BadInput
 from ..swarm import deploy as swarm_deploy  # aliased: deploy, status, rollback, remove are this module's tasks
-from ..swarm import lab, rotation
+from ..swarm import lab, render, rotation
 from ._task import ops_task, out, print_json, progress, stack_of
 from .legacy import Legacy
 
@@ -40,14 +40,22 @@ def _project(c: Any, env: str) -> str:
     return _stack(c, env).project
 
 
-@ops_task(help={"nodes": "How many nodes (1-9); the first is the manager.", "name": "The lab's name and context."})
-def lab_up(c: Any, nodes: int = 3, name: str = lab.DEFAULT_NAME) -> None:
+@ops_task(
+    help={
+        "nodes": "How many nodes (1-9); the first is the manager and keeps the data.",
+        "name": "The lab's name and context.",
+        "edge": "How many nodes serve the edge (a proxy on each, ports 80/443 on its address); 0: every worker.",
+    }
+)
+def lab_up(c: Any, nodes: int = 3, name: str = lab.DEFAULT_NAME, edge: int = 0) -> None:
     """Start a simulated Swarm: N Docker Engines in containers, their registry, and a Docker context."""
-    cluster = lab.up(nodes, name, namespace=ops(c.config).namespace, progress=progress)
+    cluster = lab.up(nodes, name, namespace=ops(c.config).namespace, progress=progress, edge=edge or None)
+    edges = lab.edge_nodes(cluster.nodes, lab.edge_count(len(cluster.nodes), edge or None))
     title = f"{cluster.name}: registry {cluster.registry} (local {cluster.registry_local})"
-    table = Table("node", "address", "role", title=title)
+    table = Table("node", "address", "role", "edge", title=title)
     for index, node in enumerate(cluster.nodes):
-        table.add_row(node.hostname, node.address, "manager" if index == 0 else "worker")
+        role = "manager, data" if index == 0 else "worker"
+        table.add_row(node.hostname, node.address, role, "yes" if node in edges else "")
     out.print(table)
 
 
@@ -76,17 +84,32 @@ def deploy(
 def status(
     c: Any, env: str = "prod", context: str = lab.DEFAULT_NAME, registry: str | None = None, json: bool = False
 ) -> None:
-    """Each service on the swarm: replicas running/desired, the nodes, the image digest it runs."""
+    """Each service on the swarm: replicas running/desired, the nodes, the image digest it runs; the edge nodes."""
     project = _project(c, env)
-    rows = swarm_deploy.status(_cluster(context, registry), project)
+    cluster = _cluster(context, registry)
+    rows = swarm_deploy.status(cluster, project)
     if json:
-        print_json(rows)
+        print_json(rows)  # the proxy's row names the nodes that serve the edge
         return
     table = Table("service", "replicas", "nodes", "image", "update", title=project)
     for row in rows:
         image = row["image"].rsplit("/", 1)[-1]
         table.add_row(row["name"], f"{row['running']}/{row['desired']}", " ".join(row["nodes"]), image, row["update"])
     out.print(table)
+    # Which nodes take the site's traffic: labelled as the edge, and whether a proxy serves there now.
+    serving: list[str] = next((row["nodes"] for row in rows if row["name"] == "proxy"), [])
+    nodes = Table("node", "role", "state", "data", "edge", "proxy", title=f"{cluster.name}: nodes")
+    for node in lab.describe_nodes(cluster):
+        edge = node.labelled(render.EDGE_LABEL)
+        nodes.add_row(
+            node.hostname,
+            "manager" if node.manager else "worker",
+            node.state if node.availability == "active" else f"{node.state}, {node.availability}",
+            "yes" if node.labelled(render.DATA_LABEL) else "",
+            "yes" if edge else "",
+            "serving" if node.hostname in serving else ("none" if edge else ""),
+        )
+    out.print(nodes)
 
 
 @ops_task(help={"env": ENV, "context": CONTEXT, "registry": REGISTRY, "timeout": "Seconds to wait for convergence."})

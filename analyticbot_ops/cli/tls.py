@@ -9,14 +9,18 @@ from typing import Any
 from invoke import Collection
 from rich.table import Table
 
-from .. import acme, stack_settings, tls
+from .. import acme, docker, stack_settings, tls
 from ..errors import BadInput, CheckFailed
+from ..swarm import certificates as swarm_certificates
+from ..swarm import lab as swarm_lab
 from ._task import ops_task, out, print_json, progress, stack_of
 from .legacy import Legacy
 
 ENV = "Environment whose proxy serves the certificate: staging or prod (dev uses tls.dev)."
 SERVER = "ACME directory URL (default: Let's Encrypt; --staging for its staging server)."
 CA_BUNDLE = "CA file to trust the ACME server with (a test server's own CA, e.g. pebble's)."
+CONTEXT = "On a swarm instead: the lab of this name, or a Docker context reaching a manager (its edge answers ACME)."
+REGISTRY = "With --context: HOST:PORT of the registry the nodes pull from (a swarm that is not the lab)."
 
 
 @ops_task(
@@ -83,6 +87,8 @@ def _print_status(status: tls.CertStatus) -> None:
         "ca_bundle": CA_BUNDLE,
         "env": ENV,
         "allow_test_domain": "Accept .test/.example/.local names (only for a test ACME server such as pebble).",
+        "context": CONTEXT,
+        "registry": REGISTRY,
     }
 )
 def prod(
@@ -94,6 +100,8 @@ def prod(
     ca_bundle: str | None = None,
     env: str = "prod",
     allow_test_domain: bool = False,
+    context: str | None = None,
+    registry: str | None = None,
 ) -> None:
     """Obtain a certificate with certbot through the running proxy's ACME webroot; install and reload."""
     if env == "dev":
@@ -101,7 +109,21 @@ def prod(
     request = acme.AcmeRequest(
         domain, email, staging, server, Path(ca_bundle) if ca_bundle else None, allow_test_domain=allow_test_domain
     )
+    if context:
+        stack = stack_of(c, env, pinned=True)
+        swarm_certificates.checked_request(request)  # a bad domain or e-mail before any swarm is looked for
+        issued = swarm_certificates.obtain(stack, _swarm(context, registry), request, progress=progress)
+        _print_status(issued.status)
+        out.print(
+            f"served by every edge node: {', '.join(sorted(issued.served))} (rolled in {issued.roll_seconds:.1f} s)"
+        )
+        return
     _print_status(acme.obtain(stack_of(c, env), request, progress))
+
+
+def _swarm(context: str, registry: str | None) -> swarm_lab.Lab:
+    docker.require_daemon()
+    return swarm_lab.target(context, registry)
 
 
 @ops_task(
@@ -111,6 +133,8 @@ def prod(
         "ca_bundle": CA_BUNDLE,
         "env": ENV,
         "json": "Print the outcome as JSON.",
+        "context": CONTEXT,
+        "registry": REGISTRY,
     }
 )
 def renew(
@@ -120,8 +144,23 @@ def renew(
     ca_bundle: str | None = None,
     env: str = "prod",
     json: bool = False,
+    context: str | None = None,
+    registry: str | None = None,
 ) -> None:
     """Renew certificates that are due; reload the proxy only when one was renewed."""
+    if context:
+        renewal = swarm_certificates.renew(
+            stack_of(c, env, pinned=True), _swarm(context, registry), force=force_renewal, server=server,
+            ca_bundle=Path(ca_bundle) if ca_bundle else None, progress=progress,
+        )  # fmt: skip
+        installed = list(renewal.issued.status.sans) if renewal.issued else []
+        if json:
+            print_json({"result": renewal.verdict, "installed": installed})
+        elif renewal.issued:
+            out.print(f"renewed: {', '.join(installed)}, served by {', '.join(sorted(renewal.issued.served))}")
+        else:
+            out.print(f"{renewal.verdict}: the proxies were left as they are", markup=False)
+        return
     report = acme.renew(
         stack_of(c, env), force=force_renewal, server=server, ca_bundle=Path(ca_bundle) if ca_bundle else None,
         progress=progress,

@@ -20,7 +20,7 @@ from ..monitoring.config import swarm_files
 from ..paths import COMPOSE_DIR, STATE_DIR
 from ..tls import backup
 from . import render
-from .lab import Lab
+from .lab import Lab, describe_nodes
 
 Progress = Callable[[str], None]
 STACK_FILES = STATE_DIR / "swarm"
@@ -93,11 +93,14 @@ def states(lab: Lab, project: str) -> dict[str, ServiceState]:
         ).stdout
         rows = [json.loads(line) for line in tasks.splitlines() if line.strip()]
         running = [r for r in rows if str(r.get("CurrentState", "")).startswith("Running")]
-        replicated = (info["Spec"].get("Mode") or {}).get("Replicated") or {}
+        mode = info["Spec"].get("Mode") or {}
+        # A global service wants one task on each node its constraints allow: the orchestrator lists one task
+        # per such node, desired running (a lost node's included, until the node is removed).
+        desired = len(rows) if "Global" in mode else int((mode.get("Replicated") or {}).get("Replicas", 1))
         state = ServiceState(
             name=name,
             running=len(running),
-            desired=int(replicated.get("Replicas", 1)),
+            desired=desired,
             image=info["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
             update=((info.get("UpdateStatus") or {}).get("State") or ""),
             update_started=((info.get("UpdateStatus") or {}).get("StartedAt") or ""),
@@ -173,7 +176,8 @@ def _why(lab: Lab, project: str, name: str, found: dict[str, ServiceState]) -> s
 
 
 def manager(lab: Lab) -> str:
-    """The swarm answers, and through a manager (the one node that takes `stack deploy`)."""
+    """The swarm answers through a manager (the one node that takes `stack deploy`), and has the nodes the stack
+    is placed by: one data node (postgres' and redis' volumes) and at least one edge node (the proxy)."""
     said = lab.manage(["info", "--format", "{{json .Swarm}}"], check=False, timeout=30)
     if said.returncode != 0:
         first = (said.stderr or said.stdout).strip().splitlines() or ["no answer"]
@@ -182,7 +186,18 @@ def manager(lab: Lab) -> str:
     if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
         state = swarm.get("LocalNodeState") or "unknown"
         raise BadInput(f"{lab.name} reaches an engine that is not a swarm manager (state: {state})")
-    return f"{lab.name}: manager {lab.manager.address}, {swarm.get('Nodes', '?')} nodes"
+    found = describe_nodes(lab)
+    data = [n.hostname for n in found if n.labelled(render.DATA_LABEL)]
+    edge = [n.hostname for n in found if n.labelled(render.EDGE_LABEL)]
+    how = "label {what} with `docker node update --label-add {label}=true NODE`"
+    if len(data) != 1:
+        which = "no node of {} is" if not data else f"{len(data)} nodes ({' '.join(data)}) of {{}} are"
+        need = how.format(what="one node", label=render.DATA_LABEL)
+        raise BadInput(f"{which.format(lab.name)} labelled {render.DATA_LABEL}=true; the data lives on one: {need}")
+    if not edge:
+        need = how.format(what="each node clients reach", label=render.EDGE_LABEL)
+        raise BadInput(f"no node of {lab.name} is labelled {render.EDGE_LABEL}=true, where the proxy runs: {need}")
+    return f"{lab.name}: {len(found)} nodes, data on {data[0]}, edge {' '.join(edge)}"
 
 
 def preflight_checks(find: Callable[[], Lab]) -> tuple[tuple[str, Callable[[compose.Stack], str]], ...]:

@@ -140,11 +140,81 @@ def _check_nodes(nodes: int) -> int:
     return nodes
 
 
+def edge_count(nodes: int, edge: int | None) -> int:
+    """How many nodes serve the edge: as asked (1 to all), else every worker (the one node of a 1-node lab)."""
+    if edge is None:
+        return max(1, nodes - 1)
+    if not 1 <= edge <= nodes:
+        raise BadInput(f"--edge must be between 1 and the number of nodes ({nodes}), got {edge}")
+    return edge
+
+
+def edge_nodes(members: tuple[Node, ...], count: int) -> tuple[Node, ...]:
+    """The edge nodes: the workers first, from the last, and the manager only when every node is one. The
+    manager keeps the data (postgres, redis) and the swarm's control: an edge, the node a client reaches, is
+    the one most likely lost or replaced."""
+    return tuple(reversed(members))[:count]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node as the swarm sees it."""
+
+    hostname: str
+    manager: bool
+    state: str  # ready, down, unknown
+    availability: str  # active, pause, drain
+    labels: dict[str, str]
+    address: str = ""  # where the swarm reaches it (an edge's: where clients do)
+
+    def labelled(self, label: str) -> bool:
+        return self.labels.get(label) == "true"
+
+
+def describe_nodes(lab: Lab) -> list[NodeInfo]:
+    """Every node of the swarm, by hostname, with its role, state and labels (what `swarm.status` shows)."""
+    ids = lab.manage(["node", "ls", "-q"]).stdout.split()
+    if not ids:
+        return []
+    infos = json.loads(lab.manage(["node", "inspect", *ids]).stdout)
+    found = [
+        NodeInfo(
+            hostname=info["Description"]["Hostname"],
+            manager=info["Spec"].get("Role") == "manager",
+            state=info["Status"].get("State", "unknown"),
+            availability=info["Spec"].get("Availability", "active"),
+            labels=dict(info["Spec"].get("Labels") or {}),
+            address=info["Status"].get("Addr", ""),
+        )
+        for info in infos
+    ]
+    return sorted(found, key=lambda n: n.hostname)
+
+
+def label_edges(lab: Lab, count: int, progress: Progress = lambda _m: None) -> tuple[Node, ...]:
+    """Label `count` nodes as the edge (render.EDGE_LABEL), and no other: the same lab asked again with another
+    count moves the label."""
+    edges = edge_nodes(lab.nodes, count)
+    for node in lab.nodes:
+        if node in edges:
+            lab.manage(["node", "update", "--label-add", f"{render.EDGE_LABEL}=true", node.hostname])
+        else:  # refused when the label is not there: nothing to remove
+            lab.manage(["node", "update", "--label-rm", render.EDGE_LABEL, node.hostname], check=False)
+    progress(f"{lab.name}: edge nodes {' '.join(n.hostname for n in edges)} (label {render.EDGE_LABEL}=true)")
+    return edges
+
+
 def up(
-    nodes: int = 3, name: str = DEFAULT_NAME, namespace: str = "analyticbot", progress: Progress = lambda _m: None
+    nodes: int = 3,
+    name: str = DEFAULT_NAME,
+    namespace: str = "analyticbot",
+    progress: Progress = lambda _m: None,
+    edge: int | None = None,
 ) -> Lab:
-    """Start the lab (or say it runs): build its images, start the registry and the nodes, form the swarm."""
+    """Start the lab (or say it runs): build its images, start the registry and the nodes, form the swarm, label
+    its data node and `edge` edge nodes (default: every worker)."""
     _check_nodes(nodes)
+    edges = edge_count(nodes, edge)
     docker.require_daemon()
     if _state_file(name).is_file():
         lab = load(name)
@@ -158,6 +228,7 @@ def up(
                 docker.docker(["start", f"{name}-registry", *(n.name for n in stopped)])
                 for node in stopped:
                     progress(f"{node.hostname}: started again, engine {_wait_engine(lab, node)}")
+            label_edges(lab, edges, progress)
             progress(f"{name} is up: {len(lab.nodes)} nodes, registry {lab.registry}")
             return lab
         raise BadInput(f"a different lab {name!r} is recorded here; `invoke swarm.lab-down` first")
@@ -199,6 +270,7 @@ def up(
     for node in members[1:]:
         lab.on(node, ["swarm", "join", "--token", token, f"{lab.manager.address}:2377"])
     lab.manage(["node", "update", "--label-add", f"{render.DATA_LABEL}=true", lab.manager.hostname])
+    label_edges(lab, edges, progress)
     _context(lab)
     progress(f"{name}: {nodes} nodes in the swarm, manager {lab.manager.address}, registry {lab.registry}")
     return lab

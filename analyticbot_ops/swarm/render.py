@@ -14,6 +14,9 @@ What Swarm on Engine 20.10 does differently, and what each becomes here (checked
 - bind mounts name host paths a node does not have: the TLS pair becomes secrets mounted where nginx
   reads them, redis.conf a config.
 - no IPVS: every service is `endpoint_mode: dnsrr`; nginx re-resolves its upstreams every second.
+- the edge: the proxy is a `global` service on the nodes labelled analyticbot.edge=true, each task publishing
+  80/443 on its node; an update stops one edge's task before starting its next (a host port is taken once per
+  node), one edge node at a time. The api and the bot run two replicas each.
 - the monitoring overlay: its files from compose/monitoring/ become configs (Prometheus finds each task by DNS,
   `tasks.<service>`); Prometheus and Alertmanager publish nothing, since Swarm would drop the loopback address
   and publish them on every interface; no address is fixed on an overlay, so the proxy joins the monitoring
@@ -44,7 +47,10 @@ OVERLAYS = {
     "backup": "10.124.0.0/24",
 }
 INTERNAL = ("database", "monitoring", "backup")
-API_REPLICAS = 2
+# Two of each HTTP app, so that the loss of one node leaves one serving. The bot can: Telegram's webhook has one
+# URL, which any edge proxy takes and hands to either replica (the bot keeps no state of its own). The collector
+# cannot: it holds one MTProto session, and two would fight over it.
+REPLICAS = {"api": 2, "bot": 2}
 # Swarm counts a start-first task as started once Docker calls it healthy: the first check, 10 s after start,
 # gates each step (the price of checks that cost almost nothing at rest), and a release that never answers
 # fails there and rolls back. The monitor then watches each step 15 s more for a task that exits.
@@ -53,6 +59,14 @@ TLS_TARGET = "/etc/nginx/tls"
 DATA_LABEL = "analyticbot.data"  # the node label of the one that keeps postgres' and redis' volumes
 DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} == true"
 OFF_DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} != true"  # the repository host: never the database's node
+# The nodes that take the site's traffic: the proxy runs on every one of them (a global service), each publishing
+# 80/443 on its own address, with DNS round robin or a load balancer in front. Losing one leaves the others
+# serving; the proxy never moves to a node outside the edge (whose address no client knows).
+EDGE_LABEL = "analyticbot.edge"
+EDGE_CONSTRAINT = f"node.labels.{EDGE_LABEL} == true"
+# Where every edge proxy passes an ACME challenge it has no file for: the one-shot certbot that tls.prod runs on
+# the frontend overlay under this name (swarm/certificates.py); the edges share no webroot.
+ACME_SOLVER = "acme-solver:8402"
 
 
 def versioned(project: str, name: str, content: bytes) -> str:
@@ -82,11 +96,10 @@ def _limits(service: Mapping[str, Any]) -> dict[str, Any]:
 
 def _deploy(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
     spec = model.BY_NAME[name]
-    deploy: dict[str, Any] = {
-        "endpoint_mode": "dnsrr",
-        "resources": {"limits": _limits(service)},
-        "replicas": API_REPLICAS if name == "api" else 1,
-    }
+    deploy: dict[str, Any] = {"endpoint_mode": "dnsrr", "resources": {"limits": _limits(service)}}
+    if spec.kind == "proxy":
+        return deploy | _edge()
+    deploy["replicas"] = REPLICAS.get(name, 1)
     if spec.kind == "job":
         # Runs to completion once per deploy; a failure is retried, a success is not restarted.
         deploy["restart_policy"] = {"condition": "on-failure", "delay": "2s", "max_attempts": 10}
@@ -96,14 +109,33 @@ def _deploy(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
         deploy["placement"] = {"constraints": [DATA_CONSTRAINT]}  # their volumes live on that node
     elif name == "backup-repo":
         deploy["placement"] = {"constraints": [OFF_DATA_CONSTRAINT]}
-    if spec.rolling or name == "api":
+    if spec.rolling:
         update = {"parallelism": 1, "order": "start-first", "failure_action": "rollback", "monitor": MONITOR}
         deploy["update_config"] = update
         deploy["rollback_config"] = {"parallelism": 1, "order": "start-first"}
+    elif spec.kind == "job":
+        # The job exits by design, and Swarm's update monitor counts any exit as a failed update: with rollback it
+        # would run the previous spec again (after a password rotation, with the old password, failing for good).
+        # Its outcome is the toolkit's to judge (deploy.wait_converged waits for it to complete).
+        deploy["update_config"] = {"order": "stop-first", "failure_action": "continue"}
     else:
         # A singleton (the collector's session, a database): the old one stops before the new one starts.
         deploy["update_config"] = {"order": "stop-first", "failure_action": "rollback", "monitor": MONITOR}
     return deploy
+
+
+def _edge() -> dict[str, Any]:
+    """The proxy: one task on every edge node. Its ports are the node's own (host mode), which a second task on
+    the same node could not take, so an update stops the old task first, one edge node at a time: the other
+    edges serve meanwhile."""
+    one_edge_at_a_time = {"parallelism": 1, "order": "stop-first"}
+    return {
+        "mode": "global",
+        "placement": {"constraints": [EDGE_CONSTRAINT]},
+        "restart_policy": {"condition": "any", "delay": "1s"},
+        "update_config": one_edge_at_a_time | {"failure_action": "rollback", "monitor": MONITOR},
+        "rollback_config": one_edge_at_a_time,
+    }
 
 
 # Monitoring services with a volume of their own (samples, silences): on the data node too, to keep it; and
@@ -182,6 +214,11 @@ def render(
         {"target": model.PROXY_HTTP_PORT, "published": http_port, "protocol": "tcp", "mode": "host"},
         {"target": model.PROXY_HTTPS_PORT, "published": https_port, "protocol": "tcp", "mode": "host"},
     ]
+    proxy["environment"]["ACME_SOLVER"] = ACME_SOLVER
+    # Stopped on an update or a node drain: SIGQUIT is nginx's graceful quit (its listeners close, the requests
+    # in flight are answered), where Docker's SIGTERM would drop them; 15 s is the longest request's bound.
+    proxy["stop_signal"] = "SIGQUIT"
+    proxy["stop_grace_period"] = "15s"
     proxy["secrets"] = [
         {"source": "tls_fullchain", "target": f"{TLS_TARGET}/fullchain.pem", "uid": str(model.APP_UID), "mode": 0o400},
         {"source": "tls_privkey", "target": f"{TLS_TARGET}/privkey.pem", "uid": str(model.APP_UID), "mode": 0o400},

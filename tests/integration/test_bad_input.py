@@ -931,6 +931,31 @@ CASES: tuple[Case, ...] = (
         EXIT_BAD_INPUT,
         r"secrets not ready for prod: postgres_password",
     ),
+    # Certificates on a swarm: the request is checked before any swarm is looked for.
+    Case(
+        "tls-prod-swarm-localhost",
+        ("tls.prod", "--context", "abnowhere", "--domain", "localhost"),
+        EXIT_BAD_INPUT,
+        r"'localhost' is a localhost name",
+    ),
+    Case(
+        "tls-prod-swarm-bad-email",
+        ("tls.prod", "--context", "abnowhere", "--domain", "analytics.example.org", "--email", "nobody"),
+        EXIT_BAD_INPUT,
+        r"'nobody' is not an email address",
+    ),
+    Case(
+        "tls-renew-swarm-not-started",
+        ("tls.renew", "--context", "abnowhere"),
+        EXIT_BAD_INPUT,
+        r"'abnowhere' is not a lab started here",
+    ),
+    Case(
+        "schedule-install-swarm-bad-context",
+        ("schedule.install", "--context", "lab+1", "--unit-dir", "{tmp}"),
+        EXIT_BAD_INPUT,
+        r"--context 'lab\+1' is not a name a timer can carry",
+    ),
     Case(
         "env-preflight-swarm-not-started",
         ("env.preflight", "--env", "prod", "--swarm", "--context", "abnowhere"),

@@ -3,22 +3,36 @@ registry), never on the host's engine. Each test names the claim it proves."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from analyticbot_ops import docker
+from analyticbot_ops.acme import AcmeRequest
 from analyticbot_ops.errors import OpsError
+from analyticbot_ops.swarm import certificates as swarm_certificates
 from analyticbot_ops.swarm import deploy as swarm_deploy
 from analyticbot_ops.swarm import lab as swarm_lab
-from tests.sandbox import RunningStack, SteadyClient, create_channel, make_stack
+from analyticbot_ops.swarm import render
+from tests.sandbox import (
+    TEST_DOMAIN,
+    LabPebble,
+    RunningStack,
+    SteadyClient,
+    create_channel,
+    make_stack,
+    pebble_on_swarm,
+    under_each,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -43,6 +57,17 @@ def swarm_stack(lab: swarm_lab.Lab, tmp_path_factory: pytest.TempPathFactory) ->
     running.address = _node_of(lab, running.project, "proxy").address
     running.trust_served = True
     return running
+
+
+def _edges(lab: swarm_lab.Lab) -> list[swarm_lab.Node]:
+    """The nodes the swarm has labelled as the edge (lab-up: every worker)."""
+    labelled = {n.hostname for n in swarm_lab.describe_nodes(lab) if n.labelled(render.EDGE_LABEL)}
+    return [n for n in lab.nodes if n.hostname in labelled]
+
+
+def _at(stack: RunningStack, node: swarm_lab.Node) -> RunningStack:
+    """The same stack, reached on one node's address (an edge's, as DNS round robin would hand out)."""
+    return dataclasses.replace(stack, address=node.address)
 
 
 def _state(lab: swarm_lab.Lab, project: str, service: str) -> swarm_deploy.ServiceState:
@@ -76,9 +101,20 @@ def test_the_api_runs_two_replicas_on_two_nodes(lab: swarm_lab.Lab, swarm_stack:
     assert api.image.startswith(f"{lab.registry}/") and "@sha256:" in api.image
 
 
-def test_the_proxy_answers_200_on_a_nodes_address(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
-    assert swarm_stack.address in {n.address for n in lab.nodes}  # published in host mode, on its node
-    assert _get(swarm_stack, "/api/health/ready") == 200
+def test_a_proxy_serves_on_every_edge_node_and_on_no_other(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+    edges = _edges(lab)
+    assert [n.hostname for n in edges] == ["node2", "node3"]  # the workers; the manager keeps the data
+    proxy = _state(lab, swarm_stack.project, "proxy")
+    assert proxy.nodes == ["node2", "node3"] and proxy.running == proxy.desired == 2
+    for node in edges:  # published in host mode, on each edge's own address
+        assert _get(_at(swarm_stack, node), "/api/health/ready") == 200, node.hostname
+    with pytest.raises(ConnectionRefusedError):  # the data node publishes nothing
+        _get(_at(swarm_stack, lab.manager), "/api/health/ready")
+
+
+def test_the_bot_runs_two_replicas_on_two_nodes(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+    bot = _state(lab, swarm_stack.project, "bot")
+    assert bot.running == bot.desired == 2 and len(bot.nodes) == 2, bot.nodes
 
 
 def test_a_first_deploy_from_nothing_serves_the_bootstrap_certificate_it_wrote(
@@ -150,7 +186,8 @@ def _prometheus_api(lab: swarm_lab.Lab, stack: RunningStack, path: str) -> dict:
 def test_prometheus_on_the_swarm_finds_every_task_and_each_answers(
     lab: swarm_lab.Lab, swarm_stack: RunningStack
 ) -> None:
-    """Targets found by DNS (tasks.<service>): both api replicas scraped, every target up, Watchdog firing."""
+    """Targets found by DNS (tasks.<service>): both replicas of the api and of the bot scraped, every target up,
+    Watchdog firing."""
 
     def targets() -> list[dict]:
         return _prometheus_api(lab, swarm_stack, "/api/v1/targets?state=active")["data"]["activeTargets"]
@@ -169,9 +206,9 @@ def test_prometheus_on_the_swarm_finds_every_task_and_each_answers(
     by_job: dict[str, list[str]] = {}
     for target in found:
         by_job.setdefault(target["labels"]["job"], []).append(target["health"])
-    assert by_job.get("api") == ["up", "up"], by_job
+    assert by_job.get("api") == by_job.get("bot") == ["up", "up"], by_job  # each replica scraped
     assert set(by_job) == jobs
-    assert all(health == ["up"] for job, health in by_job.items() if job != "api"), by_job
+    assert all(health == ["up"] for job, health in by_job.items() if job not in ("api", "bot")), by_job
     alerts = _prometheus_api(lab, swarm_stack, "/api/v1/alerts")["data"]["alerts"]
     assert any(a["labels"]["alertname"] == "Watchdog" and a["state"] == "firing" for a in alerts)
 
@@ -230,38 +267,52 @@ def test_a_broken_release_is_rolled_back_by_swarm_and_the_deploy_says_so(
         'CMD ["python3", "-c", "raise SystemExit(\'this release cannot start\')"]\n'
     )
     docker.docker(["build", "-q", "-t", broken, str(tmp_path)], env={"DOCKER_BUILDKIT": "0"}, timeout=300)
+    local = swarm_stack.stack.settings["API_IMAGE"]  # this checkout's build, which later deploys push again
     try:
         swarm_stack.stack.settings["API_IMAGE"] = broken
         with pytest.raises(OpsError, match=r"Swarm rolled back api"):
             swarm_deploy.deploy(swarm_stack.stack, lab, timeout=300)
     finally:
-        swarm_stack.stack.settings["API_IMAGE"] = before.split("@")[0]
+        swarm_stack.stack.settings["API_IMAGE"] = local
         docker.docker(["rmi", "-f", broken], check=False)
     after = _state(lab, swarm_stack.project, "api")
     assert after.image == before and after.running == 2
     assert _get(swarm_stack, "/api/health/ready") == 200
 
 
-def test_a_lost_worker_nodes_tasks_run_again_elsewhere_within_60_s(
+def test_a_lost_edge_node_leaves_the_other_edge_serving_and_its_tasks_run_again_elsewhere_within_60_s(
     lab: swarm_lab.Lab, swarm_stack: RunningStack
 ) -> None:
-    proxy_node = _node_of(lab, swarm_stack.project, "proxy")
-    workers = [n for n in lab.nodes[1:] if n != proxy_node]  # not the manager (data), not the entry point
+    """An edge node (a worker: its proxy, and whatever app tasks Swarm put there) stops at once. The other edge
+    serves throughout, the api and the bot through it with no failed request; the lost node's replicated tasks run
+    again elsewhere within 60 s; its proxy is not moved to a node outside the edge (whose address no client
+    knows), so the edge is one node short until the node is back."""
+    edges = _edges(lab)
     for _ in range(2):
         states = swarm_deploy.states(lab, swarm_stack.project)
-        lost = max(workers, key=lambda n: sum(n.hostname in s.nodes for s in states.values()))
-        moved = sorted(name for name, s in states.items() if lost.hostname in s.nodes)
-        if moved:
+        # The edge that runs a bot replica (Swarm spreads the two, so one edge does), and of those the busiest: the
+        # loss of the bot's node is proven here too.
+        lost = max(
+            edges,
+            key=lambda n: (n.hostname in states["bot"].nodes, sum(n.hostname in s.nodes for s in states.values())),
+        )
+        moved = sorted(name for name, s in states.items() if lost.hostname in s.nodes and name != "proxy")
+        if "bot" in moved:
             break
-        # Earlier tests may have left that worker empty: a forced update spreads the api's replicas again
-        # (Swarm places each new task on the node running the fewest).
-        lab.manage(["service", "update", "--force", "--detach", f"{swarm_stack.project}_api"])
+        # Earlier tests may have left both bot replicas off the edges: a forced update spreads them again.
+        lab.manage(["service", "update", "--force", "--detach", f"{swarm_stack.project}_bot"])
         time.sleep(3)
         swarm_deploy.wait_converged(lab, swarm_stack.project, 180, lambda _m: None)
-    assert moved, f"{lost.hostname} runs no task: nothing to prove"
-    create_channel(swarm_stack, "swarmloss")
-    client = SteadyClient(swarm_stack, "swarmloss")
-    client.start()
+    assert "bot" in moved, f"no edge runs a bot replica ({lost.hostname} runs {moved}): not the case to prove"
+    print(f"losing {lost.hostname}, which runs {', '.join(moved)} and a proxy")
+    surviving = _at(swarm_stack, next(n for n in edges if n != lost))
+    create_channel(surviving, "swarmloss")
+    # A read in flight on the lost node's api replica is answered by the other one after nginx's 10 s read timeout
+    # (nginx/snippets/proxy.conf): slow, not failed, for a client that waits as long as a browser would.
+    api = SteadyClient(surviving, "swarmloss", timeout=30)
+    bot = SteadyClient(surviving, "swarmloss", path="/bot/health/live", timeout=30)
+    for client in (api, bot):
+        client.start()
     docker.docker(["stop", "-t", "0", lost.name])
     try:
         started = time.monotonic()
@@ -274,14 +325,112 @@ def test_a_lost_worker_nodes_tasks_run_again_elsewhere_within_60_s(
             time.sleep(1)
         recovered = time.monotonic() - started
         time.sleep(2)
+        proxy = swarm_deploy.states(lab, swarm_stack.project)["proxy"]
     finally:
-        ok, failures = client.finish()
+        results = {name: client.finish() for name, client in (("api", api), ("bot", bot))}
         docker.docker(["start", lost.name])
+        _wait_whole(lab, swarm_stack, edges)  # for the tests that follow, whatever this one found
     assert recovered < 60
-    # At most the requests in flight on the lost node; nginx retries a refused connection on the next replica.
-    assert ok > 50 and len(failures) <= 3, failures[:5]
+    assert set(proxy.nodes) <= {n.hostname for n in edges} and lost.hostname not in proxy.nodes, proxy.nodes
+    for name, (ok, failures) in results.items():
+        assert ok > 50 and failures == [], (name, failures[:5])
     # No committed row is lost: the channel written before the loss is still there.
-    assert _get(swarm_stack, "/api/channels/swarmloss/summary") == 200
+    assert _get(surviving, "/api/channels/swarmloss/summary") == 200
+    # The node back, its proxy serves again: the edge is whole.
+    assert _get(_at(swarm_stack, lost), "/api/health/ready") == 200
+
+
+def _wait_whole(lab: swarm_lab.Lab, stack: RunningStack, edges: list[swarm_lab.Node], timeout: float = 180) -> None:
+    """Every edge runs its proxy again and the stack has converged (a node back after its loss)."""
+    deadline = time.monotonic() + timeout
+    while _state(lab, stack.project, "proxy").nodes != [n.hostname for n in edges]:
+        assert time.monotonic() < deadline, _state(lab, stack.project, "proxy")
+        time.sleep(2)
+    swarm_deploy.wait_converged(lab, stack.project, max(deadline - time.monotonic(), 10), lambda _m: None)
+
+
+# --- certificates through the edge: pebble (a real ACME server) inside the lab ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab_pebble(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabPebble]:
+    with pebble_on_swarm(lab, swarm_stack, tmp_path_factory.mktemp("lab-pebble")) as pebble:
+        yield pebble
+
+
+def _site(lab: swarm_lab.Lab, stack: RunningStack) -> dict[str, RunningStack]:
+    """A client per edge address, and one for the site behind DNS round robin (every edge, the next one when an
+    address refuses). They read without checking the certificate, which changes under them to one they could
+    not know in advance; the test checks what each edge serves on its own."""
+    edges = _edges(lab)
+    clients = {n.hostname: dataclasses.replace(_at(stack, n), verify=False) for n in edges}
+    clients["round robin"] = dataclasses.replace(stack, verify=False, round_robin=tuple(n.address for n in edges))
+    return clients
+
+
+def _under_the_site(lab: swarm_lab.Lab, stack: RunningStack, action: Callable[[], object]) -> dict[str, Any]:
+    return under_each(_site(lab, stack), action)[1]
+
+
+def test_tls_prod_through_the_edge_serves_the_new_certificate_on_every_edge(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack, lab_pebble: LabPebble
+) -> None:
+    request = AcmeRequest(
+        TEST_DOMAIN, server=lab_pebble.directory_url, ca_bundle=lab_pebble.ca_bundle, allow_test_domain=True
+    )
+    issued: list[swarm_certificates.Issued] = []
+    results = _under_the_site(
+        lab, swarm_stack, lambda: issued.append(swarm_certificates.obtain(swarm_stack.stack, lab, request))
+    )
+    installed = x509.load_pem_x509_certificate((swarm_stack.tls_dir / "fullchain.pem").read_bytes())
+    assert installed.issuer != installed.subject and "Pebble" in installed.issuer.rfc4514_string()
+    assert issued[0].served == {n.hostname: installed.serial_number for n in _edges(lab)}
+    assert swarm_certificates.edge_serials(lab, swarm_stack.stack, TEST_DOMAIN) == issued[0].served
+    _only_the_swaps_cost(results)
+
+
+def _only_the_swaps_cost(results: dict[str, tuple[int, list[str]]]) -> None:
+    """What the roll cost each client, all of it at the connection (never an HTTP error or a bad certificate):
+    - one held to an edge's address loses what was sent while that edge's proxy was swapped (Swarm stops the old
+      task before it starts the new one, since a host port is taken once per node): at most two seconds' worth;
+    - the site's client (round robin, the next address when one refuses) lost 0 in most runs, and up to 4 in
+      others, where both edges refused for a moment (#25 keeps this open): at most 5 here.
+    benchmarks/swarm.py reports the counts."""
+    swap = ("ConnectionRefusedError", "ConnectionResetError", "SSLZeroReturnError", "SSLEOFError", "RemoteDisconnected")
+    for name, (answered, lost) in results.items():
+        print(f"{name}: {answered} answered, {len(lost)} failed: {lost[:3]}")
+        assert answered > 50 and len(lost) <= (5 if name == "round robin" else 50), (name, lost[:5])
+        # Refused once the old proxy is gone; reset or closed mid-handshake by the old proxy as it quits.
+        assert all(f.startswith(swap) for f in lost), (name, lost)
+
+
+def test_tls_renew_with_nothing_due_leaves_the_proxies_as_they_are(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack, lab_pebble: LabPebble
+) -> None:
+    before = json.loads(lab.manage(["service", "inspect", f"{swarm_stack.project}_proxy"]).stdout)[0]
+    renewal = swarm_certificates.renew(swarm_stack.stack, lab)
+    assert renewal.verdict == "nothing due" and renewal.issued is None
+    after = json.loads(lab.manage(["service", "inspect", f"{swarm_stack.project}_proxy"]).stdout)[0]
+    assert after["Version"] == before["Version"]
+
+
+def test_tls_renew_forced_rolls_every_edge_to_a_new_certificate(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack, lab_pebble: LabPebble
+) -> None:
+    before = x509.load_pem_x509_certificate((swarm_stack.tls_dir / "fullchain.pem").read_bytes()).serial_number
+    renewals: list[swarm_certificates.Renewal] = []
+    results = _under_the_site(
+        lab, swarm_stack, lambda: renewals.append(swarm_certificates.renew(swarm_stack.stack, lab, force=True))
+    )
+    assert renewals[0].verdict == "renewed" and renewals[0].issued is not None
+    served = set(renewals[0].issued.served.values())
+    assert len(served) == 1 and served != {before}
+    _only_the_swaps_cost(results)
+
+
+# --- last: a password rotation redeploys the stack ---------------------------------------------------------------
 
 
 def _login(lab: swarm_lab.Lab, stack: RunningStack, password: str) -> str:

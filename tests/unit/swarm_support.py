@@ -276,6 +276,7 @@ class Svc:
     previous: bool = False  # has a PreviousSpec
     states: tuple[str, ...] = ()  # the job's tasks' states, the current one first, then its history
     logs: str = ""
+    global_mode: bool = False  # one task per eligible node: the manager lists `desired` tasks, some not running
 
 
 @dataclass
@@ -300,7 +301,7 @@ class FakeSwarm:
             "ID": f"id-{name}",
             "Spec": {
                 "Name": f"{self.project}_{name}",
-                "Mode": {"Replicated": {"Replicas": svc.desired}},
+                "Mode": {"Global": {}} if svc.global_mode else {"Replicated": {"Replicas": svc.desired}},
                 "TaskTemplate": {"ContainerSpec": {"Image": svc.image or f"172.29.7.2:5000/ns/{name}@sha256:{name}"}},
             },
         }
@@ -320,6 +321,8 @@ class FakeSwarm:
             for i in range(svc.running)
         ]  # fmt: skip
         rows += [{"CurrentState": "Starting 1 second ago", "Error": e, "Node": "node3"} for e in svc.errors]
+        if svc.global_mode:  # the eligible nodes' tasks that do not run (yet, or any more: a node down)
+            rows += [{"CurrentState": "Pending 2 seconds ago", "Error": "", "Node": ""}] * (svc.desired - len(rows))
         return "".join(json.dumps(r) + "\n" for r in rows)
 
     def __call__(self, ran: Ran) -> runner.Completed[str] | None:

@@ -77,8 +77,12 @@ def test_install_says_when_the_timers_were_started(monkeypatch: pytest.MonkeyPat
     calls: list[Any] = []
     monkeypatch.setattr(schedule, "install", record(calls, schedule.Installed((), True)))
     schedule_cli.install(context(), env="staging")
-    assert calls == [(("staging", schedule.UNIT_DIR), {})]
+    assert calls == [(("staging", schedule.UNIT_DIR), {"context": None})]
     assert capsys.readouterr().out == "staging: timers enabled and started (tls-renew, restore-drill)\n"
+    # For a swarm: only what runs for one.
+    schedule_cli.install(context(), env="prod", context="analyticbot-lab")
+    assert calls[-1] == (("prod", schedule.UNIT_DIR), {"context": "analyticbot-lab"})
+    assert capsys.readouterr().out == "prod on analyticbot-lab: timers enabled and started (tls-renew)\n"
 
 
 def test_install_refuses_an_unknown_environment_or_a_missing_folder(tmp_path: Path, verified: list[list[str]]) -> None:

@@ -150,9 +150,21 @@ def test_no_daemon_or_a_failed_deploy_is_one_line(monkeypatch: pytest.MonkeyPatc
 # --- status --------------------------------------------------------------------------------------------
 
 
-def test_status_is_a_table_of_the_services(monkeypatch: pytest.MonkeyPatch, clusters: list[Any], capsys: Any) -> None:
+PROXY_ROW = {"name": "proxy", "running": 1, "desired": 2, "image": "172.29.7.2:5000/team/proxy@sha256:cccc",
+             "update": "", "errors": [], "nodes": ["node3"]}  # fmt: skip
+NODES = [
+    swarm_lab.NodeInfo("node1", True, "ready", "active", {"analyticbot.data": "true"}),
+    swarm_lab.NodeInfo("node2", False, "down", "active", {"analyticbot.edge": "true"}),
+    swarm_lab.NodeInfo("node3", False, "ready", "active", {"analyticbot.edge": "true"}),
+]
+
+
+def test_status_is_a_table_of_the_services_and_of_the_nodes_that_serve_the_edge(
+    monkeypatch: pytest.MonkeyPatch, clusters: list[Any], capsys: Any
+) -> None:
     calls: list[Any] = []
-    monkeypatch.setattr(swarm_cli.swarm_deploy, "status", record(calls, ROWS))
+    monkeypatch.setattr(swarm_cli.swarm_deploy, "status", record(calls, [*ROWS, PROXY_ROW]))
+    monkeypatch.setattr(swarm_lab, "describe_nodes", lambda cluster: NODES if cluster == LAB else [])
     swarm_cli.status(context(), env="staging", context="analyticbot-lab")
     assert calls == [((LAB, "analyticbot-staging"), {})]
     assert clusters == ["daemon", ("analyticbot-lab", None)]
@@ -163,6 +175,12 @@ def test_status_is_a_table_of_the_services(monkeypatch: pytest.MonkeyPatch, clus
         ["service", "replicas", "nodes", "image", "update"],
         ["api", "2/2", "node2 node3", "api@sha256:aaaa", "completed"],
         ["postgres", "0/1", "", "postgres@sha256:bbbb", ""],
+        ["proxy", "1/2", "node3", "proxy@sha256:cccc", ""],
+        # Two edge nodes; one is down, and no proxy serves there.
+        ["node", "role", "state", "data", "edge", "proxy"],
+        ["node1", "manager", "ready", "yes", "", ""],
+        ["node2", "worker", "down", "", "yes", "none"],
+        ["node3", "worker", "ready", "", "yes", "serving"],
     ]
 
 
@@ -246,16 +264,19 @@ def test_lab_up_starts_the_lab_under_the_namespace_and_shows_its_nodes(
     calls: list[Any] = []
     monkeypatch.setattr(swarm_lab, "up", record(calls, LAB))
     swarm_cli.lab_up(context(), nodes="3", name="analyticbot-lab")
-    assert calls == [((3, "analyticbot-lab"), {"namespace": NAMESPACE, "progress": swarm_cli.progress})]
+    assert calls == [((3, "analyticbot-lab"), {"namespace": NAMESPACE, "progress": swarm_cli.progress, "edge": None})]
     text = capsys.readouterr().out
     title = " ".join(text.split("┏")[0].split())  # the title, however rich wraps it
     assert title == "analyticbot-lab: registry 172.29.7.2:5000 (local 127.0.0.1:49153)"
     assert rows(text) == [
-        ["node", "address", "role"],
-        ["node1", "172.29.7.11", "manager"],
-        ["node2", "172.29.7.12", "worker"],
-        ["node3", "172.29.7.13", "worker"],
+        ["node", "address", "role", "edge"],
+        ["node1", "172.29.7.11", "manager, data", ""],
+        ["node2", "172.29.7.12", "worker", "yes"],
+        ["node3", "172.29.7.13", "worker", "yes"],
     ]
+    swarm_cli.lab_up(context(), nodes="3", edge="1")
+    assert calls[-1][1]["edge"] == 1
+    assert [row[3] for row in rows(capsys.readouterr().out)[1:]] == ["", "", "yes"]
 
 
 def test_lab_up_refuses_a_node_count_that_is_not_a_number(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from analyticbot_ops import acme, compose, tls
 from analyticbot_ops.cli import tls as tls_cli
+from analyticbot_ops.swarm import certificates as swarm_certificates
 from tests.unit.cli_support import context, fails
 from tests.unit.cli_support import no_docker as no_docker  # autouse: each test's tasks run isolated
 
@@ -232,3 +233,53 @@ def test_setup_of_prod_without_a_domain_is_bad_input(obtained: list[Any]) -> Non
     assert message == "error: no domain for prod: pass --domain or set DOMAIN in .env.prod"
     assert "unknown environment 'live'" in fails(2, tls_cli.setup, context(), env="live")
     assert obtained == []
+
+
+# --- on a swarm (--context) ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def on_swarm(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The swarm's side replaced: the lab found by its context, obtain and renew recorded."""
+    seen: list[Any] = []
+    monkeypatch.setattr("analyticbot_ops.releases.pinned_settings", lambda unnamed, state_dir=None: {})
+    monkeypatch.setattr(tls_cli.docker, "require_daemon", lambda: "20.10.24")
+    monkeypatch.setattr(tls_cli.swarm_lab, "target", lambda context, registry: seen.append(("lab", context)) or "LAB")
+    issued = swarm_certificates.Issued(SERVED, 21.5, {"node2": 7, "node3": 7})  # type: ignore[arg-type]
+
+    def obtain(stack: compose.Stack, lab: Any, request: acme.AcmeRequest, progress: Any) -> Any:
+        seen.append(("obtain", stack.env, lab, request.domain))
+        return issued
+
+    def renew(stack: compose.Stack, lab: Any, **options: Any) -> Any:
+        seen.append(("renew", lab, options["force"]))
+        return (
+            swarm_certificates.Renewal("renewed", issued)
+            if options["force"]
+            else swarm_certificates.Renewal("nothing due")
+        )
+
+    monkeypatch.setattr(tls_cli.swarm_certificates, "obtain", obtain)
+    monkeypatch.setattr(tls_cli.swarm_certificates, "renew", renew)
+    return seen
+
+
+def test_prod_on_a_swarm_says_which_edges_serve_it(on_swarm: list[Any], capsys: Any) -> None:
+    tls_cli.prod(context(), "bot.example.com", context="analyticbot-lab")
+    assert on_swarm == [("lab", "analyticbot-lab"), ("obtain", "prod", "LAB", "bot.example.com")]
+    out = capsys.readouterr().out
+    assert "served by every edge node: node2, node3 (rolled in 21.5 s)" in out
+
+
+def test_prod_on_a_swarm_checks_the_request_before_looking_for_the_swarm(on_swarm: list[Any]) -> None:
+    assert "'localhost' is a localhost name" in fails(2, tls_cli.prod, context(), "localhost", context="far")
+    assert "is not an email address" in fails(2, tls_cli.prod, context(), "bot.example.com", email="x", context="far")
+    assert on_swarm == []
+
+
+def test_renew_on_a_swarm_says_nothing_due_or_what_it_renewed(on_swarm: list[Any], capsys: Any) -> None:
+    tls_cli.renew(context(), context="analyticbot-lab")
+    assert capsys.readouterr().out == "nothing due: the proxies were left as they are\n"
+    tls_cli.renew(context(), context="analyticbot-lab", force_renewal=True, json=True)
+    assert json.loads(capsys.readouterr().out) == {"result": "renewed", "installed": ["bot.example.com"]}
+    assert [call[0::2] for call in on_swarm if call[0] == "renew"] == [("renew", False), ("renew", True)]

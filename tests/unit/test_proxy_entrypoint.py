@@ -97,3 +97,32 @@ def test_a_malformed_exempt_address_stops_the_proxy_with_one_line(tmp_path: Path
     code, err, _written = _run(tmp_path, "nameserver 127.0.0.11\n", RATE_LIMIT_EXEMPT=f"10.0.0.1 {bad}")
     assert code == 1
     assert err.strip() == f"proxy: RATE_LIMIT_EXEMPT must list IPv4 addresses or subnets, got '{bad}'"
+
+
+def test_without_an_acme_solver_a_challenge_not_in_the_webroot_is_not_found(tmp_path: Path) -> None:
+    code, _err, written = _run(tmp_path, "nameserver 127.0.0.11\n")
+    assert code == 0
+    assert written["acme-solver.inc"] == "location @acme_solver {\n    return 404;\n}\n"
+    assert "acme-solver.conf" not in written
+
+
+def test_an_acme_solver_gets_every_challenge_not_in_the_webroot_by_name(tmp_path: Path) -> None:
+    code, _err, written = _run(tmp_path, "nameserver 127.0.0.11\n", ACME_SOLVER="acme-solver:8402")
+    assert code == 0
+    # Resolved per request: the name exists only while the one-shot certbot runs.
+    assert written["acme-solver.conf"] == 'map "" $acme_solver { default "acme-solver:8402"; }\n'
+    assert written["acme-solver.inc"] == (
+        "location @acme_solver {\n    proxy_pass http://$acme_solver;\n    proxy_connect_timeout 2s;\n}\n"
+    )
+    (tmp_path / "k8s").mkdir()
+    _code, _err, on_kubernetes = _run(
+        tmp_path / "k8s", "nameserver 10.96.0.10\n", ACME_SOLVER="acme:80", UPSTREAM_DOMAIN="ab.svc.cluster.local"
+    )
+    assert on_kubernetes["acme-solver.conf"] == 'map "" $acme_solver { default "acme.ab.svc.cluster.local:80"; }\n'
+
+
+@pytest.mark.parametrize("bad", ["acme", ":80", "acme:", "acme:80:1", "acme:http", "acme solver:80", "a;b:80"])
+def test_a_malformed_acme_solver_stops_the_proxy_with_one_line(tmp_path: Path, bad: str) -> None:
+    code, err, _written = _run(tmp_path, "nameserver 127.0.0.11\n", ACME_SOLVER=bad)
+    assert code == 1
+    assert err.strip() == f"proxy: ACME_SOLVER must be HOST:PORT, got '{bad}'"

@@ -493,3 +493,55 @@ def test_a_state_file_being_written_reads_as_none_not_a_traceback(monkeypatch: p
     # No full backup that can be read: one is due now.
     assert (agent.last_run, agent.result, agent.next_run) == (None, "never ran", "2026-12-07T03:20:00+00:00")
     assert repo.result == "backup-repo is not running"  # no container at all
+
+
+# --- for a swarm --------------------------------------------------------------------------------------------
+
+
+def test_for_a_swarm_only_the_renewal_runs_and_its_units_carry_the_context(tmp_path: Path) -> None:
+    base = "analyticbot-prod-analyticbot-lab-tls-renew"
+    names = schedule.unit_names("prod", "analyticbot-lab")
+    assert names == [f"{base}.service", f"{base}.timer"]
+    texts = schedule.units("prod", "analyticbot-lab")
+    invoke = f"{schedule.REPO_ROOT}/.venv/bin/invoke"
+    assert f"ExecStart={invoke} schedule.run --job tls-renew --env prod --context analyticbot-lab" in texts[names[0]]
+    assert "(prod on analyticbot-lab): renew the TLS certificates that are due" in texts[names[0]]
+    assert f"Unit={base}.service" in texts[names[1]]
+    # Beside the Compose stack's units, never in their place.
+    assert not set(names) & set(schedule.unit_names("prod"))
+
+
+def test_our_swarm_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    written = schedule.install("prod", tmp_path, enable=False, context="analyticbot-lab")
+    assert [p.name for p in written.written] == schedule.unit_names("prod", "analyticbot-lab")
+
+
+def test_a_swarm_run_passes_the_context_to_the_task_and_records_it_apart(tmp_path: Path) -> None:
+    ran: list[list[str]] = []
+
+    def command(args: list[str]) -> subprocess.CompletedProcess[str]:
+        ran.append(args)
+        return subprocess.CompletedProcess(args, 0, "nothing due: the proxies were left as they are\n", "")
+
+    record = schedule.run("prod", "tls-renew", "analyticbot", records=tmp_path, command=command, context="lab-1")
+    assert ran[0][1:] == ["tls.renew", "--env", "prod", "--context", "lab-1"]
+    assert record.said == "nothing due: the proxies were left as they are"
+    assert schedule.last_record("prod", "tls-renew", tmp_path, "lab-1") == record
+    assert schedule.last_record("prod", "tls-renew", tmp_path) is None  # the Compose stack's record is its own
+    rows = schedule.host_rows("prod", tmp_path, tmp_path, context="lab-1")
+    assert [(r.job, r.where, r.result) for r in rows] == [
+        ("tls-renew", "host timer, for lab-1", "ok: nothing due: the proxies were left as they are")
+    ]
+
+
+@pytest.mark.parametrize("bad", ["a+b", "-lead", "has space", "x" * 64])
+def test_a_context_a_unit_cannot_carry_is_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(BadInput, match="is not a name a timer can carry"):
+        schedule.install("prod", tmp_path, enable=False, context=bad)
+
+
+def test_the_drill_does_not_run_for_a_swarm(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="restore-drill does not run for a swarm; jobs that do: tls-renew"):
+        schedule.run("prod", "restore-drill", "analyticbot", records=tmp_path, context="lab-1")

@@ -306,6 +306,12 @@ def test_a_service_state_from_the_raw_json(fake: support.FakeDocker) -> None:
     assert not state.converged  # 2 running of 1: the old one has not stopped yet
 
 
+def test_a_global_service_wants_one_task_on_each_node_it_may_run_on(fake: support.FakeDocker) -> None:
+    _swarm(fake, support.converged(proxy=Svc(running=1, desired=2, nodes=("node3",), global_mode=True)))
+    proxy = swarm_deploy.states(LAB, P)["proxy"]
+    assert (proxy.running, proxy.desired, proxy.nodes, proxy.converged) == (1, 2, ["node3"], False)
+
+
 def test_converged_means_replicas_met_and_no_update_under_way() -> None:
     state = swarm_deploy.ServiceState("api", 2, 2, "img")
     assert state.converged
@@ -556,12 +562,38 @@ def test_preflight_rows_show_every_check_and_a_missing_swarm_as_a_row(
     assert rows[-1].detail == "no Docker context 'abnowhere'; create it with `docker context create`"
 
 
-def test_the_swarm_check_wants_an_active_manager(fake: support.FakeDocker) -> None:
+def _nodes(*labels: dict[str, str]) -> list[swarm_lab.NodeInfo]:
+    return [swarm_lab.NodeInfo(f"node{i}", i == 1, "ready", "active", dict(each)) for i, each in enumerate(labels, 1)]
+
+
+DATA, EDGE = {"analyticbot.data": "true"}, {"analyticbot.edge": "true"}
+
+
+def test_the_swarm_check_wants_an_active_manager_one_data_node_and_an_edge(
+    monkeypatch: pytest.MonkeyPatch, fake: support.FakeDocker
+) -> None:
     info = ("info", "--format", "{{json .Swarm}}")
     fake.answer(*info, stdout=json.dumps({"LocalNodeState": "active", "ControlAvailable": True, "Nodes": 3}))
+    layouts = [
+        _nodes(DATA, EDGE, EDGE),
+        _nodes({}, EDGE, EDGE),
+        _nodes(DATA, DATA | EDGE, {}),
+        _nodes(DATA, {"analyticbot.edge": "false"}, {}),
+    ]
+    monkeypatch.setattr(swarm_deploy, "describe_nodes", lambda lab: layouts.pop(0))
+    assert swarm_deploy.manager(LAB) == "ablab: 3 nodes, data on node1, edge node2 node3"
+    with pytest.raises(BadInput, match=r"^no node of ablab is labelled analyticbot.data=true; the data lives on one: "):
+        swarm_deploy.manager(LAB)
+    with pytest.raises(BadInput, match=r"^2 nodes \(node1 node2\) of ablab are labelled analyticbot.data=true"):
+        swarm_deploy.manager(LAB)
+    with pytest.raises(BadInput, match=r"`docker node update --label-add analyticbot.edge=true NODE`$"):
+        swarm_deploy.manager(LAB)
+
+
+def test_the_swarm_check_fails_on_no_manager(fake: support.FakeDocker) -> None:
+    info = ("info", "--format", "{{json .Swarm}}")
     fake.answer(*info, stdout=json.dumps({"LocalNodeState": "inactive", "ControlAvailable": False}))
     fake.answer(*info, returncode=1, stderr="Cannot connect to the Docker daemon at tcp://172.29.7.11:2375.\n")
-    assert swarm_deploy.manager(LAB) == "ablab: manager 172.29.7.11, 3 nodes"
     with pytest.raises(BadInput, match="ablab reaches an engine that is not a swarm manager \\(state: inactive\\)"):
         swarm_deploy.manager(LAB)
     with pytest.raises(OpsError, match=r"manager \(tcp://172.29.7.11:2375\) does not answer: Cannot connect"):

@@ -114,6 +114,10 @@ def test_up_starts_the_registry_and_the_nodes_and_forms_the_swarm(
         ("swarm", "join", "--token", "SWMTKN-1-abc", "172.29.7.11:2377"),
         ("swarm", "join", "--token", "SWMTKN-1-abc", "172.29.7.11:2377"),
         ("node", "update", "--label-add", "analyticbot.data=true", "node1"),
+        # Every worker serves the edge by default; the data node does not.
+        ("node", "update", "--label-rm", "analyticbot.edge", "node1"),
+        ("node", "update", "--label-add", "analyticbot.edge=true", "node2"),
+        ("node", "update", "--label-add", "analyticbot.edge=true", "node3"),
         ("context", "rm", "-f", NAME),
         ("context", "create", NAME, "--docker", "host=tcp://172.29.7.11:2375"),
     ]  # fmt: skip
@@ -122,7 +126,8 @@ def test_up_starts_the_registry_and_the_nodes_and_forms_the_swarm(
     assert [c.env for c in fake.calls[:7]] == [None] * 7
     assert [c.env for c in fake.made("version")] == [_on(1), _on(2), _on(3)]
     assert [c.env for c in fake.made("swarm")] == [_on(1), _on(1), _on(2), _on(3)]
-    assert fake.made("node", "update")[0].env == _on(1)
+    assert [c.env for c in fake.made("node", "update")] == [_on(1)] * 4  # labels are the manager's to set
+    assert [c.check for c in fake.made("node", "update")] == [True, False, True, True]  # absent: nothing to remove
     assert {c.env for c in fake.made("context")} == {None} and {c.check for c in fake.made("context")} == {False}
     assert saved_before_waiting == [True, True, True]  # from then on, lab-down knows what to remove
     assert swarm_lab.load(NAME) == lab
@@ -162,8 +167,12 @@ def test_up_again_says_it_runs_and_changes_nothing(
     said: list[str] = []
     assert swarm_lab.up(3, NAME, progress=said.append) == lab
     assert inspected == [f"container {NAME}-node{i}" for i in (1, 2, 3)]
-    assert fake.argvs == [("<daemon>",)] and built == []
-    assert said == [f"{NAME} is up: 3 nodes, registry 172.29.7.2:5000"]
+    # Only the edge labels are set again (the same ones: asked with another --edge, they move).
+    assert [a for a in fake.argvs if a[:2] != ("node", "update")] == [("<daemon>",)] and built == []
+    assert said == [
+        f"{NAME}: edge nodes node3 node2 (label analyticbot.edge=true)",
+        f"{NAME} is up: 3 nodes, registry 172.29.7.2:5000",
+    ]
 
 
 @pytest.mark.parametrize("nodes", [3, 2])
@@ -201,7 +210,39 @@ def test_up_does_not_say_a_stopped_lab_is_up(
     # It is started again (the swarm's state is on the nodes' volumes) before it is said to be up.
     assert ("start", f"{NAME}-registry", *(f"{NAME}-node{i}" for i in (1, 2, 3))) in fake.argvs
     assert said[-1] == f"{NAME} is up: 3 nodes, registry 172.29.7.2:5000"
-    assert [line.split(":")[0] for line in said[:-1]] == ["node1", "node2", "node3"]
+    assert [line.split(":")[0] for line in said[:-2]] == ["node1", "node2", "node3"]
+
+
+def test_the_edge_is_the_workers_from_the_last_and_the_manager_only_when_all_are(
+    fake: support.FakeDocker, built: list[Any], clock: support.FakeClock
+) -> None:
+    nodes = support.three_nodes(NAME).nodes
+    assert [swarm_lab.edge_count(n, None) for n in (1, 2, 3)] == [1, 1, 2]
+    assert [n.hostname for n in swarm_lab.edge_nodes(nodes, 1)] == ["node3"]
+    assert [n.hostname for n in swarm_lab.edge_nodes(nodes, 3)] == ["node3", "node2", "node1"]
+    for wrong in (0, 4):
+        with pytest.raises(BadInput, match=f"--edge must be between 1 and the number of nodes \\(3\\), got {wrong}"):
+            swarm_lab.up(3, NAME, edge=wrong)
+    assert fake.calls == []  # refused before anything ran
+
+
+def test_the_nodes_as_the_swarm_sees_them(fake: support.FakeDocker) -> None:
+    fake.answer("node", "ls", "-q", stdout="id1\nid2\n")
+    fake.answer(
+        "node", "inspect", "id1", "id2",
+        stdout=json.dumps([
+            {"Description": {"Hostname": "node2"}, "Spec": {"Role": "worker", "Availability": "active",
+             "Labels": {"analyticbot.edge": "true"}}, "Status": {"State": "down"}},
+            {"Description": {"Hostname": "node1"}, "Spec": {"Role": "manager", "Availability": "drain",
+             "Labels": {"analyticbot.data": "true"}}, "Status": {"State": "ready"}},
+        ]),
+    )  # fmt: skip
+    found = swarm_lab.describe_nodes(support.three_nodes(NAME))
+    assert [(n.hostname, n.manager, n.state, n.availability) for n in found] == [
+        ("node1", True, "ready", "drain"),
+        ("node2", False, "down", "active"),
+    ]
+    assert [n.labelled("analyticbot.edge") for n in found] == [False, True]
 
 
 # --- _wait_engine --------------------------------------------------------------------------------------

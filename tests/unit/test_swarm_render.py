@@ -173,10 +173,13 @@ def test_networks_are_sorted_names_on_fixed_overlays(stack: dict[str, Any]) -> N
     }
 
 
-def test_every_service_uses_dns_round_robin_and_one_replica_but_the_api_two(stack: dict[str, Any]) -> None:
+def test_every_service_uses_dns_round_robin_and_one_replica_but_the_http_apps_two_and_the_edge(
+    stack: dict[str, Any],
+) -> None:
     for name, service in stack["services"].items():
         assert service["deploy"]["endpoint_mode"] == "dnsrr", name
-        assert service["deploy"]["replicas"] == (2 if name == "api" else 1), name
+        if name != "proxy":  # one on each edge node (below)
+            assert service["deploy"]["replicas"] == (2 if name in ("api", "bot") else 1), name
 
 
 def test_the_api_and_the_bot_roll_start_first_and_roll_back_on_failure(stack: dict[str, Any]) -> None:
@@ -192,10 +195,37 @@ def test_the_api_and_the_bot_roll_start_first_and_roll_back_on_failure(stack: di
 
 
 def test_singletons_stop_first(stack: dict[str, Any]) -> None:
-    for name in ("postgres", "redis", "mtproto", "proxy", "migrate"):
+    for name in ("postgres", "redis", "mtproto"):
         deploy = stack["services"][name]["deploy"]
         assert deploy["update_config"] == {"order": "stop-first", "failure_action": "rollback", "monitor": "15s"}
         assert "rollback_config" not in deploy, name
+        assert deploy["replicas"] == 1, name
+
+
+def test_the_migrate_job_is_never_rolled_back_by_swarm(stack: dict[str, Any]) -> None:
+    # It exits by design; a rollback would run the previous spec (an old password's secret) again.
+    deploy = stack["services"]["migrate"]["deploy"]
+    assert deploy["update_config"] == {"order": "stop-first", "failure_action": "continue"}
+    assert "rollback_config" not in deploy and deploy["replicas"] == 1
+
+
+def test_the_proxy_runs_once_on_every_edge_node_and_rolls_one_edge_at_a_time(stack: dict[str, Any]) -> None:
+    deploy = stack["services"]["proxy"]["deploy"]
+    assert deploy["mode"] == "global" and "replicas" not in deploy
+    assert deploy["placement"] == {"constraints": ["node.labels.analyticbot.edge == true"]}
+    # Its ports are its node's: the old task stops before the new one starts, one node at a time.
+    assert deploy["update_config"] == {
+        "parallelism": 1,
+        "order": "stop-first",
+        "failure_action": "rollback",
+        "monitor": "15s",
+    }
+    assert deploy["rollback_config"] == {"parallelism": 1, "order": "stop-first"}
+    assert deploy["restart_policy"] == {"condition": "any", "delay": "1s"}
+    # Stopped gracefully: the requests in flight are answered before the task goes.
+    proxy = stack["services"]["proxy"]
+    assert (proxy["stop_signal"], proxy["stop_grace_period"]) == ("SIGQUIT", "15s")
+    assert proxy["environment"]["ACME_SOLVER"] == "acme-solver:8402"
 
 
 def test_the_data_services_stay_on_the_labelled_node(stack: dict[str, Any]) -> None:
@@ -203,7 +233,7 @@ def test_the_data_services_stay_on_the_labelled_node(stack: dict[str, Any]) -> N
         placement = service["deploy"].get("placement")
         if model.BY_NAME[name].kind == "data":
             assert placement == {"constraints": ["node.labels.analyticbot.data == true"]}, name
-        else:
+        elif name != "proxy":  # the edge's (above)
             assert placement is None, name
 
 
