@@ -99,7 +99,7 @@ def swarm_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
         results["edge-node loss: api back to 2 replicas"] = sandbox.under_client(stack, lose_a_node)
         docker.docker(["start", lost.name])
     finally:
-        swarm_lab.down(name)
+        swarm_lab.down(name, progress=console.log)
     return results
 
 
