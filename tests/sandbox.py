@@ -196,6 +196,10 @@ class _RoundRobin(_Connection):
         super().connect()
 
 
+# How a server's close of an idle connection shows to a request sent on it: before any byte of an answer.
+_CLOSED_BEFORE_ANSWER = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 @dataclass(eq=False)  # a Thread must stay hashable
 class SteadyClient(threading.Thread):
     """GET a channel summary through the proxy every 40 ms (about 25/s); anything but a 200 with the channel in
@@ -208,7 +212,8 @@ class SteadyClient(threading.Thread):
       most API clients connect. Like them (urllib3's is_connection_dropped, a browser's idle socket pool), it
       opens a new one when the server has closed the idle connection (an nginx reload closes its old workers'
       idle connections) or said `Connection: close`; those are counted in `reconnects`, not as failures. A
-      request sent on a connection the server then drops without an answer is a failure."""
+      GET sent on a reused connection that the server closed before any answer is sent again once on a new
+      connection, as browsers and urllib3 do; anything else, and a second failure, is a failure."""
 
     stack: RunningStack
     channel: str
@@ -234,12 +239,22 @@ class SteadyClient(threading.Thread):
                 connection.close()
                 connection = None
                 self.reconnects += self.keep_alive
+            reused = connection is not None
             current = connection = connection or self.stack.connection(self.timeout)
             try:
-                path = self.path or f"/api/channels/{self.channel}/summary"
-                current.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
-                response = current.getresponse()
-                body = response.read()
+                try:
+                    response, body = self._get(current)
+                except _CLOSED_BEFORE_ANSWER:
+                    if not reused:
+                        raise
+                    # A reused connection the server closed as this request was sent (an idle keep-alive
+                    # connection closed by an nginx reload's old worker at that instant): nothing was answered,
+                    # so a client sends a GET again on a new connection, once, as browsers and urllib3 do
+                    # (RFC 9112 9.3.1). A second failure counts.
+                    current.close()
+                    self.reconnects += 1
+                    current = connection = self.stack.connection(self.timeout)
+                    response, body = self._get(current)
                 if response.status == 200 and (self.path is not None or self.channel.encode() in body):
                     self.ok += 1
                 else:
@@ -255,6 +270,12 @@ class SteadyClient(threading.Thread):
             time.sleep(max(0.0, 0.04 - (time.monotonic() - started)))
         if connection is not None:
             connection.close()
+
+    def _get(self, connection: http.client.HTTPConnection) -> tuple[http.client.HTTPResponse, bytes]:
+        path = self.path or f"/api/channels/{self.channel}/summary"
+        connection.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
+        response = connection.getresponse()
+        return response, response.read()
 
     def finish(self) -> tuple[int, list[str]]:
         self.stop.set()
@@ -390,7 +411,26 @@ def under_each(
     client's (requests answered, failures)."""
     channel = f"steady_{uuid.uuid4().hex[:8]}"
     create_channel(next(iter(reached.values())), channel)
-    clients = {name: SteadyClient(stack, channel) for name, stack in reached.items()}
+    return _while_reading({name: SteadyClient(stack, channel) for name, stack in reached.items()}, action)
+
+
+def under_clients(
+    stack: RunningStack, action: Callable[[], object], *, keep_alive: bool = True
+) -> tuple[float, dict[str, tuple[int, list[str]]]]:
+    """Run `action` under both steady clients (SteadyClients; only the new-connection one without
+    `keep_alive`): the seconds it took, and each client's (requests answered, failures)."""
+    channel = f"steady_{uuid.uuid4().hex[:8]}"
+    create_channel(stack, channel)
+    clients = SteadyClients(stack, channel).clients
+    if not keep_alive:
+        del clients["one keep-alive connection"]
+    return _while_reading(clients, action)
+
+
+def _while_reading(
+    clients: dict[str, SteadyClient], action: Callable[[], object]
+) -> tuple[float, dict[str, tuple[int, list[str]]]]:
+    """Start the clients, give them a second, run `action` (timed), give them a second more, stop them."""
     for client in clients.values():
         client.start()
     time.sleep(1)
@@ -404,32 +444,27 @@ def under_each(
     return seconds, results
 
 
-def under_clients(
-    stack: RunningStack, action: Callable[[], object], *, keep_alive: bool = True
-) -> tuple[float, dict[str, tuple[int, list[str]]]]:
-    """Run `action` under both steady clients (SteadyClients; only the new-connection one without
-    `keep_alive`): the seconds it took, and each client's (requests answered, failures)."""
-    channel = f"steady_{uuid.uuid4().hex[:8]}"
-    create_channel(stack, channel)
-    clients = SteadyClients(stack, channel)
-    if not keep_alive:
-        del clients.clients["one keep-alive connection"]
-    clients.start()
-    time.sleep(1)
-    started = time.monotonic()
-    try:
-        action()
-    finally:
-        seconds = time.monotonic() - started
-        time.sleep(1)
-        results = clients.finish()
-    return seconds, results
-
-
 @dataclass
 class LabPebble:
     directory_url: str
     ca_bundle: Path
+
+
+# pebble's settings (/etc/pebble/pebble-config.json), on a Compose network and on a swarm's overlay alike: its
+# certificate from the dev CA under /etc/pebble/tls; HTTP-01 validation connects to the domain on the proxy's
+# container port (the proxies' port on the overlay).
+PEBBLE_CONFIG = {
+    "pebble": {
+        "listenAddress": "0.0.0.0:14000",
+        "managementListenAddress": "0.0.0.0:15000",
+        "certificate": "/etc/pebble/tls/fullchain.pem",
+        "privateKey": "/etc/pebble/tls/privkey.pem",
+        "httpPort": 8080,
+        "tlsPort": 8443,
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": False,
+    }
+}
 
 
 @contextlib.contextmanager
@@ -437,22 +472,10 @@ def pebble_on_swarm(lab: swarm_lab.Lab, stack: RunningStack, folder: Path) -> It
     """pebble (a real ACME server) as a service on a swarm stack's frontend overlay: it validates HTTP-01 by asking
     DOMAIN, the proxies' name there, so any edge may take the challenge. Removed on the way out."""
     tls.ensure_dev_certificates(folder / "tls", ["pebble"])
-    config = {
-        "pebble": {
-            "listenAddress": "0.0.0.0:14000",
-            "managementListenAddress": "0.0.0.0:15000",
-            "certificate": "/etc/pebble/tls/fullchain.pem",
-            "privateKey": "/etc/pebble/tls/privkey.pem",
-            "httpPort": 8080,  # the proxies' port on the overlay
-            "tlsPort": 8443,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
-        }
-    }
     image = registry.push_one("analyticbot/pebble:bookworm", lab.registry_local, lab.registry)
     tag = uuid.uuid4().hex[:6]
     made = {
-        ("config", f"abpebble-config-{tag}"): json.dumps(config).encode(),
+        ("config", f"abpebble-config-{tag}"): json.dumps(PEBBLE_CONFIG).encode(),
         ("config", f"abpebble-chain-{tag}"): (folder / "tls" / "fullchain.pem").read_bytes(),
         ("secret", f"abpebble-key-{tag}"): (folder / "tls" / "privkey.pem").read_bytes(),
     }

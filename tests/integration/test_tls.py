@@ -24,7 +24,7 @@ from cryptography import x509
 from analyticbot_ops import acme, docker, tls
 from analyticbot_ops.errors import BadInput, OpsError
 from tests import sandbox
-from tests.sandbox import TEST_DOMAIN, RunningStack
+from tests.sandbox import PEBBLE_CONFIG, TEST_DOMAIN, RunningStack
 
 MOZILLA_HSTS = 63072000
 
@@ -126,20 +126,7 @@ class Pebble:
 def pebble(prod_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     directory = tmp_path_factory.mktemp("pebble")
     tls.ensure_dev_certificates(directory / "tls", ["pebble"])
-    config = {
-        "pebble": {
-            "listenAddress": "0.0.0.0:14000",
-            "managementListenAddress": "0.0.0.0:15000",
-            "certificate": "/etc/pebble/tls/fullchain.pem",
-            "privateKey": "/etc/pebble/tls/privkey.pem",
-            # HTTP-01 validation connects to the domain on the proxy's container port.
-            "httpPort": 8080,
-            "tlsPort": 8443,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
-        }
-    }
-    (directory / "pebble-config.json").write_text(json.dumps(config))
+    (directory / "pebble-config.json").write_text(json.dumps(PEBBLE_CONFIG))
     os.chmod(directory, 0o755)
     name = f"{prod_stack.project}-pebble"
     docker.docker(
