@@ -161,6 +161,12 @@ PORTS: dict[str, dict[str, int]] = {
 }
 # The proxy's nginx ports, inside its container (unprivileged: no capability needed to bind them).
 PROXY_HTTP_PORT, PROXY_HTTPS_PORT = PORTS["proxy"]["http"], PORTS["proxy"]["https"]
+# Where the proxy's by-name relay for each rolling service listens, on its loopback (nginx/conf.d/analyticbot.conf):
+# the backup of the upstream group of that service's containers, the service name resolved per request.
+RELAY_PORTS = {"api": 8091, "bot": 8092}
+# uvicorn closes an idle keep-alive connection after 5 s: nginx lets go of its idle ones first, so that it never
+# sends a request on a connection the app is closing (a POST would then fail: nginx retries no write).
+UPSTREAM_IDLE_SECONDS = 4
 # The services that reach the internet: Telegram's Bot API and MTProto servers. In Compose they are the apps on the
 # one network that is not internal besides the proxy's front (backend); Kubernetes gives only them internet egress.
 INTERNET: tuple[str, ...] = ("bot", "mtproto")

@@ -61,14 +61,6 @@ def _exec(container: str, *command: str, check: bool = True) -> str:
     return docker.docker(["exec", container, *command], check=check).stdout
 
 
-# Where the proxy's by-name relay for each service listens (nginx/conf.d/analyticbot.conf): the backup of the
-# upstream group, the service name resolved per request.
-RELAY_PORTS = {"api": 8091, "bot": 8092}
-# uvicorn closes an idle keep-alive connection after 5 s: nginx lets go of its idle ones first, so that it never
-# sends a request on a connection the app is closing (a POST would then fail: nginx retries no write).
-UPSTREAM_IDLE_SECONDS = 4
-
-
 def upstream_include(service: str, addresses: Sequence[str]) -> str:
     """The proxy's runtime include for `service`: an upstream group of these container addresses, its connections
     kept alive, with the by-name relay as backup; no addresses: the service name, resolved per request."""
@@ -77,8 +69,8 @@ def upstream_include(service: str, addresses: Sequence[str]) -> str:
     servers = "".join(f"    server {address}:{PORT} max_fails=1 fail_timeout=10s;\n" for address in addresses)
     return (
         f"upstream {service}_containers {{\n{servers}"
-        f"    server 127.0.0.1:{RELAY_PORTS[service]} backup;\n"
-        f"    keepalive 16;\n    keepalive_timeout {UPSTREAM_IDLE_SECONDS}s;\n}}\n"
+        f"    server 127.0.0.1:{model.RELAY_PORTS[service]} backup;\n"
+        f"    keepalive 16;\n    keepalive_timeout {model.UPSTREAM_IDLE_SECONDS}s;\n}}\n"
         f'map "" ${service}_target {{ default "{service}_containers"; }}\n'
     )
 

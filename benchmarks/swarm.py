@@ -11,8 +11,9 @@ same run, the same stack on Compose:
   client on the other edge's address; seconds until the api runs its two replicas elsewhere, and the requests
   that client lost meanwhile.
 
-Targets (the Swarm issues): 0 failed requests during the rolling update and, for the site's client, during the
-certificate roll; recovery from a node loss within 60 s, with 0 failed requests on the surviving edge.
+Targets (the Swarm issues): 0 failed requests during the rolling update and, for every client (the site's and
+each edge's own), during the certificate roll; recovery from a node loss within 60 s, with 0 failed requests on
+the surviving edge.
 
     python benchmarks/swarm.py
 """
@@ -42,9 +43,9 @@ console = Console(width=140)
 
 
 def swarm_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
-    name = f"abbenchlab-{uuid.uuid4().hex[:6]}"
+    lab_name = f"abbenchlab-{uuid.uuid4().hex[:6]}"
     results: dict[str, tuple[float, int, list[str]]] = {}
-    lab = swarm_lab.up(3, name, progress=console.log)
+    lab = swarm_lab.up(3, lab_name, progress=console.log)
     try:
         # Nothing but secrets: the deploy writes the bootstrap certificate, which the client pins.
         stack = sandbox.make_stack(root / "swarm", f"abbswarm-{uuid.uuid4().hex[:6]}", certificates=False)
@@ -73,8 +74,8 @@ def swarm_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
                 stack, verify=False, round_robin=tuple(n.address for n in edges)
             )
             seconds, clients = sandbox.under_each(reached, lambda: certificates.obtain(stack.stack, lab, request))
-            for name, (answered, failures) in clients.items():
-                results[f"certificate issuance and roll: client on {name}"] = (seconds, answered, failures)
+            for way_in, (answered, failures) in clients.items():
+                results[f"certificate issuance and roll: client on {way_in}"] = (seconds, answered, failures)
         stack.trust_served = False
         stack.verify = False  # the certificate is pebble's now, whose root changes at each start
         api_nodes = swarm_deploy.states(lab, stack.project)["api"].nodes
@@ -99,7 +100,7 @@ def swarm_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
         results["edge-node loss: api back to 2 replicas"] = sandbox.under_client(stack, lose_a_node)
         docker.docker(["start", lost.name])
     finally:
-        swarm_lab.down(name, progress=console.log)
+        swarm_lab.down(lab_name, progress=console.log)
     return results
 
 
@@ -134,13 +135,13 @@ def main() -> int:
                 f", {len(other[2])} of {other[1] + len(other[2])} failed" if other[1] else ""
             )
         table.add_row(measure, shown, other_shown, ratio)
-        if measure.startswith(("rolling", "certificate issuance and roll: client on round robin")):
+        if measure.startswith(("rolling", "certificate issuance and roll")):
             ok &= not failures
         if measure.startswith("edge-node loss"):
             ok &= seconds < 60 and not failures
     console.print(table)
     console.print(
-        f"targets: {'MET' if ok else 'MISSED'} (0 failed in the rolling update and for the site during the "
+        f"targets: {'MET' if ok else 'MISSED'} (0 failed in the rolling update and for every client during the "
         "certificate roll; edge-node loss < 60 s, 0 failed)"
     )
     for measure, (_s, _a, failures) in swarm.items():

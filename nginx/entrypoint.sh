@@ -88,4 +88,92 @@ case "$solver" in
     *)
         echo "proxy: ACME_SOLVER must be HOST:PORT, got '$solver'" >&2; exit 1 ;;
 esac
+# On a swarm the certificate comes from edge-tls (nginx/edge-tls.sh) through
+# TLS_WATCH, a link it moves to each new pair: wait for the first pair, then
+# reload nginx whenever the link moves (a reload, never a restart: old workers
+# finish their requests; a pair nginx refuses leaves the old one serving, and
+# the toolkit, which asks every edge what it serves, says so). Unset (Compose,
+# Kubernetes): the files are mounted, and the toolkit reloads.
+watch="${TLS_WATCH:-}"
+if [ -n "$watch" ]; then
+    waited=0
+    until [ -e "$watch/fullchain.pem" ] && [ -e "$watch/privkey.pem" ]; do
+        if [ "$waited" -ge 60 ]; then
+            echo "proxy: no certificate at $watch after 60 s (edge-tls runs on every edge node)" >&2; exit 1
+        fi
+        busybox sleep 1; waited=$((waited + 1))
+    done
+fi
+# On a swarm, too, the replicas of each HTTP service (UPSTREAM_TASKS: SERVICE:
+# RELAY_PORT pairs; UPSTREAM_IDLE_SECONDS) are an upstream group whose
+# connections nginx keeps alive, as the toolkit writes it on Compose: their
+# addresses come from Swarm's DNS (tasks.SERVICE: the running, healthy tasks;
+# dnsrr), asked every second; a change is written (upstreams.sh), tested and
+# reloaded. A replica that stopped is still listed for that second at most:
+# nginx finds it refused and passes the request to the next one. No task
+# answers: the service's name, resolved per request, as before any deploy.
+tasks="${UPSTREAM_TASKS:-}"
+idle="${UPSTREAM_IDLE_SECONDS:-4}"
+for each in $tasks; do
+    case "$each" in
+        *[!a-z0-9:-]*|[!a-z]*|*:|*:*:*|*:*[!0-9]*) ;;
+        *:*) continue ;;
+    esac
+    echo "proxy: UPSTREAM_TASKS must list SERVICE:PORT pairs, got '$each'" >&2; exit 1
+done
+case "$idle" in
+    ''|*[!0-9]*) echo "proxy: UPSTREAM_IDLE_SECONDS must be a number, got '$idle'" >&2; exit 1 ;;
+esac
+# UPSTREAM_NETWORK: the overlay to reach them on (the stack's frontend): Docker's
+# DNS answers `tasks.SERVICE` on one network the proxy shares with the service,
+# the first by name (the bot's backend one, where its forwarded headers are not
+# trusted); `tasks.SERVICE.NETWORK` on that network only.
+network="${UPSTREAM_NETWORK:-}"
+case "$network" in
+    *[!A-Za-z0-9_.-]*|.*|-*) echo "proxy: UPSTREAM_NETWORK must be a network name, got '$network'" >&2; exit 1 ;;
+esac
+# The running tasks' addresses, sorted (one order: no reload for a new one).
+task_addresses() {
+    busybox nslookup -type=a "tasks.$1${network:+.$network}" "$resolver" 2>/dev/null | busybox awk '
+        /^Name:/ { named = 1; next }
+        named && /^Address/ { for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$/) print $i }
+    ' | busybox sort || true
+}
+# One pass: each service's include brought up to date; 0 when one changed.
+write_upstreams() {
+    changed=1
+    for each in $tasks; do
+        service="${each%%:*}"
+        wanted="$(/usr/local/bin/proxy-upstreams "$service" "${each##*:}" "$idle" $(task_addresses "$service"))"
+        file="/tmp/nginx-runtime/upstream-$service.conf"
+        if [ "$wanted" != "$(busybox cat "$file" 2>/dev/null)" ]; then
+            printf '%s\n' "$wanted" > "$file"; changed=0
+        fi
+    done
+    return "$changed"
+}
+if [ -n "$tasks" ]; then
+    write_upstreams || true  # before nginx starts: no reload needed
+fi
+if [ -n "$watch" ] || [ -n "$tasks" ]; then
+    (
+        seen="$( [ -z "$watch" ] || busybox readlink "$watch")"; refused=""
+        while busybox sleep 1; do
+            reload=""
+            if [ -n "$watch" ]; then
+                now="$(busybox readlink "$watch" 2>/dev/null)" || now="$seen"
+                [ "$now" = "$seen" ] || [ "$now" = "$refused" ] || reload="certificate $now"
+            fi
+            if [ -n "$tasks" ] && write_upstreams; then
+                reload="${reload:+$reload, }upstream tasks"
+            fi
+            [ -n "$reload" ] || continue
+            if nginx -t -q && nginx -s reload; then
+                echo "proxy: $reload: reloaded" >&2; seen="${now:-$seen}"
+            else
+                echo "proxy: $reload refused by nginx -t; still serving what it served" >&2; refused="${now:-}"
+            fi
+        done
+    ) &
+fi
 exec "$@"

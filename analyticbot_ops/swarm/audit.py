@@ -68,7 +68,7 @@ def swarm_findings(stack_file: Mapping[str, Any]) -> list[Finding]:
             )
             found.append(Finding("AB-SWARM-SECRETS", name, not loose, detail))
         constraints = (deploy.get("placement") or {}).get("constraints") or []
-        if model.BY_NAME[name].kind == "data" or name == "backup-agent":
+        if render.spec_of(name).kind == "data" or name == "backup-agent":
             # The agent reads postgres' data volume and socket: on another node it would back up an empty volume.
             pinned = render.DATA_CONSTRAINT in constraints
             found.append(Finding("AB-SWARM-DATA", name, pinned, "on the data node" if pinned else "unpinned"))

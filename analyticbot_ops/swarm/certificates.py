@@ -10,8 +10,10 @@ The edge nodes share no folder, so certbot's webroot cannot work there. Instead:
 - the job prints the issued chain (public) between two markers on its output, which the manager's service logs
   carry back; the job and its configs are removed, failed or not;
 - the pair is checked and installed into the environment's TLS folder (the old one backed up), and the stack is
-  deployed again: the TLS secrets get their new versions, and Swarm rolls the proxy one edge node at a time
-  (render.py), so the other edges serve meanwhile. Each edge is then asked which certificate it serves.
+  deployed again: the TLS secrets get their new versions, which only edge-tls mounts; Swarm rolls it one edge
+  node at a time, start-first (it holds no port), each new task hands the pair to its node's proxy, and the
+  proxy reloads nginx (render.py, nginx/edge-tls.sh): no proxy restarts, no connection is refused. Each edge is
+  then asked which certificate it serves.
 
 What a renewal needs to know (domain, e-mail, server) is kept beside the rendered stack, in .state/swarm/."""
 
@@ -225,7 +227,8 @@ def obtain(
 ) -> Issued:
     """Obtain a certificate for the domain through the swarm's edge, install it, roll the proxies to it."""
     domain, args = checked_request(request)
-    deploy.require(stack, lambda: lab, progress)
+    # Not the installed certificate: it is what this replaces (an expired bootstrap pair, a renewal that failed).
+    deploy.require(stack, lambda: lab, progress, replacing_certificate=True)
     if docker.inspect("image", build.service_tag("certbot")) is None:
         raise OpsError(f"image {build.service_tag('certbot')} is missing; run `invoke images.build`")
     key, csr = key_and_request(domain)
@@ -262,7 +265,7 @@ def _install(
             path.unlink()
         scratch.rmdir()
     wanted = x509.load_pem_x509_certificates(chain)[0].serial_number
-    progress("  installed; rolling the proxies to the new TLS secrets, one edge node at a time")
+    progress("  installed; handing it to every edge proxy (edge-tls rolls, one edge node at a time; nginx reloads)")
     seconds = deploy.deploy(stack, lab, timeout=timeout, progress=progress, checked=True)
     served = _wait_served(lab, stack, domain, wanted)
     progress(f"  every edge serves it: {', '.join(sorted(served))}")

@@ -200,13 +200,16 @@ def manager(lab: Lab) -> str:
     return f"{lab.name}: {len(found)} nodes, data on {data[0]}, edge {' '.join(edge)}"
 
 
-def preflight_checks(find: Callable[[], Lab]) -> tuple[tuple[str, Callable[[compose.Stack], str]], ...]:
+def preflight_checks(
+    find: Callable[[], Lab], *, replacing_certificate: bool = False
+) -> tuple[tuple[str, Callable[[compose.Stack], str]], ...]:
     """The Compose preflight's checks that a swarm deploy needs too, in its order (compose renders the stack
     file; the images are pushed from this daemon), then the swarm itself, found by `find` (a check of its own,
     so an unknown context is a row, not a stop). Not the file owners: the CLI reads each file and sends it to
     the swarm as a secret, so no container reads the host's copy; nor the running stack's guards (host ports,
-    subnets), which are this host's, not the swarm's."""
-    skipped = ("file owners",)
+    subnets), which are this host's, not the swarm's. `replacing_certificate` (tls.prod, tls.renew): nor the
+    certificate, which is what is being replaced: an expired one is why a renewal runs."""
+    skipped = ("file owners", "certificate") if replacing_certificate else ("file owners",)
     return (
         *((name, check) for name, check in preflight.CHECKS if name not in skipped),
         ("swarm", lambda _stack: manager(find())),
@@ -218,17 +221,26 @@ def preflight_rows(stack: compose.Stack, find: Callable[[], Lab]) -> list[prefli
     return preflight.run_checks(stack, preflight_checks(find))
 
 
-def require(stack: compose.Stack, find: Callable[[], Lab], progress: Progress = lambda _m: None) -> Lab:
+def require(
+    stack: compose.Stack,
+    find: Callable[[], Lab],
+    progress: Progress = lambda _m: None,
+    *,
+    replacing_certificate: bool = False,
+) -> Lab:
     """Stop at the first check that fails, with its own error (one line, its exit code); the swarm is looked
-    for last, so a certificate or a secret that would stop the deploy is named before any swarm is reached."""
+    for last, so a certificate or a secret that would stop the deploy is named before any swarm is reached.
+    `replacing_certificate`: the installed certificate is not checked (see preflight_checks)."""
     found: list[Lab] = []
 
     def located() -> Lab:
         found.append(find())
         return found[-1]
 
-    said = {name: check(stack) for name, check in preflight_checks(located)}
-    progress(f"preflight ok: images, secrets ({stack.env}), certificate ({said['certificate']}), {said['swarm']}")
+    checks = preflight_checks(located, replacing_certificate=replacing_certificate)
+    said = {name: check(stack) for name, check in checks}
+    certificate = f"certificate ({said['certificate']}), " if "certificate" in said else ""
+    progress(f"preflight ok: images, secrets ({stack.env}), {certificate}{said['swarm']}")
     return found[-1]
 
 

@@ -11,8 +11,11 @@ What Swarm on Engine 20.10 does differently, and what each becomes here (checked
 - `container_name`, `build` and `restart` are ignored: `deploy.restart_policy` instead.
 - a host IP in `ports` is dropped: long-form ports in `mode: host` (no ingress routing mesh here: no
   IPVS), which also keeps the client's address.
-- bind mounts name host paths a node does not have: the TLS pair becomes secrets mounted where nginx
-  reads them, redis.conf a config.
+- bind mounts name host paths a node does not have: the TLS pair becomes secrets, redis.conf a config.
+- the TLS pair reaches the proxy through `edge-tls`, a global service on the same edge nodes that mounts the
+  secrets and copies them into the node's `edge-tls` volume (tmpfs), where the proxy reads them and reloads
+  nginx when they change (nginx/edge-tls.sh). A new certificate is then a start-first update of a service that
+  publishes nothing, never a restart of a proxy that holds the node's ports.
 - no IPVS: every service is `endpoint_mode: dnsrr`; nginx re-resolves its upstreams every second.
 - the edge: the proxy is a `global` service on the nodes labelled analyticbot.edge=true, each task publishing
   80/443 on its node; an update stops one edge's task before starting its next (a host port is taken once per
@@ -37,6 +40,9 @@ from typing import Any
 from .. import model
 
 STACK_VERSION = "3.9"
+# The service that hands the TLS secrets to the proxy on each edge node (module docstring; nginx/edge-tls.sh),
+# and its network of its own.
+EDGE_TLS = "edge-tls"
 # The overlays' subnets: fixed, so that the services can trust X-Forwarded-* from the frontend tier
 # (the proxy has no fixed address in Swarm).
 OVERLAYS = {
@@ -45,8 +51,9 @@ OVERLAYS = {
     "database": "10.122.0.0/24",
     "monitoring": "10.123.0.0/24",
     "backup": "10.124.0.0/24",
+    EDGE_TLS: "10.125.0.0/28",  # edge-tls alone (it talks to no one): the smallest subnet
 }
-INTERNAL = ("database", "monitoring", "backup")
+INTERNAL = ("database", "monitoring", "backup", EDGE_TLS)
 # Two of each HTTP app, so that the loss of one node leaves one serving. The bot can: Telegram's webhook has one
 # URL, which any edge proxy takes and hands to either replica (the bot keeps no state of its own). The collector
 # cannot: it holds one MTProto session, and two would fight over it.
@@ -56,6 +63,26 @@ REPLICAS = {"api": 2, "bot": 2}
 # fails there and rolls back. The monitor then watches each step 15 s more for a task that exits.
 MONITOR = "15s"
 TLS_TARGET = "/etc/nginx/tls"
+# The node-local volume edge-tls and the proxy share (EDGE_TLS), and the link in it that the proxy watches.
+EDGE_TLS_VOLUME = "edge-tls"
+EDGE_TLS_TARGET = "/edge-tls"
+TLS_WATCH = f"{TLS_TARGET}/current"
+# Memory only, like Swarm's own secrets: the private key never reaches a node's disk. One tmpfs per node, shared by
+# the containers there that mount it (the local driver mounts it once, counting its users); the app user's alone.
+EDGE_TLS_DRIVER_OPTS = {
+    "type": "tmpfs",
+    "device": "tmpfs",
+    "o": f"size=1m,uid={model.APP_UID},gid={model.APP_UID},mode=0700",
+}
+# edge-tls is healthy while the node's `current` is its own generation: an update waits for the new task to have
+# moved it. (`$$`: the stack file's escape of `$`.)
+EDGE_TLS_HEALTHCHECK = [
+    "CMD",
+    "sh",
+    "-c",
+    f'[ "$$(busybox readlink {EDGE_TLS_TARGET}/current)" = "$$(busybox cat /tmp/generation)" ]',
+]
+NOCOPY = {"nocopy": True}  # the volume keeps its own owner and mode (uid 10001, 0700), never the image folder's
 DATA_LABEL = "analyticbot.data"  # the node label of the one that keeps postgres' and redis' volumes
 DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} == true"
 OFF_DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} != true"  # the repository host: never the database's node
@@ -67,6 +94,16 @@ EDGE_CONSTRAINT = f"node.labels.{EDGE_LABEL} == true"
 # Where every edge proxy passes an ACME challenge it has no file for: the one-shot certbot that tls.prod runs on
 # the frontend overlay under this name (swarm/certificates.py); the edges share no webroot.
 ACME_SOLVER = "acme-solver:8402"
+
+
+# Services the stack adds to the model's, each part of one model service: it runs that service's image, with its
+# user and hardening, and the audit judges it as that service.
+PART_OF = {EDGE_TLS: "proxy"}
+
+
+def spec_of(name: str) -> model.Service:
+    """The model's service a rendered service is (edge-tls: the proxy's part)."""
+    return model.BY_NAME[PART_OF.get(name, name)]
 
 
 def versioned(project: str, name: str, content: bytes) -> str:
@@ -215,14 +252,25 @@ def render(
         {"target": model.PROXY_HTTPS_PORT, "published": https_port, "protocol": "tcp", "mode": "host"},
     ]
     proxy["environment"]["ACME_SOLVER"] = ACME_SOLVER
+    # The api's and the bot's replicas as upstream groups whose connections nginx keeps alive, their addresses
+    # asked of Swarm's DNS every second by the proxy itself (nginx/entrypoint.sh): the toolkit writes them on
+    # Compose (rollout.py), but cannot reach each edge's proxy here, and the tasks move without it.
+    proxy["environment"]["UPSTREAM_TASKS"] = " ".join(f"{s}:{model.RELAY_PORTS[s]}" for s in model.ROLLING)
+    proxy["environment"]["UPSTREAM_IDLE_SECONDS"] = str(model.UPSTREAM_IDLE_SECONDS)
+    # Asked on the frontend overlay by name: Docker's DNS would answer the bot's backend addresses first.
+    proxy["environment"]["UPSTREAM_NETWORK"] = f"{project}_frontend"
     # Stopped on an update or a node drain: SIGQUIT is nginx's graceful quit (its listeners close, the requests
     # in flight are answered), where Docker's SIGTERM would drop them; 15 s is the longest request's bound.
     proxy["stop_signal"] = "SIGQUIT"
     proxy["stop_grace_period"] = "15s"
-    proxy["secrets"] = [
-        {"source": "tls_fullchain", "target": f"{TLS_TARGET}/fullchain.pem", "uid": str(model.APP_UID), "mode": 0o400},
-        {"source": "tls_privkey", "target": f"{TLS_TARGET}/privkey.pem", "uid": str(model.APP_UID), "mode": 0o400},
-    ]
+    # The certificate: read from the node's edge-tls volume, reloaded when edge-tls moves its link.
+    # nocopy: a new volume mounted over a folder the image has takes that folder's owner and mode (root, 0755),
+    # where edge-tls (uid 10001) could no longer write; whichever of the two mounts it first.
+    proxy.setdefault("volumes", []).append(
+        {"type": "volume", "source": EDGE_TLS_VOLUME, "target": TLS_TARGET, "read_only": True, "volume": dict(NOCOPY)}
+    )
+    proxy["environment"]["TLS_WATCH"] = TLS_WATCH
+    services[EDGE_TLS] = _edge_tls(proxy)
     services["redis"]["configs"] = [
         {"source": "redis_conf", "target": "/usr/local/etc/redis/redis.conf", "uid": str(model.APP_UID), "mode": 0o444}
     ]
@@ -244,15 +292,58 @@ def render(
     networks = {
         name: {"driver": "overlay", "internal": name in INTERNAL, "ipam": {"config": [{"subnet": subnet}]}}
         for name, subnet in OVERLAYS.items()
-        if name in (merged.get("networks") or {})
+        if name in (merged.get("networks") or {}) or name == EDGE_TLS
     }
+    named: dict[str, Any] = {name: {} for name in merged.get("volumes") or {}}
+    named[EDGE_TLS_VOLUME] = {"driver": "local", "driver_opts": dict(EDGE_TLS_DRIVER_OPTS)}
     return {
         "version": STACK_VERSION,
         "services": services,
         "networks": networks,
         "secrets": secrets,
         "configs": configs,
-        "volumes": {name: {} for name in merged.get("volumes") or {}},
+        "volumes": named,
+    }
+
+
+def _edge_tls(proxy: Mapping[str, Any]) -> dict[str, Any]:
+    """The service that hands the TLS secrets to the proxy on each edge node (nginx/edge-tls.sh): the proxy's
+    image and hardening, no port and no network, the secrets mounted, the node's edge-tls volume writable."""
+    secret = {"uid": str(model.APP_UID), "gid": str(model.APP_UID), "mode": 0o400}
+    return {
+        "image": proxy["image"],
+        "entrypoint": ["/usr/local/bin/edge-tls"],
+        "user": f"{model.APP_UID}:{model.APP_UID}",
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "logging": copy.deepcopy(proxy.get("logging") or {}),
+        # It reaches nothing and nothing reaches it: an internal overlay with no other member (Swarm has no
+        # "none" network for a service, and with no network named it would join the stack's default one).
+        "networks": [EDGE_TLS],
+        "secrets": [{"source": "tls_fullchain"} | secret, {"source": "tls_privkey"} | secret],
+        "volumes": [
+            {"type": "volume", "source": EDGE_TLS_VOLUME, "target": EDGE_TLS_TARGET, "volume": dict(NOCOPY)},
+            {"type": "tmpfs", "target": "/tmp"},
+        ],
+        # The first check comes 10 s after it starts, like every service's here.
+        "healthcheck": {
+            "test": list(EDGE_TLS_HEALTHCHECK),
+            "interval": "10s",
+            "timeout": "3s",
+            "retries": 3,
+        },
+        "stop_grace_period": "5s",
+        "deploy": {
+            "mode": "global",
+            "endpoint_mode": "dnsrr",
+            "placement": {"constraints": [EDGE_CONSTRAINT]},
+            "resources": {"limits": {"cpus": "0.05", "memory": "16M", "pids": 16}},
+            "restart_policy": {"condition": "any", "delay": "1s"},
+            # It holds no port: its next version starts beside it, moves the link, and only then is it stopped.
+            # One edge node at a time, so that a pair nginx refused there stops the roll before the next edge.
+            "update_config": {"parallelism": 1, "order": "start-first", "failure_action": "rollback", "monitor": "5s"},
+            "rollback_config": {"parallelism": 1, "order": "start-first"},
+        },
     }
 
 

@@ -945,6 +945,14 @@ CASES: tuple[Case, ...] = (
         r"'nobody' is not an email address",
     ),
     Case(
+        # An expired pair is what tls.prod replaces: its check is skipped, and the next one (the swarm) speaks.
+        "tls-prod-swarm-over-an-expired-certificate",
+        ("tls.prod", "--context", "abnowhere", "--domain", "analytics.example.org", "--email", "ops@example.org"),
+        EXIT_BAD_INPUT,
+        r"'abnowhere' is not a lab started here",
+        setup=prod_secrets_and_an_expired_certificate,
+    ),
+    Case(
         "tls-renew-swarm-not-started",
         ("tls.renew", "--context", "abnowhere"),
         EXIT_BAD_INPUT,

@@ -126,3 +126,40 @@ def test_a_malformed_acme_solver_stops_the_proxy_with_one_line(tmp_path: Path, b
     code, err, _written = _run(tmp_path, "nameserver 127.0.0.11\n", ACME_SOLVER=bad)
     assert code == 1
     assert err.strip() == f"proxy: ACME_SOLVER must be HOST:PORT, got '{bad}'"
+
+
+UPSTREAMS = ENTRYPOINT.parent / "upstreams.sh"
+
+
+@pytest.mark.parametrize("addresses", [[], ["10.120.0.5"], ["10.120.0.5", "10.120.0.7"]])
+def test_on_a_swarm_the_proxy_writes_the_upstream_group_the_toolkit_writes_on_compose(addresses: list[str]) -> None:
+    """nginx/upstreams.sh, which the proxy runs on a swarm for the replicas Swarm's DNS lists, and
+    rollout.upstream_include, which the toolkit writes on Compose: the same text, so the same nginx config."""
+    from analyticbot_ops import model, rollout
+
+    for service in ("api", "bot"):
+        said = subprocess.run(
+            ["sh", str(UPSTREAMS), service, str(model.RELAY_PORTS[service]), str(model.UPSTREAM_IDLE_SECONDS),
+             *addresses],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert said.stdout == rollout.upstream_include(service, addresses)
+
+
+@pytest.mark.parametrize("bad", ["api", "api:", ":8091", "api:8091:1", "Api:8091", "api:x", "api;b:1"])
+def test_a_malformed_upstream_tasks_list_stops_the_proxy_with_one_line(tmp_path: Path, bad: str) -> None:
+    code, err, _written = _run(tmp_path, "nameserver 127.0.0.11\n", UPSTREAM_TASKS=f"bot:8092 {bad}")
+    assert code == 1
+    assert err.strip() == f"proxy: UPSTREAM_TASKS must list SERVICE:PORT pairs, got '{bad}'"
+
+
+def test_a_malformed_upstream_idle_time_stops_the_proxy_with_one_line(tmp_path: Path) -> None:
+    code, err, _written = _run(tmp_path, "nameserver 127.0.0.11\n", UPSTREAM_IDLE_SECONDS="4s")
+    assert code == 1
+    assert err.strip() == "proxy: UPSTREAM_IDLE_SECONDS must be a number, got '4s'"
+
+
+def test_a_malformed_upstream_network_stops_the_proxy_with_one_line(tmp_path: Path) -> None:
+    code, err, _written = _run(tmp_path, "nameserver 127.0.0.11\n", UPSTREAM_NETWORK="ab frontend")
+    assert code == 1
+    assert err.strip() == "proxy: UPSTREAM_NETWORK must be a network name, got 'ab frontend'"

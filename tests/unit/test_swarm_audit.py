@@ -65,10 +65,10 @@ def test_the_rendered_stack_is_the_prod_config_with_the_settings_image_tags(
 ) -> None:
     assert asked == [stack]
     assert rendered["version"] == render.STACK_VERSION
-    assert set(rendered["services"]) == {s.name for s in SWARM_SERVICES}
+    assert set(rendered["services"]) == {s.name for s in SWARM_SERVICES} | {render.EDGE_TLS}
     for name, service in rendered["services"].items():
         # The tags the settings name, not digests: the audit reads the images' own facts by tag.
-        assert service["image"] == support.IMAGES[model.BY_NAME[name].image_variable], name
+        assert service["image"] == support.IMAGES[render.spec_of(name).image_variable], name
     assert [p["published"] for p in rendered["services"]["proxy"]["ports"]] == [8080, 8443]
     assert rendered["services"]["postgres"]["command"] == ["postgres", "-c", "unix_socket_directories=/tmp"]
     assert rendered["configs"]["redis_conf"]["file"] == str(COMPOSE_DIR / "redis" / "redis.conf")
@@ -93,8 +93,9 @@ def test_every_mounted_secret_is_its_services_alone(rendered: dict[str, Any]) ->
     for name, service in rendered["services"].items():
         mounted = {s["source"] for s in service.get("secrets") or []}
         # The backup overlay's settings files are not among them: the overlay is off in this stack.
-        reads = set(support.swarm_secrets(model.BY_NAME[name]))
-        expected = {"tls_fullchain", "tls_privkey"} if name == "proxy" else reads
+        # The TLS pair is edge-tls's to hand to the proxy (render.py): the proxy itself mounts none.
+        reads = set(support.swarm_secrets(model.BY_NAME[name])) if name in model.BY_NAME else set()
+        expected = {"tls_fullchain", "tls_privkey"} if name == render.EDGE_TLS else set() if name == "proxy" else reads
         assert mounted == expected, name
         assert all(s["mode"] == 0o400 and s["uid"] == UID for s in service.get("secrets") or []), name
 
@@ -122,7 +123,8 @@ def test_the_audit_task_renders_the_swarm_stack_with_the_overlays_ops_turns_on(
     reports = {r["name"]: r for r in json.loads(capsys.readouterr().out)["reports"]}
     services = {s.name for s in model.services(monitoring=True, backup=True)}
     swarm = reports["swarm"]
-    assert {f["target"] for f in swarm["findings"]} == {f["target"] for f in reports["prod"]["findings"]} == services
+    assert {f["target"] for f in reports["prod"]["findings"]} == services
+    assert {f["target"] for f in swarm["findings"]} == services | {render.EDGE_TLS}  # the proxy's part on Swarm
     assert swarm["failed"] == 0
     backup_checks = {(f["check"], f["target"]) for f in swarm["findings"] if f["target"] in model.BACKUPS}
     assert {("AB-SWARM-DNSRR", name) for name in model.BACKUPS} <= backup_checks
@@ -158,7 +160,7 @@ def test_what_swarm_cannot_express_fails_and_only_the_configured_exceptions_excu
     rendered = swarm_audit.rendered(stack)
     bare = _report(rendered, [])
     failed = {(f.check, f.target) for f in bare.findings if f.result == "FAIL"}
-    services = {s.name for s in SWARM_SERVICES}
+    services = {s.name for s in SWARM_SERVICES} | {render.EDGE_TLS}
     # no-new-privileges everywhere (security_opt ignored), no bounded restart count (the orchestrator replaces
     # tasks; the job retries 10 times), the migrate job's healthcheck, the proxy's host ports on every address
     # (and below 1024 when prod publishes 80 and 443).
@@ -187,12 +189,12 @@ def test_the_rendered_stack_passes_every_swarm_rule(rendered: dict[str, Any]) ->
     for f in found:
         by_rule.setdefault(f.check, set()).add(f.target)
     assert by_rule == {
-        "AB-SWARM-DNSRR": {s.name for s in SWARM_SERVICES},
+        "AB-SWARM-DNSRR": {s.name for s in SWARM_SERVICES} | {render.EDGE_TLS},
         "AB-SWARM-SECRETS": {n for n, s in rendered["services"].items() if s.get("secrets")},
         "AB-SWARM-DATA": {"postgres", "redis"},
     }
-    proxy = next(f for f in found if (f.check, f.target) == ("AB-SWARM-SECRETS", "proxy"))
-    assert proxy.detail == f"2 secrets 0400 uid {UID}"
+    edge_tls = next(f for f in found if (f.check, f.target) == ("AB-SWARM-SECRETS", render.EDGE_TLS))
+    assert edge_tls.detail == f"2 secrets 0400 uid {UID}"
     postgres = [f for f in found if f.target == "postgres"]
     assert [(f.check, f.detail) for f in postgres] == [
         ("AB-SWARM-DNSRR", "endpoint_mode dnsrr"),
@@ -308,7 +310,7 @@ def backed(stack: compose.Stack, asked: list[compose.Stack]) -> dict[str, Any]:
 def test_with_the_backup_overlay_its_services_and_tls_files_are_rendered_from_placeholders(
     stack: compose.Stack, backed: dict[str, Any]
 ) -> None:
-    assert set(backed["services"]) == {s.name for s in BACKED_SERVICES}
+    assert set(backed["services"]) == {s.name for s in BACKED_SERVICES} | {render.EDGE_TLS}
     tls = {name: secret for name, secret in backed["secrets"].items() if name.startswith("backup_tls_")}
     assert set(tls) == {
         "backup_tls_ca_crt",
@@ -331,7 +333,7 @@ def test_with_the_backup_overlay_the_rendered_stack_passes_every_swarm_rule(back
     for f in found:
         by_rule.setdefault(f.check, set()).add(f.target)
     assert by_rule == {
-        "AB-SWARM-DNSRR": {s.name for s in BACKED_SERVICES},
+        "AB-SWARM-DNSRR": {s.name for s in BACKED_SERVICES} | {render.EDGE_TLS},
         "AB-SWARM-SECRETS": {n for n, s in backed["services"].items() if s.get("secrets")},
         "AB-SWARM-DATA": {"postgres", "redis", "backup-agent", "backup-repo"},
     }
@@ -352,4 +354,4 @@ def test_with_the_backup_overlay_only_the_configured_exceptions_excuse_what_fail
     }
     excused = _report(backed, DEFAULTS["ops"]["audit_exceptions"])
     assert not excused.failed
-    assert {f.target for f in excused.findings} == {s.name for s in BACKED_SERVICES}
+    assert {f.target for f in excused.findings} == {s.name for s in BACKED_SERVICES} | {render.EDGE_TLS}

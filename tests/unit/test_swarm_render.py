@@ -72,9 +72,10 @@ def test_the_input_is_shaped_like_compose_config() -> None:
 
 def test_every_service_of_the_model_is_in_the_stack_with_its_pinned_image(stack: dict[str, Any]) -> None:
     assert stack["version"] == "3.9"
-    assert set(stack["services"]) == {s.name for s in SWARM_SERVICES}
+    assert set(stack["services"]) == {s.name for s in SWARM_SERVICES} | {render.EDGE_TLS}
     for name, service in stack["services"].items():
-        assert service["image"] == REFS[model.BY_NAME[name].image_variable], name
+        assert service["image"] == REFS[render.spec_of(name).image_variable], name
+    assert stack["services"][render.EDGE_TLS]["image"] == stack["services"]["proxy"]["image"]  # the proxy's part
     assert stack["services"]["migrate"]["image"] == stack["services"]["api"]["image"]  # a job shares its app's image
 
 
@@ -101,6 +102,7 @@ def test_the_input_is_left_as_it_was(tmp_path: Path) -> None:
 
 def test_limits_carry_pids_and_cpus_as_text(stack: dict[str, Any]) -> None:
     limits = {name: s["deploy"]["resources"]["limits"] for name, s in stack["services"].items()}
+    assert limits.pop(render.EDGE_TLS) == {"cpus": "0.05", "memory": "16M", "pids": 16}  # a copy, then asleep
     assert limits["api"] == {"cpus": "1.5", "memory": "512M", "pids": 256}  # the prod overlay's limits
     assert limits["postgres"] == {"cpus": "1.5", "memory": "1G", "pids": 256}
     assert limits["redis"] == {"cpus": "0.5", "memory": "256M", "pids": 256}
@@ -144,10 +146,25 @@ def test_bind_mounts_are_dropped_and_named_volumes_kept(stack: dict[str, Any]) -
         {"type": "tmpfs", "target": "/tmp"},
     ]
     assert services["redis"]["volumes"] == ["redisdata:/data:rw", {"type": "tmpfs", "target": "/tmp"}]
-    assert services["proxy"]["volumes"] == ["acme-webroot:/var/www/acme:ro", {"type": "tmpfs", "target": "/tmp"}]
+    assert services["proxy"]["volumes"] == [
+        "acme-webroot:/var/www/acme:ro",
+        {"type": "tmpfs", "target": "/tmp"},
+        {
+            "type": "volume",
+            "source": "edge-tls",
+            "target": "/etc/nginx/tls",
+            "read_only": True,
+            "volume": {"nocopy": True},
+        },
+    ]
     for name, service in services.items():
         assert not any(str(v).startswith("/") for v in service["volumes"]), name
-    assert stack["volumes"] == {"pgdata": {}, "redisdata": {}, "acme-webroot": {}, "letsencrypt": {}}
+    assert {k: v for k, v in stack["volumes"].items() if k != "edge-tls"} == {
+        "pgdata": {},
+        "redisdata": {},
+        "acme-webroot": {},
+        "letsencrypt": {},
+    }
 
 
 def test_a_service_with_neither_volume_nor_tmpfs_has_no_volumes_key(tmp_path: Path) -> None:
@@ -170,6 +187,7 @@ def test_networks_are_sorted_names_on_fixed_overlays(stack: dict[str, Any]) -> N
         "frontend": {"driver": "overlay", "internal": False, "ipam": {"config": [{"subnet": "10.120.0.0/24"}]}},
         "backend": {"driver": "overlay", "internal": False, "ipam": {"config": [{"subnet": "10.121.0.0/24"}]}},
         "database": {"driver": "overlay", "internal": True, "ipam": {"config": [{"subnet": "10.122.0.0/24"}]}},
+        "edge-tls": {"driver": "overlay", "internal": True, "ipam": {"config": [{"subnet": "10.125.0.0/28"}]}},
     }
 
 
@@ -178,7 +196,7 @@ def test_every_service_uses_dns_round_robin_and_one_replica_but_the_http_apps_tw
 ) -> None:
     for name, service in stack["services"].items():
         assert service["deploy"]["endpoint_mode"] == "dnsrr", name
-        if name != "proxy":  # one on each edge node (below)
+        if name not in ("proxy", render.EDGE_TLS):  # one on each edge node (below)
             assert service["deploy"]["replicas"] == (2 if name in ("api", "bot") else 1), name
 
 
@@ -231,9 +249,9 @@ def test_the_proxy_runs_once_on_every_edge_node_and_rolls_one_edge_at_a_time(sta
 def test_the_data_services_stay_on_the_labelled_node(stack: dict[str, Any]) -> None:
     for name, service in stack["services"].items():
         placement = service["deploy"].get("placement")
-        if model.BY_NAME[name].kind == "data":
+        if render.spec_of(name).kind == "data":
             assert placement == {"constraints": ["node.labels.analyticbot.data == true"]}, name
-        elif name != "proxy":  # the edge's (above)
+        elif name not in ("proxy", render.EDGE_TLS):  # the edge's (above)
             assert placement is None, name
 
 
@@ -262,10 +280,38 @@ def test_the_proxy_publishes_in_host_mode_on_the_given_ports(tmp_path: Path) -> 
         {"target": 8080, "published": 9080, "protocol": "tcp", "mode": "host"},
         {"target": 8443, "published": 9443, "protocol": "tcp", "mode": "host"},
     ]
-    assert proxy["secrets"] == [
-        {"source": "tls_fullchain", "target": "/etc/nginx/tls/fullchain.pem", "uid": "10001", "mode": 0o400},
-        {"source": "tls_privkey", "target": "/etc/nginx/tls/privkey.pem", "uid": "10001", "mode": 0o400},
+    assert "secrets" not in proxy  # the TLS pair comes through edge-tls (below)
+    # The api's and the bot's replicas as kept-alive upstream groups, which the proxy keeps up to date itself.
+    assert proxy["environment"]["UPSTREAM_TASKS"] == "api:8091 bot:8092"
+    assert proxy["environment"]["UPSTREAM_IDLE_SECONDS"] == "4"
+    assert proxy["environment"]["UPSTREAM_NETWORK"] == f"{support.PROJECT}_frontend"  # where the api and bot are
+
+
+def test_the_tls_pair_reaches_each_edge_proxy_through_edge_tls_in_memory(stack: dict[str, Any]) -> None:
+    """A new certificate is a start-first update of edge-tls, which holds no port, and a reload of each proxy,
+    never a restart of a proxy that holds its node's ports."""
+    proxy, edge_tls = stack["services"]["proxy"], stack["services"][render.EDGE_TLS]
+    assert proxy["environment"]["TLS_WATCH"] == "/etc/nginx/tls/current"
+    assert edge_tls["entrypoint"] == ["/usr/local/bin/edge-tls"]
+    assert edge_tls["secrets"] == [
+        {"source": "tls_fullchain", "uid": "10001", "gid": "10001", "mode": 0o400},
+        {"source": "tls_privkey", "uid": "10001", "gid": "10001", "mode": 0o400},
     ]
+    mounted = {"type": "volume", "source": "edge-tls", "target": "/edge-tls", "volume": {"nocopy": True}}
+    assert mounted in edge_tls["volumes"]
+    # The volume is memory only, the app user's alone: the key never reaches a node's disk.
+    assert stack["volumes"]["edge-tls"] == {
+        "driver": "local",
+        "driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "size=1m,uid=10001,gid=10001,mode=0700"},
+    }
+    deploy = edge_tls["deploy"]
+    assert deploy["mode"] == "global" and deploy["placement"] == proxy["deploy"]["placement"]  # beside each proxy
+    assert deploy["update_config"]["order"] == "start-first" and "ports" not in edge_tls
+    assert edge_tls["read_only"] is True and edge_tls["cap_drop"] == ["ALL"] and edge_tls["user"] == "10001:10001"
+    # Its own internal overlay, no other member: it reaches nothing.
+    assert edge_tls["networks"] == ["edge-tls"] and stack["networks"]["edge-tls"]["internal"] is True
+    assert not any("edge-tls" in str(s.get("networks")) for n, s in stack["services"].items() if n != "edge-tls")
+    assert "$$(busybox readlink /edge-tls/current)" in edge_tls["healthcheck"]["test"][-1]
 
 
 def test_each_service_mounts_its_secrets_0400_for_the_service_user(stack: dict[str, Any]) -> None:
@@ -458,7 +504,7 @@ def backed(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 def test_the_backup_overlays_services_run_the_postgres_image(backed: dict[str, Any]) -> None:
     services = backed["services"]
     monitoring = "prometheus" in services
-    assert set(services) == {s.name for s in model.services(monitoring=monitoring, backup=True)}
+    assert set(services) == {s.name for s in model.services(monitoring=monitoring, backup=True)} | {render.EDGE_TLS}
     for name in model.BACKUPS:
         assert services[name]["image"] == REFS["POSTGRES_IMAGE"], name
         assert services[name]["entrypoint"] == ["sh", "/etc/pgbackrest/service.sh"], name
