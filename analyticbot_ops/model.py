@@ -177,6 +177,12 @@ def services(monitoring: bool, backup: bool = True) -> tuple[Service, ...]:
     return tuple(s for s in SERVICES if (monitoring or s.kind != "monitor") and (backup or s.kind != "backup"))
 
 
+# Secrets a service reads only when it first makes its data: postgres' initdb takes the owner's password from
+# POSTGRES_PASSWORD_FILE, and a restart on an existing cluster never reads it again (a rotation is ALTER ROLE). A
+# new value changes nothing in it, so it is never restarted for one (on a swarm it keeps the version it has).
+FIRST_START_ONLY: dict[str, tuple[str, ...]] = {"postgres": ("postgres_password",)}
+
+
 def readers(secret: str) -> tuple[str, ...]:
     """The services that mount a secret."""
     return tuple(s.name for s in SERVICES if secret in s.secrets)

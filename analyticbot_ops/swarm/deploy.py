@@ -48,8 +48,11 @@ def push_images(stack: compose.Stack, lab: Lab, progress: Progress) -> dict[str,
     return registry.push_pinned(stack, lab.registry_local, lab.registry, progress)
 
 
-def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
-    """The rendered stack, written under .state/swarm/ (file paths and names only, never a secret's value)."""
+def stack_file(
+    stack: compose.Stack, lab: Lab, images: dict[str, str], first_start: dict[str, str] | None = None
+) -> Path:
+    """The rendered stack, written under .state/swarm/ (file paths and names only, never a secret's value).
+    `first_start`: what first_start_versions() found on the running stack."""
     secrets_dir = Path(stack.settings["SECRETS_DIR"])
     secrets.ensure_optional_placeholders(secrets_dir)  # an absent optional secret is an empty file, as on Compose
     # The secrets the services mount (the model says which). Swarm refuses an empty secret: an optional one
@@ -75,10 +78,28 @@ def stack_file(stack: compose.Stack, lab: Lab, images: dict[str, str]) -> Path:
         https_port=int(stack.settings["HTTPS_PORT"]),
         monitoring_files=swarm_files(stack.project, STACK_FILES) if stack.monitoring else {},
         backup_tls_dir=backup_tls_dir if stack.backup else None,
+        first_start_versions=first_start,
     )
     path = STACK_FILES / f"{stack.project}.yml"
     path.write_text(yaml.safe_dump(rendered, sort_keys=False))
     return path
+
+
+def first_start_versions(lab: Lab, project: str) -> dict[str, str]:
+    """The versioned name of each secret of model.FIRST_START_ONLY that the running stack's service mounts (none
+    before a first deploy): render keeps them, so that the deploy after a rotation does not restart postgres for
+    nothing."""
+    found: dict[str, str] = {}
+    for service, names in model.FIRST_START_ONLY.items():
+        said = lab.manage(["service", "inspect", f"{project}_{service}"], check=False)
+        if said.returncode != 0 or not said.stdout.strip():  # not deployed yet
+            continue
+        mounts = json.loads(said.stdout)[0]["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []
+        for mount in mounts:
+            target = (mount.get("File") or {}).get("Name")
+            if target in names:
+                found[target] = mount["SecretName"]
+    return found
 
 
 def states(lab: Lab, project: str) -> dict[str, ServiceState]:
@@ -112,15 +133,16 @@ def states(lab: Lab, project: str) -> dict[str, ServiceState]:
 
 
 def _job_done(lab: Lab, project: str, name: str) -> bool:
-    """Whether the job's current task completed; `service ps` also lists earlier tasks (named "\\_ ..."),
-    and one that completed in an earlier deploy says nothing about this one."""
+    """Whether the job's current task completed. `service ps` lists each slot's current task first, then its
+    earlier ones (a retry's failed attempt, a completed run of an earlier deploy), all under the slot's name: the
+    table view marks the earlier ones "\\_ ", a --format view does not. So the first line of each slot counts."""
     said = lab.manage(["service", "ps", f"{project}_{name}", "--format", "{{.Name}}|{{.CurrentState}}"], check=False)
-    current = [
-        line.split("|", 1)[1]
-        for line in said.stdout.splitlines()
-        if "|" in line and not line.lstrip().startswith("\\_")
-    ]
-    return bool(current) and all(state.startswith("Complete") for state in current)
+    current: dict[str, str] = {}
+    for line in said.stdout.splitlines():
+        if "|" in line:
+            slot, state = line.split("|", 1)
+            current.setdefault(slot.strip().removeprefix("\\_").strip(), state)
+    return bool(current) and all(state.startswith("Complete") for state in current.values())
 
 
 def updates(lab: Lab, project: str) -> dict[str, str]:
@@ -266,7 +288,7 @@ def deploy(
         progress(f"wrote a 1-day bootstrap certificate in {tls_dir}; run `invoke tls.prod` for a real one")
     progress(f"pushing images to {lab.registry} (pinned by digest)")
     images = push_images(stack, lab, progress)
-    path = stack_file(stack, lab, images)
+    path = stack_file(stack, lab, images, first_start_versions(lab, stack.project))
     progress(f"deploying {stack.project} on {lab.name} ({len(lab.nodes)} nodes) from {path.name}")
     _before[stack.project] = updates(lab, stack.project)
     lab.manage(["stack", "deploy", "--prune", "--resolve-image", "never", "-c", str(path), stack.project])

@@ -16,7 +16,11 @@ What Swarm on Engine 20.10 does differently, and what each becomes here (checked
   secrets and copies them into the node's `edge-tls` volume (tmpfs), where the proxy reads them and reloads
   nginx when they change (nginx/edge-tls.sh). A new certificate is then a start-first update of a service that
   publishes nothing, never a restart of a proxy that holds the node's ports.
-- no IPVS: every service is `endpoint_mode: dnsrr`; nginx re-resolves its upstreams every second.
+- no IPVS: every service is `endpoint_mode: dnsrr`; each proxy asks Swarm's DNS for the api's and the bot's
+  replicas every second and keeps their connections alive (nginx/entrypoint.sh, UPSTREAM_TASKS).
+- secrets are mounted when a task starts, so a new version restarts what mounts it: postgres, which reads its
+  password only at initdb, keeps the version it runs with (_keep_first_start): a deploy after a rotation leaves
+  it running.
 - the edge: the proxy is a `global` service on the nodes labelled analyticbot.edge=true, each task publishing
   80/443 on its node; an update stops one edge's task before starting its next (a host port is taken once per
   node), one edge node at a time. The api and the bot run two replicas each.
@@ -192,11 +196,14 @@ def render(
     https_port: int,
     monitoring_files: Mapping[str, Path] | None = None,
     backup_tls_dir: Path | None = None,
+    first_start_versions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The stack file as data. `images`: each image variable's registry reference (pinned by digest);
     `secret_files`: each secret's file (its versioned name comes from its content); `monitoring_files`: each
     monitoring config's file where it is not compose/monitoring's own (Prometheus's, rendered for Swarm);
-    `backup_tls_dir`: the backup path's certificates (tls/backup.py), with the backup overlay."""
+    `backup_tls_dir`: the backup path's certificates (tls/backup.py), with the backup overlay;
+    `first_start_versions`: the versioned name of each secret of model.FIRST_START_ONLY that the running stack's
+    service mounts, which it keeps (see _keep_first_start)."""
     services: dict[str, Any] = {}
     for name, source in merged["services"].items():
         service = copy.deepcopy(dict(source))
@@ -289,6 +296,7 @@ def render(
         backup_configs, backup_secrets = _backup(services, project, backup_tls_dir)
         configs.update(backup_configs)
         secrets.update(backup_secrets)
+    secrets.update(_keep_first_start(services, secrets, first_start_versions or {}))
     networks = {
         name: {"driver": "overlay", "internal": name in INTERNAL, "ipam": {"config": [{"subnet": subnet}]}}
         for name, subnet in OVERLAYS.items()
@@ -345,6 +353,31 @@ def _edge_tls(proxy: Mapping[str, Any]) -> dict[str, Any]:
             "rollback_config": {"parallelism": 1, "order": "start-first"},
         },
     }
+
+
+FIRST_START_SUFFIX = "_at_first_start"
+
+
+def _keep_first_start(
+    services: dict[str, Any], secrets: Mapping[str, Any], deployed: Mapping[str, str]
+) -> dict[str, Any]:
+    """A service that reads a secret only when it first makes its data (model.FIRST_START_ONLY: postgres' password)
+    keeps the version the running stack gave it, under its usual target: a new version would restart it (Swarm
+    mounts secrets at a task's start) for nothing, and a database restart drops every request meanwhile. The kept
+    version is declared external (it exists; the stack does not write it again). The secrets to declare."""
+    kept: dict[str, Any] = {}
+    for service_name, names in model.FIRST_START_ONLY.items():
+        service = services.get(service_name)
+        for name in names:
+            version = deployed.get(name)
+            if service is None or version is None or name not in secrets or version == secrets[name]["name"]:
+                continue
+            alias = f"{name}{FIRST_START_SUFFIX}"
+            for mount in service.get("secrets") or []:
+                if mount["source"] == name:
+                    mount["source"], mount["target"] = alias, name
+            kept[alias] = {"external": True, "name": version}
+    return kept
 
 
 def _monitoring(services: dict[str, Any], project: str, files: Mapping[str, Path]) -> dict[str, Any]:

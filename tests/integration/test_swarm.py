@@ -439,11 +439,11 @@ def test_tls_prod_through_the_edge_serves_the_new_certificate_on_every_edge(
     with pytest.raises(BadInput, match="the proxy's certificate is unusable: expired on "):
         swarm_deploy.require(swarm_stack.stack, lambda: lab)
     issued: list[swarm_certificates.Issued] = []
-    proxy = _proxy_tasks(lab, swarm_stack)
+    proxy = _tasks(lab, swarm_stack, "proxy")
     results = _under_the_site(
         lab, swarm_stack, lambda: issued.append(swarm_certificates.obtain(swarm_stack.stack, lab, request))
     )
-    assert _proxy_tasks(lab, swarm_stack) == proxy  # no proxy was restarted: each reloaded nginx
+    assert _tasks(lab, swarm_stack, "proxy") == proxy  # no proxy was restarted: each reloaded nginx
     installed = x509.load_pem_x509_certificate((swarm_stack.tls_dir / "fullchain.pem").read_bytes())
     assert installed.issuer != installed.subject and "Pebble" in installed.issuer.rfc4514_string()
     assert issued[0].served == {n.hostname: installed.serial_number for n in _edges(lab)}
@@ -451,10 +451,10 @@ def test_tls_prod_through_the_edge_serves_the_new_certificate_on_every_edge(
     _nothing_lost(results)
 
 
-def _proxy_tasks(lab: swarm_lab.Lab, stack: RunningStack) -> list[str]:
-    """The proxy's running tasks: Swarm replaces a task (a new ID) to restart a proxy, never in place. (The
-    service's spec version moves on every `stack deploy`, changed or not.)"""
-    tasks = lab.manage(["service", "ps", "-q", "--filter", "desired-state=running", f"{stack.project}_proxy"])
+def _tasks(lab: swarm_lab.Lab, stack: RunningStack, service: str) -> list[str]:
+    """A service's running tasks: Swarm replaces a task (a new ID) to restart it, never in place. (The service's
+    spec version moves on every `stack deploy`, changed or not.)"""
+    tasks = lab.manage(["service", "ps", "-q", "--filter", "desired-state=running", f"{stack.project}_{service}"])
     return sorted(tasks.stdout.split())
 
 
@@ -482,11 +482,11 @@ def test_tls_renew_forced_rolls_every_edge_to_a_new_certificate(
 ) -> None:
     before = x509.load_pem_x509_certificate((swarm_stack.tls_dir / "fullchain.pem").read_bytes()).serial_number
     renewals: list[swarm_certificates.Renewal] = []
-    proxy = _proxy_tasks(lab, swarm_stack)
+    proxy = _tasks(lab, swarm_stack, "proxy")
     results = _under_the_site(
         lab, swarm_stack, lambda: renewals.append(swarm_certificates.renew(swarm_stack.stack, lab, force=True))
     )
-    assert _proxy_tasks(lab, swarm_stack) == proxy
+    assert _tasks(lab, swarm_stack, "proxy") == proxy
     assert renewals[0].verdict == "renewed" and renewals[0].issued is not None
     served = set(renewals[0].issued.served.values())
     assert len(served) == 1 and served != {before}
@@ -514,7 +514,13 @@ def _login(lab: swarm_lab.Lab, stack: RunningStack, password: str) -> str:
     return lab.on(node, ["exec", "-i", container, "python3", "-c", script], stdin=password.encode()).stdout.strip()
 
 
-def test_rotating_postgres_password_on_swarm_refuses_the_old_one(lab: swarm_lab.Lab, swarm_stack: RunningStack) -> None:
+def test_rotating_postgres_password_on_swarm_refuses_the_old_one_and_the_next_deploy_drops_no_request(
+    lab: swarm_lab.Lab, swarm_stack: RunningStack
+) -> None:
+    """The rotation is the live ALTER ROLE and the file (no service reads the password again until the migrate job
+    of the next deploy). That next deploy does not restart the database, which read the password only at initdb
+    (it keeps the version it made its cluster with): no request meets a database that is down, for either kind
+    of client. Before, it restarted postgres (54 "database unavailable" answers in one run)."""
     from analyticbot_ops import secrets
     from analyticbot_ops.swarm.rotation import SwarmStack
 
@@ -525,8 +531,13 @@ def test_rotating_postgres_password_on_swarm_refuses_the_old_one(lab: swarm_lab.
     assert new != old
     assert _login(lab, swarm_stack, old) == "refused"
     assert _login(lab, swarm_stack, new) == "accepted"
-    # One version of the secret is left on the swarm: the new one.
+    postgres = _tasks(lab, swarm_stack, "postgres")
+    _seconds, results = under_clients(swarm_stack, lambda: swarm_deploy.deploy(swarm_stack.stack, lab, timeout=300))
+    for mode, (ok, failures) in results.items():
+        assert ok > 20 and failures == [], (mode, failures[:5])
+    assert _tasks(lab, swarm_stack, "postgres") == postgres
+    # Two versions of the secret are on the swarm: the new one (the migrate job's), and the one postgres keeps.
     names = lab.manage(["secret", "ls", "--format", "{{.Name}}"]).stdout.split()
     versions = [n for n in names if n.startswith(f"{swarm_stack.project}_postgres_password_")]
-    assert len(versions) == 1, versions
+    assert len(versions) == 2, versions
     assert _get(swarm_stack, "/api/health/ready") == 200

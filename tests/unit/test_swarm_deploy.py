@@ -374,6 +374,26 @@ def test_a_job_that_has_not_completed_holds_the_wait(fake: support.FakeDocker, c
     assert swarm_deploy.wait_converged(LAB, P, 60, lambda _m: None) == 1
 
 
+def test_a_job_whose_first_attempt_failed_is_done_once_its_retry_completed(
+    fake: support.FakeDocker, clock: support.FakeClock
+) -> None:
+    """Its failed attempt is still listed under the same slot name, after the current task (a first deploy's
+    migrate, started before postgres answered): only the current one counts."""
+    _swarm(fake, support.converged(migrate=Svc(running=0, states=("Complete 1 second ago", "Failed 9 seconds ago"))))
+    assert swarm_deploy.wait_converged(LAB, P, 60, lambda _m: None) == 0
+
+
+def test_a_completed_run_of_an_earlier_deploy_does_not_end_the_wait(
+    fake: support.FakeDocker, clock: support.FakeClock
+) -> None:
+    _swarm(
+        fake,
+        support.converged(migrate=Svc(running=1, states=("Running 1 second ago", "Complete 3 minutes ago"))),
+        support.converged(migrate=Svc(running=0, states=("Complete 1 second ago", "Complete 3 minutes ago"))),
+    )
+    assert swarm_deploy.wait_converged(LAB, P, 60, lambda _m: None) == 1
+
+
 def test_a_rollback_by_swarm_fails_the_wait_with_the_task_error_and_the_logs(
     fake: support.FakeDocker, clock: support.FakeClock
 ) -> None:
@@ -603,7 +623,7 @@ def test_the_swarm_check_fails_on_no_manager(fake: support.FakeDocker) -> None:
 def _submitted_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     """Every step after the checks replaced: what a deploy writes before it pushes is what is left to see."""
     monkeypatch.setattr(swarm_deploy, "push_images", lambda s, lab, progress: {})
-    monkeypatch.setattr(swarm_deploy, "stack_file", lambda s, lab, images: tmp_path / "x.yml")
+    monkeypatch.setattr(swarm_deploy, "stack_file", lambda s, lab, images, first_start: tmp_path / "x.yml")
     monkeypatch.setattr(swarm_deploy, "updates", lambda lab, project: {})
     said: list[str] = []
     return said
@@ -640,7 +660,7 @@ def test_a_failed_wait_keeps_every_secret_version(
 ) -> None:
     monkeypatch.setattr(swarm_deploy, "require", lambda s, find, progress: None)
     monkeypatch.setattr(swarm_deploy, "push_images", lambda s, lab, progress: {})
-    monkeypatch.setattr(swarm_deploy, "stack_file", lambda s, lab, images: tmp_path / "x.yml")
+    monkeypatch.setattr(swarm_deploy, "stack_file", lambda s, lab, images, first_start: tmp_path / "x.yml")
     _swarm(fake, support.converged(api=Svc(running=2, desired=2, update="rollback_completed", errors=("boom",))))
     with pytest.raises(OpsError, match="Swarm rolled back api: boom"):
         swarm_deploy.deploy(stack, LAB)
@@ -738,3 +758,27 @@ def test_remove_with_volumes_on_a_swarm_reached_by_a_context_uses_that_context(
     (listed,) = fake.made("volume", "ls") or fake.made("--context", "prod-swarm", "volume", "ls")
     # Through the context (its endpoint and TLS), never DOCKER_HOST=tcp://tcp://10.0.0.5:2376:2375.
     assert listed.args[:2] == ("--context", "prod-swarm") or listed.env == {"DOCKER_HOST": "tcp://10.0.0.5:2376"}
+
+
+class _Manager:
+    """A swarm manager that answers `service inspect` only: the running stack's postgres, or none."""
+
+    def __init__(self, mounts: list[dict[str, Any]] | None) -> None:
+        self.mounts = mounts
+
+    def manage(self, args: list[str], *, check: bool = True, timeout: float = 300) -> Any:
+        assert args[:2] == ["service", "inspect"] and not check
+        if self.mounts is None:
+            return support.done(stderr="Error: no such service: abswarm_postgres", returncode=1)
+        spec = {"Spec": {"TaskTemplate": {"ContainerSpec": {"Secrets": self.mounts}}}}
+        return support.done(json.dumps([spec]))
+
+
+def test_the_password_version_postgres_runs_with_is_found_by_its_target() -> None:
+    mounts = [
+        {"File": {"Name": "pgbackrest_db_conf"}, "SecretName": "abswarm_pgbackrest_db_conf_aaaaaaaaaaaa"},
+        {"File": {"Name": "postgres_password"}, "SecretName": "abswarm_postgres_password_bbbbbbbbbbbb"},
+    ]
+    found = swarm_deploy.first_start_versions(_Manager(mounts), P)  # type: ignore[arg-type]
+    assert found == {"postgres_password": "abswarm_postgres_password_bbbbbbbbbbbb"}
+    assert swarm_deploy.first_start_versions(_Manager(None), P) == {}  # type: ignore[arg-type]  # a first deploy

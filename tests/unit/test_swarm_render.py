@@ -346,6 +346,34 @@ def test_without_the_backup_overlay_no_backup_secret_is_mounted_even_when_its_fi
     assert stack["services"]["postgres"]["command"] == ["postgres", "-c", "unix_socket_directories=/tmp"]
 
 
+def test_postgres_keeps_the_password_version_it_made_its_cluster_with_and_the_rest_take_the_new_one(
+    tmp_path: Path,
+) -> None:
+    """A rotation of postgres_password (ALTER ROLE, then a redeploy) must not restart the database, which read the
+    password only at initdb: postgres keeps the running stack's version, under its usual target; migrate and the
+    monitor exporter take the new one."""
+    files = _secret_files(tmp_path)
+    first = _render(tmp_path, secret_files=files)
+    deployed = first["secrets"]["postgres_password"]["name"]
+    # Nothing rotated: the version postgres runs is the current one, and nothing changes.
+    again = _render(tmp_path, secret_files=files, first_start_versions={"postgres_password": deployed})
+    assert again == first
+    (tmp_path / "rotated").write_text("rotated")  # outside the secrets folder, which each render's settings write
+    files["postgres_password"] = tmp_path / "rotated"
+    rotated = _render(tmp_path, secret_files=files, first_start_versions={"postgres_password": deployed})
+    postgres = rotated["services"]["postgres"]["secrets"]
+    assert postgres == [
+        {"source": "postgres_password_at_first_start", "uid": "10001", "gid": "10001", "mode": 0o400,
+         "target": "postgres_password"},
+    ]  # fmt: skip
+    assert rotated["secrets"]["postgres_password_at_first_start"] == {"external": True, "name": deployed}
+    new = rotated["secrets"]["postgres_password"]["name"]
+    assert new != deployed
+    assert {m["source"] for m in rotated["services"]["migrate"]["secrets"]} >= {"postgres_password"}
+    # Before any deploy (no version running): the current one, as before.
+    assert _render(tmp_path, secret_files=files)["services"]["postgres"]["secrets"][0]["source"] == "postgres_password"
+
+
 def test_a_secret_file_no_service_reads_is_not_declared(tmp_path: Path) -> None:
     files = _secret_files(tmp_path)
     files["redis_admin_password"] = files["redis_acl"].with_name("redis_admin_password")

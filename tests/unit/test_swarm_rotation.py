@@ -391,7 +391,9 @@ def redeploys(
     path = tmp_path / "stack.yml"
     path.write_text("secrets: {}\n")
 
-    def stack_file(s: compose.Stack, lab: swarm_lab.Lab, images: dict[str, str]) -> Path:
+    def stack_file(
+        s: compose.Stack, lab: swarm_lab.Lab, images: dict[str, str], first_start: dict[str, str] | None
+    ) -> Path:
         folder = Path(s.settings["SECRETS_DIR"])
         seen.append({p.name: p.read_text() for p in folder.iterdir() if p.is_file()})
         return path
