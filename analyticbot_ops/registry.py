@@ -30,6 +30,10 @@ def push_one(tag: str, push_to: str, refer_as: str) -> str:
     docker.docker(["tag", tag, local])
     docker.docker(["push", local], timeout=600)
     pushed = docker.inspect("image", local) or {}
+    # The push tag served its purpose: left, every deploy to every lab would add one to this daemon's image list.
+    # Untagging removes the name only (the image keeps `tag`).
+    if local != tag:
+        docker.docker(["rmi", local], check=False)
     digests = [d for d in pushed.get("RepoDigests") or [] if d.startswith(f"{push_to}/{repository}@")]
     if not digests:
         raise OpsError(f"the registry gave no digest for {local}")
