@@ -316,7 +316,8 @@ def render(
 
 def _edge_tls(proxy: Mapping[str, Any]) -> dict[str, Any]:
     """The service that hands the TLS secrets to the proxy on each edge node (nginx/edge-tls.sh): the proxy's
-    image and hardening, no port and no network, the secrets mounted, the node's edge-tls volume writable."""
+    image and hardening, no port, an internal network of its own, the secrets mounted, the node's edge-tls volume
+    writable."""
     secret = {"uid": str(model.APP_UID), "gid": str(model.APP_UID), "mode": 0o400}
     return {
         "image": proxy["image"],
