@@ -7,7 +7,8 @@ running Compose container from its networks. Each node is its own engine, so the
 This kernel shapes how a node runs: the host lacks CAP_SYS_RESOURCE, so `--privileged`
 fails and every other capability is added instead; cgroup v1 is read-only in a container unless
 /sys/fs/cgroup is mounted read-write, and each node puts its containers under its own cgroup parent
-(removed on `down`); vfs is the storage driver that works inside a container's filesystem. There is
+(removed on `down`); a node's images live on a volume, where its engine picks its storage driver as on a host
+(overlay2 on this ext4, vfs only where the volume's filesystem allows no overlay). There is
 no IPVS: the stack uses DNS round robin (`endpoint_mode: dnsrr`) and host-mode ports."""
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ NODE_OPTIONS = (
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
     "--tmpfs", "/run", "--tmpfs", "/var/run",
-    # vfs copies every layer: an anonymous volume keeps that off the node container's own overlay.
+    # The node's images on a volume (a host filesystem), not on the node container's own overlay, where only
+    # vfs would work: vfs copies every layer for each container, and three nodes doing that at once starved
+    # the host's disk. On a volume the engine picks overlay2 itself where the filesystem allows it.
     "--mount", "type=volume,dst=/var/lib/docker",
 )  # fmt: skip
 
@@ -210,9 +213,10 @@ def up(
     namespace: str = "analyticbot",
     progress: Progress = lambda _m: None,
     edge: int | None = None,
+    subnet_pool: str = deploy.SUBNET_POOL,
 ) -> Lab:
     """Start the lab (or say it runs): build its images, start the registry and the nodes, form the swarm, label
-    its data node and `edge` edge nodes (default: every worker)."""
+    its data node and `edge` edge nodes (default: every worker). Its network takes a free /24 of `subnet_pool`."""
     _check_nodes(nodes)
     edges = edge_count(nodes, edge)
     docker.require_daemon()
@@ -234,7 +238,7 @@ def up(
         raise BadInput(f"a different lab {name!r} is recorded here; `invoke swarm.lab-down` first")
     built = baseimages.build_base_images(["swarm-node", "registry"], namespace=namespace, progress=progress)
     images = baseimages.image_refs(built)
-    subnet = deploy.free_subnets(1, seed=None)[0]
+    subnet = deploy.free_subnets(1, pool=subnet_pool)[0]
     prefix = subnet.rsplit(".", 1)[0]
     network = f"{name}-net"
     progress(f"network {network} on {subnet}")
@@ -256,7 +260,7 @@ def up(
             [
                 "run", "-d", "--name", node.name, "--hostname", node.hostname, "--label", f"{LABEL}={name}",
                 "--network", network, "--ip", node.address, *NODE_OPTIONS, images["swarm-node"],
-                "dockerd", "--storage-driver=vfs", f"--cgroup-parent=/{node.name}",
+                "dockerd", f"--cgroup-parent=/{node.name}",
                 "-H", "unix:///var/run/docker.sock", "-H", f"tcp://0.0.0.0:{ENGINE_PORT}",
                 "--insecure-registry", subnet,
             ]

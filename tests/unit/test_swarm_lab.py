@@ -49,8 +49,8 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         asked.append(("build", list(names), namespace))
         return [baseimages.BaseBuild(n, f"{namespace}/{n}:bookworm", "kept") for n in names]
 
-    def free(count: int, seed: Any = "unset") -> list[str]:
-        asked.append(("subnets", count, seed))
+    def free(count: int, pool: str = "unset", seed: Any = "unset") -> list[str]:
+        asked.append(("subnets", count, pool))
         return [SUBNET]
 
     monkeypatch.setattr(baseimages, "build_base_images", build)
@@ -84,10 +84,10 @@ def test_up_starts_the_registry_and_the_nodes_and_forms_the_swarm(
 
     lab = swarm_lab.up(3, NAME, namespace="acme", progress=said.append)
 
-    assert built == [("build", ["swarm-node", "registry"], "acme"), ("subnets", 1, None)]
+    assert built == [("build", ["swarm-node", "registry"], "acme"), ("subnets", 1, deploy.SUBNET_POOL)]
     assert lab == support.three_nodes(NAME)
     node_run = [
-        *swarm_lab.NODE_OPTIONS, "acme/swarm-node:bookworm", "dockerd", "--storage-driver=vfs",
+        *swarm_lab.NODE_OPTIONS, "acme/swarm-node:bookworm", "dockerd",
     ]  # fmt: skip
     expected = [
         ("<daemon>",),
