@@ -77,7 +77,7 @@ def _copy_out(stack: Stack, cert_name: str, destination: Path) -> tuple[Path, Pa
             docker.docker(["cp", "-L", f"{container}:{CONFIG_DIR}/live/{cert_name}/{name}", str(target)])
             pair.append(target)
     finally:
-        docker.docker(["rm", "-f", container], check=False)
+        docker.docker(["rm", "-f", "-v", container], check=False)
     return pair[0], pair[1]
 
 

@@ -247,7 +247,7 @@ def roll(stack: Stack, service: str, *, timeout: float = 120.0, progress: Progre
         new_address = address_of(stack, added)
     except BaseException as exc:
         # The proxy never saw the new container: remove it, the old one goes on serving.
-        docker.docker(["rm", "-f", new], check=False)
+        docker.docker(["rm", "-f", "-v", new], check=False)
         detail = str(exc) if isinstance(exc, OpsError) else "interrupted"
         raise OpsError(f"{service}: the new release was rolled back, {old} keeps serving: {detail}") from None
     # One reload: new requests (and kept-alive connections) go to the new container; the old workers finish theirs.
@@ -255,5 +255,5 @@ def roll(stack: Stack, service: str, *, timeout: float = 120.0, progress: Progre
     drained = wait_drained(stack)
     progress(f"{service}: the proxy sends to {new}; old requests drained in {drained:.1f} s; stopping {old}")
     docker.docker(["stop", "--time", "15", old], check=False)
-    docker.docker(["rm", "-f", old], check=False)
+    docker.docker(["rm", "-f", "-v", old], check=False)
     return Outcome(service, "rolled", time.monotonic() - started, f"{old} -> {new}")

@@ -93,7 +93,7 @@ class Node:
         return docker.docker(["inspect", "-f", "{{.State.StartedAt}}", self.proxy]).stdout.strip()
 
     def remove(self) -> None:
-        docker.docker(["rm", "-f", self.proxy, *self.handers], check=False)
+        docker.docker(["rm", "-f", "-v", self.proxy, *self.handers], check=False)
         docker.docker(["volume", "rm", self.volume], check=False)
 
 

@@ -231,12 +231,12 @@ def test_an_api_that_comes_back_on_another_address_is_still_served(prod_stack: R
         # Recreated behind the toolkit's back (a `docker compose up` by hand), on another address: a placeholder
         # holds the old one while Compose starts the new container, then lets it go, so the old address answers
         # nothing at all (the worst case: a connect timeout, not a refusal).
-        prod_stack.stack.compose("rm", "--stop", "--force", "api")
+        prod_stack.stack.compose("rm", "--stop", "--force", "-v", "api")
         docker.docker(["run", "-d", "--name", holder, "--network", frontend, "--ip", old,
                        "--entrypoint", "python3", prod_stack.stack.settings["API_IMAGE"], "-c",
                        "import time; time.sleep(600)"])  # fmt: skip
         prod_stack.stack.compose("up", "-d", "--no-deps", "--no-build", "api")
-        docker.docker(["rm", "-f", holder])
+        docker.docker(["rm", "-f", "-v", holder])
         assert _address(prod_stack, "api") != old
         compose.wait_healthy(prod_stack.stack, ["api"], 60)
         seconds = _reads(prod_stack, 20)
@@ -244,6 +244,6 @@ def test_an_api_that_comes_back_on_another_address_is_still_served(prod_stack: R
         # then the old address is skipped (fail_timeout) and the rest are quick.
         assert max(seconds) < 5 and sorted(seconds)[-2] < 1.0, seconds
     finally:
-        docker.docker(["rm", "-f", holder], check=False)
+        docker.docker(["rm", "-f", "-v", holder], check=False)
         deploy.up(prod_stack.stack, timeout=120)
     assert f"server {_address(prod_stack, 'api')}:8000" in _include(prod_stack, "api")

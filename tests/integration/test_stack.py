@@ -97,7 +97,7 @@ def _tcp_probe(stack: RunningStack, networks: set[str], host: str, port: int) ->
             docker.docker(["network", "connect", f"{stack.project}_{net}", name])
         return docker.docker(["start", "-a", name], check=False).returncode == 0
     finally:
-        docker.docker(["rm", "-f", name], check=False)
+        docker.docker(["rm", "-f", "-v", name], check=False)
 
 
 @pytest.mark.parametrize(("host", "port"), [("postgres", 5432), ("redis", 6379)])

@@ -144,7 +144,7 @@ def pebble(prod_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -
             time.sleep(0.3)
         yield Pebble("https://pebble:14000/dir", directory / "tls" / "ca.crt", name)
     finally:
-        docker.docker(["rm", "-f", name], check=False)
+        docker.docker(["rm", "-f", "-v", name], check=False)
         # Put the dev certificate back for anything that runs after this module.
         tls.ensure_dev_certificates(prod_stack.tls_dir)
         acme.serve_installed_certificate(prod_stack.stack)

@@ -192,7 +192,7 @@ def test_obtain_runs_certbot_beside_the_proxy_then_installs_and_reloads(
     assert commands[2].startswith(f"docker cp -L c0ffee:/etc/letsencrypt/live/{DOMAIN}/fullchain.pem ")
     assert commands[3].startswith(f"docker cp -L c0ffee:/etc/letsencrypt/live/{DOMAIN}/privkey.pem ")
     assert commands[4:] == [
-        "docker rm -f c0ffee",
+        "docker rm -f -v c0ffee",
         f"docker exec {PROXY} nginx -t",
         f"docker exec {PROXY} nginx -s reload",
     ]
@@ -299,7 +299,7 @@ def test_a_failed_copy_still_removes_the_helper_container(
     fake.answer("docker", "cp", stderr="Error: No such container:path: c0ffee:/etc/letsencrypt/live/x", returncode=1)
     with runner.use(fake), pytest.raises(OpsError, match="docker cp failed: Error: No such container:path"):
         acme.obtain(stack, acme.AcmeRequest(DOMAIN))
-    assert fake.commands()[-1] == "docker rm -f c0ffee"
+    assert fake.commands()[-1] == "docker rm -f -v c0ffee"
     assert "exec" not in " ".join(fake.commands())  # nginx is not touched
     assert not Path(stack.settings["TLS_DIR"]).exists()
 

@@ -248,7 +248,7 @@ def test_a_roll_issues_each_docker_command_in_order(daemon: tuple[Daemon, runner
         *_switch("10.0.0.3"),
         "exec abroll-proxy-1 count draining workers",
         "stop --time 15 abroll-api-1",
-        "rm -f abroll-api-1",
+        "rm -f -v abroll-api-1",
     ]
     include = state.runtime["/tmp/nginx-runtime/upstream-api.conf"]
     assert "server 10.0.0.3:8000 max_fails=1 fail_timeout=10s;" in include and "keepalive 16;" in include
@@ -279,7 +279,7 @@ def test_a_new_container_that_exits_is_removed_with_its_logs_in_the_error(
         "up -d --no-deps --no-build --no-recreate --scale api=2 api",
         "exec abroll-proxy-1 wget -q -O - http://abroll-api-2:8000/health/ready",  # asked while it was starting
         "logs --tail 30 abroll-api-2",
-        "rm -f abroll-api-2",
+        "rm -f -v abroll-api-2",
     ]
     assert "stop --time 15 abroll-api-1" not in steps
     assert "server 10.0.0.2:8000" in state.runtime["/tmp/nginx-runtime/upstream-api.conf"]  # the old one still
@@ -333,7 +333,7 @@ def test_an_interrupted_wait_removes_the_new_container(
     monkeypatch.setattr(rollout, "wait_serving", interrupted)
     with pytest.raises(OpsError, match=r"rolled back, abroll-api-1 keeps serving: interrupted$"):
         rollout.roll(Stack("prod", "abroll", {}), "api")
-    assert [_step(c) for c in fake.calls][-1] == "rm -f abroll-api-2"
+    assert [_step(c) for c in fake.calls][-1] == "rm -f -v abroll-api-2"
 
 
 def test_a_switch_nginx_refuses_restores_the_previous_include_and_does_not_reload(
