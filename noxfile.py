@@ -9,6 +9,9 @@ import nox
 
 nox.options.sessions = ["lint", "tests", "k8s_policy", "integration"]
 nox.options.reuse_existing_virtualenvs = True
+# uv (scripts/bootstrap puts it in .venv) builds a session's environment in seconds; virtualenv and pip where
+# it is absent.
+nox.options.default_venv_backend = "uv|virtualenv"
 # pytest exits 5 when a selection collects nothing: fine for a filtered run
 # (`nox -s tests -- -k name`), a failure for the full suites.
 PYTEST_OK = [0, 5]
@@ -37,9 +40,12 @@ def tests(session: nox.Session) -> None:
     # Coverage of the toolkit from unit tests alone, module by module (the services' code is proven by the
     # integration suite against real containers).
     coverage = ["--cov=analyticbot_ops", "--cov-report=term-missing:skip-covered"]
+    # CPU-bound: one pytest-xdist worker per core (113 s serial, 68 s on this host's 2).
+    workers = ["--numprocesses", "auto"]
     session.run(
-        "pytest", "tests/unit", "-q", *coverage, *session.posargs, success_codes=PYTEST_OK if session.posargs else [0]
-    )
+        "pytest", "tests/unit", "-q", *workers, *coverage, *session.posargs,
+        success_codes=PYTEST_OK if session.posargs else [0],
+    )  # fmt: skip
 
 
 # checkov's Kubernetes checks that the rendered sets must pass (a skip only as a justified annotation on the
@@ -63,10 +69,18 @@ def k8s_policy(session: nox.Session) -> None:
         )  # fmt: skip
 
 
+# The test extra, and pip: `invoke images.build` builds the wheelhouses with `python -m pip wheel`, and a uv
+# environment has no pip.
+WITH_DOCKER = ("-e", ".[test]", "pip")
+# The integration suite waits on containers most of its time (a serial run keeps a third of this host's 2 cores
+# busy), so its groups (tests/integration/conftest.py schedules them) run on 3 workers. `-- -n 0` runs it serially.
+INTEGRATION_WORKERS = ["--numprocesses", "3"]
+
+
 @nox.session
 def integration(session: nox.Session) -> None:
     """Integration tests against real containers (needs Docker; builds the images)."""
-    session.install("-e", ".[test]")
+    session.install(*WITH_DOCKER)
     # The Observatory scanner's pinned dependencies no longer build; its working
     # set comes from the test extra above.
     session.install("--no-deps", "httpobs==0.9.3")
@@ -77,13 +91,13 @@ def integration(session: nox.Session) -> None:
     session.run("invoke", "images.build")
     # The full suite must run tests; only a filtered run (posargs) may select none.
     codes = PYTEST_OK if session.posargs else [0]
-    session.run("pytest", "tests/integration", "-q", *session.posargs, success_codes=codes)
+    session.run("pytest", "tests/integration", "-q", *INTEGRATION_WORKERS, *session.posargs, success_codes=codes)
 
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks: image sizes and rebuild ratios, a stack's timings and load, live deploys (opt-in, slow)."""
-    session.install("-e", ".[test]")
+    session.install(*WITH_DOCKER)
     session.run("python", "benchmarks/images.py")
     session.run("python", "benchmarks/stack.py", *session.posargs)
     session.run("python", "benchmarks/monitoring.py")

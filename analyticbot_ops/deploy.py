@@ -184,6 +184,11 @@ def down(stack: Stack, *, volumes: bool = False) -> None:
     stack.compose(*args)
 
 
+# Where a second stack beside a running one (tests, previews, a lab) takes its /24s: clear of the dev and
+# prod subnets (172.20-172.27) and of Docker's first default pools.
+SUBNET_POOL = "172.28.0.0/14"
+
+
 def used_subnets() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     ids = docker.docker(["network", "ls", "-q"]).stdout.split()
     nets = json.loads(docker.docker(["network", "inspect", *ids]).stdout) if ids else []
@@ -195,7 +200,7 @@ def used_subnets() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return found
 
 
-def free_subnets(count: int, pool: str = "172.28.0.0/14", seed: int | None = None) -> list[str]:
+def free_subnets(count: int, pool: str = SUBNET_POOL, seed: int | None = None) -> list[str]:
     """`count` /24 subnets from `pool` that overlap no existing Docker network, for
     a second stack (tests, previews) beside a running one."""
     taken = used_subnets()

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import json
+import os
 import select
 import socket
 import ssl
@@ -25,6 +27,18 @@ from analyticbot_ops.swarm import lab as swarm_lab
 # of Telegram (TELEGRAM_API_BASE), so no test sends anything off this machine.
 FAKE_BOT_TOKEN = "123456789:" + "A" * 35
 TEST_DOMAIN = "proxy.analyticbot.test"
+
+
+def subnet_pool() -> str:
+    """The subnets this test process may take: the deploy's whole pool in a serial run, a quarter of it per
+    pytest-xdist worker (gw0-gw3), so that two workers never pick the same free subnet before either has
+    created its network."""
+    pool = ipaddress.ip_network(deploy.SUBNET_POOL)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return str(pool)
+    quarters = list(pool.subnets(prefixlen_diff=2))
+    return str(quarters[int(worker[2:]) % len(quarters)])
 
 
 def free_port() -> int:
@@ -125,7 +139,7 @@ def make_stack(
     if certificates:
         tls.ensure_dev_certificates(tls_dir)
     http_port, https_port = free_port(), free_port()
-    frontend, backend, database, watched, backed_up = deploy.free_subnets(5)
+    frontend, backend, database, watched, backed_up = deploy.free_subnets(5, pool=subnet_pool())
     stack = compose.load_stack(
         env,
         project=project,
@@ -390,7 +404,7 @@ def lose_database_disk(stack: RunningStack, *, and_repository_1: bool = False) -
     """postgres killed and its volume deleted, as a dead disk would take it (repository 1's volume too)."""
     states = compose.service_states(stack.project)
     docker.docker(["kill", states["postgres"].container], check=False)
-    stack.stack.compose("rm", "-s", "-f", "postgres", "backup-agent")
+    stack.stack.compose("rm", "-s", "-f", "-v", "postgres", "backup-agent")
     volumes = ["pgdata", *(["pgbackrest"] if and_repository_1 else [])]
     for volume in volumes:
         docker.docker(["volume", "rm", f"{stack.project}_{volume}"])

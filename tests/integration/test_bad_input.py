@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from analyticbot_ops import compose, deploy, docker, environment, model, preflight, secrets, stack_settings, tls
 from analyticbot_ops.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NO_DOCKER, EXIT_UNHEALTHY
 from analyticbot_ops.paths import REPO_ROOT
+from tests.sandbox import free_port, subnet_pool
 
 pytestmark = pytest.mark.docker
 
@@ -98,12 +99,6 @@ def base_env(root: Path, project: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("INVOKE_")}
     env.update(SECRETS_DIR=str(root / "secrets"), TLS_DIR=str(root / "tls"), COMPOSE_PROJECT_NAME=project)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- setups: what a case needs on disk (or on a port) before it runs --------------------------------------------
@@ -171,7 +166,7 @@ def _deployable(run: Run) -> None:
         pytest.fail(f"images missing: {', '.join(missing)}; run `invoke images.base images.build`")
     # Every network's subnet and every published port its own: a dev stack on this daemon (the overlays'
     # default subnets and ports) is left alone and does not decide the case.
-    frontend, backend, database, watched, backed_up = deploy.free_subnets(5)
+    frontend, backend, database, watched, backed_up = deploy.free_subnets(5, pool=subnet_pool())
     run.env.update(
         HTTP_PORT=str(free_port()),
         HTTPS_PORT=str(free_port()),
@@ -200,7 +195,7 @@ def existing_database_volume(run: Run) -> None:
 def another_network_on_the_subnet(run: Run) -> None:
     """Someone else's Docker network holds the subnet the case's FRONTEND_SUBNET names."""
     _deployable(run)
-    (subnet,) = deploy.free_subnets(1)
+    (subnet,) = deploy.free_subnets(1, pool=subnet_pool())
     network = f"{run.project}-someone-else"
     docker.docker(["network", "create", "--subnet", subnet, network])
     run.cleanup.callback(docker.docker, ["network", "rm", network], check=False)
@@ -218,7 +213,7 @@ def running_from_another_checkout(run: Run) -> None:
          "--label", "com.docker.compose.project.working_dir=/srv/other-checkout/compose",
          "analyticbot/python-runtime:bookworm", "python3", "-c", "import time; time.sleep(300)"]
     )  # fmt: skip
-    run.cleanup.callback(docker.docker, ["rm", "-f", name], check=False)
+    run.cleanup.callback(docker.docker, ["rm", "-f", "-v", name], check=False)
 
 
 def mismatched_key(run: Run) -> None:

@@ -31,6 +31,7 @@ from tests.sandbox import (
     create_channel,
     make_stack,
     pebble_on_swarm,
+    subnet_pool,
     under_clients,
     under_each,
 )
@@ -42,7 +43,7 @@ pytestmark = pytest.mark.docker
 def lab() -> Iterator[swarm_lab.Lab]:
     name = f"ablab-{uuid.uuid4().hex[:6]}"  # its own lab: a developer's analyticbot-lab is left alone
     try:
-        yield swarm_lab.up(3, name)
+        yield swarm_lab.up(3, name, subnet_pool=subnet_pool())
     finally:
         swarm_lab.down(name)
 
