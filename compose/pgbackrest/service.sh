@@ -13,7 +13,8 @@
 # The schedule: a full backup when the last full one is FULL_EVERY old, else a
 # differential one when the last backup is DIFF_EVERY old; checked every
 # SCHEDULE_TICK. A failed backup is retried RETRY_AFTER later (at the first
-# start, the stanza or the other side may not be there yet). The times of the
+# start, the stanza or the other side may not be there yet), and so is one that
+# found the other repository's backup running. The times of the
 # last backups and the last run's outcome are files in the repository's volume
 # (schedule.*), read by `invoke schedule.status`; `stack.backups` reads the
 # repositories themselves. A backup that runs while the server is down would
@@ -55,6 +56,14 @@ backup() {  # backup KIND: one backup of this repository, its outcome recorded
         [ "$1" != full ] || echo "$started" > "$state.diff"
         outcome=ok
     else
+        if [ $? -eq 50 ]; then
+            # LockAcquireError: pgBackRest 2.45 runs one backup of a stanza at a time (its lock is per stanza;
+            # per repository only from 2.53), and the other repository's schedule is backing up now. Nothing
+            # failed: tried again RETRY_AFTER later, and the last outcome stays that of the last backup that ran.
+            echo "backup schedule: $1 backup of repository $BACKUP_REPO: deferred, the other repository's backup is running" >&2
+            outcome=busy
+            return 0
+        fi
         outcome=failed
         # A repository that lost its volume (a new disk, a new node) has no stanza: make it again, so that
         # the retry and the WAL archive work (a no-op when the stanza is there).
