@@ -18,11 +18,13 @@ from analyticbot_api.cache import RedisSummaryCache
 from analyticbot_api.main import create_app
 from analyticbot_api.migrations import MIGRATION_LOCK_KEY, MIGRATIONS, migrate
 from analyticbot_api.repository import Channel, DatabaseUnavailable, Summary
+from analyticbot_api.routes import SummaryFastPath
 from analyticbot_api.service import ChannelService
 from analyticbot_api.settings import ApiSettings
 from fastapi import FastAPI
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
+from starlette.routing import Match
 
 from analyticbot_ops import tokens
 
@@ -574,3 +576,65 @@ def test_only_the_exact_token_is_remembered_and_memory_is_bounded() -> None:
     for subject in ("a", "b", "c"):
         verifier.verify(tokens.mint(JWT_KEY, ("read",), tokens.parse_ttl("1h"), subject=subject).value)
     assert len(verifier._accepted) == 2
+
+
+# --- the summary's fast path (routes.SummaryFastPath) ---------------------------------------------------------------
+
+ONLY_WRITE_TOKEN = tokens.mint(JWT_KEY, ("write",), tokens.parse_ttl("1h"), subject="tests").value
+
+
+def _without_fast_path(harness: Harness) -> Harness:
+    harness.app.router.routes[:] = [r for r in harness.app.router.routes if not isinstance(r, SummaryFastPath)]
+    return harness
+
+
+def _answers(harness: Harness, token: str | None, *urls: str) -> list[tuple[int, bytes, list[tuple[str, str]]]]:
+    harness.call(("POST", "/channels", {"username": "durov", "title": "Pavel"}))
+    harness.call(("POST", "/channels/durov/views", {"post_id": 1, "views": 7}))
+    responses = harness.call(*[("GET", url, None) for url in urls], token=token)
+    return [(r.status_code, r.content, sorted(r.headers.items())) for r in responses]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [WRITE_TOKEN, READ_TOKEN, None, ONLY_WRITE_TOKEN, "not.a.token", f"{READ_TOKEN[:-2]}xx"],
+    ids=["write", "read", "none", "write-only", "malformed", "bad-signature"],
+)
+def test_the_fast_path_answers_every_summary_request_as_the_fastapi_route_does(token: str | None) -> None:
+    urls = ["/channels/durov/summary", "/channels/DUROV/summary", "/channels/nobody/summary", "/channels/ab/summary",
+            "/channels/bad%21name/summary"]  # fmt: skip
+    fast, routed = Harness(), _without_fast_path(Harness())
+    assert _answers(fast, token, *urls) == _answers(routed, token, *urls)
+    assert fast.repository.summary_queries == routed.repository.summary_queries
+    fast.repository.down = routed.repository.down = True
+    fast.redis.data.clear()
+    routed.redis.data.clear()
+    assert _answers(fast, token, urls[0]) == _answers(routed, token, urls[0])  # the store's 503
+
+
+def _scope(app: FastAPI, path: str, token: str | None, method: str = "GET") -> dict[str, Any]:
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    return {"type": "http", "method": method, "path": path, "root_path": "", "headers": headers, "app": app}
+
+
+def test_the_fast_path_takes_only_what_it_can_answer(api: Harness) -> None:
+    route = next(r for r in api.app.router.routes if isinstance(r, SummaryFastPath))
+    assert api.app.router.routes[0] is route
+
+    def matched(path: str = "/channels/durov/summary", token: str | None = READ_TOKEN, method: str = "GET") -> bool:
+        match, child = route.matches(_scope(api.app, path, token, method))
+        assert (match is Match.FULL) == (child.get("route") is route)
+        return match is Match.FULL
+
+    assert matched() and matched(token=WRITE_TOKEN) and matched("/channels/Some_Name_1/summary")
+    assert not matched(token=None) and not matched(token=ONLY_WRITE_TOKEN) and not matched(token="x.y.z")
+    assert not matched("/channels/ab/summary") and not matched("/channels/durov/views") and not matched(method="POST")
+    api.app.state.channels = None  # starting: the FastAPI route says 503
+    assert not matched()
+
+
+def test_summaries_through_the_fast_path_are_counted_under_the_routes_template(api: Harness) -> None:
+    api.call(("POST", "/channels", {"username": "durov"}))
+    api.call(*[("GET", "/channels/durov/summary", None)] * 3, token=READ_TOKEN)
+    (metrics,) = api.call(("GET", "/metrics", None))
+    assert 'route="/channels/{username}/summary"' in metrics.text

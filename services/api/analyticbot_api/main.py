@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .repository import DatabaseUnavailable
-from .routes import router
+from .routes import SummaryFastPath, router
 from .runtime import Resources
 from .service import CacheStats
 from .settings import ApiSettings
@@ -84,6 +84,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.monitor = monitor
     install(app, monitor, metrics, SERVICE, settings.app_version)
     app.include_router(router)
+    # First, so that it sees a summary request before the FastAPI route it stands in for.
+    app.router.routes.insert(0, SummaryFastPath())
 
     @app.exception_handler(DatabaseUnavailable)
     async def database_unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
