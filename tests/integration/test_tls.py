@@ -5,17 +5,15 @@ webroot, installed with a reload during which no connection is refused."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -150,65 +148,17 @@ def pebble(prod_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -
         acme.serve_installed_certificate(prod_stack.stack)
 
 
-class Prober(threading.Thread):
-    """HTTPS requests against the proxy, back to back, counting any that fail."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        self.port, self.ok, self.failures = port, 0, []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        context = ssl._create_unverified_context()  # the certificate changes under it on purpose
-        while not self.stop.is_set():
-            try:
-                # localhost, a name the proxy serves (a bare address sends no SNI and is refused).
-                with urllib.request.urlopen(f"https://localhost:{self.port}/", context=context, timeout=5) as r:
-                    r.read()
-                self.ok += 1
-            except Exception as exc:
-                self.failures.append(repr(exc))
-            time.sleep(0.02)
-
-
-class KeepAliveProber(Prober):
-    """The same requests on one kept-alive connection, reopened only when the proxy closed it while idle (its
-    reload does: see sandbox.SteadyClient); a request sent on it that gets no answer is a failure."""
-
-    def run(self) -> None:
-        context = ssl._create_unverified_context()
-        connection: http.client.HTTPSConnection | None = None
-        while not self.stop.is_set():
-            if connection is not None and sandbox.dropped(connection):
-                connection.close()
-                connection = None
-            current = connection = connection or http.client.HTTPSConnection(
-                "localhost", self.port, context=context, timeout=5
-            )
-            try:
-                current.request("GET", "/")
-                response = current.getresponse()
-                response.read()
-                if response.status == 200:
-                    self.ok += 1
-                else:
-                    self.failures.append(f"HTTP {response.status}")
-                if response.will_close:
-                    current.close()
-                    connection = None
-            except (OSError, http.client.HTTPException) as exc:
-                self.failures.append(repr(exc))
-                current.close()
-                connection = None
-            time.sleep(0.02)
+def _readers(stack: RunningStack) -> sandbox.SteadyClients:
+    """Both steady clients on the proxy's static page, reading without checking the certificate, which changes
+    under them on purpose (each test checks the served one itself)."""
+    return sandbox.SteadyClients(replace(stack, verify=False), channel="", path="/")
 
 
 def test_ssl_prod_obtains_a_certificate_through_the_proxy_and_reloads_without_refusals(
     prod_stack: RunningStack, pebble: Pebble
 ) -> None:
-    probers = [Prober(prod_stack.https_port), KeepAliveProber(prod_stack.https_port)]
-    for prober in probers:
-        prober.start()
+    readers = _readers(prod_stack)
+    readers.start()
     try:
         request = acme.AcmeRequest(
             TEST_DOMAIN, server=pebble.directory_url, ca_bundle=pebble.ca_bundle, allow_test_domain=True
@@ -216,15 +166,13 @@ def test_ssl_prod_obtains_a_certificate_through_the_proxy_and_reloads_without_re
         status = acme.obtain(prod_stack.stack, request)
         time.sleep(1)
     finally:
-        for prober in probers:
-            prober.stop.set()
-            prober.join()
+        read = readers.finish()
     assert status.ok and TEST_DOMAIN in status.sans and status.key_matches
     served = _served_certificate(prod_stack)
     assert TEST_DOMAIN in tls.san_strings(served)
     assert "Pebble" in served.issuer.rfc4514_string()
-    for prober in probers:  # new connections, and one kept alive
-        assert prober.ok > 10 and prober.failures == [], type(prober).__name__
+    for mode, (ok, failures) in read.items():  # new connections, and one kept alive
+        assert ok > 10 and failures == [], mode
 
 
 def test_ssl_renew_without_force_reports_nothing_due(prod_stack: RunningStack, pebble: Pebble) -> None:
@@ -236,9 +184,8 @@ def test_ssl_renew_force_renewal_installs_the_new_certificate_without_a_refusal(
     prod_stack: RunningStack, pebble: Pebble
 ) -> None:
     before = _served_certificate(prod_stack).serial_number
-    probers = [Prober(prod_stack.https_port), KeepAliveProber(prod_stack.https_port)]
-    for prober in probers:
-        prober.start()
+    readers = _readers(prod_stack)
+    readers.start()
     try:
         report = acme.renew(prod_stack.stack, force=True, ca_bundle=pebble.ca_bundle)
         assert TEST_DOMAIN in report.outcome.renewed and report.installed == (TEST_DOMAIN,)
@@ -247,12 +194,10 @@ def test_ssl_renew_force_renewal_installs_the_new_certificate_without_a_refusal(
         while _served_certificate(prod_stack).serial_number == before and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
-        for prober in probers:
-            prober.stop.set()
-            prober.join()
+        read = readers.finish()
     assert _served_certificate(prod_stack).serial_number != before
-    for prober in probers:  # new connections, and one kept alive
-        assert prober.ok > 10 and prober.failures == [], type(prober).__name__
+    for mode, (ok, failures) in read.items():  # new connections, and one kept alive
+        assert ok > 10 and failures == [], mode
 
 
 # --- bad input: one clear error, certificates untouched --------------------------------------
