@@ -679,7 +679,9 @@ def test_no_bind_mount_survives_and_the_shared_volumes_stay_named(backed: dict[s
         "pgsocket:/var/run/pgbackrest:rw",
         tmp,
     ]
-    assert services["backup-repo"]["volumes"] == ["pgbackrest-repo:/var/lib/pgbackrest:rw", tmp]
+    # The image's unused VOLUME path under a tmpfs too: no anonymous volume on the repository host.
+    unused = {"type": "tmpfs", "target": "/var/lib/postgresql/data"}
+    assert services["backup-repo"]["volumes"] == ["pgbackrest-repo:/var/lib/pgbackrest:rw", tmp, unused]
     assert {"pgbackrest", "pgbackrest-repo", "pgsocket"} <= set(backed["volumes"])
 
 
