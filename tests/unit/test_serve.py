@@ -4,6 +4,7 @@ SIGTERM, stopped together when one fails at startup, and one /metrics that count
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -72,15 +73,20 @@ def service(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[str],
         "APP_PORT": str(port),
         **env,
     }
+    # A session of its own: its process group is the supervisor and the workers it forks.
     process = subprocess.Popen(
-        [sys.executable, "-m", "analyticbot_common.serve"], env=environ, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-m", "analyticbot_common.serve"], env=environ, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
     try:
         yield process, port
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+        # A supervisor killed outright cannot stop its workers: each test run left two serving, orphaned.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def get(port: int, path: str) -> tuple[int, str]:
