@@ -185,7 +185,8 @@ def down(stack: Stack, *, volumes: bool = False) -> None:
 
 
 # Where a second stack beside a running one (tests, previews, a lab) takes its /24s: clear of the dev and
-# prod subnets (172.20-172.27) and of Docker's first default pools.
+# prod subnets (172.20-172.27). Docker's default pools (172.17-172.31 by /16) overlap it: free_subnets
+# therefore checks every existing network, and Docker skips a /16 that one of these /24s overlaps.
 SUBNET_POOL = "172.28.0.0/14"
 
 
