@@ -62,10 +62,11 @@ def build_wheelhouse(service: str, python: str = sys.executable, progress: Calla
     # A new lock replaces the old wheels: stale ones would only grow the build context.
     for stale in target.glob("*.whl"):
         stale.unlink()
-    result = runner.run(
-        [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(target), "-r", str(requirements)],
-        check=False,
-    )
+    # --use-pep517: an sdist (pyaes) is built in pip's isolated environment, which brings setuptools and wheel.
+    # The legacy `setup.py bdist_wheel` path needs `wheel` in the calling environment, and bootstrap's uv-made
+    # .venv (Debian's pip 23.0) has none: it failed there on a fresh machine.
+    pip_wheel = [python, "-m", "pip", "wheel", "--quiet", "--use-pep517", "--no-deps"]
+    result = runner.run([*pip_wheel, "--wheel-dir", str(target), "-r", str(requirements)], check=False)
     if result.returncode != 0:
         raise OpsError(f"building the {service} wheelhouse failed: {docker.first_line(result.stderr)}")
     stamp.write_text(digest)

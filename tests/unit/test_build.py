@@ -266,6 +266,7 @@ def test_wheelhouse_builds_every_locked_wheel_without_dependencies_then_stamps(w
             "pip",
             "wheel",
             "--quiet",
+            "--use-pep517",  # an sdist builds where the calling pip has no `wheel` (bootstrap's uv venv)
             "--no-deps",
             "--wheel-dir",
             str(wheels / "api"),
