@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 
 from . import health, workers
+from .coalesce import CoalescingHttpToolsProtocol
 from .logs import configure_logging
 from .settings import SettingsError
 
@@ -86,6 +87,8 @@ def main() -> int:
         log_config=None,
         # A failing startup must stop the process, never run on without its lifespan.
         lifespan="on",
+        # httptools with a response's head and body in one send (coalesce.py).
+        http=CoalescingHttpToolsProtocol,
     )
     if shared is None:
         server = uvicorn.Server(config)
