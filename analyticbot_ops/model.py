@@ -167,6 +167,11 @@ RELAY_PORTS = {"api": 8091, "bot": 8092}
 # uvicorn closes an idle keep-alive connection after 5 s: nginx lets go of its idle ones first, so that it never
 # sends a request on a connection the app is closing (a POST would then fail: nginx retries no write).
 UPSTREAM_IDLE_SECONDS = 4
+# The idle connections to an upstream group that each nginx worker keeps. Fewer than the requests a worker has in
+# flight, and every request beyond them ends by closing its connection, the next one opening another: with 16 under
+# 64 client connections (benchmarks/stack.py, 2026-12-07), about 10 % fewer summaries a second and a p99 a fifth
+# higher than with 128. An idle one costs the app a socket and a few kilobytes, for UPSTREAM_IDLE_SECONDS.
+UPSTREAM_KEEPALIVE = 128
 # The services that reach the internet: Telegram's Bot API and MTProto servers. In Compose they are the apps on the
 # one network that is not internal besides the proxy's front (backend); Kubernetes gives only them internet egress.
 INTERNET: tuple[str, ...] = ("bot", "mtproto")

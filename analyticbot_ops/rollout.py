@@ -70,7 +70,7 @@ def upstream_include(service: str, addresses: Sequence[str]) -> str:
     return (
         f"upstream {service}_containers {{\n{servers}"
         f"    server 127.0.0.1:{model.RELAY_PORTS[service]} backup;\n"
-        f"    keepalive 16;\n    keepalive_timeout {model.UPSTREAM_IDLE_SECONDS}s;\n}}\n"
+        f"    keepalive {model.UPSTREAM_KEEPALIVE};\n    keepalive_timeout {model.UPSTREAM_IDLE_SECONDS}s;\n}}\n"
         f'map "" ${service}_target {{ default "{service}_containers"; }}\n'
     )
 

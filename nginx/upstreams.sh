@@ -17,5 +17,6 @@ for address in "$@"; do
     printf '    server %s:8000 max_fails=1 fail_timeout=10s;\n' "$address"
 done
 printf '    server 127.0.0.1:%s backup;\n' "$relay"
-printf '    keepalive 16;\n    keepalive_timeout %ss;\n}\n' "$idle"
+# keepalive: model.UPSTREAM_KEEPALIVE (why it is that many).
+printf '    keepalive 128;\n    keepalive_timeout %ss;\n}\n' "$idle"
 printf 'map "" $%s_target { default "%s_containers"; }\n' "$service" "$service"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from analyticbot_ops import compose, deploy, docker, releases, rollout
+from analyticbot_ops import compose, deploy, docker, model, releases, rollout
 from analyticbot_ops.errors import BadInput, OpsError
 from tests.sandbox import RunningStack, SteadyClients, create_channel
 
@@ -194,7 +194,7 @@ def test_after_a_deploy_the_proxy_keeps_connections_to_the_running_containers(pr
     for service in ("api", "bot"):
         include = _include(prod_stack, service)
         assert f"server {_address(prod_stack, service)}:8000 max_fails=1" in include, include
-        assert "keepalive 16;" in include and "backup;" in include
+        assert f"keepalive {model.UPSTREAM_KEEPALIVE};" in include and "backup;" in include
     # nginx keeps its connections to the api open between requests: fewer than one new one per request.
     _reads(prod_stack, 5)
     before = _api_connections_accepted(prod_stack)

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from analyticbot_ops import docker, tls
+from analyticbot_ops import docker, model, tls
 from analyticbot_ops.acme import AcmeRequest
 from analyticbot_ops.errors import BadInput, OpsError
 from analyticbot_ops.swarm import certificates as swarm_certificates
@@ -275,9 +275,8 @@ def _kept_alive_to(lab: swarm_lab.Lab, stack: RunningStack, service: str, timeou
             for node, text in written.items()
         }
         if all(addresses == running for addresses in listed.values()):
-            assert all(
-                f"upstream {service}_containers" in text and "keepalive 16;" in text for text in written.values()
-            )
+            kept_alive = f"keepalive {model.UPSTREAM_KEEPALIVE};"
+            assert all(f"upstream {service}_containers" in text and kept_alive in text for text in written.values())
             return running
         assert time.monotonic() < deadline, (running, written)
         time.sleep(1)

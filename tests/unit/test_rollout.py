@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from analyticbot_ops import compose, docker, rollout, runner
+from analyticbot_ops import compose, docker, model, rollout, runner
 from analyticbot_ops.compose import Stack
 from analyticbot_ops.errors import OpsError
 from analyticbot_ops.model import Labels
@@ -251,7 +251,8 @@ def test_a_roll_issues_each_docker_command_in_order(daemon: tuple[Daemon, runner
         "rm -f -v abroll-api-1",
     ]
     include = state.runtime["/tmp/nginx-runtime/upstream-api.conf"]
-    assert "server 10.0.0.3:8000 max_fails=1 fail_timeout=10s;" in include and "keepalive 16;" in include
+    assert "server 10.0.0.3:8000 max_fails=1 fail_timeout=10s;" in include
+    assert f"keepalive {model.UPSTREAM_KEEPALIVE};" in include
     assert "server 127.0.0.1:8091 backup;" in include and "keepalive_timeout 4s;" in include
     wget = next(c for c in fake.calls if "wget" in c.argv)
     assert wget.timeout == 5  # busybox wget cannot bound itself: docker exec is bounded instead
