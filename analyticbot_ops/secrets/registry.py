@@ -24,9 +24,13 @@ Kind = Literal["generated", "user", "derived"]
 
 APP_UID = model.APP_UID
 # What the API's Redis user may do: the summary cache (GET/SET/DEL on summary:*), the health probe's write
-# (SET on health:*, which is how a Redis that refuses writes is noticed), PING, and naming its connection.
+# (SET on health:*, which is how a Redis that refuses writes is noticed), PING, naming its connection, and
+# being told when a summary key changes (CLIENT TRACKING: each process keeps copies while it is told).
 # Everything else is refused, -@dangerous (CONFIG, FLUSHALL, SHUTDOWN, KEYS, ...) first of all.
-REDIS_APP_RULES = "resetkeys ~summary:* ~health:* resetchannels -@all -@dangerous +get +set +del +ping +client|setname"
+REDIS_APP_RULES = (
+    "resetkeys ~summary:* ~health:* resetchannels -@all -@dangerous +get +set +del +ping +client|setname"
+    " +client|tracking"
+)
 # The toolkit's own user, for ACL changes (rotation) through `docker exec`; its password is a secret that no
 # container reads, so the API cannot become it.
 REDIS_ADMIN_RULES = "~* &* +@all"

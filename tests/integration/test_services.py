@@ -3,7 +3,10 @@ dependency-aware health that tells the truth, and recovery without restarts."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,6 +102,56 @@ def test_channel_endpoints_touch_postgres_and_cache_in_redis(api: ServiceContain
     assert post_json(f"{api.url}/channels/ops_test/views", {"post_id": 3, "views": 5}, token=token)[0] == 201
     refreshed = get_json(f"{api.url}/channels/ops_test/summary", token=token)[1]
     assert refreshed["total_views"] == 205 and refreshed["cached"] is False  # a write invalidates the cache
+
+
+def _redis_as_ops(redis: RedisContainer, secrets_dir: Path, script: str) -> list[str]:
+    """redis-cli in the Redis container as the toolkit's `ops` user; AUTH goes in on stdin, never in arguments."""
+    admin = secrets.read_secret("redis_admin_password", secrets_dir)
+    result = subprocess.run(
+        [docker.client().path, "exec", "-i", redis.get_container_id(), "redis-cli", "-h", "127.0.0.1"],
+        input=f"AUTH ops {admin}\n{script}",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.splitlines()[1:]  # without AUTH's OK
+
+
+def _redis_gets(redis: RedisContainer, secrets_dir: Path) -> int:
+    stats = _redis_as_ops(redis, secrets_dir, "INFO commandstats\n")
+    line = next((line for line in stats if line.startswith("cmdstat_get:")), "cmdstat_get:calls=0,")
+    return int(line.split("calls=")[1].split(",")[0])
+
+
+def test_a_summary_is_kept_in_each_process_until_redis_says_it_changed(
+    api: ServiceContainer, redis: RedisContainer, secrets_dir: Path
+) -> None:
+    """Redis tracks the summary keys for every api process (CLIENT TRACKING): a summary read again is answered
+    from the process's copy, not fetched, and a change made behind the api's back, straight in Redis, is
+    served at once: not after the copy's LOCAL_COPY_SECONDS (5 s)."""
+    token = api.token("write")
+    assert post_json(f"{api.url}/channels", {"username": "kept_copy", "title": "Kept"}, token=token)[0] == 201
+    assert post_json(f"{api.url}/channels/kept_copy/views", {"post_id": 1, "views": 10}, token=token)[0] == 201
+    url = f"{api.url}/channels/kept_copy/summary"
+    assert get_json(url, token=token)[1]["cached"] is False
+    processes = get_json(f"{api.url}/performance")[1]["worker"]["of"]
+    before = _redis_gets(redis, secrets_dir)
+    answers = [get_json(url, token=token)[1] for _ in range(30)]
+    fetched = _redis_gets(redis, secrets_dir) - before
+    assert all(answer["cached"] is True and answer["total_views"] == 10 for answer in answers)
+    # Each process fetches it once (the connection's spread may not reach every one), then keeps it.
+    assert 1 <= fetched <= processes, f"{fetched} GETs for 30 reads on {processes} processes"
+    entry = json.loads(_redis_as_ops(redis, secrets_dir, "GET summary:kept_copy\n")[0])
+    changed = json.dumps({**entry, "total_views": 999})
+    assert _redis_as_ops(redis, secrets_dir, f"SET summary:kept_copy '{changed}' KEEPTTL\n") == ["OK"]
+    started = time.monotonic()
+    while get_json(url, token=token)[1]["total_views"] != 999:
+        assert time.monotonic() - started < 1.0, "a copy outlived Redis's invalidation"
+        time.sleep(0.05)
+    answers = [get_json(url, token=token)[1]["total_views"] for _ in range(10)]
+    assert answers == [999] * 10  # on every process: each was told
+    with urllib.request.urlopen(f"{api.url}/metrics", timeout=5) as response:
+        assert "\ncache_copies_tracked 1.0\n" in response.read().decode()
 
 
 @pytest.mark.parametrize("dependency", ["redis", "postgres"])

@@ -71,7 +71,8 @@ def test_redis_acl_holds_the_sha256_never_the_password(sdir: Path) -> None:
     acl = (sdir / "redis_acl").read_text()
     assert acl == (
         f"user default on nopass resetchannels -@all +ping\nuser analyticbot on #{digest['redis_password']} "
-        "resetkeys ~summary:* ~health:* resetchannels -@all -@dangerous +get +set +del +ping +client|setname\n"
+        "resetkeys ~summary:* ~health:* resetchannels -@all -@dangerous +get +set +del +ping +client|setname "
+        "+client|tracking\n"
         f"user ops on #{digest['redis_admin_password']} ~* &* +@all\n"
         f"user monitor on #{digest['redis_monitor_password']} resetkeys resetchannels -@all +ping +info "
         "+config|get +slowlog|get +slowlog|len +latency|latest +client|setname\n"

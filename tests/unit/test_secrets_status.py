@@ -287,3 +287,19 @@ def test_a_redis_monitor_auth_of_another_password_is_reported_and_renewed_with_t
     )
     rows = {r.name: r for r in sec.check("dev", sdir)}
     assert rows["redis_monitor_auth"].valid is True and rows["redis_acl"].valid is True
+
+
+def test_an_acl_from_before_client_tracking_is_reported_and_renewed(sdir: Path) -> None:
+    """A folder made before the api kept summary copies has the API user's rules without +client|tracking:
+    check says so, and the next from_env rewrites the file from the same passwords (Redis takes it at its
+    next start; until then the api reads every summary from Redis and logs Redis's NOPERM once)."""
+    populate(sdir)
+    acl = (sdir / "redis_acl").read_text()
+    (sdir / "redis_acl").write_text(acl.replace(" +client|tracking", ""))
+    rows = {r.name: r for r in sec.check("dev", sdir)}
+    assert rows["redis_acl"].valid is False
+    report = sec.from_env("dev", sdir, environ={})
+    assert report.outcome("redis_acl").detail == (
+        "renewed from redis_password and redis_admin_password and redis_monitor_password"
+    )
+    assert (sdir / "redis_acl").read_text() == acl

@@ -48,6 +48,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     metrics.register_gauge("db_pool_in_use", "Pool connections currently acquired.", resources.pool_in_use)
     metrics.register_gauge("db_pool_max", "The most connections this process's pool may open.", resources.pool_max)
     metrics.register_gauge(
+        "cache_copies_tracked",
+        "1 while Redis tracks the summary keys for this process, which then keeps copies (0: reads Redis each time).",
+        lambda: float(resources.local_copies.tracking),
+    )
+    metrics.register_gauge(
         "cache_hit_ratio",
         "Hits over lookups of the summary cache, in the answering process.",
         resources.cache_hit_ratio,

@@ -8,6 +8,7 @@ API survives PostgreSQL or Redis going away and coming back without a restart.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 
@@ -22,11 +23,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from .auth import TokenVerifier
-from .cache import RedisSummaryCache
+from .cache import LocalCopies, RedisSummaryCache, TrackedSummaryCache
 from .migrations import LATEST_VERSION
 from .repository import PgChannelRepository
 from .service import CacheStats, ChannelService
 from .settings import ApiSecrets, ApiSettings, load_secrets
+from .tracking import InvalidationTracker, RedisAddress
 
 log = logging.getLogger("analyticbot.api")
 # Written by the write probe; the ACL lets the API's Redis user write health:* and summary:* only.
@@ -45,6 +47,8 @@ class Resources:
         self.redis: Redis | None = None
         self.channels: ChannelService | None = None
         self.tokens: TokenVerifier | None = None
+        self.local_copies = LocalCopies()
+        self._tracking: asyncio.Task[None] | None = None
 
     async def start(self) -> ChannelService:
         """Everything the app needs before serving; raises SettingsError or StartupAborted."""
@@ -86,7 +90,16 @@ class Resources:
         )
         self.redis = Redis.from_pool(pool)  # from_pool: aclose() closes the pool's connections too
         repository = PgChannelRepository(self.pool, acquire_timeout=settings.db_connect_timeout)
-        cache = RedisSummaryCache(self.redis, settings.cache_ttl_seconds)
+        address = RedisAddress(
+            settings.redis_host,
+            settings.redis_port,
+            settings.redis_username or None,
+            secrets.redis_password,
+            settings.redis_socket_timeout,
+        )
+        tracker = InvalidationTracker(address, self.local_copies.drop, self.local_copies.set_tracking)
+        self._tracking = asyncio.create_task(tracker.run(), name="redis-tracking")
+        cache = TrackedSummaryCache(RedisSummaryCache(self.redis, settings.cache_ttl_seconds), self.local_copies)
         self.channels = ChannelService(repository, cache, self.cache_stats)
         return self.channels
 
@@ -115,6 +128,10 @@ class Resources:
         )
 
     async def close(self) -> None:
+        if self._tracking is not None:
+            self._tracking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tracking
         if self.redis is not None:
             await self.redis.aclose()
         if self.pool is not None:
