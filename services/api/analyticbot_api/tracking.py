@@ -220,7 +220,7 @@ class InvalidationTracker:
                 reason = "the connection closed"
             except RedisReplyError as exc:  # Redis's own words: NOPERM (an ACL without +client|tracking), WRONGPASS
                 reason = f"Redis refused it: {exc}"
-            except (OSError, TimeoutError, ConnectionError) as exc:
+            except Exception as exc:  # OSError, TimeoutError, a garbled reply: this loop must outlive any of them
                 reason = type(exc).__name__
             if self._tracked:
                 said = ""  # a loss after tracking worked is news again
