@@ -199,6 +199,10 @@ def build_services(
     selected = [check_service(s) for s in services]
     docker.require_daemon()
     results = []
+    # The wheelhouses first: they are part of the build context, and a digest taken before they were made
+    # recorded inputs that the next run never matches (a fresh clone's first rerun asked BuildKit again).
+    for wheelhouse in dict.fromkeys(name for service in selected for name in IMAGES[service].wheelhouses):
+        build_wheelhouse(wheelhouse, progress=progress)
     context = None if no_cache else context_digest()
     for index, service in enumerate(selected, 1):
         tag = service_tag(service, namespace)

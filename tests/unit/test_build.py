@@ -461,7 +461,23 @@ def test_a_failed_build_stops_the_rest_and_records_nothing(monkeypatch: pytest.M
     fake = docker_build_fake(stderr="ERROR: boom", returncode=1)
     with runner.use(fake), pytest.raises(OpsError, match="building api failed: ERROR: boom"):
         build.build_services(["api", "bot"], base_images={}, progress=lambda _m: None)
-    assert built == list(imagespec.PYTHON_WHEELHOUSES)  # api's, and no further
+    # Every wheelhouse before the context's digest is taken, then api's own call (a no-op on a real stamp);
+    # nothing for bot.
+    assert built == [*imagespec.PYTHON_WHEELHOUSES, *imagespec.PYTHON_WHEELHOUSES]
+
+
+def test_the_wheelhouses_are_made_before_the_inputs_are_recorded(
+    monkeypatch: pytest.MonkeyPatch, built: list[str]
+) -> None:
+    """A wheelhouse is part of the build context: made after the digest, the record would name inputs that
+    the next run never sees again, and a fresh clone's first rerun would ask BuildKit once more."""
+    monkeypatch.setattr(docker, "require_daemon", lambda: "20.10.24")
+    monkeypatch.setattr(releases, "record_build", lambda tags: tags)
+    digests_after: list[int] = []
+    monkeypatch.setattr(build, "context_digest", lambda: digests_after.append(len(built)) or "ctx")
+    with runner.use(docker_build_fake()):
+        build.build_services(["api"], base_images={}, progress=lambda _m: None)
+    assert digests_after == [len(imagespec.PYTHON_WHEELHOUSES)]
 
 
 # --- no rebuild of an image whose inputs are unchanged ----------------------------------------------------------
