@@ -14,6 +14,7 @@ of the api image is `benchmarks/images.py`'s figure.)
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import subprocess
 import sys
@@ -48,7 +49,9 @@ def build(tag: str, recipe: str) -> None:
     subprocess.run([docker.buildkit_client().path, "build", "-q", "-t", tag, "-"], input=recipe, text=True, check=True)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    # No options; --help says what the run does instead of starting it.
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="abbench-"))
     project = f"abdeploy-{int(time.time())}"
     stack = sandbox.make_stack(root, project)
@@ -123,4 +126,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

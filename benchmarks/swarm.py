@@ -20,6 +20,7 @@ the surviving edge.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 import tempfile
@@ -119,7 +120,9 @@ def compose_side(root: Path) -> dict[str, tuple[float, int, list[str]]]:
     return results
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    # No options; --help says what the run does instead of starting it.
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="abbench-swarm-"))
     swarm = swarm_side(root)
     composed = compose_side(root)
@@ -151,4 +154,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
