@@ -278,3 +278,34 @@ def test_the_tracker_tracks_then_reconnects_after_a_loss_and_says_why_redis_refu
     messages = [record.getMessage() for record in caplog.records]
     assert any("the connection closed" in m for m in messages)
     assert sum("NOPERM" in m for m in messages) == 1  # said once, not at every retry
+
+
+def test_a_tracking_connection_that_stops_answering_is_given_up() -> None:
+    """A stand-in Redis that tracks, then answers nothing (as a paused server or a partition): the PING the
+    tracker sends after ping_seconds times out, and it stops tracking (its copies go) instead of waiting."""
+    states: list[bool] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"SETNAME\r\n")
+        await reader.readuntil(b"\r\n")
+        await reader.readuntil(b"\r\n")
+        writer.write(b"%1\r\n+proto\r\n:3\r\n")
+        await reader.readuntil(b"summary:\r\n")
+        writer.write(b"+OK\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)  # silent from here on
+
+    async def main() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        address = RedisAddress("127.0.0.1", server.sockets[0].getsockname()[1], None, None, 0.2)
+        tracker = InvalidationTracker(address, lambda keys: None, states.append, retry_seconds=60, ping_seconds=0.1)
+        task = asyncio.create_task(tracker.run())
+        for _ in range(50):
+            if states[-1:] == [False]:
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        server.close()
+
+    asyncio.run(main())
+    assert states == [True, False]

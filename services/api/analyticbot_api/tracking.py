@@ -18,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from .cache import SUMMARY_PREFIX
+from .cache import LOCAL_COPY_SECONDS, SUMMARY_PREFIX
 
 log = logging.getLogger("analyticbot.api.tracking")
 RETRY_SECONDS = 2.0
+# How often an idle tracking connection must prove it is alive: as often as a copy may live.
+PING_SECONDS = LOCAL_COPY_SECONDS
 
 
 class Incomplete(Exception):
@@ -180,11 +182,13 @@ class InvalidationTracker:
         on_invalidate: Callable[[list[str] | None], None],
         on_tracking: Callable[[bool], None],
         retry_seconds: float = RETRY_SECONDS,
+        ping_seconds: float = PING_SECONDS,
     ) -> None:
         self.address = address
         self._on_invalidate = on_invalidate
         self._on_tracking = on_tracking
         self._retry = retry_seconds
+        self._ping_seconds = ping_seconds
         self._tracked = False
 
     async def _track_once(self) -> None:
@@ -205,7 +209,12 @@ class InvalidationTracker:
             self._on_tracking(True)
             self._tracked = True
             log.info("tracking changes to Redis's %s* keys: summaries are kept in this process", SUMMARY_PREFIX)
-            await protocol.lost
+            # A connection that died without closing (a partition, a paused server) would keep this process
+            # taking copies that nobody invalidates: it must answer a PING every ping_seconds.
+            while not protocol.lost.done():
+                await asyncio.wait([protocol.lost], timeout=self._ping_seconds)
+                if not protocol.lost.done():
+                    await asyncio.wait_for(protocol.command("PING"), address.timeout)
         finally:
             self._on_tracking(False)
             transport.close()
