@@ -78,6 +78,24 @@ def test_everything_else_is_the_wrapped_transports() -> None:
     run_with(check)
 
 
+def test_a_half_close_sends_what_is_held_before_uvloop_may_close_the_transport() -> None:
+    """uvloop runs I/O callbacks between a response's writes and the turn that flushes them; a client's FIN
+    there (eof_received) may end the transport before that turn. The held bytes leave in eof_received."""
+    real = RecordingTransport()
+
+    async def main() -> None:
+        protocol = CoalescingHttpToolsProtocol(
+            uvicorn.Config(app=_json, log_config=None), uvicorn.server.ServerState(), app_state={}
+        )
+        protocol.connection_made(real)  # type: ignore[arg-type]
+        protocol.transport.write(b"head")
+        protocol.transport.write(b"body")
+        protocol.eof_received()
+        assert real.writes == [b"headbody"]
+
+    asyncio.run(main())
+
+
 async def _json(request: Request) -> Response:
     return JSONResponse({"path": request.url.path})
 

@@ -131,11 +131,14 @@ class LocalCopies:
         if not self.tracking or generation != self.generation:
             return
         now = self._clock()
-        if len(self._copies) >= self._limit:
-            # The expired ones first; if none had, the oldest (dicts keep insertion order).
-            self._copies = {name: copy for name, copy in self._copies.items() if copy[1] > now}
-            if len(self._copies) >= self._limit:
-                del self._copies[next(iter(self._copies))]
+        # Re-inserted at the end: every copy lives the same seconds, so the dict's order is expiry order, and
+        # making room takes from the front (the expired, then the oldest) without walking the rest.
+        self._copies.pop(username, None)
+        while self._copies:
+            oldest = next(iter(self._copies))
+            if self._copies[oldest][1] > now and len(self._copies) < self._limit:
+                break
+            del self._copies[oldest]
         self._copies[username] = (value, now + self._seconds)
 
     def drop(self, keys: list[str] | None) -> None:
@@ -183,3 +186,6 @@ class TrackedSummaryCache:
     async def invalidate(self, username: str) -> None:
         self.copies.drop([summary_key(username)])
         await self._redis.invalidate(username)
+        # Again: a read of this process may have fetched the old value before the DEL and kept it, and Redis's
+        # message about the DEL can come after its reply. The writer's own next read must see the change.
+        self.copies.drop([summary_key(username)])

@@ -106,10 +106,15 @@ def encode(*words: str) -> bytes:
 
 
 class TrackingProtocol(asyncio.Protocol):
-    """Replies resolve the commands' futures in order; `invalidate` pushes call `on_invalidate` at once."""
+    """Replies resolve the commands' futures in order; `invalidate` pushes call `on_invalidate` at once, and a
+    lost connection calls `on_lost` at once: not a loop turn or two later in a task, while requests could still
+    be served copies an undelivered message would have dropped."""
 
-    def __init__(self, on_invalidate: Callable[[list[str] | None], None]) -> None:
+    def __init__(
+        self, on_invalidate: Callable[[list[str] | None], None], on_lost: Callable[[], None] = lambda: None
+    ) -> None:
         self._on_invalidate = on_invalidate
+        self._on_lost = on_lost
         self._buffer = bytearray()
         self._waiting: list[asyncio.Future[object]] = []
         self.transport: asyncio.Transport | None = None
@@ -120,15 +125,16 @@ class TrackingProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
+        received = bytes(self._buffer)  # one copy per read, parsed forward: a backlog costs linear time
         position = 0
         try:
             while True:
-                value, position = parse(bytes(self._buffer), position)
+                value, position = parse(received, position)
                 self._dispatch(value)
-                del self._buffer[:position]
-                position = 0
         except Incomplete:
             pass
+        finally:
+            del self._buffer[:position]  # what was read whole, dispatched or not: never twice
 
     def _dispatch(self, value: object) -> None:
         if isinstance(value, Push):
@@ -142,6 +148,7 @@ class TrackingProtocol(asyncio.Protocol):
                 future.set_result(value)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
         for future in self._waiting:
             if not future.done():
                 future.set_exception(ConnectionError("the tracking connection closed"))
@@ -194,18 +201,21 @@ class InvalidationTracker:
     async def _track_once(self) -> None:
         address = self.address
         loop = asyncio.get_running_loop()
-        transport, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: TrackingProtocol(self._on_invalidate), address.host, address.port),
-            address.timeout,
-        )
+        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that meets its result in
+        # the same loop turn, and the api's shutdown would wait for this task for ever.
+        async with asyncio.timeout(address.timeout):
+            transport, protocol = await loop.create_connection(
+                lambda: TrackingProtocol(self._on_invalidate, on_lost=lambda: self._on_tracking(False)),
+                address.host,
+                address.port,
+            )
         try:
             hello = ["HELLO", "3"]
             if address.password:
                 hello += ["AUTH", address.username or "default", address.password]
-            await asyncio.wait_for(protocol.command(*hello, "SETNAME", address.client_name), address.timeout)
-            await asyncio.wait_for(
-                protocol.command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", SUMMARY_PREFIX), address.timeout
-            )
+            async with asyncio.timeout(address.timeout):
+                await protocol.command(*hello, "SETNAME", address.client_name)
+                await protocol.command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", SUMMARY_PREFIX)
             self._on_tracking(True)
             self._tracked = True
             log.info("tracking changes to Redis's %s* keys: summaries are kept in this process", SUMMARY_PREFIX)
@@ -214,7 +224,8 @@ class InvalidationTracker:
             while not protocol.lost.done():
                 await asyncio.wait([protocol.lost], timeout=self._ping_seconds)
                 if not protocol.lost.done():
-                    await asyncio.wait_for(protocol.command("PING"), address.timeout)
+                    async with asyncio.timeout(address.timeout):
+                        await protocol.command("PING")
         finally:
             self._on_tracking(False)
             transport.close()

@@ -57,3 +57,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(stream)
         # Duck-typed: it has every transport method uvicorn calls (write and close its own, the rest passed on).
         self.transport = cast(asyncio.Transport, CoalescingTransport(stream, self.loop))
+
+    def eof_received(self) -> None:
+        # The client half-closed: uvloop may close the transport itself once this returns (uvicorn keeps it
+        # no longer), before the turn that would flush. What a response already wrote leaves first.
+        transport = self.transport
+        if isinstance(transport, CoalescingTransport):
+            transport.flush()
+        super().eof_received()
