@@ -1087,6 +1087,7 @@ class DockerObject:
     ident: str
     project: str  # com.docker.compose.project
     text: str  # names, networks, mounts: where a project's name shows
+    testcontainers: bool = False  # made through testcontainers (its org.testcontainers labels)
 
     def owner(self, run: Run) -> str:
         """Whose object this is, where a case could have made it: '' when it is someone else's."""
@@ -1097,28 +1098,37 @@ class DockerObject:
                 return f"the default project {default}"
         return ""
 
+    def of_this_suite(self) -> bool:
+        """Made by this test suite, for another test: on another xdist worker, at the same time."""
+        return self.testcontainers or bool(SUITE_NAME.search(f"{self.project} {self.text}"))
+
 
 COMPOSE_LABEL = "com.docker.compose.project"
+TESTCONTAINERS_LABEL = "org.testcontainers.lang"
+# The suite's throwaway projects, volumes and labs: abtest-, abmon-, abpitr-, ablab-, abedgetls-, abbad-, ...
+# and a hex id (tests/integration, tests/sandbox.py).
+SUITE_NAME = re.compile(r"\bab[a-z]+-[0-9a-f]{6,}")
 LISTINGS = {
     "container": (
         "ps",
         "-a",
         "--no-trunc",
         "--format",
-        f'{{{{.ID}}}}\t{{{{.Label "{COMPOSE_LABEL}"}}}}\t{{{{.Names}}}} {{{{.Networks}}}} {{{{.Mounts}}}}',
+        f'{{{{.ID}}}}\t{{{{.Label "{COMPOSE_LABEL}"}}}}\t{{{{.Label "{TESTCONTAINERS_LABEL}"}}}}'
+        "\t{{.Names}} {{.Networks}} {{.Mounts}}",
     ),
     "network": (
         "network",
         "ls",
         "--no-trunc",
         "--format",
-        f'{{{{.ID}}}}\t{{{{.Label "{COMPOSE_LABEL}"}}}}\t{{{{.Name}}}}',
+        f'{{{{.ID}}}}\t{{{{.Label "{COMPOSE_LABEL}"}}}}\t{{{{.Label "{TESTCONTAINERS_LABEL}"}}}}\t{{{{.Name}}}}',
     ),
     "volume": (
         "volume",
         "ls",
         "--format",
-        f'{{{{.Name}}}}\t{{{{.Label "{COMPOSE_LABEL}"}}}}\t{{{{.Name}}}}',
+        f'{{{{.Name}}}}\t{{{{.Label "{COMPOSE_LABEL}"}}}}\t{{{{.Label "{TESTCONTAINERS_LABEL}"}}}}\t{{{{.Name}}}}',
     ),
 }
 
@@ -1147,7 +1157,8 @@ def _engine_get(socket_path: str, path: str) -> Any:
 
 
 def _object(kind: str, ident: str, labels: Mapping[str, str] | None, text: str) -> DockerObject:
-    return DockerObject(kind, ident, (labels or {}).get(COMPOSE_LABEL, ""), text)
+    labels = labels or {}
+    return DockerObject(kind, ident, labels.get(COMPOSE_LABEL, ""), text, TESTCONTAINERS_LABEL in labels)
 
 
 def _objects_from_socket(socket_path: str) -> dict[str, DockerObject]:
@@ -1177,8 +1188,8 @@ def _objects_from_cli() -> dict[str, DockerObject]:
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, f"listing {kind}s failed: {err.strip()}"
         for line in out.splitlines():
-            ident, project, text = [*line.split("\t", 2), "", ""][:3]
-            objects[f"{kind} {ident}"] = DockerObject(kind, ident, project, text)
+            ident, project, testcontainers, text = [*line.split("\t", 3), "", "", ""][:4]
+            objects[f"{kind} {ident}"] = DockerObject(kind, ident, project, text, bool(testcontainers))
     return objects
 
 
@@ -1215,13 +1226,17 @@ def file_changes(before: Snapshot, after: Snapshot) -> list[str]:
 
 def docker_changes(before: Snapshot, after: Snapshot, run: Run) -> tuple[list[str], list[str]]:
     """Containers, networks and volumes that appeared or went: those a case could own (its throwaway
-    project or folders, a default project) fail it; others are another user's of the shared daemon, and warn."""
+    project or folders, a default project) fail it; the suite's own, for tests on other xdist workers, are
+    expected and pass unsaid; any other is another user's of the shared daemon, and warns."""
     ours, foreign = [], []
     for key in sorted(before.docker.keys() ^ after.docker.keys()):
         obj = after.docker.get(key) or before.docker[key]
         change = f"{'appeared' if key in after.docker else 'went'}: {key} ({obj.project or 'no project'}) {obj.text}"
         owner = obj.owner(run)
-        (ours if owner else foreign).append(f"{change} [{owner or 'not ours'}]")
+        if owner:
+            ours.append(f"{change} [{owner}]")
+        elif not obj.of_this_suite():
+            foreign.append(f"{change} [not ours]")
     return ours, foreign
 
 
