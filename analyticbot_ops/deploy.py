@@ -6,7 +6,6 @@ then starts anything, so bad input leaves the machine as it was."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import random
 import subprocess
 from collections.abc import Callable, Sequence
@@ -191,8 +190,7 @@ SUBNET_POOL = "172.28.0.0/14"
 
 
 def used_subnets() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    ids = docker.docker(["network", "ls", "-q"]).stdout.split()
-    nets = json.loads(docker.docker(["network", "inspect", *ids]).stdout) if ids else []
+    nets = docker.networks()
     found = []
     for net in nets:
         for config in (net.get("IPAM") or {}).get("Config") or []:

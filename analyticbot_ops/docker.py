@@ -5,6 +5,7 @@ as data: the daemon, images, containers."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -114,6 +115,23 @@ def docker(
 
 
 first_line = runner.first_line
+
+# How the CLI says that a network it was asked about is gone (by ID; by name, through the daemon).
+_GONE = re.compile(r"^Error: No such network: |^Error response from daemon: network .* not found")
+
+
+def networks() -> list[dict[str, Any]]:
+    """`docker network inspect` of every network. Another user of the daemon may remove one between the listing
+    and the inspect: the CLI then still prints the others, says which is gone and exits 1; that is no error."""
+    ids = docker(["network", "ls", "-q"]).stdout.split()
+    if not ids:
+        return []
+    result = docker(["network", "inspect", *ids], check=False)
+    problems = [line for line in result.stderr.splitlines() if line.strip() and not _GONE.match(line)]
+    if result.returncode != 0 and (problems or not result.stdout.strip()):
+        raise OpsError(f"docker network inspect failed: {first_line(result.stderr)}")
+    found: list[dict[str, Any]] = json.loads(result.stdout)
+    return found
 
 
 @functools.lru_cache(maxsize=1)

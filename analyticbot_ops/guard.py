@@ -11,7 +11,6 @@ started, each answering with one line that names the way out (BadInput, exit 2, 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -110,9 +109,8 @@ def ports_free(stack: Stack, containers: Iterable[dict[str, Any]]) -> Check:
 
 
 def _networks() -> list[tuple[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]]]:
-    ids = docker.docker(["network", "ls", "-q"]).stdout.split()
     found = []
-    for net in json.loads(docker.docker(["network", "inspect", *ids]).stdout) if ids else []:
+    for net in docker.networks():
         configs = (net.get("IPAM") or {}).get("Config") or []
         found.append((net["Name"], [ipaddress.ip_network(c["Subnet"]) for c in configs if c.get("Subnet")]))
     return found

@@ -668,6 +668,28 @@ def test_used_subnets_are_every_subnet_of_every_docker_network(fake: runner.Fake
     assert fake.commands() == ["docker network ls -q", "docker network inspect n0 n1 n2"]
 
 
+def test_a_network_removed_between_the_listing_and_the_inspect_is_skipped(fake: runner.FakeRunner) -> None:
+    """Another user of the daemon removed n1 meanwhile (seen in CI with tests on parallel workers): the CLI
+    still prints the others and exits 1 saying which is gone; the subnets of the others are what count."""
+    fake.answer("docker", "network", "ls", "-q", stdout="n0\nn1\n")
+    nets = [{"Name": "n0", "IPAM": {"Config": [{"Subnet": "172.30.1.0/24"}]}}]
+    fake.answer(
+        "docker", "network", "inspect", "n0", "n1",
+        stdout=json.dumps(nets), stderr="Error: No such network: n1\n", returncode=1,
+    )  # fmt: skip
+    assert [str(n) for n in deploy.used_subnets()] == ["172.30.1.0/24"]
+
+
+def test_any_other_inspect_failure_is_an_error(fake: runner.FakeRunner) -> None:
+    fake.answer("docker", "network", "ls", "-q", stdout="n0\n")
+    fake.answer(
+        "docker", "network", "inspect", "n0",
+        stderr="Error response from daemon: i/o timeout\n", returncode=1,
+    )  # fmt: skip
+    with pytest.raises(OpsError, match="docker network inspect failed: Error response from daemon: i/o timeout"):
+        deploy.used_subnets()
+
+
 def test_no_networks_means_no_inspect(fake: runner.FakeRunner) -> None:
     assert deploy.used_subnets() == []
     assert fake.commands() == ["docker network ls -q"]
